@@ -1,0 +1,69 @@
+"""``celltwin grafana generate|publish``: provisioning files and pushing to a Grafana.
+
+Kept as its own Typer app so the main CLI mounts it with one ``add_typer`` call and
+its options live next to the code they drive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from connectors.grafana.datasource import InfluxSettings
+from connectors.grafana.generate import PROVISIONING_DIR, stale_files, write
+from connectors.grafana.publisher import PublishError, publish
+
+__all__ = ["grafana_app"]
+
+grafana_app = typer.Typer(help="Grafana dashboards and alert rules, kept as code.",
+                          no_args_is_help=True)
+_out = Console()
+_err = Console(stderr=True)
+
+
+@grafana_app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Provisioning folder to write.")] = PROVISIONING_DIR,
+    check: Annotated[bool, typer.Option(
+        help="Only report files that are out of date; exit 1 if any.")] = False,
+) -> None:
+    """Write the Grafana provisioning files (data source, dashboards, alert rules)."""
+    if check:
+        stale = stale_files(out)
+        for relative in stale:
+            _err.print(f"out of date: {out / relative}")
+        raise typer.Exit(1 if stale else 0)
+    for path in write(out):
+        _out.print(str(path))
+
+
+@grafana_app.command("publish")
+def publish_command(
+    url: Annotated[str, typer.Option(
+        envvar="GRAFANA_URL", help="Grafana base URL, e.g. http://localhost:3000")],
+    token: Annotated[str, typer.Option(
+        envvar="GRAFANA_TOKEN", help="Service-account token (Editor or Admin).")],
+    influx_url: Annotated[str, typer.Option(
+        envvar="INFLUX_URL", help="InfluxDB URL as Grafana's server reaches it.")],
+    influx_org: Annotated[str, typer.Option(envvar="INFLUX_ORG")],
+    influx_bucket: Annotated[str, typer.Option(envvar="INFLUX_BUCKET")],
+    influx_token: Annotated[str, typer.Option(
+        envvar="INFLUX_TOKEN", help="InfluxDB read token for Grafana.")],
+    timeout: Annotated[float, typer.Option(help="Seconds per HTTP request.")] = 10.0,
+) -> None:
+    """Create or update the data source, folder, dashboards and alert rules (by uid)."""
+    influx = InfluxSettings(url=influx_url, org=influx_org, bucket=influx_bucket, token=influx_token)
+    try:
+        report = publish(url, token, influx, timeout=timeout)
+    except PublishError as error:
+        _err.print(f"[red]publish failed:[/red] {error}", markup=True, highlight=False)
+        raise typer.Exit(2) from error
+    _out.print(f"Grafana {report.grafana_version} at {url}: "
+               f"{len(report.created)} created, {len(report.updated)} updated")
+    for entry in report.created:
+        _out.print(f"  created {entry}", highlight=False)
+    for entry in report.updated:
+        _out.print(f"  updated {entry}", highlight=False)

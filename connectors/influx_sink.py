@@ -1,0 +1,156 @@
+"""Write dataflow results to InfluxDB 2 (or anything speaking its write API) from bytewax.
+
+Items are plain dicts, so the dataflow never sees influxdb-client types::
+
+    {"measurement": "twin_state", "tags": {"cell": "A1", "preset": "..."},
+     "fields": {"soc": 0.41, "v": 3.02}, "time": 1767225600.25}   # epoch seconds
+
+A batch is written with the synchronous write API inside ``write_batch``: when it returns,
+the server has stored the points. Transient failures (HTTP 5xx and 429, connection errors,
+timeouts) are retried with exponential backoff in the same call; anything else (a 4xx such
+as a bad token, a missing bucket or a field type conflict), or a transient failure that
+outlasts the retries, raises :class:`InfluxWriteError` with the server's status and message.
+Re-writing a point is harmless: points are keyed by measurement, tags and sample time.
+
+Fields whose value is NaN or infinite are dropped from their point, because line protocol
+has no representation for them; a point left without fields is not written. Time is sent
+with millisecond precision, the coarsest that keeps the sub-second part of sample times.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Mapping
+
+import urllib3
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from influxdb_client import InfluxDBClient, Point, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
+from influxdb_client.rest import ApiException
+
+__all__ = ["InfluxSink", "InfluxWriteError", "to_point"]
+
+_PRECISION = WritePrecision.MS
+
+
+class InfluxWriteError(RuntimeError):
+    """A batch could not be stored; ``status`` is the HTTP status, None if none came back."""
+
+    def __init__(self, status: int | None, message: str, attempts: int) -> None:
+        super().__init__(f"InfluxDB write failed after {attempts} attempt(s): "
+                         f"HTTP {status if status is not None else '-'}: {message}")
+        self.status = status
+        self.message = message
+        self.attempts = attempts
+
+
+def to_point(item: Mapping[str, Any]) -> Point | None:
+    """The InfluxDB point of one item dict, or None if no finite field is left."""
+    fields = {
+        name: value
+        for name, value in item["fields"].items()
+        if value is not None and not (isinstance(value, float) and not math.isfinite(value))
+    }
+    if not fields:
+        return None
+    point = Point(item["measurement"])
+    for name, value in item.get("tags", {}).items():
+        if value is not None:
+            point.tag(name, str(value))
+    for name, value in fields.items():
+        point.field(name, value)
+    return point.time(round(float(item["time"]) * 1000), _PRECISION)
+
+
+class InfluxSink(DynamicSink[Mapping[str, Any]]):
+    """A bytewax sink of item dicts (see the module doc); one HTTP client per worker.
+
+    :arg url: server base URL, e.g. ``http://localhost:8086``.
+    :arg token: API token with write access to ``bucket``.
+    :arg org: organisation name.
+    :arg bucket: destination bucket.
+    :arg timeout_s: timeout of one HTTP request.
+    :arg max_retries: retries of a transiently failing batch before giving up.
+    :arg backoff_s: wait before the first retry; doubled for each further one.
+    :arg max_backoff_s: cap on one wait.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        org: str,
+        bucket: str,
+        *,
+        timeout_s: float = 10.0,
+        max_retries: int = 5,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+    ) -> None:
+        self._url = url
+        self._token = token
+        self._org = org
+        self._bucket = bucket
+        self._timeout_ms = int(timeout_s * 1000)
+        self._max_retries = max_retries
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSinkPartition[Mapping[str, Any]]:
+        # retries=False: the client's urllib3 retries would hide failures and their count
+        # from the loop in write_batch, which owns the retry policy.
+        client = InfluxDBClient(
+            url=self._url, token=self._token, org=self._org,
+            timeout=self._timeout_ms, enable_gzip=True, retries=False,
+        )
+        return _InfluxPartition(
+            client, client.write_api(write_options=SYNCHRONOUS), self._bucket, self._org,
+            self._max_retries, self._backoff_s, self._max_backoff_s,
+        )
+
+
+class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
+    def __init__(
+        self,
+        client: InfluxDBClient,
+        write_api: WriteApi,
+        bucket: str,
+        org: str,
+        max_retries: int,
+        backoff_s: float,
+        max_backoff_s: float,
+    ) -> None:
+        self._client = client
+        self._write_api = write_api
+        self._bucket = bucket
+        self._org = org
+        self._max_retries = max_retries
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+
+    def write_batch(self, items: list[Mapping[str, Any]]) -> None:
+        points = [p for p in map(to_point, items) if p is not None]
+        if not points:
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._write_api.write(
+                    bucket=self._bucket, org=self._org, record=points, write_precision=_PRECISION
+                )
+                return
+            except ApiException as error:
+                status, message = error.status, (error.body or error.reason or "").strip()
+                transient = status is None or status >= 500 or status == 429
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                status, message, transient = None, repr(error), True
+            if not transient or attempt > self._max_retries:
+                raise InfluxWriteError(status, message, attempt)
+            time.sleep(min(self._backoff_s * 2 ** (attempt - 1), self._max_backoff_s))
+
+    def close(self) -> None:
+        self._client.close()

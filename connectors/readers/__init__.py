@@ -1,0 +1,141 @@
+"""Readers that turn archived cycler files into cells in wire units.
+
+``read_archive`` picks the reader from the extension and the first lines of the
+file, so ``celltwin replay FILE`` works without being told the cycler; every
+reader can also be called directly. See :mod:`.model` for what is returned
+and :mod:`.tabular` for the rules on time, units and sign that all share.
+
+=============  ==========================================  ==================
+format         files                                       needs
+=============  ==========================================  ==================
+``table``      CSV/TSV/Parquet, BDF, wire names, mapping   -
+``arbin``      Arbin CSV export                            -
+``maccor``     Maccor text export                          -
+``biologic``   EC-Lab ``.mpt``                             -
+``mpr``        EC-Lab ``.mpr``                             galvani (GPL)
+``neware``     Neware CSV record export                    -
+``xlsx``       Neware XLSX export                          openpyxl
+``nda``        Neware ``.nda``/``.ndax``                   fastnda/NewareNDA
+=============  ==========================================  ==================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import arbin, biologic, maccor, neware
+from .generic import ColumnMapping, load_mapping, read_table
+from .model import (
+    Archive,
+    AmbiguousUnitError,
+    CellRecord,
+    MissingColumnError,
+    MissingExtraError,
+    ParseReport,
+    ReaderError,
+    RejectedRow,
+    UnsupportedFormatError,
+)
+from .tabular import DEFAULT_EPOCH, Options
+from .text import read_head
+
+__all__ = [
+    "FORMATS",
+    "DEFAULT_EPOCH",
+    "read_archive",
+    "detect_format",
+    "load_mapping",
+    "ColumnMapping",
+    "Archive",
+    "CellRecord",
+    "ParseReport",
+    "RejectedRow",
+    "ReaderError",
+    "MissingColumnError",
+    "AmbiguousUnitError",
+    "UnsupportedFormatError",
+    "MissingExtraError",
+]
+
+_Reader = Callable[..., Archive]
+FORMATS: dict[str, _Reader] = {
+    "table": read_table,
+    "arbin": arbin.read_arbin,
+    "maccor": maccor.read_maccor,
+    "biologic": biologic.read_mpt,
+    "mpr": biologic.read_mpr,
+    "neware": neware.read_neware_csv,
+    "xlsx": neware.read_neware_xlsx,
+    "nda": neware.read_nda,
+}
+_BY_EXTENSION = {".mpt": "biologic", ".mpr": "mpr", ".nda": "nda", ".ndax": "nda", ".xlsx": "xlsx",
+                 ".parquet": "table", ".pq": "table"}
+
+
+def detect_format(path: str | Path) -> str:
+    """The key in :data:`FORMATS` for a file, from its extension, then its first lines."""
+    path = Path(path)
+    by_ext = _BY_EXTENSION.get(path.suffix.lower())
+    if by_ext:
+        return by_ext
+    with path.open("rb") as fh:
+        magic = fh.read(64)
+    if magic.startswith(biologic.MPR_MAGIC):
+        return "mpr"
+    if magic.startswith(b"PK\x03\x04") or b"\x00" in magic:
+        raise UnsupportedFormatError(
+            f"{path} is a binary file of no supported format; pass format= one of {sorted(FORMATS)}"
+        )
+    lines, _ = read_head(path, max_lines=40)
+    for name, module in (("biologic", biologic), ("maccor", maccor), ("arbin", arbin), ("neware", neware)):
+        if module.sniff(lines):
+            return name
+    return "table"
+
+
+def read_archive(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    mapping: ColumnMapping | Mapping[str, str] | str | Path | None = None,
+    units: Mapping[str, str] | None = None,
+    cell: str | None = None,
+    start: float | datetime | str | None = None,
+    tz: str | None = None,
+    discharge_positive: bool | None = None,
+) -> Archive:
+    """Read an archived cycler file into cells in wire units.
+
+    ``mapping`` is a ``{role: column}`` dict, a :class:`ColumnMapping` or the
+    path of a TOML mapping file; ``units`` overrides units per role. ``cell``
+    names a one-cell file or picks one cell of a multi-cell table. ``start``
+    (epoch seconds, a datetime or an ISO string) places elapsed-only data in
+    time; ``tz`` is the zone of timestamps printed without one.
+    ``discharge_positive`` states the file's sign convention when it has no
+    step labels (None: vendor convention, else detected from the voltage).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReaderError(f"{path} does not exist")
+    name = format or detect_format(path)
+    if name not in FORMATS:
+        raise UnsupportedFormatError(f"unknown format {name!r}; formats are {sorted(FORMATS)}")
+    if isinstance(mapping, (str, Path)):
+        mapping = load_mapping(mapping)
+    options = Options(start=_epoch(start, tz), tz=tz, discharge_positive=discharge_positive, cell=cell)
+    if name == "table":
+        return read_table(path, mapping=mapping, units=units, options=options)
+    return FORMATS[name](path, mapping=ColumnMapping.coerce(mapping, units), options=options)
+
+
+def _epoch(start: float | datetime | str | None, tz: str | None) -> float | None:
+    if start is None or isinstance(start, (int, float)):
+        return None if start is None else float(start)
+    moment = datetime.fromisoformat(start) if isinstance(start, str) else start
+    if moment.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        moment = moment.replace(tzinfo=ZoneInfo(tz) if tz else timezone.utc)
+    return moment.timestamp()

@@ -1,0 +1,132 @@
+"""BioLogic EC-Lab / BT-Lab files: ``.mpt`` text exports and ``.mpr`` binaries.
+
+An ``.mpt`` starts with ``EC-Lab ASCII FILE`` and ``Nb header lines : N``; line
+N holds the tab-separated column names (``time/s``, ``Ewe/V``, ``<I>/mA``,
+``cycle number``, ``Ns``), and numbers use the decimal comma when the PC's
+locale did. ``Acquisition started on : MM/DD/YYYY HH:MM:SS[.fff]`` is the
+start of elapsed time, in the PC's local zone (pass ``tz``). Current is
+positive when the working electrode is oxidised, which is charge of a full
+cell and delithiation of an anode half-cell: the wire's convention.
+
+``.mpr`` binaries are decoded by galvani (GPL-3.0, installed as the optional
+extra ``biologic``: ``pip install galvani``) into the same column names, then
+normalised by the same code as the text export.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from .generic import ColumnMapping, override, with_mapping_options
+from .model import Archive, MissingExtraError, ParseReport, UnsupportedFormatError
+from .convert import parse_start
+from .tabular import Layout, Options, normalise, pick, read_text, require
+from .text import read_head, split_line
+
+__all__ = ["sniff", "read_mpt", "read_mpr", "MPR_MAGIC"]
+
+MPR_MAGIC = b"BIO-LOGIC MODULAR FILE"
+_MAGIC = ("EC-Lab ASCII FILE", "BT-Lab ASCII FILE")
+_NB_HEADER = re.compile(r"Nb header lines\s*:\s*(\d+)")
+_STARTED = re.compile(r"Acquisition started on\s*:\s*(.+)")
+START_FORMATS = ("%m/%d/%Y %H:%M:%S.%f", "%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S.%f", "%d/%m/%Y %H:%M:%S")
+
+# Column names as EC-Lab versions print them, with the unit each one is in.
+_ALIASES: dict[str, dict[str, str]] = {
+    "time": {"time/s": "s"},
+    "voltage": {"Ewe/V": "V", "<Ewe>/V": "V", "<Ewe/V>": "V", "Ecell/V": "V", "<Ecell>/V": "V", "Ewe/mV": "mV"},
+    "current": {"<I>/mA": "mA", "I/mA": "mA", "<I/mA>": "mA", "I/A": "A", "<I>/A": "A", "I/uA": "uA"},
+    "cycle": {"cycle number": "1"},
+    "step": {"Ns": "1"},
+    "temperature": {
+        "Temperature/°C": "degC", "Temperature/øC": "degC", "Temperature/C": "degC", "Temperature/K": "K",
+    },
+}
+
+
+def sniff(lines: Sequence[str]) -> bool:
+    """An EC-Lab text export names itself on its first line."""
+    return bool(lines) and lines[0].strip() in _MAGIC
+
+
+def _layout(header: Sequence[str], fmt: str, mapping: ColumnMapping) -> Layout:
+    columns: dict[str, str] = {}
+    units: dict[str, str] = {}
+    for role, spellings in _ALIASES.items():
+        found = pick(header, list(spellings))
+        if found:
+            columns[role] = found
+            units[role] = next(u for name, u in spellings.items() if name.lower() == found.lower())
+    return override(Layout(fmt, columns, units, discharge_positive=False), header, mapping)
+
+
+def read_mpt(
+    path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
+) -> Archive:
+    """Read an EC-Lab ``.mpt`` text export."""
+    path = Path(path)
+    mapping = mapping or ColumnMapping()
+    options = with_mapping_options(mapping, options or Options())
+    lines, encoding = read_head(path, max_lines=400, max_bytes=1 << 18)
+    header_line = 1
+    for line in lines[:5]:
+        found = _NB_HEADER.search(line)
+        if found:
+            header_line = int(found.group(1))
+    if header_line > len(lines) - 1:
+        raise UnsupportedFormatError(f"{path}: header of {header_line} lines is longer than the file's head")
+    header = split_line(lines[header_line - 1], "\t")
+    if "time/s" not in header:
+        raise UnsupportedFormatError(
+            f"{path}: line {header_line} has no 'time/s' column; this EC-Lab export version is not supported"
+        )
+    start = None
+    for line in lines[: header_line - 1]:
+        found = _STARTED.search(line)
+        if found:
+            start = parse_start(found.group(1), START_FORMATS, options.tz)
+    layout = _layout(header, "biologic mpt", mapping)
+    layout.start = start
+    first = split_line(lines[header_line], "\t") if header_line < len(lines) else []
+    layout.decimal_comma = any("," in f for f in first)
+    report = ParseReport(source=str(path))
+    if start is not None and options.tz is None:
+        report.warn("'Acquisition started on' carries no time zone; read as UTC (pass tz='Area/City')")
+    return read_text(
+        path, header_line=header_line, delimiter="\t", encoding=encoding, header=header,
+        layout=layout, options=options, report=report,
+    )
+
+
+def read_mpr(
+    path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
+) -> Archive:
+    """Read an EC-Lab ``.mpr`` binary through galvani."""
+    try:
+        from galvani import BioLogic
+    except ImportError as exc:
+        raise MissingExtraError(
+            "reading BioLogic .mpr needs galvani (GPL-3.0): pip install 'celltwin[biologic]' "
+            "or pip install galvani; or export the file as .mpt from EC-Lab"
+        ) from exc
+    path = Path(path)
+    mapping = mapping or ColumnMapping()
+    options = with_mapping_options(mapping, options or Options())
+    mpr = BioLogic.MPRfile(str(path))
+    data = mpr.data
+    header = list(data.dtype.names)
+    layout = _layout(header, "biologic mpr", mapping)
+    require(layout, header)
+    wanted = list(dict.fromkeys(layout.columns.values()))
+    table = pa.table({name: data[name] for name in wanted})
+    report = ParseReport(source=str(path))
+    stamp = getattr(mpr, "timestamp", None)
+    if stamp is not None:
+        layout.start = parse_start(stamp.strftime("%Y-%m-%d %H:%M:%S.%f"), ("%Y-%m-%d %H:%M:%S.%f",), options.tz)
+        if options.tz is None:
+            report.warn("the .mpr start time carries no time zone; read as UTC (pass tz='Area/City')")
+    return normalise(table, layout, options, report)

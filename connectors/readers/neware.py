@@ -1,0 +1,189 @@
+"""Neware BTS exports: CSV and XLSX record tables, and ``.nda``/``.ndax`` binaries.
+
+Neware's sign of the current has changed between BTS versions (older exports
+print discharge current as positive), so the sign comes from the ``Step Type``
+label (``CC_DChg``, ``CCCV_Chg``, ``Rest``; Chinese exports ``放电``/``充电``)
+whenever the file has one. ``Time`` in these exports is the step time; the
+test clock is ``Total Time`` (seconds or ``h:mm:ss``) and the wall clock is
+``Date``/``Realtime``, local time without a zone (pass ``tz``).
+
+XLSX needs openpyxl (extra ``xlsx``); binaries need fastnda (BSD-3, preferred:
+it returns Unix time) or NewareNDA (BSD-3) (extra ``neware``). Names mirror
+the BDF project's Neware plugin, beep's Neware config and the two NDA readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .generic import ColumnMapping, override, sniff_delimiter, with_mapping_options
+from .model import Archive, MissingExtraError, ParseReport, UnsupportedFormatError
+from .tabular import Layout, Options, normalise, pick, read_text, require
+from .text import read_head, split_line
+from .units import split_header
+
+__all__ = ["sniff", "state_sign", "read_neware_csv", "read_neware_xlsx", "read_nda"]
+
+_ALIASES = {
+    "time": ("Total Time", "Total Time(s)", "TotalTime(s)", "Test Time(s)", "Test Time", "test_time"),
+    "timestamp": ("Date", "Realtime", "Real Time", "DateTime", "Date Time", "Absolute Time"),
+    "voltage": ("Voltage(V)", "Voltage(mV)", "Voltage"),
+    "current": ("Current(A)", "Current(mA)", "Current(uA)", "Current(μA)", "Current"),
+    "cycle": ("Cycle Index", "Cycle ID", "Cycle"),
+    "step": ("Step Index", "Step ID", "Step Number", "Step"),
+    "state": ("Step Type", "Status", "Step Name"),
+    "temperature": ("T1(°C)", "T1(℃)", "Temperature(°C)", "Temperature(℃)", "Aux. Temp.(°C)", "T1"),
+}
+TIMESTAMP_FORMATS = ("%Y/%m/%d %H:%M:%S", "%m/%d/%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S")
+_MARKERS = ("Step Type", "DataPoint", "Record Index", "Record ID", "Total Time")
+
+
+def sniff(lines: Sequence[str]) -> bool:
+    """A Neware record table names ``Step Type``/``DataPoint``/``Total Time`` in its header."""
+    return bool(lines) and sum(m in lines[0] for m in _MARKERS) >= 2
+
+
+def state_sign(col: pa.ChunkedArray) -> np.ndarray:
+    """-1 for discharge steps (``*DChg``, ``放电``), +1 for charge steps, 0 otherwise."""
+    labels = pc.fill_null(col.cast(pa.string()), "")
+    discharge = pc.or_(
+        pc.match_substring(labels, "dchg", ignore_case=True), pc.match_substring(labels, "放电")
+    ).to_numpy(zero_copy_only=False)
+    charge = pc.or_(
+        pc.match_substring(labels, "chg", ignore_case=True), pc.match_substring(labels, "充电")
+    ).to_numpy(zero_copy_only=False)
+    return np.where(discharge, -1, np.where(charge, 1, 0)).astype(np.int8)
+
+
+def _layout(header: Sequence[str], fmt: str, mapping: ColumnMapping) -> Layout:
+    columns = {role: col for role, names in _ALIASES.items() if (col := pick(header, names))}
+    units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC"}
+    units.update({role: u for role, col in columns.items() if (u := split_header(col)[1])})
+    layout = Layout(fmt, columns, units, state_sign=state_sign, timestamp_formats=TIMESTAMP_FORMATS)
+    return override(layout, header, mapping)
+
+
+def read_neware_csv(
+    path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
+) -> Archive:
+    """Read a Neware BTS CSV record export."""
+    path = Path(path)
+    mapping = mapping or ColumnMapping()
+    options = with_mapping_options(mapping, options or Options())
+    lines, encoding = read_head(path, max_lines=2)
+    delimiter = sniff_delimiter(lines[0])
+    header = split_line(lines[0], delimiter)
+    layout = _layout(header, "neware csv", mapping)
+    return read_text(
+        path, header_line=1, delimiter=delimiter, encoding=encoding, header=header,
+        layout=layout, options=options, report=ParseReport(source=str(path)),
+    )
+
+
+def read_neware_xlsx(
+    path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
+) -> Archive:
+    """Read the record sheet of a Neware XLSX export (needs openpyxl)."""
+    try:
+        import openpyxl
+    except ImportError as exc:
+        raise MissingExtraError(
+            "reading XLSX needs openpyxl: pip install 'celltwin[xlsx]' or pip install openpyxl; "
+            "or export the data as CSV"
+        ) from exc
+    path = Path(path)
+    mapping = mapping or ColumnMapping()
+    options = with_mapping_options(mapping, options or Options())
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        sheets = sorted(book.worksheets, key=lambda ws: "record" not in ws.title.lower())
+        for sheet in sheets:
+            rows = sheet.iter_rows(values_only=True)
+            first = next(rows, None)
+            header = [str(h).strip() if h is not None else "" for h in (first or ())]
+            layout = _layout(header, "neware xlsx", mapping)
+            if "voltage" in layout.columns and "current" in layout.columns:
+                break
+        else:
+            raise UnsupportedFormatError(
+                f"{path}: no sheet has Neware voltage and current columns; sheets are "
+                f"{[ws.title for ws in book.worksheets]}"
+            )
+        require(layout, header)
+        wanted = list(dict.fromkeys(layout.columns.values()))
+        index = [header.index(name) for name in wanted]
+        cells: list[list[str]] = [[] for _ in wanted]
+        for row in rows:  # openpyxl yields cells one by one; XLSX has no bulk path
+            for out, k in zip(cells, index):
+                value = row[k] if k < len(row) else None
+                out.append(_cell_text(value))
+    finally:
+        book.close()
+    table = pa.table({name: pa.array(col, pa.string()) for name, col in zip(wanted, cells)})
+    report = ParseReport(source=str(path))
+    archive = normalise(table, layout, options, report)
+    # XLSX rows are numbered from the header row (row 1), so data row k is sheet row k + 2.
+    report.rejected = [replace(r, line=r.line + 1) if r.line is not None else r for r in report.rejected]
+    return archive
+
+
+def _cell_text(value: object) -> str:
+    """An XLSX cell as the text a CSV export would hold (datetimes in ISO form)."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def read_nda(
+    path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
+) -> Archive:
+    """Read a Neware ``.nda``/``.ndax`` binary through fastnda, else NewareNDA."""
+    path = Path(path)
+    mapping = mapping or ColumnMapping()
+    options = with_mapping_options(mapping, options or Options())
+    try:
+        import fastnda
+
+        table = fastnda.read(path, cycle_mode="raw").to_arrow()
+        table = table.set_column(
+            table.schema.get_field_index("step_type"), "step_type", table.column("step_type").cast(pa.string())
+        )
+        columns = {
+            "time": "total_time_s", "timestamp": "unix_time_s", "voltage": "voltage_V",
+            "current": "current_mA", "cycle": "cycle_count", "step": "step_count", "state": "step_type",
+        }
+        units = {"time": "s", "timestamp": "s", "voltage": "V", "current": "mA", "temperature": "degC"}
+        fmt = "neware nda (fastnda)"
+    except ImportError:
+        try:
+            import NewareNDA
+        except ImportError as exc:
+            raise MissingExtraError(
+                "reading Neware .nda/.ndax needs fastnda or NewareNDA: pip install 'celltwin[neware]' "
+                "or pip install fastnda"
+            ) from exc
+        table = pa.Table.from_pandas(NewareNDA.read(str(path)), preserve_index=False)
+        columns = {
+            "timestamp": "Timestamp", "voltage": "Voltage", "current": "Current(mA)",
+            "cycle": "Cycle", "step": "Step", "state": "Status",
+        }
+        units = {"voltage": "V", "current": "mA", "temperature": "degC"}
+        fmt = "neware nda (NewareNDA)"
+    names = table.column_names
+    columns = {role: col for role, col in columns.items() if col in names}
+    temperature = next((n for n in names if "temp" in n.lower() or n.startswith("T1")), None)
+    if temperature:
+        columns["temperature"] = temperature
+    layout = override(Layout(fmt, columns, units, state_sign=state_sign), names, mapping)
+    require(layout, names)
+    table = table.select(list(dict.fromkeys(layout.columns.values())))
+    return normalise(table, layout, options, ParseReport(source=str(path)))

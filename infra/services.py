@@ -1,0 +1,337 @@
+"""Start and stop the real services that integration tests and local development use.
+
+Two services, each a child process on free loopback ports with its data in a fresh
+temporary folder:
+
+- Apache Kafka, one node in KRaft mode (broker and controller in one JVM), from the jars
+  that ``infra/kafka/fetch.sh`` resolves from Maven Central;
+- VictoriaMetrics, which accepts what influxdb-client writes (``/api/v2/write``) and can be
+  read back (``/api/v1/export``); it stands in for InfluxDB, of which no server build can
+  be installed on dev and CI machines.
+
+A start returns only once the service just started answers (Kafka serves metadata of the
+new cluster id, VictoriaMetrics is healthy and names the new data folder), never another
+instance that held the port; a start that fails raises :class:`ServiceError` carrying the
+tail of the service's log, so CI shows why. Run one in the foreground for development::
+
+    python infra/services.py kafka [--port 9092]
+    python infra/services.py victoria [--port 8428]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+__all__ = [
+    "KAFKA_LIBS_ENV",
+    "RunningService",
+    "ServiceError",
+    "default_kafka_libs",
+    "start_kafka",
+    "start_victoria",
+]
+
+KAFKA_LIBS_ENV = "CELLTWIN_KAFKA_LIBS"
+_REPO = Path(__file__).resolve().parent.parent
+_LOG4J_CONFIG = Path(__file__).resolve().parent / "kafka" / "log4j2.properties"
+_LOG_TAIL_CHARS = 6000
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started; the message ends with the tail of its log."""
+
+
+@dataclass
+class RunningService:
+    """A started service: where to reach it, and how to stop it."""
+
+    name: str
+    address: str  # "127.0.0.1:PORT" for Kafka, "http://127.0.0.1:PORT" for VictoriaMetrics
+    process: subprocess.Popen[bytes]
+    workdir: Path  # temporary: data and log, removed by stop()
+    log_path: Path
+    _stopped: bool = field(default=False, repr=False)
+
+    def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
+        """The end of the service's log (empty if it wrote none)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return text[-chars:]
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM, wait up to ``timeout_s`` for a clean shutdown, then SIGKILL; remove data."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> RunningService:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def default_kafka_libs() -> Path:
+    """Where ``infra/kafka/fetch.sh`` puts the broker jars (``$CELLTWIN_KAFKA_LIBS`` wins)."""
+    override = os.environ.get(KAFKA_LIBS_ENV)
+    return Path(override) if override else _REPO / ".services" / "kafka" / "libs"
+
+
+def start_kafka(
+    libs: Path | None = None, *, port: int | None = None, timeout_s: float = 60.0
+) -> RunningService:
+    """Start a single-node KRaft broker on 127.0.0.1; ``address`` is its bootstrap server.
+
+    Topics are not auto-created (as on a production broker), so a dataflow that reads a
+    topic nobody created fails loudly instead of reading an empty one.
+    """
+    libs = libs or default_kafka_libs()
+    java = shutil.which("java")
+    if java is None:
+        raise ServiceError("kafka: no `java` on PATH (the broker needs Java 17 or newer)")
+    if not any(libs.glob("kafka_2.13-*.jar")):
+        raise ServiceError(f"kafka: no broker jars in {libs}; run `bash infra/kafka/fetch.sh`")
+
+    port = port or _free_port()
+    controller_port = _free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="celltwin-kafka-"))
+    properties = workdir / "server.properties"
+    properties.write_text(_kafka_properties(port, controller_port, workdir / "data"))
+    log_path = workdir / "kafka.log"
+    cluster_id = _kafka_cluster_id()
+    base = [
+        java,
+        "-Xms256m",
+        "-Xmx512m",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}",
+        "-cp",
+        str(libs / "*"),
+    ]
+    # KRaft refuses to start on an unformatted log dir; --standalone makes this node the
+    # sole voter of the metadata quorum (Kafka 4 dynamic quorum), with a fresh cluster id.
+    with log_path.open("wb") as log:
+        try:
+            returncode = subprocess.run(
+                [*base, "kafka.tools.StorageTool", "format", "--standalone",
+                 "-t", cluster_id, "-c", str(properties)],
+                stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            returncode = None
+    if returncode != 0:
+        text = log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ServiceError(f"kafka: formatting the storage failed ({returncode=}):\n{text}")
+
+    service = _spawn("kafka", [*base, "kafka.Kafka", str(properties)], workdir, log_path,
+                     address=f"127.0.0.1:{port}")
+    _wait_ready(service, lambda: _kafka_serves_metadata(service.address, cluster_id), timeout_s)
+    return service
+
+
+def start_victoria(*, port: int | None = None, timeout_s: float = 30.0) -> RunningService:
+    """Start VictoriaMetrics on 127.0.0.1; ``address`` is its base URL."""
+    binary = shutil.which("victoria-metrics")
+    if binary is None:
+        raise ServiceError(
+            "victoria: no `victoria-metrics` on PATH (Debian: apt-get install victoria-metrics)"
+        )
+    port = port or _free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="celltwin-victoria-"))
+    args = [
+        binary,
+        f"-httpListenAddr=127.0.0.1:{port}",
+        f"-storageDataPath={workdir / 'data'}",
+        # Samples of one series with the same timestamp collapse into one, as re-written
+        # points do in InfluxDB; without it a replay would double every sample.
+        "-dedup.minScrapeInterval=1ms",
+        # The default (1 month) silently drops older samples: archived runs are older.
+        "-retentionPeriod=100y",
+    ]
+    service = _spawn("victoria", args, workdir, workdir / "victoria.log",
+                     address=f"http://127.0.0.1:{port}")
+    _wait_ready(service, lambda: _victoria_serves(service.address, workdir), timeout_s)
+    return service
+
+
+def _free_port() -> int:
+    # The OS picks a port nobody holds; it is released at once for the service to bind.
+    # Another process could take it in between: rare on loopback, and the start then fails
+    # with "Address already in use" in the log rather than silently.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kafka_cluster_id() -> str:
+    # Kafka's own format: 16 random bytes, URL-safe base64 without padding. Kafka avoids
+    # ids starting with "-" because command lines would read them as options.
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def _kafka_properties(port: int, controller_port: int, data: Path) -> str:
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            "controller.listener.names=CONTROLLER",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
+            f"log.dirs={data}",
+            "num.partitions=1",
+            "auto.create.topics.enable=false",
+            # One node: internal topics cannot have more than one replica.
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            # Fewer internal partitions start faster; nothing here needs their parallelism.
+            "offsets.topic.num.partitions=1",
+            "transaction.state.log.num.partitions=1",
+            "group.initial.rebalance.delay.ms=0",
+            "",
+        ]
+    )
+
+
+def _kafka_serves_metadata(bootstrap: str, cluster_id: str) -> bool:
+    # The cluster id tells our broker from another one that already held the port.
+    # Imported here so `python infra/services.py victoria` needs no Kafka client.
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    host, _, port = bootstrap.rpartition(":")
+    # A refused connection costs the admin client its whole bootstrap timeout: ask it only
+    # once the listener accepts, and give it little time so a dying broker is noticed soon.
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
+                                 bootstrap_timeout_ms=3000)
+    except KafkaError:
+        return False
+    try:
+        cluster = admin.describe_cluster()
+        return cluster["cluster_id"] == cluster_id and any(
+            not broker.get("is_fenced", False) for broker in cluster["brokers"]
+        )
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
+def _victoria_serves(url: str, workdir: Path) -> bool:
+    # Healthy, and ours: its exported flags name our data folder, so another instance
+    # that already held the port is not taken for the one just started.
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            if response.status != 200:
+                return False
+        with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:
+            return str(workdir) in response.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _spawn(
+    name: str, args: list[str], workdir: Path, log_path: Path, *, address: str
+) -> RunningService:
+    with log_path.open("wb") as log:
+        # A session of its own: a Ctrl-C meant for the test run or the foreground runner
+        # does not reach the service, which stop() then shuts down in order.
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=workdir, start_new_session=True,
+        )
+    return RunningService(name, address, process, workdir, log_path)
+
+
+def _wait_ready(service: RunningService, ready: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if service.process.poll() is not None:
+                problem = f"exited with code {service.process.returncode}"
+                break
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                problem = f"not ready after {timeout_s:.0f} s"
+                break
+            time.sleep(0.25)
+    except BaseException:
+        service.stop()  # an interrupted start must not leave an orphan service behind
+        raise
+    log = service.log_tail()
+    service.stop()
+    raise ServiceError(f"{service.name}: {problem}; end of its log:\n{log}")
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(description="Run one service in the foreground.")
+    parser.add_argument("service", choices=["kafka", "victoria"])
+    parser.add_argument("--port", type=int, help="listen port (default: any free port)")
+    options = parser.parse_args()
+    # SIGTERM (e.g. from a process manager) takes the same clean path as Ctrl-C; SIGINT is
+    # set explicitly because a shell starting this in the background may have ignored it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        if options.service == "kafka":
+            service = start_kafka(port=options.port)
+        else:
+            service = start_victoria(port=options.port)
+    except ServiceError as error:
+        sys.exit(str(error))
+    except KeyboardInterrupt:  # stopped while starting: the start has cleaned up already
+        sys.exit(130)
+    print(f"{service.name} ready at {service.address} (log: {service.log_path}); Ctrl-C stops",
+          flush=True)
+    try:
+        service.process.wait()
+        sys.exit(f"{service.name} exited with code {service.process.returncode}:\n"
+                 f"{service.log_tail()}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,23 @@
+"""The `celltwin` command line: one entry point, one small module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from connectors.grafana.cli import grafana_app
+
+from .report import report_command
+from .simulate_cmd import calibrate, simulate
+
+app = typer.Typer(
+    help="celltwin: a streaming digital twin of Nd2H5-framed MgH2/Mg2NiH4 anodes on test.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command(help="Simulate cells on a cycler protocol and write the per-cycle table.")(simulate)
+app.command(help="Refit the twin's shared constants to the published figures; print residuals.")(calibrate)
+app.command("report", help="Rebuild the HTML report of an output folder and print its path.")(report_command)
+app.add_typer(grafana_app, name="grafana", help="Grafana dashboards and alert rules as code: generate, publish.")
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,127 @@
+"""The names other people rely on, defined once.
+
+Topics, InfluxDB measurements, their tags and fields, the local output files and
+the alert thresholds live here so that the dataflow, the sinks, the Grafana
+dashboards, the alert rules and the HTML report all import the same definitions
+(a renamed field breaks the build, not a dashboard in production).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "TOPIC_SAMPLES",
+    "TOPIC_META",
+    "TOPIC_DEADLETTER",
+    "TOPIC_TWIN",
+    "TOPIC_ALERTS",
+    "MEAS_STATE",
+    "MEAS_CYCLE",
+    "MEAS_ALERT",
+    "MEAS_HEALTH",
+    "TAG_CELL",
+    "TAG_PRESET",
+    "TAG_HALF",
+    "TAG_KIND",
+    "STATE_FIELDS",
+    "CYCLE_FIELDS",
+    "ALERT_FIELDS",
+    "HEALTH_FIELDS",
+    "OUT_ESTIMATES",
+    "OUT_CYCLES",
+    "OUT_ALERTS",
+    "OUT_DEADLETTER",
+    "OUT_REPORT",
+    "AlertThresholds",
+    "THRESHOLDS",
+]
+
+# Kafka topics (key = cell id on every per-cell topic).
+TOPIC_SAMPLES = "cell.samples"
+TOPIC_META = "cell.meta"  # compacted: key = cell id, value = CellMeta JSON
+TOPIC_DEADLETTER = "cell.deadletter"
+TOPIC_TWIN = "cell.twin"
+TOPIC_ALERTS = "cell.alerts"
+
+# InfluxDB measurements. Timestamps are sample times, so re-writing is idempotent.
+MEAS_STATE = "twin_state"
+MEAS_CYCLE = "cycle_summary"
+MEAS_ALERT = "twin_alert"
+MEAS_HEALTH = "pipeline_health"
+
+TAG_CELL = "cell"
+TAG_PRESET = "preset"
+TAG_HALF = "half"  # "discharge" | "charge" on cycle_summary
+TAG_KIND = "kind"  # alert kind on twin_alert
+
+# Per-sample estimate (rate-limited per cell), measurement twin_state.
+STATE_FIELDS: tuple[str, ...] = (
+    "v",  # measured voltage, V
+    "i",  # measured current, A (lithiation negative)
+    "temp_c",  # cell temperature, C
+    "soc",  # state of charge 0..1 (1 = delithiated / charged)
+    "soc_std",  # one standard deviation of soc
+    "capacity_mah",  # tracked reversible capacity, mAh
+    "retention",  # capacity / first full reversible capacity
+    "r0_ohm",  # ohmic resistance at 130 C reference
+    "rct_ohm",  # charge-transfer + interphase resistance at reference
+    "impedance_growth",  # (r0 + rct) / own baseline - 1
+    "crack_risk",  # 0..1
+    "phase_sep_risk",  # 0..1
+    "hysteresis",  # hysteresis state -1 (lithiation branch) .. +1 (delithiation)
+    "v_residual",  # measured - predicted voltage, V
+    "nis",  # normalised innovation squared, running mean
+)
+
+# One point per half-cycle, measurement cycle_summary (tags cell, preset, half).
+CYCLE_FIELDS: tuple[str, ...] = (
+    "cycle",
+    "capacity_mah",  # coulomb-counted capacity of this half-cycle
+    "capacity_mah_g",  # the same per gram of hydride
+    "expected_mah_g",  # the twin's expectation for this half-cycle
+    "coulombic_efficiency",  # on charge halves: charge / preceding discharge
+    "retention",
+    "impedance_growth",
+    "crack_risk",
+    "phase_sep_risk",
+    "fade_per_cycle",  # recent capacity fade rate, fraction per cycle
+    "c_rate",
+    "nis",
+)
+
+# One point per alert, measurement twin_alert (tags cell, preset, kind).
+ALERT_FIELDS: tuple[str, ...] = ("value", "threshold", "severity", "message")
+
+# Pipeline self-observation, measurement pipeline_health (tag worker).
+HEALTH_FIELDS: tuple[str, ...] = (
+    "samples",
+    "deadletters",
+    "write_errors",
+    "consumer_lag",
+)
+
+# Local output folder of `celltwin run` / `celltwin replay`.
+OUT_ESTIMATES = "estimates.parquet"
+OUT_CYCLES = "cycles.parquet"
+OUT_ALERTS = "alerts.parquet"
+OUT_DEADLETTER = "deadletter.jsonl"
+OUT_REPORT = "report.html"
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """Alert limits shared by the in-stream alerts and the Grafana alert rules."""
+
+    crack_risk: float = 0.7
+    phase_sep_risk: float = 0.7
+    retention_floor: float = 0.8
+    fade_rate_jump: float = 0.01  # fraction of capacity lost per cycle
+    impedance_growth: float = 0.5  # +50 % over the cell's own baseline
+    temp_low_c: float = 120.0  # LiBH4 loses its conduction below ~107 C
+    temp_high_c: float = 140.0
+    silent_after_s: float = 300.0  # a cell on test that sends nothing this long
+    deadletter_burst_per_min: float = 10.0
+
+
+THRESHOLDS = AlertThresholds()

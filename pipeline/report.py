@@ -1,0 +1,157 @@
+"""The HTML report of a run: one self-contained file that opens offline.
+
+``celltwin run`` leaves Parquet files in its output folder; this turns them into
+``report.html`` with a fleet table on top (values beyond ``THRESHOLDS`` in red) and
+per cell the time series and per-cycle figures. plotly.js is inlined once in the
+page head, so the file can be mailed or archived next to the data and still render.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import plotly.graph_objects as go
+import typer
+from plotly.offline import get_plotlyjs
+
+from pipeline.contracts import OUT_REPORT, THRESHOLDS
+from pipeline.report_data import (
+    CellData,
+    Columns,
+    SummaryRow,
+    load_cells,
+    load_validation,
+    summarize,
+)
+from pipeline.report_figures import MAX_POINTS, cycle_figure, timeline_figure, validation_figure
+
+__all__ = ["build_report", "report_command"]
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+table { border-collapse: collapse; margin: 12px 0 24px; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+th { background: #f3f3f3; } td.name { text-align: left; }
+td.ok { background: #e3f4e3; } td.bad { background: #f8d0d0; font-weight: 600; }
+section.cell { border-top: 2px solid #ddd; margin-top: 28px; }
+p.note { color: #666; font-size: 13px; }
+"""
+
+
+def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _td(text: str, css: str = "") -> str:
+    klass = f' class="{css}"' if css else ""
+    return f"<td{klass}>{html.escape(text)}</td>"
+
+
+def _summary_table(rows: Iterable[SummaryRow]) -> str:
+    head = ("cell", "preset", "cycles", "last capacity [mAh]", "last capacity [mAh/g]",
+            "retention", "impedance growth", "crack risk", "phase-sep risk", "alerts")
+    lines = ["<table id='fleet'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        breaches = row.breaches()
+
+        def coloured(name: str, value: float | None, pattern: str = "{:.3f}") -> str:
+            css = "" if value is None else ("bad" if breaches[name] else "ok")
+            return _td(_fmt(value, pattern), css)
+
+        anchor = html.escape(row.cell, quote=True)
+        alerts = f"{row.alerts} ({row.critical_alerts} critical)" if row.alerts else "0"
+        lines.append(
+            "<tr>"
+            f"<td class='name'><a href='#cell-{anchor}'>{html.escape(row.cell)}</a></td>"
+            + _td(row.preset, "name") + _td(str(row.cycles))
+            + _td(_fmt(row.capacity_mah)) + _td(_fmt(row.capacity_mah_g, "{:.1f}"))
+            + coloured("retention", row.retention, "{:.1%}")
+            + coloured("impedance_growth", row.impedance_growth, "{:+.1%}")
+            + coloured("crack_risk", row.crack_risk)
+            + coloured("phase_sep_risk", row.phase_sep_risk)
+            + _td(alerts, "bad" if row.critical_alerts else "")
+            + "</tr>"
+        )
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _figure(fig: go.Figure, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def _cell_section(cell: CellData, number: int) -> str:
+    parts = [f"<section class='cell' id='cell-{html.escape(cell.cell, quote=True)}'>",
+             f"<h2>{html.escape(cell.cell)} <small>({html.escape(cell.preset)})</small></h2>"]
+    if cell.state.get("time", np.array([])).size:
+        parts.append(_figure(timeline_figure(cell, MAX_POINTS), f"timeline-{number}"))
+    parts.append(_figure(cycle_figure(cell), f"cycles-{number}"))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _validation_section(table: Columns) -> str:
+    head = ("cell", "cycles compared", "mean |measured - twin| [mAh]", "max |measured - twin| [mAh]",
+            "mean relative error", "mean Coulombic efficiency")
+    rows, figures = [], []
+    for number, cell in enumerate(sorted({str(c) for c in table["cell"]})):
+        mask = table["cell"] == cell
+        picked = {name: values[mask] for name, values in table.items()}
+        error = np.abs(picked["measured_discharge_mah"] - picked["twin_capacity_mah"])
+        relative = error / np.abs(picked["measured_discharge_mah"])
+        rows.append("<tr>" + _td(cell, "name") + _td(str(int(mask.sum())))
+                    + _td(f"{np.nanmean(error):.4f}") + _td(f"{np.nanmax(error):.4f}")
+                    + _td(f"{np.nanmean(relative):.2%}")
+                    + _td(f"{np.nanmean(picked['coulombic_efficiency']):.4f}") + "</tr>")
+        figures.append(_figure(validation_figure(cell, picked), f"validation-{number}"))
+    header = "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+    return ("<section id='validation'><h2>Validation: measured vs twin</h2>"
+            f"<table>{header}{''.join(rows)}</table>{''.join(figures)}</section>")
+
+
+def _page(cells: list[CellData], validation: Columns | None, source: Path) -> str:
+    limits = (f"retention &lt; {THRESHOLDS.retention_floor:.0%}, impedance growth &gt; "
+              f"{THRESHOLDS.impedance_growth:+.0%}, crack risk &gt; {THRESHOLDS.crack_risk}, "
+              f"phase-separation risk &gt; {THRESHOLDS.phase_sep_risk}")
+    body = [
+        f"<h1>celltwin report - {len(cells)} cell{'s' if len(cells) != 1 else ''}</h1>",
+        f"<p class='note'>From {html.escape(str(source))}. Red: beyond the limits ({limits}).</p>",
+        _summary_table(summarize(cell) for cell in cells),
+    ]
+    if validation is not None:
+        body.append(_validation_section(validation))
+    body.extend(_cell_section(cell, n) for n, cell in enumerate(cells))
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<title>celltwin report</title>"
+        f"<style>{_CSS}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script>"
+        "</head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def build_report(out_dir: Path) -> Path:
+    """Write ``out_dir/report.html`` from the run's output files; returns its path."""
+    out_dir = Path(out_dir)
+    cells = load_cells(out_dir)
+    path = out_dir / OUT_REPORT
+    path.write_text(_page(cells, load_validation(out_dir), out_dir), encoding="utf-8")
+    return path
+
+
+def report_command(
+    out_dir: Annotated[Path, typer.Argument(help="Output folder of `celltwin run`.",
+                                            exists=True, file_okay=False)],
+) -> None:
+    """Write report.html for a run's output folder and print its path."""
+    try:
+        path = build_report(out_dir)
+    except (FileNotFoundError, ValueError) as error:
+        typer.echo(f"report failed: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(str(path))

@@ -1,0 +1,189 @@
+"""Reading a run's output folder into per-cell arrays for the HTML report.
+
+Kept apart from the plotting so the numbers in the summary table (and the
+decimation that keeps the page small) can be tested without a browser. Columns
+come back as numpy arrays; no data-frame library is needed for a few Parquet files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES, THRESHOLDS
+
+__all__ = [
+    "VALIDATION_FILE",
+    "VALIDATION_COLUMNS",
+    "Columns",
+    "CellData",
+    "SummaryRow",
+    "load_cells",
+    "load_validation",
+    "minmax_indices",
+    "summarize",
+]
+
+VALIDATION_FILE = "validation.csv"
+VALIDATION_COLUMNS = ("cell", "cycle", "measured_discharge_mah", "measured_charge_mah",
+                      "coulombic_efficiency", "twin_capacity_mah")
+
+Columns = dict[str, np.ndarray]
+
+
+@dataclass
+class CellData:
+    """Everything the report shows about one cell, each table sorted by time."""
+
+    cell: str
+    preset: str
+    state: Columns
+    discharge: Columns
+    charge: Columns
+    alerts: Columns = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One line of the fleet table; ``None`` where the run has no value."""
+
+    cell: str
+    preset: str
+    cycles: int
+    capacity_mah: float | None
+    capacity_mah_g: float | None
+    retention: float | None
+    impedance_growth: float | None
+    crack_risk: float | None
+    phase_sep_risk: float | None
+    alerts: int
+    critical_alerts: int
+
+    def breaches(self) -> dict[str, bool]:
+        """Which values lie beyond their limit in ``THRESHOLDS``."""
+
+        def beyond(value: float | None, limit: float, low_is_bad: bool = False) -> bool:
+            return value is not None and (value < limit if low_is_bad else value > limit)
+
+        return {
+            "retention": beyond(self.retention, THRESHOLDS.retention_floor, low_is_bad=True),
+            "impedance_growth": beyond(self.impedance_growth, THRESHOLDS.impedance_growth),
+            "crack_risk": beyond(self.crack_risk, THRESHOLDS.crack_risk),
+            "phase_sep_risk": beyond(self.phase_sep_risk, THRESHOLDS.phase_sep_risk),
+        }
+
+
+def _columns(table: pa.Table) -> Columns:
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+def _read(path: Path, required: bool) -> Columns:
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{path} is missing: is {path.parent} the output folder of a run?")
+        return {}
+    return _columns(pq.read_table(path))
+
+
+def _select(columns: Columns, mask: np.ndarray) -> Columns:
+    picked = {name: values[mask] for name, values in columns.items()}
+    if "time" in picked:
+        order = np.argsort(picked["time"], kind="stable")
+        picked = {name: values[order] for name, values in picked.items()}
+    return picked
+
+
+def load_cells(out_dir: Path) -> list[CellData]:
+    """Per-cell data of the run in ``out_dir``, cells in name order."""
+    state = _read(out_dir / OUT_ESTIMATES, required=True)
+    cycles = _read(out_dir / OUT_CYCLES, required=True)
+    alerts = _read(out_dir / OUT_ALERTS, required=False)
+    names = sorted({str(c) for c in state["cell"]} | {str(c) for c in cycles["cell"]})
+    cells = []
+    for name in names:
+        cell_state = _select(state, state["cell"] == name)
+        cell_cycles = _select(cycles, cycles["cell"] == name)
+        presets = [*cell_state["preset"], *cell_cycles["preset"]]
+        cells.append(CellData(
+            cell=name,
+            preset=str(presets[-1]) if presets else "",
+            state=cell_state,
+            discharge=_select(cell_cycles, cell_cycles["half"] == "discharge"),
+            charge=_select(cell_cycles, cell_cycles["half"] == "charge"),
+            alerts=_select(alerts, alerts["cell"] == name) if alerts else {},
+        ))
+    return cells
+
+
+def load_validation(out_dir: Path) -> Columns | None:
+    """The optional validation table (measured cycles next to the twin), if present."""
+    path = out_dir / VALIDATION_FILE
+    if not path.is_file():
+        return None
+    options = pacsv.ConvertOptions(column_types={"cell": pa.string()})
+    columns = _columns(pacsv.read_csv(path, convert_options=options))
+    missing = [c for c in VALIDATION_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}")
+    return columns
+
+
+def _last(columns: Columns, name: str) -> float | None:
+    values = columns.get(name)
+    if values is None:
+        return None
+    finite = values[np.isfinite(values.astype(float))]
+    return float(finite[-1]) if finite.size else None
+
+
+def summarize(cell: CellData) -> SummaryRow:
+    """The fleet-table line of one cell: newest estimate, falling back to cycle summaries."""
+
+    def newest(name: str) -> float | None:
+        value = _last(cell.state, name)
+        return value if value is not None else _last(cell.discharge, name)
+
+    cycle_numbers = [*cell.discharge.get("cycle", []), *cell.charge.get("cycle", [])]
+    severity = cell.alerts.get("severity", np.array([], dtype=object))
+    return SummaryRow(
+        cell=cell.cell,
+        preset=cell.preset,
+        cycles=int(max(cycle_numbers)) if cycle_numbers else 0,
+        capacity_mah=_last(cell.discharge, "capacity_mah"),
+        capacity_mah_g=_last(cell.discharge, "capacity_mah_g"),
+        retention=newest("retention"),
+        impedance_growth=newest("impedance_growth"),
+        crack_risk=newest("crack_risk"),
+        phase_sep_risk=newest("phase_sep_risk"),
+        alerts=int(severity.size),
+        critical_alerts=int(np.count_nonzero(severity == "critical")),
+    )
+
+
+def minmax_indices(values: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of at most ``max_points`` samples keeping each bucket's min and max.
+
+    Plain striding would drop the short spikes (a voltage step, a risk jump) a
+    reader looks for; keeping both extremes of every bucket preserves the envelope.
+    """
+    n = values.size
+    if n <= max_points:
+        return np.arange(n)
+    buckets = max(1, (max_points - 2) // 2)
+    size = math.ceil(n / buckets)
+    rows = math.ceil(n / size)
+    padded = np.full(rows * size, np.nan)
+    padded[:n] = values.astype(float)
+    grid = padded.reshape(rows, size)
+    finite = np.isfinite(grid)
+    low = np.where(finite, grid, np.inf).argmin(axis=1)
+    high = np.where(finite, grid, -np.inf).argmax(axis=1)
+    offsets = np.arange(rows) * size
+    picked = np.concatenate([[0, n - 1], offsets + low, offsets + high])
+    return np.unique(picked[picked < n])

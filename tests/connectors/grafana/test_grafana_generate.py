@@ -1,0 +1,185 @@
+"""The generated provisioning files: up to date, consistent with the contracts."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from connectors.grafana import alerts, datasource
+from connectors.grafana.dashboards import DASHBOARD_UIDS, all_dashboards
+from connectors.grafana.datasource import DATASOURCE_UID
+from connectors.grafana.flux import Flux, FluxQuery
+from connectors.grafana.generate import PROVISIONING_DIR, render, stale_files
+from connectors.grafana.references import flux_queries, query_references
+from pipeline.contracts import (
+    ALERT_FIELDS,
+    CYCLE_FIELDS,
+    HEALTH_FIELDS,
+    MEAS_ALERT,
+    MEAS_CYCLE,
+    MEAS_HEALTH,
+    MEAS_STATE,
+    STATE_FIELDS,
+    TAG_CELL,
+    TAG_HALF,
+    TAG_KIND,
+    TAG_PRESET,
+    THRESHOLDS,
+)
+
+KNOWN = {
+    MEAS_STATE: set(STATE_FIELDS) | {TAG_CELL, TAG_PRESET},
+    MEAS_CYCLE: set(CYCLE_FIELDS) | {TAG_CELL, TAG_PRESET, TAG_HALF},
+    MEAS_ALERT: set(ALERT_FIELDS) | {TAG_CELL, TAG_PRESET, TAG_KIND},
+    MEAS_HEALTH: set(HEALTH_FIELDS),
+}
+
+
+def _walk(value):
+    yield value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("query", "definition"):
+                yield ("query", item)
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def test_committed_provisioning_files_are_up_to_date() -> None:
+    stale = stale_files(PROVISIONING_DIR)
+    assert stale == [], f"run `python -m connectors.grafana.generate`; out of date: {stale}"
+
+
+def test_every_query_is_built_from_contract_names() -> None:
+    documents = [*all_dashboards().values(), *alerts.alert_rules()]
+    queries = [item[1] for doc in documents for item in _walk(doc)
+               if isinstance(item, tuple) and item[0] == "query"]
+    assert len(queries) == len(flux_queries()) > 20
+    assert all(isinstance(q, FluxQuery) for q in queries), "a query was written by hand"
+
+
+def test_references_match_the_query_text_and_the_contracts() -> None:
+    for query in flux_queries():
+        measurements = set(re.findall(r'r\._measurement == "(\w+)"', query))
+        fields = set(re.findall(r'r\._field == "(\w+)"', query))
+        tags = set(re.findall(r'r\.(\w+) == "', query)) - {"_measurement", "_field"}
+        (measurement,) = measurements or {m for m, _ in query.refs}
+        named = {name for m, name in query.refs if m == measurement}
+        assert fields | tags <= named, query
+        assert named <= KNOWN[measurement], query
+
+    references = query_references()
+    assert {(m, name) for m, name in references} <= {(m, n) for m, names in KNOWN.items() for n in names}
+    for expected in [(MEAS_STATE, "soc_std"), (MEAS_STATE, TAG_CELL), (MEAS_CYCLE, "expected_mah_g"),
+                     (MEAS_CYCLE, TAG_HALF), (MEAS_ALERT, TAG_KIND), (MEAS_ALERT, "message")]:
+        assert expected in references
+    assert {(MEAS_HEALTH, f) for f in HEALTH_FIELDS} <= references
+
+
+def test_flux_builder_refuses_names_outside_the_contracts() -> None:
+    with pytest.raises(ValueError, match="unknown or no fields"):
+        Flux(MEAS_STATE, ("voltage",))
+    with pytest.raises(ValueError, match="has no tags"):
+        Flux(MEAS_STATE, ("soc",)).where(TAG_KIND, "x")
+    with pytest.raises(ValueError, match="unknown measurement"):
+        Flux("twin", ("soc",))
+
+
+def test_alert_thresholds_come_from_the_contracts() -> None:
+    expected = {
+        "celltwin-crack-risk": ("gt", [THRESHOLDS.crack_risk]),
+        "celltwin-phase-sep-risk": ("gt", [THRESHOLDS.phase_sep_risk]),
+        "celltwin-retention-floor": ("lt", [THRESHOLDS.retention_floor]),
+        "celltwin-fade-rate-jump": ("gt", [THRESHOLDS.fade_rate_jump]),
+        "celltwin-impedance-growth": ("gt", [THRESHOLDS.impedance_growth]),
+        "celltwin-temperature": ("outside_range", [THRESHOLDS.temp_low_c, THRESHOLDS.temp_high_c]),
+        "celltwin-cell-silent": ("gt", [THRESHOLDS.silent_after_s]),
+        "celltwin-deadletter-burst": ("gt", [THRESHOLDS.deadletter_burst_per_min]),
+    }
+    rules = {rule["uid"]: rule for rule in alerts.alert_rules()}
+    assert set(rules) == set(expected)
+    for uid, (kind, params) in expected.items():
+        rule = rules[uid]
+        assert len(uid) <= 40
+        by_ref = {item["refId"]: item for item in rule["data"]}
+        assert rule["condition"] == "C" and set(by_ref) == {"A", "B", "C"}
+        assert by_ref["A"]["datasourceUid"] == DATASOURCE_UID
+        assert by_ref["A"]["relativeTimeRange"]["from"] > 0
+        assert by_ref["B"]["model"] | {"type": "reduce", "expression": "A"} == by_ref["B"]["model"]
+        evaluator = by_ref["C"]["model"]["conditions"][0]["evaluator"]
+        assert (evaluator["type"], evaluator["params"]) == (kind, params)
+        assert by_ref["C"]["model"]["expression"] == "B"
+        assert re.fullmatch(r"\d+[smh]", rule["for"])
+        assert {"summary", "description"} <= set(rule["annotations"])
+
+
+def test_silent_rule_looks_back_further_than_its_limit() -> None:
+    rule = next(r for r in alerts.alert_rules() if r["uid"] == "celltwin-cell-silent")
+    assert rule["data"][0]["relativeTimeRange"]["from"] > THRESHOLDS.silent_after_s
+
+
+def test_dashboards_are_well_formed() -> None:
+    boards = all_dashboards()
+    assert set(boards) == set(DASHBOARD_UIDS.values())
+    for board in boards.values():
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids))
+        for panel in board["panels"]:
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24
+            assert panel["datasource"]["uid"] == DATASOURCE_UID
+            assert panel["targets"] and all(t["query"] for t in panel["targets"])
+
+
+def test_fleet_overview_colours_limits_from_the_contracts() -> None:
+    fleet = all_dashboards()[DASHBOARD_UIDS["fleet"]]
+    table = next(p for p in fleet["panels"] if p["title"] == "Cells at risk")
+    limits = {}
+    for entry in table["fieldConfig"]["overrides"]:
+        for prop in entry["properties"]:
+            if prop["id"] == "thresholds":
+                limits[entry["matcher"]["options"]] = [s["value"] for s in prop["value"]["steps"]][1]
+    assert limits == {"retention": THRESHOLDS.retention_floor,
+                      "impedance_growth": THRESHOLDS.impedance_growth,
+                      "crack_risk": THRESHOLDS.crack_risk,
+                      "phase_sep_risk": THRESHOLDS.phase_sep_risk}
+    assert "last seen" in json.dumps(table)
+    assert table["options"]["sortBy"] == [{"displayName": "crack_risk", "desc": True}]
+
+
+def test_cell_drilldown_has_cell_variable_band_and_alert_annotations() -> None:
+    cell = all_dashboards()[DASHBOARD_UIDS["cell"]]
+    (variable,) = cell["templating"]["list"]
+    assert variable["name"] == TAG_CELL
+    assert f'tag: "{TAG_CELL}"' in variable["query"]
+    annotation = cell["annotations"]["list"][1]
+    assert f'r._measurement == "{MEAS_ALERT}"' in annotation["target"]["query"]
+    band = next(p for p in cell["panels"] if p["title"].startswith("State of charge"))
+    assert "r.soc + r.soc_std" in band["targets"][0]["query"]
+    fill = [prop for o in band["fieldConfig"]["overrides"] for prop in o["properties"]
+            if prop["id"] == "custom.fillBelowTo"]
+    assert fill == [{"id": "custom.fillBelowTo", "value": "soc_lo"}]
+    capacity = next(p for p in cell["panels"] if p["title"].startswith("Discharge capacity"))
+    assert '"expected_mah_g"' in capacity["targets"][0]["query"]
+    assert all('"${cell}"' in t["query"] for p in cell["panels"] for t in p["targets"])
+
+
+def test_provisioning_files_parse_as_yaml_to_the_python_definitions() -> None:
+    yaml = pytest.importorskip("yaml")
+    files = render()
+    assert yaml.safe_load(files["datasources/influxdb.yaml"]) == datasource.provisioning_file()
+    rules = json.loads(json.dumps(alerts.provisioning_file()))  # FluxQuery -> str
+    assert yaml.safe_load(files["alerting/rules.yaml"]) == rules
+    provider = yaml.safe_load(files["dashboards/dashboards.yaml"])["providers"][0]
+    assert provider["folderUid"] == "celltwin" and provider["options"]["path"].endswith("/dashboards")
+
+
+def test_datasource_file_keeps_secrets_in_the_environment() -> None:
+    text = render()["datasources/influxdb.yaml"]
+    for name in ("INFLUX_URL", "INFLUX_ORG", "INFLUX_BUCKET", "INFLUX_TOKEN"):
+        assert f'"${{{name}}}"' in text
+    assert f"uid: {DATASOURCE_UID}" in text

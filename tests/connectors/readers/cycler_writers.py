@@ -1,0 +1,168 @@
+"""Writers of synthetic cycler files, for round-trip tests of the readers only.
+
+Each writer prints one synthetic cell the way the vendor's software does
+(header lines, column names, units, sign convention, number formats), so a
+reader test can assert ``write -> read == original`` within the printed
+precision. They are deliberately not part of the package: celltwin reads
+these formats, it does not produce them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Synthetic",
+    "synthetic_cell",
+    "write_bdf",
+    "write_arbin",
+    "write_maccor",
+    "write_mpt",
+    "write_neware_csv",
+    "write_neware_xlsx",
+]
+
+START = 1_700_000_000.0  # 2023-11-14T22:13:20Z, a whole second
+
+
+@dataclass
+class Synthetic:
+    t: np.ndarray  # epoch seconds
+    v: np.ndarray
+    i: np.ndarray  # A, discharge negative
+    temp_c: np.ndarray
+    cycle: np.ndarray
+    step: np.ndarray
+
+    @property
+    def elapsed(self) -> np.ndarray:
+        return self.t - self.t[0]
+
+
+def synthetic_cell(n_per_step: int = 20, cycles: int = 2, dt: float = 1.0, gap_s: float = 0.0) -> Synthetic:
+    """Discharge / rest / charge steps; voltage falls under discharge, rises on charge.
+
+    ``gap_s`` inserts a pause in the middle of the record (no samples), as a
+    cycler does when a channel is stopped and resumed.
+    """
+    t, v, i, cycle, step = [], [], [], [], []
+    clock, volt = 0.0, 3.6
+    for c in range(1, cycles + 1):
+        for s, current in ((1, -0.5), (2, 0.0), (3, 0.5)):
+            for _ in range(n_per_step):
+                volt += 0.01 * current / 0.5 if current else 0.0
+                t.append(clock)
+                v.append(round(volt, 4))
+                i.append(current)
+                cycle.append(c)
+                step.append(s)
+                clock += dt
+    t_arr = START + np.asarray(t)
+    if gap_s:
+        t_arr[len(t_arr) // 2 :] += gap_s
+    n = len(t)
+    temp = np.round(130.0 + 0.5 * np.sin(np.arange(n) / 7.0), 2)
+    return Synthetic(t_arr, np.asarray(v), np.asarray(i), temp, np.asarray(cycle), np.asarray(step))
+
+
+def _hms(seconds: float) -> str:
+    h, rem = divmod(seconds, 3600.0)
+    m, s = divmod(rem, 60.0)
+    return f"{int(h)}:{int(m):02d}:{s:06.3f}"
+
+
+def _utc(t: float, fmt: str) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime(fmt)
+
+
+def write_bdf(path: Path, cell: Synthetic) -> Path:
+    """Battery Data Format CSV with preferred labels."""
+    lines = ["Test Time / s,Unix Time / s,Voltage / V,Current / A,Cycle Count / 1,Step Count / 1,"
+             "Surface Temperature T1 / degC"]
+    for k in range(len(cell.t)):
+        lines.append(f"{cell.elapsed[k]:.3f},{cell.t[k]:.3f},{cell.v[k]:.6f},{cell.i[k]:.6f},"
+                     f"{cell.cycle[k]},{cell.step[k]},{cell.temp_c[k]:.2f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_arbin(path: Path, cell: Synthetic) -> Path:
+    """Arbin MITS Pro CSV; Date_Time in UTC without zone, charge positive."""
+    lines = ["Data_Point,Test_Time(s),Date_Time,Step_Time(s),Step_Index,Cycle_Index,Current(A),Voltage(V),"
+             "Charge_Capacity(Ah),Discharge_Capacity(Ah),Aux_Temperature_1(C)"]
+    for k in range(len(cell.t)):
+        lines.append(f"{k + 1},{cell.elapsed[k]:.4f},{_utc(cell.t[k], '%Y-%m-%d %H:%M:%S')},0.0,"
+                     f"{cell.step[k]},{cell.cycle[k]},{cell.i[k]:.6f},{cell.v[k]:.6f},0.0,0.0,{cell.temp_c[k]:.2f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_maccor(path: Path, cell: Synthetic) -> Path:
+    """Maccor raw text export: metadata line, tab separated, current magnitude + State."""
+    start = _utc(cell.t[0], "%m/%d/%Y %I:%M:%S %p")
+    lines = [f"Today's Date\t11/25/2026\tDate of Test:\t{start}\tFilename:\tsynthetic.001\t"
+             "Procedure:\tcycle.000\tComment/Barcode:\t",
+             "Rec#\tCyc#\tStep\tTest (Sec)\tStep (Sec)\tAmp-hr\tWatt-hr\tAmps\tVolts\tState\tES\tDPt Time\tTemp 1"]
+    for k in range(len(cell.t)):
+        state = "D" if cell.i[k] < 0 else "C" if cell.i[k] > 0 else "R"
+        lines.append(f"{k + 1}\t{cell.cycle[k]}\t{cell.step[k]}\t{cell.elapsed[k]:.4f}\t0.0000\t0.0\t0.0\t"
+                     f"{abs(cell.i[k]):.10f}\t{cell.v[k]:.10f}\t{state}\t0\t"
+                     f"{_utc(cell.t[k], '%m/%d/%Y %I:%M:%S %p')}\t{cell.temp_c[k]:.2f}")
+    path.write_text("\r\n".join(lines) + "\r\n")
+    return path
+
+
+def write_mpt(path: Path, cell: Synthetic, decimal_comma: bool = True) -> Path:
+    """EC-Lab ASCII export (GCPL), latin-1, CRLF, trailing tab, current in mA."""
+    columns = ["mode", "ox/red", "error", "control changes", "Ns changes", "counter inc.", "Ns", "time/s",
+               "control/V/mA", "Ewe/V", "<I>/mA", "cycle number", "Temperature/°C"]
+    started = _utc(cell.t[0], "%m/%d/%Y %H:%M:%S.%f")[:-3]
+    head = ["EC-Lab ASCII FILE", "Nb header lines : {n}", "", "Galvanostatic Cycling with Potential Limitation",
+            "", f"Acquisition started on : {started}", "Saved on :", "\tFile : synthetic.mpr", ""]
+    head.append("\t".join(columns) + "\t")
+    head[1] = head[1].format(n=len(head))
+    rows = []
+    for k in range(len(cell.t)):
+        fields = ["1", "1" if cell.i[k] >= 0 else "0", "0", "0", "0", "0", str(cell.step[k] - 1),
+                  f"{cell.elapsed[k]:.15E}", f"{cell.i[k] * 1e3:.7E}", f"{cell.v[k]:.7E}",
+                  f"{cell.i[k] * 1e3:.15E}", f"{cell.cycle[k] - 1:.15E}", f"{cell.temp_c[k]:.4E}"]
+        row = "\t".join(fields)
+        rows.append(row.replace(".", ",") if decimal_comma else row)
+    path.write_bytes(("\r\n".join(head + rows) + "\r\n").encode("latin-1"))
+    return path
+
+
+def write_neware_csv(path: Path, cell: Synthetic, discharge_positive: bool = True) -> Path:
+    """Neware BTS record CSV: mA, step-type labels, h:mm:ss times, older-version positive discharge."""
+    labels = {1: "CC_DChg", 2: "Rest", 3: "CC_Chg"}
+    lines = ["DataPoint,Cycle Index,Step Index,Step Type,Time,Total Time,Current(mA),Voltage(V),"
+             "Capacity(mAh),Date,T1(°C)"]
+    for k in range(len(cell.t)):
+        current = abs(cell.i[k]) if discharge_positive else cell.i[k]
+        lines.append(f"{k + 1},{cell.cycle[k]},{cell.step[k]},{labels[int(cell.step[k])]},0:00:00.000,"
+                     f"{_hms(cell.elapsed[k])},{current * 1e3:.4f},{cell.v[k]:.4f},0.0,"
+                     f"{_utc(cell.t[k], '%Y-%m-%d %H:%M:%S')},{cell.temp_c[k]:.2f}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_neware_xlsx(path: Path, cell: Synthetic) -> Path:
+    """Neware XLSX with a "record" sheet (an empty "cycle" sheet first, as BTS writes)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = "cycle"
+    sheet = book.create_sheet("record")
+    labels = {1: "CC_DChg", 2: "Rest", 3: "CC_Chg"}
+    sheet.append(["DataPoint", "Cycle Index", "Step Index", "Step Type", "Total Time", "Current(A)",
+                  "Voltage(V)", "Date"])
+    for k in range(len(cell.t)):
+        sheet.append([k + 1, int(cell.cycle[k]), int(cell.step[k]), labels[int(cell.step[k])],
+                      _hms(cell.elapsed[k]), float(cell.i[k]), float(cell.v[k]),
+                      datetime.fromtimestamp(cell.t[k], timezone.utc).replace(tzinfo=None)])
+    book.save(path)
+    return path

@@ -1,0 +1,277 @@
+"""Generic tables: BDF and wire names, mappings, units, sign, bad rows, gaps, Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from connectors.readers import (
+    AmbiguousUnitError,
+    ColumnMapping,
+    MissingColumnError,
+    ReaderError,
+    load_mapping,
+    read_archive,
+)
+from cycler_writers import START, synthetic_cell, write_bdf
+
+
+def test_bdf_round_trip_needs_no_mapping(tmp_path: Path) -> None:
+    cell = synthetic_cell()
+    archive = read_archive(write_bdf(tmp_path / "x.bdf.csv", cell))
+    got = archive.only()
+    assert archive.report.format == "bdf"
+    np.testing.assert_allclose(got.t, cell.t, atol=1e-3)
+    np.testing.assert_allclose(got.v, cell.v, atol=1e-6)
+    np.testing.assert_allclose(got.i, cell.i, atol=1e-6)
+    np.testing.assert_allclose(got.temp_c, cell.temp_c, atol=1e-2)
+    np.testing.assert_array_equal(got.cycle, cell.cycle)
+    np.testing.assert_array_equal(got.step, cell.step)
+    assert archive.report.rows_rejected == 0
+    assert "bdf convention" in archive.report.sign_convention
+
+
+def test_wire_names_read_back_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "frames.csv"
+    path.write_text(
+        "cell,t,v,i,temp_c\nA,1700000000.5,3.1,-0.2,130\nB,1700000001.0,3.2,0.2,131\nA,1700000002.0,3.0,-0.2,\n"
+    )
+    archive = read_archive(path)
+    assert set(archive.cells) == {"A", "B"}
+    a = archive.cells["A"]
+    np.testing.assert_allclose(a.t, [1700000000.5, 1700000002.0])
+    np.testing.assert_allclose(a.i, [-0.2, -0.2])
+    assert np.isnan(a.temp_c[1])  # an empty temperature is a missing reading, not a bad row
+    assert read_archive(path, cell="B").only().v.tolist() == [3.2]
+    with pytest.raises(ReaderError, match="'C' is not in"):
+        read_archive(path, cell="C")
+
+
+@pytest.mark.parametrize(
+    ("headers", "scale_t", "scale_v", "scale_i"),
+    [
+        (("time (s)", "voltage (V)", "current (A)"), 1.0, 1.0, 1.0),
+        (("time (ms)", "voltage (mV)", "current (mA)"), 1e3, 1e3, 1e3),
+        (("Time / h", "Voltage / mV", "Current / uA"), 1 / 3600, 1e3, 1e6),
+        (("Time [min]", "Voltage [V]", "Current [µA]"), 1 / 60, 1.0, 1e6),
+    ],
+)
+def test_units_are_read_from_headers(tmp_path: Path, headers, scale_t, scale_v, scale_i) -> None:
+    cell = synthetic_cell(n_per_step=5, cycles=1)
+    lines = [",".join(headers)]
+    rows = zip((cell.elapsed * scale_t).tolist(), (cell.v * scale_v).tolist(), (cell.i * scale_i).tolist())
+    lines += [f"{e!r},{v!r},{i!r}" for e, v, i in rows]
+    path = tmp_path / "u.csv"
+    path.write_text("\n".join(lines) + "\n")
+    got = read_archive(path, start=START, discharge_positive=False).only()
+    np.testing.assert_allclose(got.t, cell.t, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got.v, cell.v, rtol=1e-12)
+    np.testing.assert_allclose(got.i, cell.i, rtol=1e-12)
+
+
+def test_mapping_units_override_a_header_that_lies(tmp_path: Path) -> None:
+    # The logger printed "(A)" but recorded milliamperes: only the user can know.
+    path = tmp_path / "lie.csv"
+    path.write_text("Elapsed (s),U (V),I (A)\n0,3.0,-500\n1,2.9,-500\n")
+    got = read_archive(path, mapping={"current": "I (A)"}, units={"current": "mA"}, start=0.0)
+    np.testing.assert_allclose(got.only().i, [-0.5, -0.5])
+    assert got.report.units["current"] == "mA"
+
+
+def test_mapping_file_in_toml(tmp_path: Path) -> None:
+    toml = tmp_path / "map.toml"
+    toml.write_text(
+        '[columns]\ntime = "Zeit"\nvoltage = "Spannung"\ncurrent = "Strom"\n'
+        '[units]\ntime = "min"\nvoltage = "mV"\ncurrent = "mA"\n'
+        "[options]\ndischarge_positive = true\n"
+    )
+    data = tmp_path / "de.tsv"
+    data.write_text("Zeit\tSpannung\tStrom\n0\t3000\t100\n0,5\t2990\t100\n")
+    mapping = load_mapping(toml)
+    assert mapping.units == {"time": "min", "voltage": "mV", "current": "mA"}
+    archive = read_archive(data, mapping=toml, start=100.0)
+    got = archive.only()
+    np.testing.assert_allclose(got.t, [100.0, 130.0])  # decimal comma in a TSV
+    np.testing.assert_allclose(got.v, [3.0, 2.99])
+    np.testing.assert_allclose(got.i, [-0.1, -0.1])  # discharge positive in the file -> negated
+    assert "negated" in archive.report.sign_convention
+
+
+def test_unitless_current_is_an_error_naming_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "bare.csv"
+    path.write_text("time (s),voltage (V),current\n0,3,1\n")
+    with pytest.raises(AmbiguousUnitError, match=r"'current'.*units=\{'current'"):
+        read_archive(path)
+
+
+def test_unknown_unit_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "kA.csv"
+    path.write_text("time (s),voltage (V),current (kA)\n0,3,1\n")
+    with pytest.raises(AmbiguousUnitError, match="'kA' is not a known current unit"):
+        read_archive(path)
+
+
+def test_missing_voltage_names_the_columns_and_the_option(tmp_path: Path) -> None:
+    path = tmp_path / "nov.csv"
+    path.write_text("time (s),Ewe-Ece (V),current (A)\n0,3,1\n")
+    with pytest.raises(MissingColumnError, match=r"--map voltage=COLUMN.*Ewe-Ece \(V\)"):
+        read_archive(path)
+    with pytest.raises(MissingColumnError, match="'nope' for voltage is not in the file"):
+        read_archive(path, mapping=ColumnMapping.from_pairs(["voltage=nope"]))
+    with pytest.raises(ReaderError, match="unknown mapping role"):
+        ColumnMapping({"volts": "x"})
+
+
+def test_broken_rows_are_reported_good_rows_kept_and_gaps_stay(tmp_path: Path) -> None:
+    path = tmp_path / "dirty.csv"
+    path.write_text(
+        "Test Time / s,Voltage / V,Current / A\n"  # line 1
+        "0,3.50,-0.1\n"  # 2
+        "1,3.49,-0.1\n"  # 3
+        "2,#VALUE!,-0.1\n"  # 4 bad voltage
+        "3,3.47\n"  # 5 too few fields
+        "\n"  # 6 blank
+        "4,3.46,-0.1,extra\n"  # 7 too many fields
+        "5,3.45,nan\n"  # 8 not finite
+        "3605,3.60,0.0\n"  # 9 an hour-long pause: a gap, not a bad row
+        "3606,3.61,0.0\n"  # 10
+    )
+    archive = read_archive(path, start=START)
+    report = archive.report
+    got = archive.only()
+    np.testing.assert_allclose(got.t - START, [0, 1, 3605, 3606])
+    np.testing.assert_allclose(got.v, [3.50, 3.49, 3.60, 3.61])
+    assert (report.rows_read, report.rows_kept, report.rows_rejected) == (8, 4, 4)
+    assert [r.line for r in report.rejected] == [4, 5, 7, 8]
+    assert "#VALUE!" in report.rejected[0].reason
+    assert "2 fields where the header has 3" in report.rejected[1].reason
+    assert report.rejected[1].text == "3,3.47"
+    assert "nan" in report.rejected[3].reason
+    assert np.max(np.diff(got.t)) == 3604.0  # no samples were invented in the pause
+
+
+def test_rejected_examples_are_capped_but_counted(tmp_path: Path) -> None:
+    rows = [f"{k},{'x' if k % 2 else '3.0'},0.1" for k in range(100)]
+    path = tmp_path / "many.csv"
+    path.write_text("Test Time / s,Voltage / V,Current / A\n" + "\n".join(rows) + "\n")
+    report = read_archive(path).report
+    assert report.rows_rejected == 50
+    assert len(report.rejected) == 10
+    assert report.rejected[0].line == 3
+
+
+def test_iso_timestamps_with_and_without_zone(tmp_path: Path) -> None:
+    path = tmp_path / "iso.csv"
+    path.write_text(
+        "timestamp,voltage (V),current (A)\n"
+        "2024-01-01T00:00:00Z,3.0,0.1\n"
+        "2024-01-01 01:00:00.250+01:00,3.1,0.1\n"
+        "2024-01-01 00:00:01.5,3.2,0.1\n"
+        "01.01.2024,3.3,0.1\n"
+    )
+    archive = read_archive(path, tz="UTC")
+    t = archive.only().t
+    np.testing.assert_allclose(t - 1704067200.0, [0.0, 0.25, 1.5])
+    assert archive.report.rows_rejected == 1
+    berlin = read_archive(path, tz="Europe/Berlin").only().t
+    assert berlin[2] == pytest.approx(1704067200.0 - 3600 + 1.5)  # naive -> local zone
+    assert any("no time zone" in w for w in read_archive(path).report.warnings)
+
+
+def test_sign_convention_given_or_detected(tmp_path: Path) -> None:
+    cell = synthetic_cell()
+    lines = ["time (s),voltage (V),current (A)"]  # discharge positive in this file
+    lines += [f"{e},{v},{-i}" for e, v, i in zip(cell.elapsed.tolist(), cell.v.tolist(), cell.i.tolist())]
+    path = tmp_path / "flip.csv"
+    path.write_text("\n".join(lines) + "\n")
+    auto = read_archive(path)
+    np.testing.assert_allclose(auto.only().i, cell.i)
+    assert "detected from the voltage trend" in auto.report.sign_convention
+    np.testing.assert_allclose(read_archive(path, discharge_positive=True).only().i, cell.i)
+    kept = read_archive(path, discharge_positive=False)
+    np.testing.assert_allclose(kept.only().i, -cell.i)
+    assert any("suggests discharge_positive=True" in w for w in kept.report.warnings)
+
+
+def test_sign_left_alone_with_a_warning_when_undecidable(tmp_path: Path) -> None:
+    path = tmp_path / "rest.csv"
+    path.write_text("time (s),voltage (V),current (A)\n0,3.0,0\n1,3.0,0\n")
+    archive = read_archive(path)
+    assert any("discharge_positive" in w for w in archive.report.warnings)
+    assert archive.report.time_origin.startswith("default epoch")
+    assert archive.only().t.tolist() == [0.0, 1.0]
+
+
+def test_parquet_round_trip_with_typed_columns(tmp_path: Path) -> None:
+    cell = synthetic_cell()
+    table = pa.table({
+        "Unix Time / s": cell.t,
+        "Voltage / V": cell.v,
+        "Current / A": cell.i,
+        "Cycle Count / 1": pa.array(cell.cycle, pa.int32()),
+        "Step Count / 1": pa.array(cell.step, pa.int32()),
+    })
+    path = tmp_path / "x.bdf.parquet"
+    pq.write_table(table, path)
+    archive = read_archive(path)
+    got = archive.only()
+    assert archive.report.format == "bdf parquet"
+    np.testing.assert_array_equal(got.t, cell.t)
+    np.testing.assert_array_equal(got.i, cell.i)
+    np.testing.assert_array_equal(got.cycle, cell.cycle)
+
+
+def test_parquet_timestamp_column_and_nulls(tmp_path: Path) -> None:
+    stamps = pa.array([0, 1_000_000, None, 3_000_000], pa.timestamp("us", "UTC"))
+    table = pa.table(
+        {"timestamp": stamps, "voltage (V)": [3.0, 3.1, 3.2, None], "current (A)": [1.0, 1.0, 1.0, 1.0]}
+    )
+    path = tmp_path / "ts.parquet"
+    pq.write_table(table, path)
+    archive = read_archive(path, discharge_positive=False)
+    assert archive.only().t.tolist() == [0.0, 1.0]
+    assert [r.line for r in archive.report.rejected] == [3, 4]
+
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnormal=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=hnp.arrays(np.float64, st.tuples(st.integers(1, 60), st.just(3)), elements=finite),
+)
+def test_random_arrays_survive_a_csv_round_trip(tmp_path_factory, data: np.ndarray) -> None:
+    path = tmp_path_factory.mktemp("prop") / "r.csv"
+    t = START + np.cumsum(np.abs(data[:, 0]))
+    lines = ["Unix Time / s,Voltage / V,Current / A"]
+    lines += [f"{a!r},{b!r},{c!r}" for a, b, c in zip(t.tolist(), data[:, 1].tolist(), data[:, 2].tolist())]
+    path.write_text("\n".join(lines) + "\n")
+    got = read_archive(path).only()
+    np.testing.assert_array_equal(got.t, t)
+    np.testing.assert_array_equal(got.v, data[:, 1])
+    np.testing.assert_array_equal(got.i, data[:, 2])
+
+
+def test_elapsed_only_file_says_its_start_is_assumed(tmp_path: Path) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text("Test Time / s,Voltage / V,Current / A\n0,3.0,0.1\n5,3.1,0.1\n")
+    assumed = read_archive(path).only()
+    assert assumed.meta["start_assumed"] is True
+    assert assumed.t.tolist() == [0.0, 5.0]
+    assert read_archive(path, start=START).only().meta["start_assumed"] is False
+
+
+def test_a_time_column_of_dates_is_absolute_time(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("Time,Voltage (V),Current (A)\n2024-01-01 00:00:00,3.0,0.1\n2024-01-01 00:00:10,3.1,0.1\n")
+    archive = read_archive(path, tz="UTC")
+    assert archive.only().t.tolist() == [1704067200.0, 1704067210.0]
+    assert archive.report.columns["timestamp"] == "Time"
+    assert archive.report.time_origin == "timestamps"

@@ -1,0 +1,53 @@
+"""Maccor text exports: current magnitude with a C/D/R state column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from connectors.readers import detect_format, read_archive
+from cycler_writers import synthetic_cell, write_maccor
+
+
+def test_maccor_round_trip_sign_from_state(tmp_path: Path) -> None:
+    cell = synthetic_cell(gap_s=90.0)
+    path = write_maccor(tmp_path / "synthetic.001", cell)
+    assert detect_format(path) == "maccor"
+    archive = read_archive(path, tz="UTC")
+    got = archive.only()
+    np.testing.assert_allclose(got.t, cell.t, atol=1e-4)
+    np.testing.assert_allclose(got.v, cell.v, atol=1e-9)
+    np.testing.assert_allclose(got.i, cell.i, atol=1e-9)  # magnitudes signed by State
+    np.testing.assert_array_equal(got.step, cell.step)
+    np.testing.assert_allclose(got.temp_c, cell.temp_c)
+    assert "'State' labels" in archive.report.sign_convention
+
+
+def test_maccor_without_dpt_time_starts_at_date_of_test(tmp_path: Path) -> None:
+    cell = synthetic_cell(n_per_step=3, cycles=1)
+    path = write_maccor(tmp_path / "x.txt", cell)
+    lines = path.read_text().splitlines()
+    keep = [k for k, name in enumerate(lines[1].split("\t")) if name != "DPt Time"]
+    trimmed = lines[:1] + ["\t".join(line.split("\t")[k] for k in keep) for line in lines[1:]]
+    path.write_text("\n".join(trimmed) + "\n")
+    archive = read_archive(path, tz="UTC")
+    np.testing.assert_allclose(archive.only().t, cell.t, atol=1e-4)
+    assert archive.report.time_origin == "start from the file header + elapsed"
+
+
+def test_maccor_state_overrides_a_signed_export_and_bad_rows_are_kept_out(tmp_path: Path) -> None:
+    path = tmp_path / "signed.txt"
+    path.write_text(
+        "Today's Date\t01/02/2024\tDate of Test:\t01/01/2024 1:00:00 PM\n"
+        "Rec#\tCyc#\tStep\tTestTime\tAmps\tVolts\tState\n"
+        "1\t1\t1\t0d 00:00:00.00\t-0.25\t3.5\tD\n"
+        "2\t1\t1\t0d 00:00:01.50\t0.25\t3.4\tD\n"
+        "3\t1\t2\t0d 00:00:02.x\t0\t3.4\tR\n"
+        "4\t1\t3\t1d 00:00:03.00\t0.25\t3.5\tC\n"
+    )
+    archive = read_archive(path, tz="UTC")
+    got = archive.only()
+    np.testing.assert_allclose(got.i, [-0.25, -0.25, 0.25])
+    np.testing.assert_allclose(got.t - 1704114000.0, [0.0, 1.5, 86403.0])
+    assert archive.report.rejected[0].line == 5

@@ -1,0 +1,134 @@
+"""InfluxSink: point building, and its retry policy over real HTTP to a scripted local server."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import pytest
+
+from connectors.influx_sink import InfluxSink, InfluxWriteError, to_point
+from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
+
+
+def _item(**fields: float) -> dict:
+    return {
+        "measurement": MEAS_STATE,
+        "tags": {TAG_CELL: "A 1", TAG_PRESET: "p"},
+        "fields": fields,
+        "time": 1767225600.2506,
+    }
+
+
+def test_point_carries_tags_fields_and_millisecond_time() -> None:
+    line = to_point(_item(soc=0.5, v=3.25)).to_line_protocol()
+    assert line == r"twin_state,cell=A\ 1,preset=p soc=0.5,v=3.25 1767225600251"
+
+
+def test_non_finite_fields_and_missing_tags_are_dropped() -> None:
+    item = _item(soc=math.nan, v=3.0, nis=math.inf, r0_ohm=-math.inf)
+    item["tags"][TAG_PRESET] = None
+    assert to_point(item).to_line_protocol() == r"twin_state,cell=A\ 1 v=3 1767225600251"
+
+
+def test_point_without_finite_fields_is_not_written() -> None:
+    assert to_point(_item(soc=math.nan)) is None
+
+
+class _ScriptedServer(ThreadingHTTPServer):
+    """Answers each write with the next status of its script (204 once it runs out)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.statuses = statuses
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _ScriptedServer
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append((self.path, dict(self.headers), body))
+        status = self.server.statuses.pop(0) if self.server.statuses else 204
+        payload = b'{"code":"x","message":"scripted failure"}' if status >= 400 else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted() -> Iterator[_ScriptedServer]:
+    server = _ScriptedServer([])
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _partition(url: str, max_retries: int = 3):
+    sink = InfluxSink(url, "token", "org", "bucket", max_retries=max_retries,
+                      backoff_s=0.01, timeout_s=2)
+    return sink.build("influx", 0, 1)
+
+
+def test_transient_errors_are_retried_until_stored(scripted: _ScriptedServer) -> None:
+    scripted.statuses = [503, 500, 429]
+    part = _partition(f"http://127.0.0.1:{scripted.server_port}")
+    part.write_batch([_item(soc=0.5), _item(soc=math.nan)])
+    part.close()
+
+    assert len(scripted.requests) == 4
+    path, headers, body = scripted.requests[-1]
+    assert path.startswith("/api/v2/write?")
+    assert "bucket=bucket" in path and "org=org" in path and "precision=ms" in path
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == rb"twin_state,cell=A\ 1,preset=p soc=0.5 1767225600251"
+
+
+def test_client_error_raises_at_once_with_status_and_message(scripted: _ScriptedServer) -> None:
+    scripted.statuses = [400]
+    part = _partition(f"http://127.0.0.1:{scripted.server_port}")
+    with pytest.raises(InfluxWriteError, match="scripted failure") as raised:
+        part.write_batch([_item(soc=0.5)])
+    part.close()
+    assert (raised.value.status, raised.value.attempts) == (400, 1)
+    assert len(scripted.requests) == 1
+
+
+def test_persistent_server_error_raises_after_the_retries(scripted: _ScriptedServer) -> None:
+    scripted.statuses = [503] * 10
+    part = _partition(f"http://127.0.0.1:{scripted.server_port}", max_retries=2)
+    with pytest.raises(InfluxWriteError) as raised:
+        part.write_batch([_item(soc=0.5)])
+    part.close()
+    assert (raised.value.status, raised.value.attempts) == (503, 3)
+    assert len(scripted.requests) == 3
+
+
+def test_unreachable_server_raises_after_the_retries() -> None:
+    with socket.socket() as sock:  # a port that nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    part = _partition(f"http://127.0.0.1:{port}", max_retries=2)
+    with pytest.raises(InfluxWriteError) as raised:
+        part.write_batch([_item(soc=0.5)])
+    part.close()
+    assert raised.value.status is None and raised.value.attempts == 3
+
+
+def test_batch_without_finite_values_sends_nothing(scripted: _ScriptedServer) -> None:
+    part = _partition(f"http://127.0.0.1:{scripted.server_port}")
+    part.write_batch([_item(soc=math.nan)])
+    part.close()
+    assert scripted.requests == []

@@ -1,0 +1,25 @@
+"""KafkaSource and KafkaMessage without a broker (the broker tests are in tests/integration)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from connectors.kafka_source import KafkaMessage, KafkaSource
+
+
+def test_message_survives_pickling() -> None:
+    # bytewax pickles items that move between workers.
+    message = KafkaMessage("cell.samples", 2, 41, b"A1", b'{"cell":"A1"}', 1767225600250)
+    assert pickle.loads(pickle.dumps(message)) == message
+
+
+def test_one_topic_name_is_not_taken_for_a_list_of_letters() -> None:
+    with pytest.raises(TypeError):
+        KafkaSource("127.0.0.1:9092", "cell.samples")
+
+
+def test_unknown_offset_reset_is_refused() -> None:
+    with pytest.raises(ValueError, match="auto_offset_reset"):
+        KafkaSource("127.0.0.1:9092", ["cell.samples"], auto_offset_reset="smallest")

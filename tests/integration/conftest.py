@@ -1,0 +1,45 @@
+"""Real services for integration tests, started once per test session.
+
+A service that cannot start fails the run when ``CELLTWIN_REQUIRE_SERVICES=1`` or
+``CI=true`` (CI must never pass by skipping), and is skipped with the reason on a dev box
+that lacks Java, the broker jars or VictoriaMetrics.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import pytest
+
+from infra.services import RunningService, ServiceError, start_kafka, start_victoria
+
+
+def _services_required() -> bool:
+    return (os.environ.get("CELLTWIN_REQUIRE_SERVICES") == "1"
+            or os.environ.get("CI", "").lower() == "true")
+
+
+def _running(start: Callable[[], RunningService]) -> Iterator[str]:
+    try:
+        service = start()
+    except ServiceError as error:
+        if _services_required():
+            pytest.fail(f"required service did not start: {error}", pytrace=False)
+        pytest.skip(f"service not available on this machine: {error}")
+    try:
+        yield service.address
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap ``"127.0.0.1:PORT"`` of a single-node KRaft broker; topics are not auto-created."""
+    yield from _running(start_kafka)
+
+
+@pytest.fixture(scope="session")
+def victoria_url() -> Iterator[str]:
+    """Base URL ``"http://127.0.0.1:PORT"`` of VictoriaMetrics: InfluxDB v2 writes, 1 ms dedup."""
+    yield from _running(start_victoria)

@@ -1,0 +1,316 @@
+"""The HTML report: numbers, decimation, offline page, and rendering in headless Chromium."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import typer
+from plotly.offline import get_plotlyjs
+from typer.testing import CliRunner
+
+from pipeline.contracts import (
+    CYCLE_FIELDS,
+    OUT_ALERTS,
+    OUT_CYCLES,
+    OUT_ESTIMATES,
+    OUT_REPORT,
+    STATE_FIELDS,
+    THRESHOLDS,
+)
+from pipeline.report import build_report, report_command
+from pipeline.report_data import VALIDATION_COLUMNS, load_cells, minmax_indices, summarize
+from pipeline.report_figures import MAX_POINTS
+
+T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+# cell -> (preset, estimate samples, cycles, final retention, final crack risk)
+CELLS = {
+    "A01": ("nd2h5-mgh2", 5000, 6, 0.75, 0.85),
+    "A02": ("nd2h5-mgh2", 400, 4, 0.95, 0.20),
+    "B01": ("mg2nih4-rich", 300, 3, 0.90, 0.40),
+}
+
+
+def _estimates(cell: str, preset: str, n: int, retention: float, crack: float) -> dict[str, list]:
+    t = T0 + np.arange(n) * 10.0
+    phase = np.linspace(0, 6 * np.pi, n)
+    ramp = np.linspace(0.0, 1.0, n)
+    columns = {name: np.zeros(n) for name in STATE_FIELDS}
+    columns.update(
+        v=0.6 + 0.3 * np.sin(phase), i=np.where(np.sin(phase) > 0, 0.002, -0.002),
+        temp_c=np.full(n, 130.0), soc=0.5 + 0.45 * np.sin(phase), soc_std=np.full(n, 0.03),
+        capacity_mah=1.2 - 0.2 * ramp, retention=1.0 - (1.0 - retention) * ramp,
+        r0_ohm=2.0 + ramp, rct_ohm=5.0 + 2 * ramp, impedance_growth=0.4 * ramp,
+        crack_risk=crack * ramp, phase_sep_risk=0.3 * ramp,
+    )
+    return {"time": t, "cell": [cell] * n, "preset": [preset] * n, **columns}
+
+
+def _cycles(cell: str, preset: str, cycles: int, retention: float) -> dict[str, list]:
+    rows: dict[str, list] = {"time": [], "cell": [], "preset": [], "half": []}
+    rows.update({name: [] for name in CYCLE_FIELDS})
+    for cycle in range(1, cycles + 1):
+        fade = 1.0 - (1.0 - retention) * (cycle - 1) / max(cycles - 1, 1)
+        for k, half in enumerate(("discharge", "charge")):
+            values = {name: 0.0 for name in CYCLE_FIELDS}
+            values.update(cycle=cycle, capacity_mah=1.2 * fade, capacity_mah_g=600.0 * fade,
+                          expected_mah_g=600.0 * (1 - 0.9 * (1 - fade)), retention=fade,
+                          coulombic_efficiency=0.98 if half == "charge" else np.nan,
+                          crack_risk=0.1, c_rate=0.2)
+            rows["time"].append(T0 + cycle * 7200.0 + k * 3600.0)
+            rows["cell"].append(cell)
+            rows["preset"].append(preset)
+            rows["half"].append(half)
+            for name, value in values.items():
+                rows[name].append(value)
+    return rows
+
+
+def _write(path: Path, columns: dict[str, list], int_columns: tuple[str, ...] = ()) -> None:
+    arrays = {}
+    for name, values in columns.items():
+        if name in ("cell", "preset", "half", "kind", "severity", "message"):
+            arrays[name] = pa.array(list(values), pa.string())
+        elif name in int_columns:
+            arrays[name] = pa.array(np.asarray(values, dtype=np.int64))
+        else:
+            arrays[name] = pa.array(np.asarray(values, dtype=np.float64))
+    pq.write_table(pa.table(arrays), path)
+
+
+def _concat(parts: list[dict[str, list]]) -> dict[str, list]:
+    return {name: [v for part in parts for v in part[name]] for name in parts[0]}
+
+
+def _alerts(rows: list[tuple[float, str, str, str]]) -> dict[str, list]:
+    return {
+        "time": [r[0] for r in rows], "cell": [r[1] for r in rows], "preset": ["nd2h5-mgh2"] * len(rows),
+        "kind": [r[2] for r in rows], "value": [0.85] * len(rows),
+        "threshold": [THRESHOLDS.crack_risk] * len(rows), "severity": [r[3] for r in rows],
+        "message": [f"{r[2]} on {r[1]}" for r in rows],
+    }
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A small output folder as `celltwin run` writes it: 3 cells, a few cycles, 3 alerts."""
+    out = tmp_path / "run"
+    out.mkdir()
+    estimates = [_estimates(c, p, n, r, k) for c, (p, n, _, r, k) in CELLS.items()]
+    _write(out / OUT_ESTIMATES, _concat(estimates))
+    _write(out / OUT_CYCLES, _concat([_cycles(c, p, m, r) for c, (p, _, m, r, _) in CELLS.items()]),
+           int_columns=("cycle",))
+    _write(out / OUT_ALERTS, _alerts([(T0 + 40000, "A01", "crack_risk", "critical"),
+                                      (T0 + 45000, "A01", "retention_floor", "warning"),
+                                      (T0 + 1000, "B01", "temperature", "warning")]))
+    return out
+
+
+def _write_validation(out: Path) -> None:
+    lines = [",".join(VALIDATION_COLUMNS)]
+    for cell in ("A01", "A02"):
+        for cycle in range(1, 5):
+            fade = 0.02 * cycle
+            lines.append(f"{cell},{cycle},{1.2 - fade},{1.18 - fade},0.98,{1.21 - fade}")
+    (out / "validation.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_summary_values_and_breaches(run_dir: Path) -> None:
+    rows = {cell.cell: summarize(cell) for cell in load_cells(run_dir)}
+
+    assert list(rows) == ["A01", "A02", "B01"]
+    bad = rows["A01"]
+    assert bad.preset == "nd2h5-mgh2" and bad.cycles == 6
+    assert bad.retention == pytest.approx(0.75)
+    assert bad.crack_risk == pytest.approx(0.85)
+    assert bad.capacity_mah_g == pytest.approx(600.0 * 0.75)
+    assert (bad.alerts, bad.critical_alerts) == (2, 1)
+    assert bad.breaches() == {"retention": True, "impedance_growth": False, "crack_risk": True,
+                              "phase_sep_risk": False}
+    assert not any(rows["A02"].breaches().values())
+    assert rows["A02"].alerts == 0
+
+
+def test_report_is_one_offline_page_with_every_figure(run_dir: Path) -> None:
+    path = build_report(run_dir)
+
+    assert path == run_dir / OUT_REPORT
+    page = path.read_text()
+    assert page.count(get_plotlyjs()) == 1
+    assert "<script src=" not in page and "cdn.plot.ly" not in page.replace(get_plotlyjs(), "")
+    assert page.count("Plotly.newPlot(") == 2 * len(CELLS)
+    fleet = page[page.index("<table id='fleet'>"):page.index("</table>")]
+    a01 = fleet[fleet.index("#cell-A01"):fleet.index("#cell-A02")]
+    assert a01.count("class=\"bad\"") == 3  # retention, crack risk, a critical alert
+    assert "75.0%" in a01 and "0.850" in a01
+    assert "validation" not in page.lower()
+
+
+def test_long_series_are_decimated_and_say_so(run_dir: Path) -> None:
+    page = build_report(run_dir).read_text()
+    raw = re.findall(r'"title":\{"text":"([^"]*time on test[^"]*)"', page)
+    titles = [json.loads(f'"{t}"') for t in raw]  # plotly escapes < and / in its JSON
+    assert len(titles) == len(CELLS)
+    assert [("downsampled" in t) for t in titles] == [True, False, False]
+    assert f"downsampled to <= {MAX_POINTS} points per trace (min/max kept)" in titles[0]
+
+
+def test_minmax_decimation_keeps_extremes_and_bounds_size() -> None:
+    values = np.sin(np.linspace(0, 40, 100_000))
+    values[31_337] = 5.0
+    values[77_001] = -4.0
+    keep = minmax_indices(values, 2000)
+
+    assert keep.size <= 2000
+    assert {0, 31_337, 77_001, values.size - 1} <= set(keep.tolist())
+    assert np.all(np.diff(keep) > 0)
+    assert values[keep].max() == 5.0 and values[keep].min() == -4.0
+    assert minmax_indices(values[:50], 2000).tolist() == list(range(50))
+
+
+def test_page_stays_small_for_long_runs(tmp_path: Path) -> None:
+    out = tmp_path / "long"
+    out.mkdir()
+    estimates = [_estimates(f"C{k:02d}", "p", 100_000, 0.9, 0.3) for k in range(3)]
+    _write(out / OUT_ESTIMATES, _concat(estimates))
+    _write(out / OUT_CYCLES, _concat([_cycles(f"C{k:02d}", "p", 50, 0.9) for k in range(3)]),
+           int_columns=("cycle",))
+
+    page = build_report(out).read_text()
+
+    data_bytes = len(page) - len(get_plotlyjs())
+    assert data_bytes < 3 * 400_000, data_bytes  # 3 cells x 100k samples -> well under 0.4 MB each
+
+
+def test_missing_or_empty_alerts_still_build(run_dir: Path) -> None:
+    _write(run_dir / OUT_ALERTS, _alerts([]))
+    assert "no alerts" in build_report(run_dir).read_text()
+    (run_dir / OUT_ALERTS).unlink()
+    page = build_report(run_dir).read_text()
+    assert page.count("no alerts") == len(CELLS)
+
+
+def test_validation_section_when_the_table_exists(run_dir: Path) -> None:
+    _write_validation(run_dir)
+    page = build_report(run_dir).read_text()
+
+    section = page[page.index("<section id='validation'>"):page.index("</section>")]
+    assert "<td class=\"name\">A01</td><td>4</td><td>0.0100</td>" in section
+    assert "<td class=\"name\">B01</td>" not in section
+    assert page.count("Plotly.newPlot(") == 2 * len(CELLS) + 2
+
+
+def test_report_command_prints_the_path_and_fails_clearly(run_dir: Path, tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(report_command)
+    runner = CliRunner()
+
+    done = runner.invoke(app, [str(run_dir)])
+    assert done.exit_code == 0, done.output
+    assert done.output.strip() == str(run_dir / OUT_REPORT)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = runner.invoke(app, [str(empty)])
+    assert failed.exit_code == 1
+    assert OUT_ESTIMATES in failed.output
+
+
+# --- rendering in a real browser ---------------------------------------------------------
+
+_CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   "--hide-scrollbars"]
+
+# Injected first into <head> of a copy of the report: collects errors, then writes what
+# rendered into the DOM, which --dump-dom returns.
+_PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', e => __errors.push('error: ' + e.message));
+window.addEventListener('unhandledrejection', e => __errors.push('rejection: ' + e.reason));
+const __consoleError = console.error;
+console.error = (...args) => { __errors.push('console: ' + args.join(' ')); __consoleError(...args); };
+window.addEventListener('load', () => setTimeout(() => {
+  const plots = [...document.querySelectorAll('div.plotly-graph-div')].map(d => ({
+    id: d.id, rendered: d.classList.contains('js-plotly-plot'),
+    svgs: d.querySelectorAll('.main-svg').length,
+    traces: d.querySelectorAll('.scatterlayer .trace').length,
+    points: d.querySelectorAll('.scatterlayer path.js-line, .scatterlayer .point').length}));
+  const out = document.createElement('pre');
+  out.id = '__probe';
+  out.textContent = JSON.stringify({errors: __errors, plots: plots});
+  document.body.appendChild(out);
+}, 1000));
+</script>"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    required = (os.environ.get("CI", "").lower() in ("true", "1", "yes")
+                or os.environ.get("CELLTWIN_REQUIRE_SERVICES") == "1")
+    if required:
+        pytest.fail("chromium is required to test the report in CI (Debian package `chromium`)")
+    pytest.skip("chromium is not installed (Debian package `chromium`)")
+
+
+def _run_chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
+    command = [_chromium(), *_CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+
+
+def _probe(page: str, tmp_path: Path) -> dict:
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("<head>", "<head>" + _PROBE, 1))
+    result = _run_chromium(["--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
+                           tmp_path / "profile")
+    found = re.search(r'<pre id="__probe">(.*?)</pre>', result.stdout, re.S)
+    assert found, f"no probe output; chromium said: {result.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def test_browser_probe_sees_a_broken_page(tmp_path: Path) -> None:
+    broken = ("<html><head></head><body><div class='plotly-graph-div' id='p'></div>"
+              "<script>Plotly.newPlot('p', [{y: [1, 2]}]);</script></body></html>")
+
+    state = _probe(broken, tmp_path)
+
+    assert any("Plotly is not defined" in e for e in state["errors"])
+    assert state["plots"] == [{"id": "p", "rendered": False, "svgs": 0, "traces": 0, "points": 0}]
+
+
+def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+    _write_validation(run_dir)
+
+    state = _probe(build_report(run_dir).read_text(), tmp_path)
+
+    assert state["errors"] == []
+    plots = state["plots"]
+    assert len(plots) == 2 * len(CELLS) + 2
+    for plot in plots:
+        assert plot["rendered"] and plot["svgs"] > 0 and plot["traces"] > 0, plot
+        assert plot["points"] > 0, plot
+
+
+def test_report_screenshot(run_dir: Path, tmp_path: Path) -> None:
+    report = build_report(run_dir)
+    shot = tmp_path / "report.png"
+
+    result = _run_chromium(["--virtual-time-budget=15000", "--window-size=1400,3000",
+                            f"--screenshot={shot}", report.as_uri()], tmp_path / "profile")
+
+    assert shot.is_file(), result.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 50_000  # a blank page is a few kB
+    print(f"report screenshot: {shot}")

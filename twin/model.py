@@ -1,0 +1,124 @@
+"""The reduced-order cell model: one discrete state-space model for simulator and filter.
+
+Fast states, per cell:
+
+    z   state of charge 0..1 (1 = hydride, delithiated; lithiation lowers it)
+    h   hysteresis state -1 (lithiation branch) .. +1 (delithiation branch), Plett-style
+    v1  charge-transfer / interphase RC voltage, V
+    d   diffusion lag: surface minus bulk state of charge (the second RC, in SOC units)
+
+Terminal voltage:  V = OCV(z + d, h) + I * R0 * g(T) + v1,  I > 0 on charge.
+
+The OCV has the lithiation plateau of both hydrides near 0.42 V (Mg2NiH4 first,
+slightly higher) and the two delithiation plateaus, 0.57 V (MgH2 re-forms first) and
+0.65 V (Mg2NiH4). The SOC ranges of the two phases come from their capacity shares,
+so the curve follows the composition. Diffusion enters through the surface SOC: a
+planar Li-supply path of time constant tau_D leaves the surface ahead of the bulk by
+I * tau_D / (3 Q) at steady state (parabolic-profile approximation), so at high rate
+the surface hits the end of the plateau early and the cut-off voltage comes before
+the bulk is converted: the rate capability is an outcome, not a table.
+
+All functions are vectorised over cells (leading axis) and use zero-order-hold exact
+discretisation over a sample interval, so simulator and estimator step identically.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "E_LITH_MGH2",
+    "E_LITH_MG2NIH4",
+    "E_DELITH_MGH2",
+    "E_DELITH_MG2NIH4",
+    "ocv_branches",
+    "ocv",
+    "temperature_factor",
+    "transition",
+    "terminal_voltage",
+]
+
+E_LITH_MGH2 = 0.41  # V, both hydrides reduce around the 0.42 V CV peak
+E_LITH_MG2NIH4 = 0.44  # favoured thermodynamically: lithiated first, slightly higher
+E_DELITH_MGH2 = 0.57
+E_DELITH_MG2NIH4 = 0.65
+_PLATEAU_SLOPE = 0.05  # V per unit SOC across a plateau (solid-solution tail of the two-phase)
+_STEP_WIDTH = 0.02  # SOC width of the switch between the two phases' plateaus
+_END_WIDTH = 0.01  # SOC width of the knees at both ends
+_LOW_KNEE = 0.22  # V: the lithiation curve falls from the plateau below 0.3 V at z -> 0
+_HIGH_KNEE = 0.5  # V: the delithiation curve rises above 1.0 V at z -> 1
+
+# LiBH4 conduction: Arrhenius above its orthorhombic -> hexagonal transition near 380 K,
+# and a jump of about two orders of magnitude in resistance below it.
+_EA_EV = 0.3
+_KB_EV = 8.617333e-5
+_T_TRANSITION_K = 380.0
+_TRANSITION_WIDTH_K = 2.5
+_LOW_PHASE_FACTOR = 100.0
+T_REF_K = 403.15
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def ocv_branches(z: np.ndarray, ni_share: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Lithiation and delithiation OCV at surface SOC z, and their derivatives in z.
+
+    Mg2NiH4 holds the top `ni_share` of the SOC range (it lithiates first and re-forms
+    last), MgH2 the rest. Returns (e_lith, e_delith, de_lith, de_delith).
+    """
+    z = np.asarray(z, dtype=float)
+    ni_share = np.asarray(ni_share, dtype=float)
+    # Where the plateau switches phase; a missing phase moves the switch off the range.
+    loc = np.where(ni_share <= 0, 2.0, np.where(ni_share >= 1, -1.0, 1.0 - ni_share))
+    s = _sigmoid((z - loc) / _STEP_WIDTH)
+    ds = s * (1 - s) / _STEP_WIDTH
+    low = np.exp(-z / _END_WIDTH)
+    high = np.exp(-(1.0 - z) / _END_WIDTH)
+    slope = _PLATEAU_SLOPE * (z - 0.5)
+    e_lith = E_LITH_MGH2 + (E_LITH_MG2NIH4 - E_LITH_MGH2) * s + slope - _LOW_KNEE * low
+    e_delith = E_DELITH_MGH2 + (E_DELITH_MG2NIH4 - E_DELITH_MGH2) * s + slope + _HIGH_KNEE * high
+    de_lith = (E_LITH_MG2NIH4 - E_LITH_MGH2) * ds + _PLATEAU_SLOPE + _LOW_KNEE * low / _END_WIDTH
+    de_delith = (E_DELITH_MG2NIH4 - E_DELITH_MGH2) * ds + _PLATEAU_SLOPE + _HIGH_KNEE * high / _END_WIDTH
+    return e_lith, e_delith, de_lith, de_delith
+
+
+def ocv(z: np.ndarray, h: np.ndarray, ni_share: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OCV between the branches as set by the hysteresis state h, with dOCV/dz and dOCV/dh."""
+    e_l, e_d, de_l, de_d = ocv_branches(z, ni_share)
+    mid, half = 0.5 * (e_d + e_l), 0.5 * (e_d - e_l)
+    return mid + h * half, 0.5 * (de_d + de_l) + h * 0.5 * (de_d - de_l), half
+
+
+def transition(z, h, v1, d, current, dt, capacity_mah, r1, tau1, tau_diff, gamma, g):
+    """One zero-order-hold step of the fast states over dt seconds at constant current (A).
+
+    Returns the new states and the partial derivatives the filter needs:
+    (z, h, v1, d), (a_h, a_1, a_d, dv1_dr1).
+    """
+    q_as = capacity_mah * 3.6  # A*s
+    z_new = z + current * dt / q_as
+    a_h = np.exp(-np.abs(current) * gamma * dt / q_as)
+    h_new = a_h * h + (1.0 - a_h) * np.sign(current)
+    a_1 = np.exp(-dt / tau1)
+    dv1_dr1 = (1.0 - a_1) * current * g
+    v1_new = a_1 * v1 + dv1_dr1 * r1
+    a_d = np.exp(-10.0 * dt / tau_diff)  # slowest diffusion mode ~ tau_D / pi^2
+    d_new = a_d * d + (1.0 - a_d) * current * tau_diff / (3.0 * q_as)
+    return (z_new, h_new, v1_new, d_new), (a_h, a_1, a_d, dv1_dr1)
+
+
+def temperature_factor(temp_c: np.ndarray) -> np.ndarray:
+    """Resistance multiplier relative to 130 C: Arrhenius, plus the LiBH4 phase jump."""
+    t_k = np.asarray(temp_c, dtype=float) + 273.15
+    arrhenius = np.exp(_EA_EV / _KB_EV * (1.0 / t_k - 1.0 / T_REF_K))
+    jump = 1.0 + _LOW_PHASE_FACTOR * _sigmoid((_T_TRANSITION_K - t_k) / _TRANSITION_WIDTH_K)
+    jump_ref = 1.0 + _LOW_PHASE_FACTOR * _sigmoid((_T_TRANSITION_K - T_REF_K) / _TRANSITION_WIDTH_K)
+    return arrhenius * jump / jump_ref
+
+
+def terminal_voltage(z, h, v1, d, current, r0, g, ni_share, shift=0.0):
+    """Terminal voltage and its partial derivatives (dV/dz = dV/dd, dV/dh, dV/dr0)."""
+    e, de_dz, de_dh = ocv(z + d, h, ni_share)
+    return e + shift + current * r0 * g + v1, de_dz, de_dh, current * g

@@ -1,0 +1,229 @@
+"""Physically named parameters of one cell, and how they follow from its composition.
+
+Everything the model needs is a field of `CellParams`; presets are CellParams built
+from a composition plus the small set of calibrated constants in `Calibration`
+(one set for every composition: other mixtures are the same model, not refits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .chemistry import Composition, hydrogenated_alloy, parse_composition
+
+__all__ = [
+    "T_REF_C",
+    "V_MIN",
+    "V_MAX",
+    "Calibration",
+    "CALIBRATION",
+    "CellParams",
+    "PRESETS",
+    "preset",
+    "params_from_composition",
+    "one_c_ma_g",
+    "li_diffusion_cm2_s",
+    "stack_params",
+]
+
+T_REF_C = 130.0  # every test of this electrode runs at 130 C (LiBH4 needs it)
+V_MIN, V_MAX = 0.3, 1.0  # V vs Li+/Li; below 0.3 V Li-Mg alloying destroys reversibility
+
+# Measured open-circuit Li diffusion coefficients (cm2/s) of the two electrodes; other
+# mixtures interpolate log D linearly in the mass fraction of fast-path phases.
+_D_MGH2 = 2.48e-14
+_D_COMPOSITE = 1.83e-9
+_FAST_PATH_COMPOSITE = hydrogenated_alloy(4, 80, 8).fast_path_fraction
+_D_CAP = 1e-8
+
+# DC electronic conductivity at 130 C, S/cm, for the ohmic part of the resistance.
+_SIGMA_MGH2 = 0.54
+_SIGMA_COMPOSITE = 0.99
+
+# Interface cracking that no framework prevents (pellet/electrode interface), as a
+# fraction of the unconfined rate.
+_CRACK_FLOOR = 0.005
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Constants shared by every composition, fitted by `twin.calibration` to the paper.
+
+    Each one has a physical meaning; units in the names.
+    """
+
+    utilisation: float = 1.0  # reachable fraction of theoretical capacity at low rate
+    first_irreversible_mah_g: float = 102.0  # first-lithiation Li sink: Li-Mg alloying + interphase
+    diffusion_length_um: float = 9.0  # Li path through a hydride particle (particles 5-25 um)
+    network_tau_h: float = 1.9  # Li supply through the LiBH4/carbon network, parallel path
+    activation_tau_factor: float = 0.55  # extra diffusion time of a fresh electrode
+    activation_cycles: float = 2.5  # e-folding of the activation (pathways opening)
+    r_pellet_ohm_mg: float = 3.0  # LiBH4 pellet + contacts, ohm x mg
+    r_electronic_ohm_mg_s_cm: float = 3.0  # ohm x mg x S/cm, divided by the conductivity
+    r_ct_framework_ohm_mg: float = 18.0  # charge transfer + interphase, fully confined electrode
+    r_ct_unconfined_ohm_mg: float = 34.0  # the same without a framework
+    tau_ct_s: float = 40.0  # RC time constant of charge transfer / interphase
+    hysteresis_rate: float = 30.0  # Plett gamma: branch switch within ~1/30 of capacity
+    ps_rate: float = 0.15  # phase-separation growth per full lithiation, unconfined
+    ps_saturation: float = 0.88  # fraction of active material that can segregate
+    confinement_scale: float = 0.024  # framework mass fraction that halves segregation
+    crack_rate: float = 0.02  # contact loss per (volume strain x depth x rate factor)
+    crack_rate_ref_c: float = 0.5  # rate above which cracking accelerates
+    crack_r_growth: float = 6.0  # relative R_ct growth per unit contact loss
+
+
+CALIBRATION = Calibration()
+
+
+@dataclass(frozen=True)
+class CellParams:
+    """One cell. Absolute units (mAh, ohm) for a cell with `mass_mg` of hydride."""
+
+    name: str
+    composition: Composition
+    mass_mg: float = 1.0
+    one_c_ma_g: float = 2038.0
+    utilisation: float = 0.985
+    first_irreversible_mah_g: float = 100.0
+    tau_diff_s: float = 3600.0  # diffusion time constant L^2/D of the electrode
+    activation_tau_factor: float = 0.5
+    activation_cycles: float = 2.5
+    r0_ohm: float = 10.0  # ohmic (electronic + ionic), at 130 C
+    r1_ohm: float = 15.0  # charge transfer + interphase, at 130 C
+    tau1_s: float = 40.0
+    hysteresis_rate: float = 30.0
+    ps_rate: float = 0.0
+    ps_saturation: float = 0.9
+    crack_rate: float = 0.0
+    crack_rate_ref_c: float = 0.5
+    crack_r_growth: float = 6.0
+    ocv_shift_v: float = 0.0  # cell-to-cell offset of the open-circuit curve
+    extras: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def theoretical_mah(self) -> float:
+        return self.composition.theoretical_capacity_mah_g * self.mass_mg / 1000.0
+
+    @property
+    def capacity_mah(self) -> float:
+        """Fresh reversible capacity at low rate."""
+        return self.theoretical_mah * self.utilisation
+
+    @property
+    def one_c_ma(self) -> float:
+        return self.one_c_ma_g * self.mass_mg / 1000.0
+
+    @property
+    def shares(self) -> dict[str, float]:
+        return self.composition.capacity_shares()
+
+    @property
+    def volume_change(self) -> float:
+        return self.composition.volume_change
+
+    def with_(self, **changes) -> "CellParams":
+        return replace(self, **changes)
+
+
+_NUMERIC = tuple(
+    f
+    for f in CellParams.__dataclass_fields__
+    if f not in ("name", "composition", "extras")
+)
+
+
+def one_c_ma_g(composition: Composition) -> float:
+    """The paper's 1C convention: 2038 mA/g whenever MgH2 is present, 960 for Mg2NiH4 alone."""
+    return 2038.0 if composition.fraction("MgH2") > 0 else 960.0
+
+
+def li_diffusion_cm2_s(composition: Composition) -> float:
+    """Open-circuit Li diffusion coefficient from the fast-path (Nd2H5 + Mg2NiH4) fraction,
+    log-linear between the two measured electrodes and capped for fast-path-only mixtures."""
+    s = composition.fast_path_fraction / _FAST_PATH_COMPOSITE
+    log_d = math.log10(_D_MGH2) + s * (math.log10(_D_COMPOSITE) - math.log10(_D_MGH2))
+    return min(10.0**log_d, _D_CAP)
+
+
+def _conductivity_s_cm(composition: Composition) -> float:
+    s = min(composition.framework_fraction / hydrogenated_alloy(4, 80, 8).framework_fraction, 1.5)
+    return _SIGMA_MGH2 + s * (_SIGMA_COMPOSITE - _SIGMA_MGH2)
+
+
+def confinement(composition: Composition, cal: Calibration = CALIBRATION) -> float:
+    """0 (free crystallites) .. 1 (fully confined by the Nd2H5 framework)."""
+    return 1.0 - math.exp(-math.log(2.0) * composition.framework_fraction / cal.confinement_scale)
+
+
+def params_from_composition(
+    composition: Composition | str,
+    name: str | None = None,
+    mass_mg: float = 1.0,
+    cal: Calibration = CALIBRATION,
+) -> CellParams:
+    """Build a cell's parameters from its phases and the shared calibration."""
+    if isinstance(composition, str):
+        composition = parse_composition(composition)
+    if not (mass_mg > 0 and math.isfinite(mass_mg)):
+        raise ValueError(f"active mass must be a positive number of mg, got {mass_mg}")
+    conf = confinement(composition, cal)
+    tau_solid_s = (cal.diffusion_length_um * 1e-4) ** 2 / li_diffusion_cm2_s(composition)
+    # Two parallel Li supply paths: through the hydride itself and around it.
+    tau_diff_s = 1.0 / (1.0 / tau_solid_s + 1.0 / (cal.network_tau_h * 3600.0))
+    r0_mg = cal.r_pellet_ohm_mg + cal.r_electronic_ohm_mg_s_cm / _conductivity_s_cm(composition)
+    r1_mg = cal.r_ct_framework_ohm_mg + (1 - conf) * (cal.r_ct_unconfined_ohm_mg - cal.r_ct_framework_ohm_mg)
+    return CellParams(
+        name=name or composition.describe(),
+        composition=composition,
+        mass_mg=mass_mg,
+        one_c_ma_g=one_c_ma_g(composition),
+        utilisation=cal.utilisation,
+        first_irreversible_mah_g=cal.first_irreversible_mah_g,
+        tau_diff_s=tau_diff_s,
+        activation_tau_factor=cal.activation_tau_factor * conf,
+        activation_cycles=cal.activation_cycles,
+        r0_ohm=r0_mg / mass_mg,
+        r1_ohm=r1_mg / mass_mg,
+        tau1_s=cal.tau_ct_s,
+        hysteresis_rate=cal.hysteresis_rate,
+        ps_rate=cal.ps_rate * (1 - conf) * composition.fraction("MgH2") / max(
+            composition.fraction("MgH2") + composition.fraction("Mg2NiH4"), 1e-12
+        ),
+        ps_saturation=cal.ps_saturation,
+        crack_rate=cal.crack_rate * (1.0 - conf + _CRACK_FLOOR),
+        crack_rate_ref_c=cal.crack_rate_ref_c,
+        crack_r_growth=cal.crack_r_growth,
+    )
+
+
+PRESETS = {
+    "nd4mg80ni8": lambda mass_mg=1.0, cal=CALIBRATION: params_from_composition(
+        hydrogenated_alloy(4, 80, 8), "nd4mg80ni8", mass_mg, cal
+    ),
+    "mgh2": lambda mass_mg=1.0, cal=CALIBRATION: params_from_composition(
+        Composition({"MgH2": 1.0}), "mgh2", mass_mg, cal
+    ),
+}
+
+
+def preset(name: str, mass_mg: float = 1.0, cal: Calibration = CALIBRATION) -> CellParams:
+    """A named preset (see PRESETS), or a composition string like 'MgH2=0.6,Nd2H5=0.4'."""
+    key = name.strip().lower()
+    if key in PRESETS:
+        return PRESETS[key](mass_mg, cal)
+    if "=" in name:
+        return params_from_composition(name, None, mass_mg, cal)
+    raise ValueError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)} or give a composition")
+
+
+def stack_params(cells: list[CellParams]) -> dict[str, np.ndarray]:
+    """Per-field arrays over cells (plus derived quantities) for the vectorised model."""
+    table = {f: np.array([getattr(c, f) for c in cells], dtype=float) for f in _NUMERIC}
+    table["capacity_mah"] = np.array([c.capacity_mah for c in cells])
+    table["one_c_ma"] = np.array([c.one_c_ma for c in cells])
+    table["volume_change"] = np.array([c.volume_change for c in cells])
+    table["ni_share"] = np.array([c.shares["Mg2NiH4"] for c in cells])
+    return table

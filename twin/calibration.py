@@ -38,7 +38,7 @@ class Target:
 
 TARGETS: tuple[Target, ...] = (
     Target("composite first discharge 0.1C (mAh/g)", 1440.0, 0.03 * 1440),
-    Target("composite first charge 0.1C (mAh/g)", 1328.0, 0.02 * 1328, "consistent reading; printed 1392"),
+    Target("composite first charge 0.1C (mAh/g)", 1345.0, 0.012 * 1345, "printed 1392; 1328 by the ICE"),
     Target("composite ICE 0.1C", 0.922, 0.007),
     Target("composite discharge cycle 100 at 0.1C (mAh/g)", 1191.0, 0.02 * 1191),
     Target("composite ladder 1C (mAh/g)", 1110.0, 0.03 * 1110),
@@ -47,7 +47,7 @@ TARGETS: tuple[Target, ...] = (
     Target("MgH2 ICE 0.1C", 0.764, 0.01),
     Target("MgH2 discharge cycle 18 at 0.1C (mAh/g)", 270.0, 30.0, "paper: below 300"),
     Target("MgH2 discharge cycle 50 at 0.1C (mAh/g)", 216.0, 25.0),
-    Target("MgH2 ladder 2C (mAh/g)", 93.0, 12.0),
+    Target("MgH2 ladder 2C (mAh/g)", 93.0, 8.0),
 )
 
 FREE = (

@@ -6,7 +6,10 @@ voltage equation is nonlinear, and only through the smooth OCV of one variable. 
 Jacobian row is cheap and exact there; a UKF would cost 13 model evaluations per
 sample for no accuracy gain, and the cost matters at hundreds of cells x 1 Hz.
 
-Fast states x = [soc, h, v1, d, r0, r1] (r0, r1 at 130 C, random walks): joint
+Fast states x = [soc, h, v1, d, r0, r1, e]: r0, r1 at 130 C and the cell's own
+offset e of the plateau potentials are random walks. The offset matters: the plateaus
+are flat (50 mV across the whole SOC range), so a 1 mV offset read as SOC would be a
+2 % SOC error; as a state, it is pinned at the knees and the phase step instead. Joint
 estimation, so a temperature sag that multiplies the resistance by the known LiBH4
 factor g(T) is not read as ageing. Capacity is estimated dually, once per
 half-cycle: charge counted between two ends of a deep half over the filter's SOC
@@ -44,6 +47,7 @@ __all__ = [
     "StepOutput",
     "HalfCycle",
     "new_tracker",
+    "concat",
     "step",
     "step_filterpy",
     "RISK_HORIZON_CYCLES",
@@ -56,16 +60,18 @@ FLAG_TIME = 8  # time did not advance: sample skipped
 FLAG_GAP = 16  # long gap: current over the gap unknown, uncertainty inflated
 FLAG_OUTLIER = 32  # innovation beyond the gate: voltage not used
 
-N_X = 6
-_IZ, _IH, _IV1, _ID, _IR0, _IR1 = range(N_X)
+N_X = 7
+_IZ, _IH, _IV1, _ID, _IR0, _IR1, _IE = range(N_X)
 _WINDOW_MARGIN_V = 0.02
 _GAP_S = 600.0
 _GATE_NIS = 36.0  # 6 sigma
 _MAX_REJECTED = 5  # consecutive gated samples before the filter trusts the data again
 _ACTIVE_C = 0.01  # |current| above this fraction of 1C counts as charge or discharge
-_DEEP_HALF = 0.5  # SOC swing a half needs before it measures capacity
-_V_STD = 4e-3  # V: sensor noise plus model error (OCV offset, hysteresis shape)
-_Q_RATE = np.array([1e-4, 1e-4, 2e-5, 1e-5, 3e-5, 3e-5]) ** 2  # per second (r0, r1: relative)
+_DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
+_V_STD = 1e-2  # V: sensor noise plus model error, which is correlated, so counted loosely
+_Q_RATE = np.array([1e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 5e-5]) ** 2  # per second (r0, r1: relative)
+_OCV_OFFSET_SD = 3e-3  # V: cell-to-cell spread of the plateau potentials
+_CAPACITY_SD = 0.02  # relative: prior spread of a cell's capacity around its preset
 _CAPACITY_WALK = 0.01**2  # relative capacity variance added per half-cycle
 RISK_HORIZON_CYCLES = 100.0
 RETENTION_FLOOR = 0.8  # end of life: risks measure the way to it
@@ -165,7 +171,8 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray = 1.0, fresh: 
     x[:, _IR0] = p["r0_ohm"]
     x[:, _IR1] = p["r1_ohm"] * (1.0 + 0.5 * p["activation_tau_factor"] * fresh)
     sd = np.stack(
-        [np.full(n, 0.3), np.full(n, 0.5), np.full(n, 0.01), np.full(n, 0.01), 0.3 * p["r0_ohm"], 0.3 * p["r1_ohm"]],
+        [np.full(n, 0.3), np.full(n, 0.5), np.full(n, 0.01), np.full(n, 0.01), 0.15 * p["r0_ohm"], 0.15 * p["r1_ohm"],
+         np.full(n, _OCV_OFFSET_SD)],
         axis=1,
     )
     nan, zeros = np.full(n, np.nan), np.zeros(n)
@@ -174,7 +181,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray = 1.0, fresh: 
         x=x,
         P=np.einsum("ni,ij->nij", sd**2, np.eye(N_X)),
         capacity_mah=p["capacity_mah"].copy(),
-        capacity_var=(0.02 * p["capacity_mah"]) ** 2,
+        capacity_var=(_CAPACITY_SD * p["capacity_mah"]) ** 2,
         irr_left_mah=p["first_irreversible_mah_g"] * p["mass_mg"] / 1000.0 * fresh,
         t_last=nan.copy(),
         rejected=zeros.copy(),
@@ -195,6 +202,14 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray = 1.0, fresh: 
         last_cycle_capacity_mah=nan.copy(),
         fade_per_cycle=zeros.copy(),
     )
+
+
+def concat(trackers: "list[Tracker]") -> Tracker:
+    """One tracker holding the cells of `trackers`, in order (copies; inputs unchanged).
+    With `Tracker.take` this adds, removes or replaces cells of a running tracker."""
+    if not trackers:
+        raise ValueError("concat needs at least one tracker")
+    return Tracker(**{f.name: np.concatenate([getattr(t, f.name) for t in trackers]) for f in fields(Tracker)})
 
 
 def _c(tr: Tracker, name: str) -> np.ndarray:
@@ -277,8 +292,14 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     Bu[:, _IH] = (1.0 - a_h) * np.sign(i)
     Bu[:, _ID] = (1.0 - a_d) * i * tau_d / (3.0 * q_as)
     scale = np.ones((len(tr), N_X))
-    scale[:, _IR0:] = tr.x[:, _IR0:]
+    scale[:, _IR0 : _IR1 + 1] = tr.x[:, _IR0 : _IR1 + 1]
     q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > _GAP_S, 10.0, 1.0))[:, None]
+    # Capacity is a "consider" parameter: its error makes the counted SOC drift in one
+    # direction, so the variance grows with the square of the charge counted since the
+    # half-cycle began, not linearly (white noise would hide a 2 % capacity error).
+    counted = np.abs(tr.seg_mah / (tr.capacity_mah))
+    step_z = np.abs(i * (1.0 - sink) * dt / q_as)
+    q_diag[:, _IZ] += tr.capacity_var / tr.capacity_mah**2 * ((counted + step_z) ** 2 - counted**2)
     return _Prepared(ok, use_v, flags, a_h, a_1, (1.0 - a_1) * i * g, a_d, Bu, q_diag, dt, i, g, sink)
 
 
@@ -311,7 +332,8 @@ def _measurement(tr: Tracker, x: np.ndarray, pr: _Prepared) -> tuple[np.ndarray,
     H[:, _IV1] = 1.0
     H[:, _ID] = dv_dz
     H[:, _IR0] = dv_dr0
-    return v_hat, H
+    H[:, _IE] = 1.0
+    return v_hat + x[:, _IE], H
 
 
 def step(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
@@ -326,7 +348,7 @@ def step(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
     S = np.einsum("ni,ni->n", H, PHt) + _V_STD**2
     use = _gate(tr, pr, y, S)
     K = PHt / S[:, None]
-    x = np.where(use[:, None], x + K * y[:, None], x)
+    x = np.where(use[:, None], x + K * np.where(use, y, 0.0)[:, None], x)
     P = np.where(use[:, None, None], P - np.einsum("ni,nj->nij", PHt, K), P)
     return _commit(tr, pr, t, x, P, y, S)
 
@@ -368,7 +390,7 @@ def _commit(tr: Tracker, pr: _Prepared, t, x, P, y, S) -> StepOutput:
     ok = pr.ok
     x[:, _IZ] = np.clip(x[:, _IZ], -0.05, 1.05)
     x[:, _IH] = np.clip(x[:, _IH], -1.0, 1.0)
-    x[:, _IR0:] = np.maximum(x[:, _IR0:], 1e-6)
+    x[:, _IR0 : _IR1 + 1] = np.maximum(x[:, _IR0 : _IR1 + 1], 1e-6)
     tr.x = np.where(ok[:, None], x, tr.x)
     tr.P = np.where(ok[:, None, None], 0.5 * (P + np.swapaxes(P, 1, 2)), tr.P)
     tr.t_last = np.where(ok, t, tr.t_last)
@@ -420,6 +442,10 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     age = deg.Ageing(tr.cycle[k : k + 1], tr.psi[k : k + 1], tr.crack[k : k + 1], tr.irr_left_mah[k : k + 1])
     new = deg.age_half_cycle(p1, age, np.array([discharge]), np.array([min(swing, 1.0)]), np.array([c_rate]))
     d_psi, d_crack = float(new.psi[0] - tr.psi[k]), float(new.crack[0] - tr.crack[k])
+    # Time update of the capacity: the degradation model's own loss for this half.
+    keep = (1.0 - d_psi) * (1.0 - d_crack)
+    tr.capacity_mah[k] *= keep
+    tr.capacity_var[k] = tr.capacity_var[k] * keep**2 + ((d_psi + d_crack) * tr.capacity_mah[k]) ** 2
     tr.cycle[k] += discharge
     tr.psi[k] += d_psi
     tr.crack[k] += d_crack
@@ -460,10 +486,8 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float) -> None:
     q_obs = mah / swing
     var_obs = q_obs**2 * (tr.P[k, _IZ, _IZ] + tr.seg_soc_var0[k]) / swing**2 + (0.002 * q_obs) ** 2
     prior_var = tr.capacity_var[k] + _CAPACITY_WALK * tr.capacity_mah[k] ** 2
-    q_new, var_new = kf_update(tr.capacity_mah[k], prior_var, q_obs, var_obs)
-    # SOC is a fraction of capacity: the charge held stays, the fraction changes.
-    tr.x[k, _IZ] = np.clip(tr.x[k, _IZ] * tr.capacity_mah[k] / q_new, 0.0, 1.0)
-    tr.capacity_mah[k], tr.capacity_var[k] = q_new, var_new
+    # The filter's SOC stays: the knees that ended the half pinned it, not the capacity.
+    tr.capacity_mah[k], tr.capacity_var[k] = kf_update(tr.capacity_mah[k], prior_var, q_obs, var_obs)
 
 
 def _cycle_complete(tr: Tracker, k: int, c: dict, d_psi: float, d_crack: float) -> None:

@@ -44,7 +44,7 @@ E_DELITH_MGH2 = 0.57
 E_DELITH_MG2NIH4 = 0.65
 _PLATEAU_SLOPE = 0.05  # V per unit SOC across a plateau (solid-solution tail of the two-phase)
 _STEP_WIDTH = 0.02  # SOC width of the switch between the two phases' plateaus
-_END_WIDTH = 0.01  # SOC width of the knees at both ends
+_END_WIDTH = 0.005  # SOC width of the knees at both ends
 _LOW_KNEE = 0.22  # V: the lithiation curve falls from the plateau below 0.3 V at z -> 0
 _HIGH_KNEE = 0.5  # V: the delithiation curve rises above 1.0 V at z -> 1
 

@@ -89,7 +89,7 @@ def vary(base: CellParams, n: int, rng: np.random.Generator, spread: float = 1.0
         return np.exp(rng.normal(0.0, sd * spread, n))
 
     util, r0, r1, tau, ps, cr = f(0.01), f(0.08), f(0.08), f(0.08), f(0.25), f(0.25)
-    shift = rng.normal(0.0, 0.001 * spread, n)
+    shift = rng.normal(0.0, 0.002 * spread, n)
     return [
         base.with_(
             name=f"{base.name}",

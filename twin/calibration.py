@@ -48,6 +48,7 @@ TARGETS: tuple[Target, ...] = (
     Target("MgH2 discharge cycle 18 at 0.1C (mAh/g)", 270.0, 30.0, "paper: below 300"),
     Target("MgH2 discharge cycle 50 at 0.1C (mAh/g)", 216.0, 25.0),
     Target("MgH2 ladder 2C (mAh/g)", 93.0, 8.0),
+    Target("MgH2 at 1C: discharge cycle 5 over cycle 2", 0.5, 0.1, "paper: damaged within a few cycles"),
 )
 
 FREE = (
@@ -85,6 +86,7 @@ def predict(cals: list[Calibration]) -> np.ndarray:
     c_lad = _by_cycle(simulate_cycles(comp, rate_ladder(LADDER_CYCLES), dt=20.0), n)
     m_long = _by_cycle(simulate_cycles(mgh2, cc_cycles(0.1, 50), dt=120.0), n)
     m_lad = _by_cycle(simulate_cycles(mgh2, rate_ladder(LADDER_CYCLES), dt=20.0), n)
+    m_1c = _by_cycle(simulate_cycles(mgh2, cc_cycles(1.0, 5), dt=10.0), n)
     rows = []
     for k in range(n):
         cl, ml = c_long[k], m_long[k]
@@ -103,6 +105,7 @@ def predict(cals: list[Calibration]) -> np.ndarray:
                 ml.get((18, "discharge"), 0.0),
                 ml.get((50, "discharge"), 0.0),
                 _ladder_mean(m_lad[k], 4),
+                m_1c[k].get((5, "discharge"), 0.0) / max(m_1c[k].get((2, "discharge"), 0.0), 1e-9),
             ]
         )
     return np.array(rows)

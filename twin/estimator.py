@@ -43,6 +43,7 @@ __all__ = [
     "FLAG_TIME",
     "FLAG_GAP",
     "FLAG_OUTLIER",
+    "FLAG_IMPLAUSIBLE",
     "Tracker",
     "StepOutput",
     "HalfCycle",
@@ -51,6 +52,8 @@ __all__ = [
     "step",
     "step_filterpy",
     "RISK_HORIZON_CYCLES",
+    "RISK_AT_FLOOR",
+    "RETENTION_FLOOR",
 ]
 
 FLAG_NONFINITE = 1  # NaN / inf in t, v, i or temperature: sample skipped
@@ -59,10 +62,13 @@ FLAG_ABOVE_WINDOW = 4  # v > 1.0 V + margin: outside the model; no voltage updat
 FLAG_TIME = 8  # time did not advance: sample skipped
 FLAG_GAP = 16  # long gap: current over the gap unknown, uncertainty inflated
 FLAG_OUTLIER = 32  # innovation beyond the gate: voltage not used
+FLAG_IMPLAUSIBLE = 64  # current beyond 20C or temperature no cell on test can have: sample skipped
 
 N_X = 7
 _IZ, _IH, _IV1, _ID, _IR0, _IR1, _IE = range(N_X)
 _WINDOW_MARGIN_V = 0.02
+_MAX_C_RATE = 20.0
+_TEMP_RANGE_C = (-50.0, 250.0)
 _GAP_S = 600.0
 _GATE_NIS = 36.0  # 6 sigma
 _MAX_REJECTED = 5  # consecutive gated samples before the filter trusts the data again
@@ -75,6 +81,8 @@ _CAPACITY_SD = 0.02  # relative: prior spread of a cell's capacity around its pr
 _CAPACITY_WALK = 0.01**2  # relative capacity variance added per half-cycle
 RISK_HORIZON_CYCLES = 100.0
 RETENTION_FLOOR = 0.8  # end of life: risks measure the way to it
+RISK_AT_FLOOR = 0.7  # the risk of a mechanism on course to the floor within the horizon
+_RISK_AT_FLOOR = -np.log(1.0 - RISK_AT_FLOOR)
 _FADE_SMOOTHING = 0.3
 
 
@@ -101,6 +109,8 @@ class Tracker:
     crack: np.ndarray
     psi_rate: np.ndarray  # per-cycle growth, recent
     crack_rate: np.ndarray
+    cycle_start_psi: np.ndarray
+    cycle_start_crack: np.ndarray
     first_capacity_mah: np.ndarray  # first full reversible capacity (NaN until known)
     r_base: np.ndarray  # (r0 + r1) of the cell's own first full cycle
     last_discharge_mah: np.ndarray
@@ -116,7 +126,7 @@ class Tracker:
 
 _CONSTS = (
     "capacity_mah", "mass_mg", "one_c_ma", "ni_share", "ocv_shift_v", "tau1_s", "tau_diff_s",
-    "activation_tau_factor", "activation_cycles", "hysteresis_rate", "r0_ohm", "r1_ohm",
+    "activation_factor", "activation_cycles", "hysteresis_rate", "r0_ohm", "r1_ohm",
     "ps_rate", "ps_saturation", "crack_rate", "crack_rate_ref_c", "crack_r_growth", "volume_change",
     "first_irreversible_mah_g",
 )
@@ -169,7 +179,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray = 1.0, fresh: 
     x[:, _IZ] = soc0
     x[:, _IH] = 1.0 if fresh else 0.0
     x[:, _IR0] = p["r0_ohm"]
-    x[:, _IR1] = p["r1_ohm"] * (1.0 + 0.5 * p["activation_tau_factor"] * fresh)
+    x[:, _IR1] = p["r1_ohm"] * (1.0 + p["activation_factor"] * fresh)
     sd = np.stack(
         [np.full(n, 0.3), np.full(n, 0.5), np.full(n, 0.01), np.full(n, 0.01), 0.15 * p["r0_ohm"], 0.15 * p["r1_ohm"],
          np.full(n, _OCV_OFFSET_SD)],
@@ -196,6 +206,8 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray = 1.0, fresh: 
         crack=zeros.copy(),
         psi_rate=zeros.copy(),
         crack_rate=zeros.copy(),
+        cycle_start_psi=zeros.copy(),
+        cycle_start_crack=zeros.copy(),
         first_capacity_mah=nan.copy(),
         r_base=nan.copy(),
         last_discharge_mah=nan.copy(),
@@ -262,15 +274,21 @@ def _validate(tr: Tracker, t, v, i, temp_c) -> tuple[np.ndarray, ...]:
 
 def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     finite = np.isfinite(t) & np.isfinite(v) & np.isfinite(i) & np.isfinite(temp_c)
+    with np.errstate(invalid="ignore"):
+        implausible = finite & (
+            (np.abs(i) > _MAX_C_RATE * tr.consts[:, _C["one_c_ma"]] / 1000.0)
+            | (temp_c < _TEMP_RANGE_C[0]) | (temp_c > _TEMP_RANGE_C[1])
+        )
     first = np.isnan(tr.t_last)
     dt = np.where(first, 0.0, t - tr.t_last)
     backwards = finite & ~first & ~(dt > 0)
-    ok = present & finite & ~backwards
+    ok = present & finite & ~backwards & ~implausible
     dt = np.where(ok, dt, 0.0)
     below, above = v < V_MIN, v > V_MAX + _WINDOW_MARGIN_V
     flags = (
         np.where(present & ~finite, FLAG_NONFINITE, 0)
         | np.where(present & backwards, FLAG_TIME, 0)
+        | np.where(present & implausible, FLAG_IMPLAUSIBLE, 0)
         | np.where(ok & (dt > _GAP_S), FLAG_GAP, 0)
         | np.where(ok & below, FLAG_BELOW_WINDOW, 0)
         | np.where(ok & above, FLAG_ABOVE_WINDOW, 0)
@@ -282,8 +300,8 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     c = tr.consts
     q_as = tr.capacity_mah * 3.6
     sink = np.where((i < 0) & (tr.irr_left_mah > 0), tr.irr_left_mah / (tr.irr_left_mah + tr.capacity_mah), 0.0)
-    activation = c[:, _C["activation_tau_factor"]] * np.exp(-tr.cycle / c[:, _C["activation_cycles"]])
-    tau_d = c[:, _C["tau_diff_s"]] * (1.0 + activation)
+    act = deg.activation(c[:, _C["activation_factor"]], c[:, _C["activation_cycles"]], tr.cycle)
+    tau_d = c[:, _C["tau_diff_s"]] * deg.tau_multiplier(act)
     a_h = np.exp(-np.abs(i) * c[:, _C["hysteresis_rate"]] * dt / q_as)
     a_1 = np.exp(-dt / c[:, _C["tau1_s"]])
     a_d = np.exp(-10.0 * dt / tau_d)
@@ -358,18 +376,20 @@ def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutpu
     t, v, i, temp_c = _validate(tr, t, v, i, temp_c)
     pr = _prepare(tr, t, v, i, temp_c, np.broadcast_to(np.asarray(present, dtype=bool), t.shape))
     F = pr.F()
+    Q = np.einsum("ni,ij->nij", pr.q_diag, np.eye(N_X))
     n = len(tr)
     x, P = np.empty((n, N_X)), np.empty((n, N_X, N_X))
     for k in range(n):
-        x[k], P[k] = kf_predict(tr.x[k], tr.P[k], F[k], np.diag(pr.q_diag[k]), u=1.0, B=pr.Bu[k])
+        x[k], P[k] = kf_predict(tr.x[k], tr.P[k], F[k], Q[k], u=1.0, B=pr.Bu[k])
     v_hat, H = _measurement(tr, x, pr)
     y = v - v_hat
     S = np.einsum("ni,nij,nj->n", H, P, H) + _V_STD**2
     use = _gate(tr, pr, y, S)
+    R = np.array([[_V_STD**2]])
     for k in np.flatnonzero(use):
         # EKF through the linear update: z_eff makes filterpy's residual v - h(x).
         z_eff = v[k] - v_hat[k] + H[k] @ x[k]
-        x[k], P[k] = kf_update(x[k], P[k], z_eff, np.array([[_V_STD**2]]), H[k][None, :])
+        x[k], P[k] = kf_update(x[k], P[k], z_eff, R, H[k : k + 1])
     return _commit(tr, pr, t, x, P, y, S)
 
 
@@ -390,6 +410,8 @@ def _commit(tr: Tracker, pr: _Prepared, t, x, P, y, S) -> StepOutput:
     ok = pr.ok
     x[:, _IZ] = np.clip(x[:, _IZ], -0.05, 1.05)
     x[:, _IH] = np.clip(x[:, _IH], -1.0, 1.0)
+    x[:, _IV1] = np.clip(x[:, _IV1], -1.0, 1.0)  # V: no RC branch of a cell on test holds more
+    x[:, _ID] = np.clip(x[:, _ID], -0.5, 0.5)
     x[:, _IR0 : _IR1 + 1] = np.maximum(x[:, _IR0 : _IR1 + 1], 1e-6)
     tr.x = np.where(ok[:, None], x, tr.x)
     tr.P = np.where(ok[:, None, None], 0.5 * (P + np.swapaxes(P, 1, 2)), tr.P)
@@ -446,6 +468,12 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     keep = (1.0 - d_psi) * (1.0 - d_crack)
     tr.capacity_mah[k] *= keep
     tr.capacity_var[k] = tr.capacity_var[k] * keep**2 + ((d_psi + d_crack) * tr.capacity_mah[k]) ** 2
+    # ... and of the resistances: activation fades, contact loss raises them.
+    for j, before, after in zip((_IR0, _IR1), deg.resistances(p1, age), deg.resistances(p1, new)):
+        ratio = float(after[0] / before[0])
+        tr.x[k, j] *= ratio
+        tr.P[k, j, :] *= ratio
+        tr.P[k, :, j] *= ratio
     tr.cycle[k] += discharge
     tr.psi[k] += d_psi
     tr.crack[k] += d_crack
@@ -455,7 +483,7 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
         tr.irr_left_mah[k] = 0.0
     else:
         ce = mah / tr.last_discharge_mah[k] if tr.last_discharge_mah[k] > 0 else float("nan")
-        _cycle_complete(tr, k, c, d_psi, d_crack)
+        _cycle_complete(tr, k)
     r = tr.x[k, _IR0] + tr.x[k, _IR1]
     growth = r / tr.r_base[k] - 1.0 if np.isfinite(tr.r_base[k]) else 0.0
     retention = tr.capacity_mah[k] / tr.first_capacity_mah[k] if np.isfinite(tr.first_capacity_mah[k]) else 1.0
@@ -490,10 +518,14 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float) -> None:
     tr.capacity_mah[k], tr.capacity_var[k] = kf_update(tr.capacity_mah[k], prior_var, q_obs, var_obs)
 
 
-def _cycle_complete(tr: Tracker, k: int, c: dict, d_psi: float, d_crack: float) -> None:
-    """After a charge: the retention baseline, the observed fade, and the model's damage
-    growth of this cycle scaled so that it accounts for the capacity actually lost."""
+def _cycle_complete(tr: Tracker, k: int) -> None:
+    """After a charge: the retention baseline, the observed fade, and each mechanism's
+    damage rate. The model's own damage growth of this cycle (from the cell's composition
+    and how it was cycled) is the floor; a faster observed fade scales it up. Never down:
+    early activation hides fade, and a missed failure costs more than a false alarm."""
     q = tr.capacity_mah[k]
+    d_psi, d_crack = tr.psi[k] - tr.cycle_start_psi[k], tr.crack[k] - tr.cycle_start_crack[k]
+    tr.cycle_start_psi[k], tr.cycle_start_crack[k] = tr.psi[k], tr.crack[k]
     if not np.isfinite(tr.first_capacity_mah[k]):
         tr.first_capacity_mah[k] = q
         tr.r_base[k] = tr.x[k, _IR0] + tr.x[k, _IR1]
@@ -502,18 +534,31 @@ def _cycle_complete(tr: Tracker, k: int, c: dict, d_psi: float, d_crack: float) 
         return
     observed = (tr.last_cycle_capacity_mah[k] - q) / tr.first_capacity_mah[k]
     tr.last_cycle_capacity_mah[k] = q
+    # Only fade beyond the noise of two capacity estimates says the model is too slow.
+    noise = 2.0 * np.sqrt(2.0 * tr.capacity_var[k]) / tr.first_capacity_mah[k]
     modelled = d_psi + d_crack
-    scale = float(np.clip(observed / modelled, 0.25, 4.0)) if modelled > 1e-9 else 1.0
+    scale = max((observed - noise) / modelled, 1.0) if modelled > 1e-12 else 1.0
     a = _FADE_SMOOTHING
-    tr.fade_per_cycle[k] = (1 - a) * tr.fade_per_cycle[k] + a * observed
+    first_fade = tr.cycle[k] <= 2
+    tr.fade_per_cycle[k] = observed if first_fade else (1 - a) * tr.fade_per_cycle[k] + a * observed
     tr.psi_rate[k] = (1 - a) * tr.psi_rate[k] + a * d_psi * scale
     tr.crack_rate[k] = (1 - a) * tr.crack_rate[k] + a * d_crack * scale
 
 
 def _risks(tr: Tracker, k: int, growth: float, c: dict) -> tuple[float, float]:
-    """Risk = the share of the allowed loss (down to the retention floor) that a mechanism
-    is on course to take within the horizon: 1 means it alone would cross the floor."""
+    """Risk from the share of the allowed loss (down to the retention floor) that a
+    mechanism is on course to take within the horizon."""
     allowed = 1.0 - RETENTION_FLOOR
-    psi_projected = min(tr.psi_rate[k] * RISK_HORIZON_CYCLES, max(c["ps_saturation"] - tr.psi[k], 0.0))
+    # Segregation saturates: project the exponential approach, not a straight line.
+    room = max(c["ps_saturation"] - tr.psi[k], 1e-12)
+    per_cycle = min(tr.psi_rate[k] / room, 1.0)
+    psi_projected = room * (1.0 - (1.0 - per_cycle) ** RISK_HORIZON_CYCLES)
     crack_projected = max(tr.crack_rate[k] * RISK_HORIZON_CYCLES, max(growth, 0.0) / c["crack_r_growth"])
-    return float(np.clip(psi_projected / allowed, 0.0, 1.0)), float(np.clip(crack_projected / allowed, 0.0, 1.0))
+    return _to_risk(psi_projected / allowed), _to_risk(crack_projected / allowed)
+
+
+def _to_risk(share: float) -> float:
+    """Map the projected share of the allowed loss to [0, 1): 0.7 (the alert threshold)
+    where the mechanism alone reaches the retention floor within the horizon; smooth, so
+    cells far past it still rank above cells just past it."""
+    return float(1.0 - np.exp(-_RISK_AT_FLOOR * max(share, 0.0)))

@@ -36,6 +36,7 @@ __all__ = [
     "temperature_factor",
     "transition",
     "terminal_voltage",
+    "terminal_voltage_only",
 ]
 
 E_LITH_MGH2 = 0.41  # V, both hydrides reduce around the 0.42 V CV peak
@@ -44,7 +45,7 @@ E_DELITH_MGH2 = 0.57
 E_DELITH_MG2NIH4 = 0.65
 _PLATEAU_SLOPE = 0.05  # V per unit SOC across a plateau (solid-solution tail of the two-phase)
 _STEP_WIDTH = 0.02  # SOC width of the switch between the two phases' plateaus
-_END_WIDTH = 0.005  # SOC width of the knees at both ends
+_END_WIDTH = 0.003  # SOC width of the knees at both ends
 _LOW_KNEE = 0.22  # V: the lithiation curve falls from the plateau below 0.3 V at z -> 0
 _HIGH_KNEE = 0.5  # V: the delithiation curve rises above 1.0 V at z -> 1
 
@@ -62,23 +63,28 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def _branches(z, ni_share):
+    z = np.asarray(z, dtype=float)
+    ni_share = np.asarray(ni_share, dtype=float)
+    # Where the plateau switches phase; a missing phase moves the switch off the range.
+    loc = np.where(ni_share <= 0, 2.0, np.where(ni_share >= 1, -1.0, 1.0 - ni_share))
+    s = _sigmoid((z - loc) / _STEP_WIDTH)
+    low = np.exp(-z / _END_WIDTH)
+    high = np.exp(-(1.0 - z) / _END_WIDTH)
+    slope = _PLATEAU_SLOPE * (z - 0.5)
+    e_lith = E_LITH_MGH2 + (E_LITH_MG2NIH4 - E_LITH_MGH2) * s + slope - _LOW_KNEE * low
+    e_delith = E_DELITH_MGH2 + (E_DELITH_MG2NIH4 - E_DELITH_MGH2) * s + slope + _HIGH_KNEE * high
+    return e_lith, e_delith, s, low, high
+
+
 def ocv_branches(z: np.ndarray, ni_share: np.ndarray) -> tuple[np.ndarray, ...]:
     """Lithiation and delithiation OCV at surface SOC z, and their derivatives in z.
 
     Mg2NiH4 holds the top `ni_share` of the SOC range (it lithiates first and re-forms
     last), MgH2 the rest. Returns (e_lith, e_delith, de_lith, de_delith).
     """
-    z = np.asarray(z, dtype=float)
-    ni_share = np.asarray(ni_share, dtype=float)
-    # Where the plateau switches phase; a missing phase moves the switch off the range.
-    loc = np.where(ni_share <= 0, 2.0, np.where(ni_share >= 1, -1.0, 1.0 - ni_share))
-    s = _sigmoid((z - loc) / _STEP_WIDTH)
+    e_lith, e_delith, s, low, high = _branches(z, ni_share)
     ds = s * (1 - s) / _STEP_WIDTH
-    low = np.exp(-z / _END_WIDTH)
-    high = np.exp(-(1.0 - z) / _END_WIDTH)
-    slope = _PLATEAU_SLOPE * (z - 0.5)
-    e_lith = E_LITH_MGH2 + (E_LITH_MG2NIH4 - E_LITH_MGH2) * s + slope - _LOW_KNEE * low
-    e_delith = E_DELITH_MGH2 + (E_DELITH_MG2NIH4 - E_DELITH_MGH2) * s + slope + _HIGH_KNEE * high
     de_lith = (E_LITH_MG2NIH4 - E_LITH_MGH2) * ds + _PLATEAU_SLOPE + _LOW_KNEE * low / _END_WIDTH
     de_delith = (E_DELITH_MG2NIH4 - E_DELITH_MGH2) * ds + _PLATEAU_SLOPE + _HIGH_KNEE * high / _END_WIDTH
     return e_lith, e_delith, de_lith, de_delith
@@ -122,3 +128,9 @@ def terminal_voltage(z, h, v1, d, current, r0, g, ni_share, shift=0.0):
     """Terminal voltage and its partial derivatives (dV/dz = dV/dd, dV/dh, dV/dr0)."""
     e, de_dz, de_dh = ocv(z + d, h, ni_share)
     return e + shift + current * r0 * g + v1, de_dz, de_dh, current * g
+
+
+def terminal_voltage_only(z, h, v1, d, current, r0, g, ni_share, shift=0.0) -> np.ndarray:
+    """Terminal voltage without derivatives (the simulator's hot path)."""
+    e_l, e_d = _branches(z + d, ni_share)[:2]
+    return 0.5 * (e_d + e_l) + h * 0.5 * (e_d - e_l) + shift + current * r0 * g + v1

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from . import degradation as deg
-from .model import temperature_factor, terminal_voltage, transition
+from .model import temperature_factor, terminal_voltage_only, transition
 from .params import T_REF_C, CellParams, stack_params
 from .protocol import Step
 
@@ -143,73 +143,63 @@ class Simulation:
         one_c_a = p["one_c_ma"] / 1000.0
         offset = self._rng.normal(0.0, 1.0, n) * self.noise.i_offset_frac * one_c_a
         tick = 0
+        # Quantities that change only at step changes, half-cycle ends or temperature changes.
+        state = _TickCache(self, age, step)
         while True:
             k_max = block_ticks if max_ticks is None else min(block_ticks, max_ticks - tick)
             if k_max <= 0:
                 return
             rec = _Recorder(n, k_max)
             for k in range(k_max):
-                active = step < st.n
-                if not active.any():
+                if not state.active.any():
                     break
                 t_rel = (tick + 1) * self.dt
-                sidx = np.minimum(step, st.n - 1)
-                cur = np.where(active, st.c_rate[sidx] * one_c_a, 0.0)
-                temp = np.full(n, self._temperature(t_rel))
-                g = temperature_factor(temp)
-                q = deg.capacity_mah(p, age)
-                r0, r1 = deg.resistances(p, age)
-                tau_d = deg.tau_diff_s(p, age)
+                c = state.at(self._temperature(t_rel))
                 # Part of the first lithiation current fills the irreversible sink.
-                sink = np.where(
-                    (cur < 0) & (age.irr_left_mah > 0), age.irr_left_mah / (age.irr_left_mah + q), 0.0
-                )
-                args = (cur * (1 - sink), q, r1, p["tau1_s"], tau_d, p["hysteresis_rate"], g)
-                (z2, h2, v12, d2), _ = transition(z, h, v1, d, *args[:1], self.dt, *args[1:])
-                v2 = terminal_voltage(z2, h2, v12, d2, cur, r0, g, p["ni_share"], p["ocv_shift_v"])[0]
-                # Voltage limit crossed inside this tick: rewind to the crossing.
-                lim = st.until_v[sidx]
-                crossed = active & ~np.isnan(lim) & np.where(cur < 0, v2 <= lim, v2 >= lim)
+                sink = np.where((c.cur < 0) & (age.irr_left_mah > 0), age.irr_left_mah / (age.irr_left_mah + c.q), 0.0)
+                i_in = c.cur * (1 - sink)
+                model = (c.q, c.r1, p["tau1_s"], c.tau_d, p["hysteresis_rate"], c.g)
+                (z2, h2, v12, d2), _ = transition(z, h, v1, d, i_in, self.dt, *model)
+                v2 = terminal_voltage_only(z2, h2, v12, d2, c.cur, c.r0, c.g, p["ni_share"], p["ocv_shift_v"])
+                crossed = c.limited & np.where(c.cur < 0, v2 <= c.lim, v2 >= c.lim)
                 frac = np.ones(n)
                 if crossed.any():
-                    v_prev = terminal_voltage(z, h, v1, d, cur, r0, g, p["ni_share"], p["ocv_shift_v"])[0]
-                    frac = np.where(crossed, np.clip((v_prev - lim) / (v_prev - v2 + 1e-300), 0.0, 1.0), 1.0)
-                    (z3, h3, v13, d3), _ = transition(z, h, v1, d, args[0], self.dt * frac, *args[1:])
-                    z2, h2, v12, d2 = (np.where(crossed, a, b) for a, b in ((z3, z2), (h3, h2), (v13, v12), (d3, d2)))
-                    v2 = np.where(crossed, lim, v2)
-                # After the limit the cell rests for the rest of the tick.
-                rest = ~crossed | (frac >= 1.0)
-                (z2r, h2r, v12r, d2r), _ = transition(
-                    z2, h2, v12, d2, np.zeros(n), self.dt * (1 - frac), q, r1, p["tau1_s"], tau_d,
-                    p["hysteresis_rate"], g,
-                )
-                z, h, v1, d = (np.where(rest, a, b) for a, b in ((z2, z2r), (h2, h2r), (v12, v12r), (d2, d2r)))
-                i_avg = cur * frac
-                throughput += np.abs(i_avg) * self.dt / 3.6  # mAh
-                age.irr_left_mah = np.maximum(age.irr_left_mah - np.abs(i_avg * sink) * self.dt / 3.6, 0.0)
+                    # Voltage limit crossed inside this tick: step only to the crossing,
+                    # then the cell rests for the rest of the tick.
+                    v_prev = terminal_voltage_only(z, h, v1, d, c.cur, c.r0, c.g, p["ni_share"], p["ocv_shift_v"])
+                    frac = np.where(crossed, np.clip((v_prev - c.lim) / (v_prev - v2 + 1e-300), 0.0, 1.0), 1.0)
+                    part, _ = transition(z, h, v1, d, i_in, self.dt * frac, *model)
+                    rest, _ = transition(*part, np.zeros(n), self.dt * (1 - frac), *model)
+                    z, h, v1, d = (np.where(crossed, r, f) for r, f in zip(rest, (z2, h2, v12, d2)))
+                    v2 = np.where(crossed, c.lim, v2)
+                else:
+                    z, h, v1, d = z2, h2, v12, d2
+                i_avg = c.cur * frac
+                throughput += np.abs(i_avg) * (self.dt / 3.6)  # mAh
+                if c.sink_possible:
+                    age.irr_left_mah = np.maximum(age.irr_left_mah - np.abs(i_avg * sink) * self.dt / 3.6, 0.0)
                 step_t += self.dt * frac
-                v_out = np.where(crossed, v2, terminal_voltage(z, h, v1, d, cur, r0, g, p["ni_share"], p["ocv_shift_v"])[0])
-                rec.put(k, v_out, i_avg, temp, active, z, q, r0, r1, age.cycle + 1, sidx)
-                # Step transitions.
-                dur = st.duration_s[sidx]
-                done = active & (crossed | (~np.isnan(dur) & (step_t >= dur - 1e-9)))
+                rec.put(k, v2, i_avg, c.temp, state.active, z, c.q, c.r0, c.r1, age.cycle + 1, state.sidx)
+                done = state.active & (crossed | (c.timed & (step_t >= c.dur - 1e-9)))
                 if done.any():
+                    sidx = state.sidx
                     nxt = np.where(crossed & (st.skip_to[sidx] >= 0), st.skip_to[sidx], step + 1)
                     half_ends = done & ((nxt >= st.n) | (st.half[np.minimum(nxt, st.n - 1)] != st.half[sidx]))
                     if half_ends.any():
-                        age, z = self._close_halves(half_ends, st.sign[sidx], throughput, z_start, z, age, q,
+                        age, z = self._close_halves(half_ends, st.sign[sidx], throughput, z_start, z, age, c.q,
                                                     st.c_rate[sidx], self.t0 + t_rel)
                         throughput = np.where(half_ends, 0.0, throughput)
                         z_start = np.where(half_ends, z, z_start)
                     step = np.where(done, nxt, step)
                     step_t = np.where(done, 0.0, step_t)
+                    state = _TickCache(self, age, step)
                 tick += 1
-            if rec.k == 0 and k_max > 0 and not (step < st.n).any():
+            if rec.k == 0:
                 return
             block = rec.block(self.t0 + (tick - rec.k + np.arange(1, rec.k + 1)) * self.dt)
             self._measure(block, one_c_a, offset)
             yield block
-            if not (step < st.n).any():
+            if not state.active.any():
                 return
 
     def _temperature(self, t_rel: float) -> float:
@@ -264,6 +254,34 @@ class Simulation:
             b.v = np.where(spikes, b.v + rng.choice([-1.0, 1.0], (n, k)) * f.spike_v, b.v)
         if f.dropout_prob:
             b.valid &= rng.random((n, k)) >= f.dropout_prob
+
+
+class _TickCache:
+    """What the inner loop needs that only changes at step changes, half-cycle ends or a
+    temperature change, computed once instead of every tick."""
+
+    def __init__(self, sim: "Simulation", age: deg.Ageing, step: np.ndarray):
+        p, st = sim._p, sim._steps
+        self.active = step < st.n
+        self.sidx = np.minimum(step, st.n - 1)
+        self.cur = np.where(self.active, st.c_rate[self.sidx] * p["one_c_ma"] / 1000.0, 0.0)
+        self.lim = st.until_v[self.sidx]
+        self.limited = self.active & ~np.isnan(self.lim)
+        self.dur = st.duration_s[self.sidx]
+        self.timed = ~np.isnan(self.dur)
+        self.q = deg.capacity_mah(p, age)
+        self.r0, self.r1 = deg.resistances(p, age)
+        self.tau_d = deg.tau_diff_s(p, age)
+        self.sink_possible = bool(np.any(age.irr_left_mah > 0))
+        self._n = len(step)
+        self._temp_c: float | None = None
+
+    def at(self, temp_c: float) -> "_TickCache":
+        if temp_c != self._temp_c:
+            self._temp_c = temp_c
+            self.temp = np.full(self._n, temp_c)
+            self.g = temperature_factor(self.temp)
+        return self
 
 
 class _StepTable:

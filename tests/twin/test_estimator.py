@@ -99,12 +99,12 @@ def test_temperature_sag_is_not_read_as_ageing():
     sim = Simulation([cell], cc_cycles(0.5, 2), dt=1.0, faults=faults, seed=5)
     r = run_estimator(sim, [cell])
     sag = slice(3600, 4400)
-    assert np.all(r.r0_true[sag, 0] == r.r0_true[0, 0])  # the truth did not age
+    np.testing.assert_allclose(r.r0_true[sag, 0], r.r0_true[0, 0], rtol=1e-3)  # the truth barely aged
     # The filter's resistances are referred to 130 C: within 10 % of before the sag.
     before = r.r0[2900, 0] + r.r1[2900, 0]
     during = r.r0[sag, 0] + r.r1[sag, 0]
     assert np.all(np.abs(during / before - 1) < 0.10)
-    assert all(abs(h.impedance_growth) < 0.1 for h in r.halves)
+    assert all(h.impedance_growth < 0.05 for h in r.halves)  # activation may lower it; the sag must not raise it
 
 
 def test_state_is_small_and_picklable():

@@ -34,7 +34,7 @@ from filterpy.kalman import update as kf_update
 
 from . import degradation as deg
 from .model import temperature_factor, terminal_voltage
-from .params import V_MAX, V_MIN, CellParams, stack_params
+from .params import CellParams, stack_ocv_tables, stack_params
 
 __all__ = [
     "FLAG_NONFINITE",
@@ -57,8 +57,8 @@ __all__ = [
 ]
 
 FLAG_NONFINITE = 1  # NaN / inf in t, v, i or temperature: sample skipped
-FLAG_BELOW_WINDOW = 2  # v < 0.3 V: Li-Mg alloying (abuse); no voltage update
-FLAG_ABOVE_WINDOW = 4  # v > 1.0 V + margin: outside the model; no voltage update
+FLAG_BELOW_WINDOW = 2  # v below the window (hydride: 0.3 V, Li-Mg alloying = abuse); no voltage update
+FLAG_ABOVE_WINDOW = 4  # v above the window + margin: outside the model; no voltage update
 FLAG_TIME = 8  # time did not advance: sample skipped
 FLAG_GAP = 16  # long gap: current over the gap unknown, uncertainty inflated
 FLAG_OUTLIER = 32  # innovation beyond the gate: voltage not used
@@ -91,6 +91,7 @@ class Tracker:
     """Everything the estimator knows about N cells. Arrays only: small and picklable."""
 
     consts: np.ndarray  # (N, len(_CONSTS)) model constants of each cell
+    ocv_table: np.ndarray  # (N, 2, OCV_POINTS) learned OCV of generic cells, NaN for hydride cells
     x: np.ndarray  # (N, 6)
     P: np.ndarray  # (N, 6, 6)
     capacity_mah: np.ndarray
@@ -128,7 +129,7 @@ _CONSTS = (
     "capacity_mah", "mass_mg", "one_c_ma", "ni_share", "ocv_shift_v", "tau1_s", "tau_diff_s",
     "activation_factor", "activation_cycles", "hysteresis_rate", "r0_ohm", "r1_ohm",
     "ps_rate", "ps_saturation", "crack_rate", "crack_rate_ref_c", "crack_r_growth", "volume_change",
-    "first_irreversible_mah_g",
+    "first_irreversible_mah_g", "v_min", "v_max",
 )
 _C = {name: k for k, name in enumerate(_CONSTS)}
 
@@ -188,6 +189,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray = 1.0, fresh: 
     nan, zeros = np.full(n, np.nan), np.zeros(n)
     return Tracker(
         consts=consts,
+        ocv_table=stack_ocv_tables(cells),
         x=x,
         P=np.einsum("ni,ij->nij", sd**2, np.eye(N_X)),
         capacity_mah=p["capacity_mah"].copy(),
@@ -284,7 +286,8 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     backwards = finite & ~first & ~(dt > 0)
     ok = present & finite & ~backwards & ~implausible
     dt = np.where(ok, dt, 0.0)
-    below, above = v < V_MIN, v > V_MAX + _WINDOW_MARGIN_V
+    below = v < tr.consts[:, _C["v_min"]]
+    above = v > tr.consts[:, _C["v_max"]] + _WINDOW_MARGIN_V
     flags = (
         np.where(present & ~finite, FLAG_NONFINITE, 0)
         | np.where(present & backwards, FLAG_TIME, 0)
@@ -342,7 +345,8 @@ def _propagate(pr: _Prepared, x: np.ndarray, P: np.ndarray) -> tuple[np.ndarray,
 def _measurement(tr: Tracker, x: np.ndarray, pr: _Prepared) -> tuple[np.ndarray, np.ndarray]:
     """Predicted voltage and the Jacobian row H at state x."""
     v_hat, dv_dz, dv_dh, dv_dr0 = terminal_voltage(
-        x[:, _IZ], x[:, _IH], x[:, _IV1], x[:, _ID], pr.i, x[:, _IR0], pr.g, _c(tr, "ni_share"), _c(tr, "ocv_shift_v")
+        x[:, _IZ], x[:, _IH], x[:, _IV1], x[:, _ID], pr.i, x[:, _IR0], pr.g, _c(tr, "ni_share"), _c(tr, "ocv_shift_v"),
+        tr.ocv_table,
     )
     H = np.zeros((len(tr), N_X))
     H[:, _IZ] = dv_dz

@@ -35,6 +35,7 @@ __all__ = [
     "ocv",
     "temperature_factor",
     "transition",
+    "table_branches",
     "terminal_voltage",
     "terminal_voltage_only",
 ]
@@ -90,11 +91,36 @@ def ocv_branches(z: np.ndarray, ni_share: np.ndarray) -> tuple[np.ndarray, ...]:
     return e_lith, e_delith, de_lith, de_delith
 
 
-def ocv(z: np.ndarray, h: np.ndarray, ni_share: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """OCV between the branches as set by the hysteresis state h, with dOCV/dz and dOCV/dh."""
-    e_l, e_d, de_l, de_d = ocv_branches(z, ni_share)
+def _mix(h, e_l, e_d, de_l, de_d):
     mid, half = 0.5 * (e_d + e_l), 0.5 * (e_d - e_l)
     return mid + h * half, 0.5 * (de_d + de_l) + h * 0.5 * (de_d - de_l), half
+
+
+def table_branches(z: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Branches of a tabulated OCV (generic cells): table (N, 2, K), lithiation then
+    delithiation, on a uniform SOC grid 0..1; linear inside, extrapolated past the ends."""
+    k = table.shape[-1] - 1
+    x = np.asarray(z, dtype=float) * k
+    j = np.clip(np.floor(np.nan_to_num(x)), 0, k - 1).astype(int)
+    rows = np.arange(table.shape[0])[:, None]
+    lo, hi = table[rows, [[0, 1]], j[:, None]], table[rows, [[0, 1]], j[:, None] + 1]
+    e = lo + (x - j)[:, None] * (hi - lo)
+    de = (hi - lo) * k
+    return e[:, 0], e[:, 1], de[:, 0], de[:, 1]
+
+
+def ocv(z, h, ni_share, table=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OCV between the branches as set by the hysteresis state h, with dOCV/dz and dOCV/dh.
+
+    Cells with a table row (not NaN) use their learned curve, the others the hydride's."""
+    hydride = _mix(h, *ocv_branches(z, ni_share))
+    if table is None:
+        return hydride
+    generic = ~np.isnan(table[:, 0, 0])
+    if not generic.any():
+        return hydride
+    tabled = _mix(h, *table_branches(z, np.nan_to_num(table)))
+    return tuple(np.where(generic, a, b) for a, b in zip(tabled, hydride))
 
 
 def transition(z, h, v1, d, current, dt, capacity_mah, r1, tau1, tau_diff, gamma, g):
@@ -124,13 +150,15 @@ def temperature_factor(temp_c: np.ndarray) -> np.ndarray:
     return arrhenius * jump / jump_ref
 
 
-def terminal_voltage(z, h, v1, d, current, r0, g, ni_share, shift=0.0):
+def terminal_voltage(z, h, v1, d, current, r0, g, ni_share, shift=0.0, table=None):
     """Terminal voltage and its partial derivatives (dV/dz = dV/dd, dV/dh, dV/dr0)."""
-    e, de_dz, de_dh = ocv(z + d, h, ni_share)
+    e, de_dz, de_dh = ocv(z + d, h, ni_share, table)
     return e + shift + current * r0 * g + v1, de_dz, de_dh, current * g
 
 
-def terminal_voltage_only(z, h, v1, d, current, r0, g, ni_share, shift=0.0) -> np.ndarray:
+def terminal_voltage_only(z, h, v1, d, current, r0, g, ni_share, shift=0.0, table=None) -> np.ndarray:
     """Terminal voltage without derivatives (the simulator's hot path)."""
+    if table is not None and not np.isnan(table[:, 0, 0]).all():
+        return terminal_voltage(z, h, v1, d, current, r0, g, ni_share, shift, table)[0]
     e_l, e_d = _branches(z + d, ni_share)[:2]
     return 0.5 * (e_d + e_l) + h * 0.5 * (e_d - e_l) + shift + current * r0 * g + v1

@@ -27,10 +27,13 @@ __all__ = [
     "one_c_ma_g",
     "li_diffusion_cm2_s",
     "stack_params",
+    "stack_ocv_tables",
+    "OCV_POINTS",
 ]
 
 T_REF_C = 130.0  # every test of this electrode runs at 130 C (LiBH4 needs it)
 V_MIN, V_MAX = 0.3, 1.0  # V vs Li+/Li; below 0.3 V Li-Mg alloying destroys reversibility
+OCV_POINTS = 101  # grid of a learned open-circuit table (generic cells), SOC 0..1
 
 # Measured open-circuit Li diffusion coefficients (cm2/s) of the two electrodes; other
 # mixtures interpolate log D linearly in the mass fraction of fast-path phases.
@@ -80,10 +83,14 @@ CALIBRATION = Calibration()
 
 @dataclass(frozen=True)
 class CellParams:
-    """One cell. Absolute units (mAh, ohm) for a cell with `mass_mg` of hydride."""
+    """One cell. Absolute units (mAh, ohm) for a cell with `mass_mg` of hydride.
+
+    A generic cell (another chemistry) has no composition: its capacity is given, its
+    open-circuit curve is a learned table (see `twin.generic`) and its window its own.
+    """
 
     name: str
-    composition: Composition
+    composition: Composition | None
     mass_mg: float = 1.0
     one_c_ma_g: float = 2038.0
     utilisation: float = 0.985
@@ -101,10 +108,19 @@ class CellParams:
     crack_rate_ref_c: float = 0.5
     crack_r_growth: float = 6.0
     ocv_shift_v: float = 0.0  # cell-to-cell offset of the open-circuit curve
-    extras: dict = field(default_factory=dict, compare=False)
+    v_min: float = V_MIN
+    v_max: float = V_MAX
+    generic_capacity_mah: float = 0.0  # the capacity of a generic cell (no composition)
+    ocv_table: np.ndarray | None = field(default=None, compare=False)  # (2, K) generic cells
+
+    @property
+    def is_generic(self) -> bool:
+        return self.composition is None
 
     @property
     def theoretical_mah(self) -> float:
+        if self.composition is None:
+            return self.generic_capacity_mah
         return self.composition.theoretical_capacity_mah_g * self.mass_mg / 1000.0
 
     @property
@@ -117,12 +133,13 @@ class CellParams:
         return self.one_c_ma_g * self.mass_mg / 1000.0
 
     @property
-    def shares(self) -> dict[str, float]:
-        return self.composition.capacity_shares()
+    def ni_share(self) -> float:
+        """Share of the capacity in Mg2NiH4 (the top of the SOC range)."""
+        return 0.0 if self.composition is None else self.composition.capacity_shares()["Mg2NiH4"]
 
     @property
     def volume_change(self) -> float:
-        return self.composition.volume_change
+        return 0.0 if self.composition is None else self.composition.volume_change
 
     def with_(self, **changes) -> "CellParams":
         return replace(self, **changes)
@@ -131,7 +148,7 @@ class CellParams:
 _NUMERIC = tuple(
     f
     for f in CellParams.__dataclass_fields__
-    if f not in ("name", "composition", "extras")
+    if f not in ("name", "composition", "ocv_table")
 )
 
 
@@ -225,5 +242,17 @@ def stack_params(cells: list[CellParams]) -> dict[str, np.ndarray]:
     table["capacity_mah"] = np.array([c.capacity_mah for c in cells])
     table["one_c_ma"] = np.array([c.one_c_ma for c in cells])
     table["volume_change"] = np.array([c.volume_change for c in cells])
-    table["ni_share"] = np.array([c.shares["Mg2NiH4"] for c in cells])
+    table["ni_share"] = np.array([c.ni_share for c in cells])
     return table
+
+
+def stack_ocv_tables(cells: list[CellParams]) -> np.ndarray:
+    """(N, 2, OCV_POINTS) learned OCV tables; NaN rows for hydride cells (analytic OCV)."""
+    out = np.full((len(cells), 2, OCV_POINTS), np.nan)
+    for k, c in enumerate(cells):
+        if c.ocv_table is not None:
+            table = np.asarray(c.ocv_table, dtype=float)
+            if table.shape != (2, OCV_POINTS):
+                raise ValueError(f"OCV table of {c.name!r} must have shape (2, {OCV_POINTS}), got {table.shape}")
+            out[k] = table
+    return out

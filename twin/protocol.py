@@ -67,12 +67,14 @@ def parse_step(text: str, half: int = 0) -> Step:
     return Step(rate, until, duration, half)
 
 
-def cc_cycles(c_rate: float, cycles: int, rest_s: float = 0.0, start_half: int = 0) -> list[Step]:
-    """Constant-current cycles inside the 0.3-1.0 V window, discharge first."""
+def cc_cycles(
+    c_rate: float, cycles: int, rest_s: float = 0.0, start_half: int = 0, v_min: float = V_MIN, v_max: float = V_MAX
+) -> list[Step]:
+    """Constant-current cycles inside the window (0.3-1.0 V for the hydride), discharge first."""
     steps: list[Step] = []
     half = start_half
     for _ in range(cycles):
-        for text in (f"Discharge at {c_rate}C until {V_MIN} V", f"Charge at {c_rate}C until {V_MAX} V"):
+        for text in (f"Discharge at {c_rate}C until {v_min} V", f"Charge at {c_rate}C until {v_max} V"):
             steps.append(parse_step(text, half))
             half += 1
             if rest_s:

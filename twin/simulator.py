@@ -17,7 +17,7 @@ import numpy as np
 
 from . import degradation as deg
 from .model import temperature_factor, terminal_voltage_only, transition
-from .params import T_REF_C, CellParams, stack_params
+from .params import T_REF_C, CellParams, stack_ocv_tables, stack_params
 from .protocol import Step
 
 __all__ = ["SensorNoise", "Faults", "SampleBlock", "HalfCycleTruth", "Simulation", "vary", "simulate_cycles", "cycle_table"]
@@ -126,6 +126,7 @@ class Simulation:
         if not self.dt > 0:
             raise ValueError(f"sampling interval must be > 0 s, got {self.dt}")
         self._p = stack_params(self.cells)
+        self._table = stack_ocv_tables(self.cells)
         self._rng = np.random.default_rng(self.seed)
         self._steps = _StepTable(self.protocol)
 
@@ -160,13 +161,13 @@ class Simulation:
                 i_in = c.cur * (1 - sink)
                 model = (c.q, c.r1, p["tau1_s"], c.tau_d, p["hysteresis_rate"], c.g)
                 (z2, h2, v12, d2), _ = transition(z, h, v1, d, i_in, self.dt, *model)
-                v2 = terminal_voltage_only(z2, h2, v12, d2, c.cur, c.r0, c.g, p["ni_share"], p["ocv_shift_v"])
+                v2 = terminal_voltage_only(z2, h2, v12, d2, c.cur, c.r0, c.g, p["ni_share"], p["ocv_shift_v"], self._table)
                 crossed = c.limited & np.where(c.cur < 0, v2 <= c.lim, v2 >= c.lim)
                 frac = np.ones(n)
                 if crossed.any():
                     # Voltage limit crossed inside this tick: step only to the crossing,
                     # then the cell rests for the rest of the tick.
-                    v_prev = terminal_voltage_only(z, h, v1, d, c.cur, c.r0, c.g, p["ni_share"], p["ocv_shift_v"])
+                    v_prev = terminal_voltage_only(z, h, v1, d, c.cur, c.r0, c.g, p["ni_share"], p["ocv_shift_v"], self._table)
                     frac = np.where(crossed, np.clip((v_prev - c.lim) / (v_prev - v2 + 1e-300), 0.0, 1.0), 1.0)
                     part, _ = transition(z, h, v1, d, i_in, self.dt * frac, *model)
                     rest, _ = transition(*part, np.zeros(n), self.dt * (1 - frac), *model)

@@ -11,9 +11,18 @@ offset e of the plateau potentials are random walks. The offset matters: the pla
 are flat (50 mV across the whole SOC range), so a 1 mV offset read as SOC would be a
 2 % SOC error; as a state, it is pinned at the knees and the phase step instead. Joint
 estimation, so a temperature sag that multiplies the resistance by the known LiBH4
-factor g(T) is not read as ageing. Capacity is estimated dually, once per
-half-cycle: charge counted between two ends of a deep half over the filter's SOC
-change gives a capacity measurement for a scalar Kalman filter (random-walk fade).
+factor g(T) is not read as ageing.
+
+Capacity is estimated dually, once per half-cycle, by a scalar Kalman filter: its time
+update is the degradation model's own loss for the half (phase separation, contact
+loss), its measurement the charge counted over the filter's SOC swing of a deep half.
+Inside a half, the capacity's uncertainty enters the SOC variance as a "consider"
+parameter: a wrong capacity makes counted SOC drift one way, so that variance grows
+with the square of the charge counted, which keeps the SOC band honest. Joint
+estimation of 1/capacity in the EKF was tried and rejected: on the flat plateaus a
+large initial SOC error leaks into it and the capacity swings by tens of percent.
+Resistances get the same model time update at half ends (activation, contact loss).
+
 Cycle-level outputs (capacity per half, Coulombic efficiency, retention, impedance
 growth, crack and phase-separation risk, NIS) come from the same `Tracker`.
 
@@ -92,8 +101,8 @@ class Tracker:
 
     consts: np.ndarray  # (N, len(_CONSTS)) model constants of each cell
     ocv_table: np.ndarray  # (N, 2, OCV_POINTS) learned OCV of generic cells, NaN for hydride cells
-    x: np.ndarray  # (N, 6)
-    P: np.ndarray  # (N, 6, 6)
+    x: np.ndarray  # (N, N_X) fast states
+    P: np.ndarray  # (N, N_X, N_X)
     capacity_mah: np.ndarray
     capacity_var: np.ndarray
     irr_left_mah: np.ndarray
@@ -228,14 +237,6 @@ def concat(trackers: "list[Tracker]") -> Tracker:
 
 def _c(tr: Tracker, name: str) -> np.ndarray:
     return tr.consts[:, _C[name]]
-
-
-def _age(tr: Tracker) -> deg.Ageing:
-    return deg.Ageing(tr.cycle, tr.psi, tr.crack, tr.irr_left_mah)
-
-
-def _param_table(tr: Tracker) -> dict[str, np.ndarray]:
-    return {name: tr.consts[:, k] for k, name in enumerate(_CONSTS)}
 
 
 @dataclass

@@ -60,6 +60,7 @@ __all__ = [
     "concat",
     "step",
     "step_filterpy",
+    "finish",
     "RISK_HORIZON_CYCLES",
     "RISK_AT_FLOOR",
     "RETENTION_FLOOR",
@@ -396,6 +397,15 @@ def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutpu
         z_eff = v[k] - v_hat[k] + H[k] @ x[k]
         x[k], P[k] = kf_update(x[k], P[k], z_eff, R, H[k : k + 1])
     return _commit(tr, pr, t, x, P, y, S)
+
+
+def finish(tr: Tracker) -> list[HalfCycle]:
+    """Close every half-cycle still open: at the end of a finite stream (a replay, an
+    embedded run) the last half has no reversal to end it."""
+    open_ = np.flatnonzero((tr.seg_sign != 0) & (tr.seg_active_s > 0))
+    halves = [_close_half(tr, k, float(tr.t_last[k])) for k in open_]
+    tr.seg_sign[open_] = 0.0
+    return halves
 
 
 def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray) -> np.ndarray:

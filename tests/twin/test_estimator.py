@@ -127,3 +127,18 @@ def test_below_window_and_bad_samples_are_flagged_not_used():
     np.testing.assert_array_equal(tr.x[1:], x0[1:])
     np.testing.assert_array_equal(tr.P[1:], p0[1:])
     assert not np.allclose(tr.x[0], x0[0])  # time and charge still counted for cell 0
+
+
+def test_finish_closes_the_last_half_cycle():
+    cell = preset("nd4mg80ni8")
+    sim = Simulation([cell], cc_cycles(1.0, 1), dt=10.0, seed=1)
+    tr = est.new_tracker([cell])
+    halves = []
+    for b in sim.blocks():
+        for k in range(b.t.size):
+            halves += est.step(tr, b.t[k], b.v[:, k], b.i[:, k], b.temp_c[:, k]).halves
+    assert [h.half for h in halves] == ["discharge"]
+    last = est.finish(tr)
+    assert [h.half for h in last] == ["charge"]
+    assert last[0].coulombic_efficiency == pytest.approx(sim.truth[1].capacity_mah / sim.truth[0].capacity_mah, rel=0.01)
+    assert est.finish(tr) == []

@@ -12,6 +12,11 @@ as a bad token, a missing bucket or a field type conflict), or a transient failu
 outlasts the retries, raises :class:`InfluxWriteError` with the server's status and message.
 Re-writing a point is harmless: points are keyed by measurement, tags and sample time.
 
+The sink observes itself: with its batches it writes, at most every ``health_interval_s``,
+a ``pipeline_health`` point with ``write_errors``, the running total of failed write
+attempts of this worker (tag ``worker`` = ``influx-<index>``); retried attempts that
+later succeeded count too, so a flaky store shows before it stops the flow.
+
 Fields whose value is NaN or infinite are dropped from their point, because line protocol
 has no representation for them; a point left without fields is not written. Time is sent
 with millisecond precision, the coarsest that keeps the sub-second part of sample times.
@@ -28,6 +33,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.rest import ApiException
+
+from pipeline.contracts import MEAS_HEALTH
 
 __all__ = ["InfluxSink", "InfluxWriteError", "to_point"]
 
@@ -74,6 +81,7 @@ class InfluxSink(DynamicSink[Mapping[str, Any]]):
     :arg max_retries: retries of a transiently failing batch before giving up.
     :arg backoff_s: wait before the first retry; doubled for each further one.
     :arg max_backoff_s: cap on one wait.
+    :arg health_interval_s: least wall time between two ``write_errors`` health points.
     """
 
     def __init__(
@@ -87,7 +95,9 @@ class InfluxSink(DynamicSink[Mapping[str, Any]]):
         max_retries: int = 5,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
+        health_interval_s: float = 10.0,
     ) -> None:
+        self._health_interval_s = health_interval_s
         self._url = url
         self._token = token
         self._org = org
@@ -109,6 +119,7 @@ class InfluxSink(DynamicSink[Mapping[str, Any]]):
         return _InfluxPartition(
             client, client.write_api(write_options=SYNCHRONOUS), self._bucket, self._org,
             self._max_retries, self._backoff_s, self._max_backoff_s,
+            f"influx-{worker_index}", self._health_interval_s,
         )
 
 
@@ -122,7 +133,13 @@ class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
         max_retries: int,
         backoff_s: float,
         max_backoff_s: float,
+        worker: str,
+        health_interval_s: float,
     ) -> None:
+        self._worker = worker
+        self._health_interval_s = health_interval_s
+        self._failed_attempts = 0
+        self._last_health = -math.inf
         self._client = client
         self._write_api = write_api
         self._bucket = bucket
@@ -135,6 +152,11 @@ class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
         points = [p for p in map(to_point, items) if p is not None]
         if not points:
             return
+        now = time.time()
+        if now - self._last_health >= self._health_interval_s:
+            self._last_health = now
+            points.append(to_point({"measurement": MEAS_HEALTH, "tags": {"worker": self._worker},
+                                    "fields": {"write_errors": self._failed_attempts}, "time": now}))
         attempt = 0
         while True:
             attempt += 1
@@ -148,6 +170,7 @@ class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
                 transient = status is None or status >= 500 or status == 429
             except (urllib3.exceptions.HTTPError, OSError) as error:
                 status, message, transient = None, repr(error), True
+            self._failed_attempts += 1
             if not transient or attempt > self._max_retries:
                 raise InfluxWriteError(status, message, attempt)
             time.sleep(min(self._backoff_s * 2 ** (attempt - 1), self._max_backoff_s))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twin.estimator import RETENTION_FLOOR, RISK_AT_FLOOR
+
 __all__ = [
     "TOPIC_SAMPLES",
     "TOPIC_META",
@@ -72,6 +74,7 @@ STATE_FIELDS: tuple[str, ...] = (
     "hysteresis",  # hysteresis state -1 (lithiation branch) .. +1 (delithiation)
     "v_residual",  # measured - predicted voltage, V
     "nis",  # normalised innovation squared, running mean
+    "flags",  # integer: bit-OR of twin.estimator FLAG_* over the samples since the previous point
 )
 
 # One point per half-cycle, measurement cycle_summary (tags cell, preset, half).
@@ -113,9 +116,9 @@ OUT_REPORT = "report.html"
 class AlertThresholds:
     """Alert limits shared by the in-stream alerts and the Grafana alert rules."""
 
-    crack_risk: float = 0.7
-    phase_sep_risk: float = 0.7
-    retention_floor: float = 0.8
+    crack_risk: float = RISK_AT_FLOOR  # risk scale: 0.7 = on course to the floor in 100 cycles
+    phase_sep_risk: float = RISK_AT_FLOOR
+    retention_floor: float = RETENTION_FLOOR
     fade_rate_jump: float = 0.01  # fraction of capacity lost per cycle
     impedance_growth: float = 0.5  # +50 % over the cell's own baseline
     temp_low_c: float = 120.0  # LiBH4 loses its conduction below ~107 C

@@ -28,6 +28,7 @@ from pipeline.report_data import (
     summarize,
 )
 from pipeline.report_figures import MAX_POINTS, cycle_figure, timeline_figure, validation_figure
+from pipeline.validation import verdicts
 
 __all__ = ["build_report", "report_command"]
 
@@ -95,23 +96,39 @@ def _cell_section(cell: CellData, number: int) -> str:
     return "\n".join(parts)
 
 
+def _stat(reduce, values: np.ndarray, pattern: str) -> str:
+    """A reduction over the finite values, or "-" when there are none (a twin that diverged)."""
+    finite = values[np.isfinite(values)]
+    return _fmt(float(reduce(finite)) if finite.size else None, pattern)
+
+
 def _validation_section(table: Columns) -> str:
     head = ("cell", "cycles compared", "mean |measured - twin| [mAh]", "max |measured - twin| [mAh]",
-            "mean relative error", "mean Coulombic efficiency")
-    rows, figures = [], []
-    for number, cell in enumerate(sorted({str(c) for c in table["cell"]})):
-        mask = table["cell"] == cell
+            "mean relative error", "mean Coulombic efficiency", "verdict")
+    rows, details, figures = [], [], []
+    for number, judged in enumerate(verdicts(table)):
+        cell = judged.cell
+        mask = table["cell"].astype(str) == cell
         picked = {name: values[mask] for name, values in table.items()}
         error = np.abs(picked["measured_discharge_mah"] - picked["twin_capacity_mah"])
         relative = error / np.abs(picked["measured_discharge_mah"])
         rows.append("<tr>" + _td(cell, "name") + _td(str(int(mask.sum())))
-                    + _td(f"{np.nanmean(error):.4f}") + _td(f"{np.nanmax(error):.4f}")
-                    + _td(f"{np.nanmean(relative):.2%}")
-                    + _td(f"{np.nanmean(picked['coulombic_efficiency']):.4f}") + "</tr>")
+                    + _td(_stat(np.nanmean, error, "{:.4f}")) + _td(_stat(np.nanmax, error, "{:.4f}"))
+                    + _td(_stat(np.nanmean, relative, "{:.2%}"))
+                    + _td(_stat(np.nanmean, picked["coulombic_efficiency"], "{:.4f}"))
+                    + _td(judged.summary(), "ok" if judged.tracks else "bad") + "</tr>")
+        checks = "".join(
+            f"<li>{html.escape(c.name)}: {'n/a' if c.passed is None else 'pass' if c.passed else 'FAIL'}"
+            f" - {html.escape(c.detail)}</li>" for c in judged.checks)
+        details.append(f"<p class='note'><b>{html.escape(cell)}</b></p><ul class='checks'>{checks}</ul>")
         figures.append(_figure(validation_figure(cell, picked), f"validation-{number}"))
     header = "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+    note = ("<p class='note'>Measured: coulomb counting on the replayed file (half-cycles by current "
+            "sign, rests and gaps not counted). Twin: its tracked reversible capacity at the end of the "
+            "cycle, so at high rates it exceeds the delivered capacity by what the voltage limit leaves "
+            "unreached. The verdict asks whether the twin tracks within its own uncertainty.</p>")
     return ("<section id='validation'><h2>Validation: measured vs twin</h2>"
-            f"<table>{header}{''.join(rows)}</table>{''.join(figures)}</section>")
+            f"{note}<table>{header}{''.join(rows)}</table>{''.join(details)}{''.join(figures)}</section>")
 
 
 def _page(cells: list[CellData], validation: Columns | None, source: Path) -> str:

@@ -127,7 +127,11 @@ def load_validation(out_dir: Path) -> Columns | None:
     if not path.is_file():
         return None
     options = pacsv.ConvertOptions(column_types={"cell": pa.string()})
-    columns = _columns(pacsv.read_csv(path, convert_options=options))
+    table = pacsv.read_csv(path, convert_options=options)
+    # A column with no value at all (e.g. no twin estimate in any cycle) reads as nulls.
+    table = pa.table({name: col.cast(pa.float64()) if pa.types.is_null(col.type) else col
+                      for name, col in zip(table.column_names, table.columns)})
+    columns = _columns(table)
     missing = [c for c in VALIDATION_COLUMNS if c not in columns]
     if missing:
         raise ValueError(f"{path} lacks columns {missing}")

@@ -136,24 +136,64 @@ def cycle_figure(cell: CellData) -> go.Figure:
 
 
 def validation_figure(cell: str, rows: Columns) -> go.Figure:
-    """Measured capacity per cycle next to the twin's, for one cell."""
+    """Measured capacity per cycle next to the twin's; with a replay's full table also the
+    SOC at the window ends (+/- 3 soc_std) and the voltage residual per cycle."""
     order = np.argsort(rows["cycle"], kind="stable")
     cycle = rows["cycle"][order]
-    fig = make_subplots(rows=1, cols=1, specs=[[{"secondary_y": True}]])
+
+    def col(name: str) -> np.ndarray | None:
+        return rows[name][order].astype(float) if name in rows else None
+
+    soc = [name for name in ("discharge", "charge") if col(f"soc_end_{name}") is not None]
+    residual = col("v_residual_rms")
+    titles = ["Capacity per cycle"]
+    if soc:
+        titles.append("Twin SOC at the window ends (+/- 3 soc_std)")
+    if residual is not None:
+        titles.append("Voltage residual per cycle")
+    panels = len(titles)
+    fig = make_subplots(rows=panels, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        specs=[[{"secondary_y": True}]] * panels, subplot_titles=titles)
     fig.add_trace(go.Scatter(x=cycle, y=rows["measured_discharge_mah"][order], mode="markers",
-                             name="measured discharge [mAh]", marker={"color": _MEASURED}))
+                             name="measured discharge [mAh]", marker={"color": _MEASURED}), row=1, col=1)
     fig.add_trace(go.Scatter(x=cycle, y=rows["measured_charge_mah"][order], mode="markers",
                              name="measured charge [mAh]",
-                             marker={"color": "#2ca02c", "symbol": "x"}))
+                             marker={"color": "#2ca02c", "symbol": "x"}), row=1, col=1)
     fig.add_trace(go.Scatter(x=cycle, y=rows["twin_capacity_mah"][order], mode="lines",
-                             name="twin [mAh]", line={"color": _TWIN}))
+                             name="twin capacity [mAh]", line={"color": _TWIN}), row=1, col=1)
     fig.add_trace(go.Scatter(x=cycle, y=rows["coulombic_efficiency"][order], mode="lines",
                              name="Coulombic efficiency", line={"color": "#7f7f7f", "dash": "dot"}),
-                  secondary_y=True)
-    fig.update_layout(title=f"{cell}: measured vs twin", height=380,
+                  row=1, col=1, secondary_y=True)
+    row = 1
+    if soc:
+        row += 1
+        for name in soc:
+            values, std = col(f"soc_end_{name}"), col(f"soc_std_end_{name}")
+            colour = _MEASURED if name == "discharge" else "#2ca02c"
+            error = {"type": "data", "array": 3 * std, "visible": True} if std is not None else None
+            fig.add_trace(go.Scatter(x=cycle, y=values, mode="markers", error_y=error,
+                                     name=f"SOC at end of {name}", marker={"color": colour}), row=row, col=1)
+        for level in (0.0, 1.0):
+            _limit(fig, level, row, "window end")
+        fig.update_yaxes(title_text="SOC", range=[-0.05, 1.05], row=row, col=1, secondary_y=False)
+    if residual is not None:
+        row += 1
+        fig.add_trace(go.Scatter(x=cycle, y=1000 * residual, mode="lines+markers",
+                                 name="residual rms [mV]", line={"color": "#8c564b"}), row=row, col=1)
+        mean = col("v_residual_mean")
+        if mean is not None:
+            fig.add_trace(go.Scatter(x=cycle, y=1000 * mean, mode="lines+markers",
+                                     name="residual mean [mV]", line={"color": "#bcbd22"}), row=row, col=1)
+        nis = col("nis")
+        if nis is not None:
+            fig.add_trace(go.Scatter(x=cycle, y=nis, mode="lines", name="NIS",
+                                     line={"color": _RISK2, "dash": "dot"}), row=row, col=1, secondary_y=True)
+            fig.update_yaxes(title_text="NIS", row=row, col=1, secondary_y=True)
+        fig.update_yaxes(title_text="mV", row=row, col=1, secondary_y=False)
+    fig.update_layout(title=f"{cell}: measured vs twin", height=330 + 260 * (panels - 1),
                       margin={"l": 60, "r": 60, "t": 60, "b": 40},
-                      legend={"orientation": "h", "y": -0.2})
-    fig.update_xaxes(title_text="cycle")
-    fig.update_yaxes(title_text="mAh", secondary_y=False)
-    fig.update_yaxes(title_text="CE", secondary_y=True)
+                      legend={"orientation": "h", "y": -0.12})
+    fig.update_xaxes(title_text="cycle", row=panels, col=1)
+    fig.update_yaxes(title_text="mAh", row=1, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="CE", row=1, col=1, secondary_y=True)
     return fig

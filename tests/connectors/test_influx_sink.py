@@ -78,7 +78,7 @@ def scripted() -> Iterator[_ScriptedServer]:
 
 def _partition(url: str, max_retries: int = 3):
     sink = InfluxSink(url, "token", "org", "bucket", max_retries=max_retries,
-                      backoff_s=0.01, timeout_s=2)
+                      backoff_s=0.01, timeout_s=2, health_interval_s=3600.0)
     return sink.build("influx", 0, 1)
 
 
@@ -93,7 +93,21 @@ def test_transient_errors_are_retried_until_stored(scripted: _ScriptedServer) ->
     assert path.startswith("/api/v2/write?")
     assert "bucket=bucket" in path and "org=org" in path and "precision=ms" in path
     assert headers["Content-Encoding"] == "gzip"
-    assert gzip.decompress(body) == rb"twin_state,cell=A\ 1,preset=p soc=0.5 1767225600251"
+    lines = gzip.decompress(body).splitlines()
+    assert lines[0] == rb"twin_state,cell=A\ 1,preset=p soc=0.5 1767225600251"
+    assert lines[1].startswith(b"pipeline_health,worker=influx-0 write_errors=0i ")
+
+
+def test_failed_attempts_are_reported_as_write_errors(scripted: _ScriptedServer) -> None:
+    scripted.statuses = [503, 503]
+    sink = InfluxSink(f"http://127.0.0.1:{scripted.server_port}", "token", "org", "bucket",
+                      max_retries=3, backoff_s=0.01, timeout_s=2, health_interval_s=0.0)
+    part = sink.build("influx", 0, 1)
+    part.write_batch([_item(soc=0.5)])
+    part.write_batch([_item(soc=0.6)])
+    part.close()
+    last = gzip.decompress(scripted.requests[-1][2]).splitlines()
+    assert last[1].startswith(b"pipeline_health,worker=influx-0 write_errors=2i ")
 
 
 def test_client_error_raises_at_once_with_status_and_message(scripted: _ScriptedServer) -> None:

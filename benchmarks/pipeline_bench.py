@@ -1,0 +1,301 @@
+"""End-to-end speed of the pipeline: Kafka -> twin -> store. Prints figures; asserts nothing.
+
+    python benchmarks/pipeline_bench.py [--cells 40] [--cycles 2] [--load 1000] [--profile]
+
+Starts its own Kafka broker and VictoriaMetrics (infra/services.py) and puts a small HTTP
+relay in front of the store that notes when each twin_state point was stored (the store
+answered the write). Three measurements:
+
+1. throughput with frames of 100 samples: the topic is filled first, then `celltwin run
+   --exit-when-idle` reads it; samples/s counted from the process start (startup included)
+   and from its first stored point (steady state);
+2. the same with single-sample messages;
+3. produce-to-store latency at a fixed offered load: the pipeline follows the topic while
+   frames are produced at ``--load`` samples/s; a frame's latency runs from its send to
+   the storing of the estimate of its last sample (dt = estimate interval = 10 s, so every
+   sample has one).
+
+``--profile`` also runs the frame case in this process under cProfile (one worker, the
+dataflow in the calling thread) and prints the top functions. Cell metadata comes from a
+config file. Timings on a shared 2-core machine are noisy: compare figures of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gzip
+import io
+import json
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+_REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(_REPO))
+
+from connectors.kafka_admin import ensure_topics  # noqa: E402
+from connectors.sim_producer import (  # noqa: E402
+    BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, simulation, stream,
+)
+from infra.services import start_kafka, start_victoria  # noqa: E402
+from pipeline.contracts import MEAS_STATE, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN  # noqa: E402
+
+_T0 = 1_767_225_600.0
+_INFLUX = ["--influx-token", "bench", "--influx-org", "bench", "--influx-bucket", "bench"]
+
+
+@dataclass
+class _Stored:
+    """When each twin_state point (cell, sample time in ms) reached the store."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    at: dict[tuple[str, int], float] = field(default_factory=dict)
+    first: float | None = None
+    last: float | None = None
+
+    def count(self, prefix: str) -> int:
+        with self.lock:
+            return sum(1 for cell, _ in self.at if cell.startswith(prefix))
+
+
+def _relay(store_url: str, stored: _Stored) -> ThreadingHTTPServer:
+    """An HTTP server that forwards writes to the store and notes what was stored when."""
+    measurement = f"{MEAS_STATE},".encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "content-encoding")}
+            request = urllib.request.Request(store_url + self.path, data=body, headers=headers, method="POST")
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                status, reply = answer.status, answer.read()
+            now = time.time()
+            text = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
+            seen = []
+            for line in text.splitlines():
+                if line.startswith(measurement):
+                    tags = line.split(b" ", 1)[0].split(b",")
+                    cell = next(t[5:] for t in tags if t.startswith(b"cell="))
+                    seen.append((cell.decode(), int(line.rsplit(b" ", 1)[1])))
+            with stored.lock:
+                for key in seen:
+                    stored.at.setdefault(key, now)
+                if seen:
+                    stored.first = stored.first or now
+                    stored.last = now
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _messages(cells: Sequence[SimCell], cycles: int, frame_size: int) -> tuple[list[KeyValue], int]:
+    sim = simulation(cells, cycles, dt=10.0, t0=_T0)
+    ids = [c.cell for c in cells]
+    records: list[KeyValue] = []
+    count = 0
+    for block in sim.blocks(block_ticks=BLOCK_TICKS):
+        count += int(block.valid.sum())
+        for _, _, messages in encode_block(block, ids, frame_size):
+            records.extend(messages)
+    return records, count
+
+
+def _empty_samples(bootstrap: str) -> None:
+    """Move the start of every cell.samples partition to its end: each phase reads only its own."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(TOPIC_SAMPLES, p) for p in consumer.partitions_for_topic(TOPIC_SAMPLES)]
+        ends = consumer.end_offsets(parts)
+    finally:
+        consumer.close()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_records({tp: end for tp, end in ends.items() if end > 0})
+    finally:
+        admin.close()
+
+
+def _config(cells: Sequence[SimCell], path: Path) -> Path:
+    path.write_text("".join(f'[cells."{c.cell}"]\npreset = "{c.preset}"\nmass_mg = {c.mass_mg}\n'
+                            f"c_rate = {c.c_rate}\n" for c in cells))
+    return path
+
+
+def _run_cmd(bootstrap: str, relay: str, config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", "run", "--kafka", bootstrap, "--influx-url", relay, *_INFLUX,
+            "--config", str(config), "--no-report", *extra]
+
+
+def _throughput(name: str, bootstrap: str, relay: str, stored: _Stored, work: Path, cells: int, cycles: int,
+                frame_size: int) -> None:
+    prefix = f"{name}-"
+    members = fleet(cells, "mixed", prefix=prefix)
+    records, samples = _messages(members, cycles, frame_size)
+    _empty_samples(bootstrap)
+    with Publisher(bootstrap) as publisher:
+        publisher.send(TOPIC_SAMPLES, records)
+        publisher.flush()
+    stored.first = stored.last = None
+    started = time.time()
+    with (work / f"{name}.log").open("wb") as log:
+        subprocess.run(_run_cmd(bootstrap, relay, _config(members, work / f"{name}.toml"), "--exit-when-idle"),
+                       cwd=_REPO, stdout=log, stderr=subprocess.STDOUT, check=True)
+    done = stored.count(prefix)
+    assert stored.first is not None and stored.last is not None
+    first, last = stored.first - started, stored.last - started
+    steady = (f"{samples / (last - first):,.0f} samples/s between the first and the last"
+              if last - first > 0.5 else "all stored in one go at the end")
+    print(f"{name:>8}: {len(records):,} messages, {samples:,} samples, {done:,} estimates stored; "
+          f"{samples / last:,.0f} samples/s from process start (first stored point after {first:.1f} s, "
+          f"last after {last:.1f} s; {steady})")
+
+
+def _latency(bootstrap: str, relay: str, stored: _Stored, work: Path, cells: int, load: float,
+             duration_s: float) -> None:
+    prefix = "latency-"
+    members = fleet(cells, "mixed", prefix=prefix)
+    warm = fleet(1, "mixed", prefix="warmup-")
+    config = _config([*members, *warm], work / "latency.toml")
+    _empty_samples(bootstrap)
+    log = (work / "latency.log").open("wb")
+    process = subprocess.Popen(_run_cmd(bootstrap, relay, config), cwd=_REPO, stdout=log, stderr=subprocess.STDOUT)
+    sent: dict[tuple[str, int], float] = {}
+
+    class Recording(Publisher):
+        def send(self, topic: str, messages) -> None:
+            messages = list(messages)
+            super().send(topic, messages)
+            now = time.time()
+            for key, value in messages:
+                sent[(key.decode(), round(json.loads(value)["t"][-1] * 1000))] = now
+
+    try:
+        # Warm-up: the run is up once a first frame's estimate is stored.
+        records, _ = _messages(warm, 1, 100)
+        with Publisher(bootstrap) as publisher:
+            publisher.send(TOPIC_SAMPLES, records[:1])
+            publisher.flush()
+        give_up = time.monotonic() + 120
+        while stored.count("warmup-") == 0:
+            if process.poll() is not None or time.monotonic() > give_up:
+                raise RuntimeError(f"pipeline not up: {(work / 'latency.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        # `load` samples/s: each cell reports every 10 s of sample time.
+        speedup = load * 10.0 / cells
+        cycles = max(1, int(np.ceil(duration_s * speedup / 7200.0)))
+        sim = simulation(members, cycles, dt=10.0, t0=time.time() - 10.0)
+        with Recording(bootstrap, producer_config={"linger_ms": 0}) as publisher:
+            deadline = time.time() + duration_s
+
+            def stop_when_due(_stats: object) -> None:
+                if time.time() > deadline:
+                    raise _Enough
+
+            try:
+                stream(sim, [c.cell for c in members], publisher, TOPIC_SAMPLES, frame_size=100, speedup=speedup,
+                       on_window=stop_when_due)
+            except _Enough:
+                publisher.flush()
+        time.sleep(5.0)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    with stored.lock:
+        latencies = np.array([stored.at[k] - t for k, t in sent.items() if k in stored.at])
+    lost = len(sent) - latencies.size
+    print(f" latency: offered {load:,.0f} samples/s in frames of 100 from {cells} cells for {duration_s:.0f} s: "
+          f"{latencies.size} frames, p50 {np.percentile(latencies, 50) * 1000:,.0f} ms, "
+          f"p99 {np.percentile(latencies, 99) * 1000:,.0f} ms, max {latencies.max() * 1000:,.0f} ms"
+          + (f" ({lost} frames not stored within 5 s of the end)" if lost else ""))
+
+
+class _Enough(Exception):
+    """The latency run has produced for its duration."""
+
+
+def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, top: int) -> None:
+    from bytewax.testing import run_main
+
+    from pipeline.config import load_config
+    from pipeline.dataflow import build_flow
+
+    prefix = "profile-"
+    members = fleet(cells, "mixed", prefix=prefix)
+    records, samples = _messages(members, cycles, 100)
+    _empty_samples(bootstrap)
+    with Publisher(bootstrap) as publisher:
+        publisher.send(TOPIC_SAMPLES, records)
+        publisher.flush()
+    cfg = load_config(_config(members, work / "profile.toml"), env={}, flags={
+        "kafka.bootstrap": bootstrap, "kafka.exit_when_idle": True, "influx.url": relay, "influx.token": "bench",
+        "influx.org": "bench", "influx.bucket": "bench"})
+    flow = build_flow(cfg)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.runcall(run_main, flow)
+    elapsed = time.perf_counter() - started
+    print(f"\nprofile: {samples:,} samples in frames of 100, one worker "
+          f"in-process, {elapsed:.1f} s under cProfile; top {top} by own time:")
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    print(out.getvalue())
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    print(f"top {top} by cumulative time:\n{out.getvalue()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", type=int, default=40, help="cells of the frame throughput run")
+    parser.add_argument("--cycles", type=int, default=2, help="1C cycles per cell (dt = 10 s)")
+    parser.add_argument("--single-cells", type=int, default=10, help="cells of the single-sample run (1 cycle)")
+    parser.add_argument("--load", type=float, default=1000.0, help="offered load of the latency run, samples/s")
+    parser.add_argument("--latency-cells", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of the latency run")
+    parser.add_argument("--profile", action="store_true", help="also profile the frame case in-process")
+    parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
+    options = parser.parse_args()
+    # A SIGTERM (a timeout, a CI runner) unwinds like Ctrl-C: the services are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    with start_kafka() as kafka, start_victoria() as victoria, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        ensure_topics(kafka.address, {TOPIC_SAMPLES: 4, TOPIC_META: 1, TOPIC_TWIN: 4, TOPIC_ALERTS: 1,
+                                      TOPIC_DEADLETTER: 1})
+        stored = _Stored()
+        relay = _relay(victoria.address, stored)
+        relay_url = f"http://127.0.0.1:{relay.server_address[1]}"
+        try:
+            print(f"Kafka {kafka.address}, VictoriaMetrics {victoria.address} behind {relay_url}")
+            _throughput("frames", kafka.address, relay_url, stored, work, options.cells, options.cycles, 100)
+            _throughput("single", kafka.address, relay_url, stored, work, options.single_cells, 1, 1)
+            _latency(kafka.address, relay_url, stored, work, options.latency_cells, options.load, options.duration)
+            if options.profile:
+                _profile(kafka.address, relay_url, work, options.cells, options.cycles, options.top)
+        finally:
+            relay.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""The configuration of `celltwin run`: TOML file, then environment, then flags.
+
+One typed, frozen `Config` is all the dataflow reads. Layers apply in a fixed order,
+each overriding the one before: the file (`--config` or `CELLTWIN_CONFIG`), the
+environment (`CELLTWIN_*`, what containers set), then the command-line flags. Unknown
+keys are errors: a misspelt `bootstrap` must not silently mean "run embedded".
+
+    out = "celltwin-out"            # local Parquet/JSONL output folder
+    shards = 64                     # twin state groups [Kafka mode 64, embedded 1]
+    estimate_interval_s = 10.0      # one twin_state point per cell per this much sample time
+    health_interval_s = 10.0        # pipeline_health points, wall time
+    epoch_interval_s = 2.0          # bytewax epoch = snapshot interval with recovery
+    meta_wait_s = 30.0              # frames of a cell without metadata wait this long for it
+    close_last_half = false         # close each cell's open half-cycle when a finite input ends
+    recovery_dir = "/var/lib/celltwin/recovery"
+
+    [kafka]
+    bootstrap = "broker:9092"
+    exit_when_idle = false          # stop at the end of the partitions as of startup
+    [kafka.client]                  # passed to kafka-python as is (TLS/SASL)
+    security_protocol = "SASL_SSL"
+    sasl_mechanism = "PLAIN"
+
+    [influx]
+    url = "http://influx:8086"
+    token = "..."
+    org = "lab"
+    bucket = "celltwin"
+
+    [simulator]                     # embedded mode only
+    cells = 6
+    cycles = 3
+    c_rate = 1.0
+    dt = 10.0
+    seed = 0
+
+    [cells.A01]                     # metadata of a cell (or publish it to cell.meta)
+    preset = "nd4mg80ni8"           # or composition = "MgH2=0.53,Mg2NiH4=0.28,Nd2H5=0.19"
+    mass_mg = 1.0
+    c_rate = 0.1
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+from pipeline.meta import CellMeta, MetaError, meta_from_mapping
+
+__all__ = [
+    "ConfigError",
+    "KafkaConfig",
+    "InfluxConfig",
+    "SimulatorConfig",
+    "Config",
+    "ENV_VARS",
+    "DEFAULT_SHARDS",
+    "load_config",
+]
+
+
+# Cells of a shard are stepped in one numpy call, and shards spread over workers: 64
+# balances a few workers and keeps dozens of cells per call at fleet sizes of a
+# thousand. An embedded run's cells all come from one simulator partition, so they
+# share one shard unless told otherwise (a lone cell per call is ~10x slower).
+DEFAULT_SHARDS = 64
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the setting and its source."""
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap: str
+    client: Mapping[str, Any] = field(default_factory=dict)  # kafka-python extras: TLS/SASL
+    exit_when_idle: bool = False
+
+
+@dataclass(frozen=True)
+class InfluxConfig:
+    url: str
+    token: str
+    org: str
+    bucket: str
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """The embedded run's cells: alternating composite and MgH2 electrodes, CC cycling."""
+
+    cells: int = 6
+    cycles: int = 3
+    c_rate: float = 1.0
+    dt: float = 10.0
+    seed: int = 0
+    frame_samples: int = 60  # samples per frame, as a cycler would batch them
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaConfig | None = None  # None: embedded (simulator in)
+    influx: InfluxConfig | None = None
+    out: Path | None = None  # local output folder
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    cells: Mapping[str, CellMeta] = field(default_factory=dict)
+    shards: int = 64
+    estimate_interval_s: float = 10.0
+    health_interval_s: float = 10.0
+    epoch_interval_s: float = 2.0
+    meta_wait_s: float = 30.0
+    # When the input ends for good (embedded, replay, a Kafka batch run without recovery),
+    # report each cell's last half-cycle, which no current reversal will close.
+    close_last_half: bool = False
+    recovery_dir: Path | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.kafka is None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value.strip()
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    number = int(value)
+    if number != float(value) or number < 1:
+        raise ValueError("expected an integer >= 1")
+    return number
+
+
+def _positive(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError("expected a positive number")
+    return number
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or int(value) != float(value):
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+# Every scalar setting: dotted name -> parser. The dotted name is the TOML path, the
+# flag's keyword in `load_config(flags=...)`, and (upper-cased) the environment suffix.
+_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "out": _text,
+    "shards": _integer,
+    "estimate_interval_s": _positive,
+    "health_interval_s": _positive,
+    "epoch_interval_s": _positive,
+    "meta_wait_s": _positive,
+    "close_last_half": _flag,
+    "recovery_dir": _text,
+    "kafka.bootstrap": _text,
+    "kafka.exit_when_idle": _flag,
+    "influx.url": _text,
+    "influx.token": _text,
+    "influx.org": _text,
+    "influx.bucket": _text,
+    "simulator.cells": _integer,
+    "simulator.cycles": _integer,
+    "simulator.c_rate": _positive,
+    "simulator.dt": _positive,
+    "simulator.seed": _seed,
+    "simulator.frame_samples": _integer,
+}
+
+ENV_VARS: Mapping[str, str] = MappingProxyType({
+    "CELLTWIN_KAFKA": "kafka.bootstrap",
+    "CELLTWIN_EXIT_WHEN_IDLE": "kafka.exit_when_idle",
+    "CELLTWIN_INFLUX_URL": "influx.url",
+    "CELLTWIN_INFLUX_TOKEN": "influx.token",
+    "CELLTWIN_INFLUX_ORG": "influx.org",
+    "CELLTWIN_INFLUX_BUCKET": "influx.bucket",
+    "CELLTWIN_OUT": "out",
+    "CELLTWIN_SHARDS": "shards",
+    "CELLTWIN_ESTIMATE_INTERVAL_S": "estimate_interval_s",
+    "CELLTWIN_HEALTH_INTERVAL_S": "health_interval_s",
+    "CELLTWIN_EPOCH_INTERVAL_S": "epoch_interval_s",
+    "CELLTWIN_META_WAIT_S": "meta_wait_s",
+    "CELLTWIN_CLOSE_LAST_HALF": "close_last_half",
+    "CELLTWIN_RECOVERY_DIR": "recovery_dir",
+})
+
+
+def _flatten(table: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Scalar settings by dotted name, the [kafka.client] table, the [cells] tables."""
+    flat: dict[str, Any] = {}
+    client: dict[str, Any] = {}
+    cells: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "cells":
+            cells = dict(value)
+        elif key in ("kafka", "influx", "simulator") and isinstance(value, Mapping):
+            for sub, item in value.items():
+                if key == "kafka" and sub == "client":
+                    client = dict(item)
+                else:
+                    flat[f"{key}.{sub}"] = item
+        else:
+            flat[key] = value
+    unknown = sorted(set(flat) - set(_SETTINGS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown settings {unknown}; known: {sorted(_SETTINGS)}")
+    return flat, client, cells
+
+
+def _cells(tables: Mapping[str, Any], source: str) -> dict[str, CellMeta]:
+    metas = {}
+    for cell, table in tables.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: [cells.{cell}] must be a table (preset/composition, mass_mg, c_rate)")
+        try:
+            metas[cell] = meta_from_mapping(cell, table)
+        except MetaError as error:
+            raise ConfigError(f"{source}: [cells.{cell}]: {error}") from None
+    return metas
+
+
+def _section(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(prefix + ".")}
+
+
+def load_config(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """The configuration from a TOML file, the environment and flags (None = not given).
+
+    `path` defaults to `$CELLTWIN_CONFIG`; `env` to `os.environ`; `flags` are dotted
+    setting names (`"kafka.bootstrap"`, `"simulator.cells"`, ...) with their values.
+    """
+    env = os.environ if env is None else env
+    path = path or (Path(env["CELLTWIN_CONFIG"]) if env.get("CELLTWIN_CONFIG") else None)
+    raw: dict[str, tuple[Any, str]] = {}
+    client: dict[str, Any] = {}
+    cell_tables: dict[str, Any] = {}
+    if path is not None:
+        try:
+            table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from None
+        flat, client, cell_tables = _flatten(table, str(path))
+        raw.update({name: (value, f"{path}: {name}") for name, value in flat.items()})
+    for var, name in ENV_VARS.items():
+        if env.get(var, "") != "":
+            raw[name] = (env[var], f"${var}")
+    for name, value in (flags or {}).items():
+        if name not in _SETTINGS:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            raw[name] = (value, f"option {name}")
+    values: dict[str, Any] = {}
+    for name, (value, source) in raw.items():
+        try:
+            values[name] = _SETTINGS[name](value)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{source} = {value!r}: {error}") from None
+    return _assemble(values, client, _cells(cell_tables, str(path)))
+
+
+def _assemble(values: dict[str, Any], client: dict[str, Any], cells: dict[str, CellMeta]) -> Config:
+    kafka = None
+    if "kafka.bootstrap" in values:
+        kafka = KafkaConfig(values["kafka.bootstrap"], dict(client),
+                            values.get("kafka.exit_when_idle", False))
+    elif client or "kafka.exit_when_idle" in values:
+        raise ConfigError("Kafka settings given but no broker: set kafka.bootstrap, $CELLTWIN_KAFKA or --kafka")
+    influx = None
+    given = _section(values, "influx")
+    if given:
+        missing = sorted({"url", "token", "org", "bucket"} - set(given))
+        if missing:
+            raise ConfigError(f"InfluxDB output needs url, token, org and bucket; missing {missing} "
+                              "(flags --influx-*, $CELLTWIN_INFLUX_*, or [influx] in the config file)")
+        influx = InfluxConfig(**given)
+    return Config(
+        kafka=kafka,
+        influx=influx,
+        out=Path(values["out"]) if "out" in values else None,
+        simulator=SimulatorConfig(**_section(values, "simulator")),
+        cells=dict(cells),
+        shards=values.get("shards", DEFAULT_SHARDS if kafka is not None else 1),
+        estimate_interval_s=values.get("estimate_interval_s", 10.0),
+        health_interval_s=values.get("health_interval_s", 10.0),
+        epoch_interval_s=values.get("epoch_interval_s", 2.0),
+        meta_wait_s=values.get("meta_wait_s", 30.0),
+        close_last_half=values.get("close_last_half", False),
+        recovery_dir=Path(values["recovery_dir"]) if "recovery_dir" in values else None,
+    )

@@ -1,0 +1,173 @@
+"""The celltwin dataflow, Kafka or embedded, and how to run it.
+
+    Kafka cell.samples + cell.meta  ->  decode  --bad-->  dead letters
+    (or the simulator: frames + meta)     |
+                                          v
+                 key by shard -> twin step (twin_step.ShardLogic) -> points, dead letters, stats
+    points      -> InfluxDB (twin_state, cycle_summary, twin_alert), Kafka cell.twin / cell.alerts,
+                   Parquet files in the output folder
+    dead letters-> Kafka cell.deadletter, deadletter.jsonl
+    stats       -> pipeline_health (InfluxDB), the in-process progress display
+
+`build_flow` only wires steps; `run_flow` runs it (recovery, workers, processes) and
+`ensure_kafka_topics` creates the topics the Kafka mode reads and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import timedelta
+from typing import Any, Sequence
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from connectors.file_sink import OutputFolderSink
+from connectors.influx_sink import InfluxSink
+from connectors.kafka_admin import ensure_topics
+from connectors.kafka_sink import KafkaSink
+from connectors.kafka_source import KafkaSource
+from connectors.sim_source import SimulatorSource
+from pipeline.config import Config
+from pipeline.contracts import (
+    MEAS_ALERT,
+    MEAS_STATE,
+    TOPIC_ALERTS,
+    TOPIC_DEADLETTER,
+    TOPIC_META,
+    TOPIC_SAMPLES,
+    TOPIC_TWIN,
+)
+from pipeline.decode import DeadLetter, decode_message
+from pipeline.embedded import simulated_fleet
+from pipeline.health import HEALTH_KEY, HealthLogic, KafkaLag, Progress
+from pipeline.twin_step import Point, ShardLogic, ShardStats, shard_of
+
+__all__ = ["TOPIC_PARTITIONS", "build_flow", "point_message", "ensure_kafka_topics", "run_flow"]
+
+# Partitions of topics created by `ensure_kafka_topics` (existing topics are kept as they are).
+TOPIC_PARTITIONS = {TOPIC_SAMPLES: 8, TOPIC_META: 1, TOPIC_TWIN: 8, TOPIC_ALERTS: 1, TOPIC_DEADLETTER: 1}
+
+
+def point_message(point: Point) -> tuple[bytes, bytes]:
+    """A point as a Kafka record: key = cell, value = JSON of tags, `time` and fields
+    (NaN as null), e.g. `{"cell": "A1", "preset": "mgh2", "time": 1767225600.0, "soc": 0.4, ...}`."""
+    body: dict[str, Any] = {**point["tags"], "time": point["time"]}
+    for name, value in point["fields"].items():
+        body[name] = None if isinstance(value, float) and not math.isfinite(value) else value
+    return point["tags"]["cell"].encode(), json.dumps(body, separators=(",", ":")).encode()
+
+
+def _deadletter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
+    key = letter.cell.encode() if letter.cell else (letter.origin.key if letter.origin else None)
+    return key, letter.to_json()
+
+
+def _of_kind(kind: str):
+    return lambda record: record[1] if record[0] == kind else None
+
+
+def _decode_stats(letter: DeadLetter) -> ShardStats:
+    origin = letter.origin
+    positions = {}
+    if origin is not None and origin.offset is not None:
+        positions[f"{origin.topic}:{origin.partition}"] = origin.offset + 1
+    return ShardStats(new_cells=0, samples=0, deadletters=1, positions=positions)
+
+
+def build_flow(cfg: Config, progress: Progress | None = None) -> Dataflow:
+    """The dataflow for `cfg`: Kafka mode if `cfg.kafka`, else embedded (simulator in).
+
+    Sinks follow the config: InfluxDB if `cfg.influx`, Parquet + JSONL files if `cfg.out`,
+    and in Kafka mode always the cell.twin / cell.alerts / cell.deadletter topics.
+    `progress`, if given, is updated as batches are processed (the CLI's display).
+    """
+    flow = Dataflow("celltwin")
+    if cfg.kafka is not None:
+        source = KafkaSource(cfg.kafka.bootstrap, [TOPIC_SAMPLES, TOPIC_META], tail=not cfg.kafka.exit_when_idle,
+                             consumer_config=cfg.kafka.client)
+        decoded = op.map("decode", op.input("kafka_in", flow, source), decode_message)
+    else:
+        metas, make_simulation = simulated_fleet(cfg.simulator)
+        decoded = op.input("simulator", flow, SimulatorSource(metas, make_simulation, cfg.simulator.frame_samples))
+    checked = op.branch("valid", decoded, lambda item: not isinstance(item, DeadLetter))
+    keyed = op.key_on("shard", checked.trues, lambda item: shard_of(item.cell, cfg.shards))
+    # The end of a finite input is the end of the data only if no later run resumes this state.
+    finite = cfg.kafka is None or (cfg.kafka.exit_when_idle and cfg.recovery_dir is None)
+    close_at_end = cfg.close_last_half and finite
+    twin = op.stateful_batch("twin", keyed, lambda resume: ShardLogic(
+        cfg.cells, cfg.estimate_interval_s, cfg.meta_wait_s, close_at_end, resume))
+    results = op.key_rm("unkey", twin)
+    points = op.filter_map("points", results, _of_kind("point"))
+    deadletters = op.merge("deadletters", checked.falses, op.filter_map("twin_deadletters", results, _of_kind("deadletter")))
+    stats = op.merge("stats", op.filter_map("shard_stats", results, _of_kind("stats")),
+                     op.map("decode_stats", checked.falses, _decode_stats))
+    if progress is not None:
+        op.inspect("progress", stats, lambda _step, s: progress.add(s))
+
+    if cfg.out is not None:
+        letters = op.map("deadletter_json", deadletters, lambda letter: letter.to_json())
+        records = op.merge("file_records", points, letters)
+        op.output("files_out", op.key_on("files_key", records, lambda _: "files"), OutputFolderSink(cfg.out))
+    if cfg.influx is not None:
+        lag = KafkaLag(cfg.kafka.bootstrap, cfg.kafka.client) if cfg.kafka is not None else None
+        health = op.stateful_batch("health", op.key_on("health_key", stats, lambda _: HEALTH_KEY),
+                                   lambda resume: HealthLogic(cfg.health_interval_s, lag, resume))
+        influx = cfg.influx
+        op.output("influx_out", op.merge("influx_points", points, op.key_rm("health_unkey", health)),
+                  InfluxSink(influx.url, influx.token, influx.org, influx.bucket))
+    if cfg.kafka is not None:
+        kafka, client = cfg.kafka.bootstrap, cfg.kafka.client
+        states = op.filter("twin_points", points, lambda p: p["measurement"] == MEAS_STATE)
+        alerts = op.filter("alert_points", points, lambda p: p["measurement"] == MEAS_ALERT)
+        op.output("twin_out", op.map("twin_json", states, point_message), KafkaSink(kafka, TOPIC_TWIN, producer_config=client))
+        op.output("alerts_out", op.map("alert_json", alerts, point_message),
+                  KafkaSink(kafka, TOPIC_ALERTS, producer_config=client))
+        op.output("deadletter_out", op.map("deadletter_kafka", deadletters, _deadletter_message),
+                  KafkaSink(kafka, TOPIC_DEADLETTER, producer_config=client))
+    return flow
+
+
+def ensure_kafka_topics(cfg: Config) -> None:
+    """Create the topics of Kafka mode that do not exist yet (partitions: TOPIC_PARTITIONS)."""
+    if cfg.kafka is None:
+        raise ValueError("no Kafka broker configured")
+    ensure_topics(cfg.kafka.bootstrap, TOPIC_PARTITIONS, admin_config=cfg.kafka.client)
+
+
+def _recovery(cfg: Config, partitions: int, process_id: int | None) -> RecoveryConfig | None:
+    """RecoveryConfig for cfg.recovery_dir, creating the partitions in an empty folder.
+    Process 0 creates them; the others wait for them (they share the folder)."""
+    if cfg.recovery_dir is None:
+        return None
+    folder = cfg.recovery_dir
+    if process_id in (None, 0):
+        folder.mkdir(parents=True, exist_ok=True)
+        if not any(folder.iterdir()):
+            init_db_dir(folder, partitions)
+    else:
+        deadline = time.monotonic() + 60.0
+        while len(list(folder.glob("*"))) < partitions:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"recovery partitions did not appear in {folder} (process 0 creates them)")
+            time.sleep(0.2)
+    return RecoveryConfig(str(folder))
+
+
+def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | None = None,
+             addresses: Sequence[str] | None = None) -> None:
+    """Run `flow` here: `workers` threads, optionally as process `process_id` of the cluster
+    at `addresses` ("host:port" per process); with recovery if `cfg.recovery_dir`."""
+    processes = len(addresses) if addresses else 1
+    cli_main(
+        flow,
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=list(addresses) if addresses else None,
+        epoch_interval=timedelta(seconds=cfg.epoch_interval_s),
+        recovery_config=_recovery(cfg, workers * processes, process_id),
+    )

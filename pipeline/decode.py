@@ -1,0 +1,259 @@
+"""Turn raw Kafka records into validated frames of samples, metadata, or dead letters.
+
+Everything a bad producer can send is caught here, before any state is touched, and
+goes to the dead-letter topic with a short machine-readable `reason` and a sentence
+for a person: a lab debugging a cycler export reads the latter, a dashboard counts
+the former. Nothing valid is dropped: a record is either a `Frame`, a `CellMeta`, or
+a `DeadLetter` carrying its position and (a prefix of) its bytes.
+
+What counts as implausible is what no cycler channel reports for these cells:
+
+- voltage outside -1 .. 6 V (the widest lab cycler ranges; the electrode lives at
+  0.3 .. 1.0 V, and voltages between 6 V and that window are the twin's business,
+  where they are flagged, not discarded),
+- |current| above 100 A (far beyond any channel for mg-scale electrodes; catches
+  milliamperes sent as amperes for everything above 0.1 A),
+- temperature outside -60 .. 400 C,
+- time before the epoch or after year 5000 (`t` in milliseconds is the usual cause).
+
+Time must increase strictly within a frame here; against the cell's last accepted
+sample it is checked in the twin step, which holds that state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from connectors.kafka_source import KafkaMessage
+from pipeline.contracts import TOPIC_META
+from pipeline.meta import CellMeta, MetaError, meta_from_mapping
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "MAX_PAYLOAD_CHARS",
+    "V_RANGE",
+    "MAX_ABS_CURRENT_A",
+    "TEMP_RANGE_C",
+    "T_RANGE_S",
+    "Origin",
+    "Frame",
+    "DeadLetter",
+    "Decoded",
+    "decode_message",
+    "decode_samples",
+    "decode_meta",
+]
+
+MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB: larger records are refused unread
+MAX_PAYLOAD_CHARS = 64 * 1024  # what a dead letter keeps of the record
+V_RANGE = (-1.0, 6.0)
+MAX_ABS_CURRENT_A = 100.0
+TEMP_RANGE_C = (-60.0, 400.0)
+T_RANGE_S = (0.0, 1.0e11)
+_MAX_CELL_ID = 200
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record came from: enough to find it again in Kafka."""
+
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Samples of one cell in time order. `temp_c` is NaN where none was reported."""
+
+    cell: str
+    t: np.ndarray
+    v: np.ndarray
+    i: np.ndarray
+    temp_c: np.ndarray
+    origin: Origin | None = None
+
+    def __len__(self) -> int:
+        return int(self.t.size)
+
+    def select(self, index: np.ndarray | slice) -> "Frame":
+        return Frame(self.cell, self.t[index], self.v[index], self.i[index], self.temp_c[index], self.origin)
+
+    def to_json(self) -> bytes:
+        """The frame in the wire format (temperature only where it was reported)."""
+        body: dict[str, Any] = {"cell": self.cell, "t": self.t.tolist(), "v": self.v.tolist(), "i": self.i.tolist()}
+        if np.isfinite(self.temp_c).any():
+            body["temp_c"] = [x if math.isfinite(x) else None for x in self.temp_c.tolist()]
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record the twin could not use, and why. `to_json` is the dead-letter message."""
+
+    reason: str
+    error: str
+    origin: Origin | None
+    payload: bytes | None
+    cell: str | None = None
+
+    def to_json(self) -> bytes:
+        origin = self.origin or Origin(None, None, None, None)
+        return json.dumps({
+            "reason": self.reason,
+            "error": self.error,
+            "topic": origin.topic,
+            "partition": origin.partition,
+            "offset": origin.offset,
+            "key": None if origin.key is None else origin.key.decode("utf-8", "replace"),
+            "payload": _payload_text(self.payload),
+        }, separators=(",", ":")).encode()
+
+
+Decoded = Frame | CellMeta | DeadLetter
+
+
+def _payload_text(raw: bytes | None) -> str | None:
+    """The record as text, cut to MAX_PAYLOAD_CHARS; base64 if it is not UTF-8."""
+    if raw is None:
+        return None
+    head = raw[: MAX_PAYLOAD_CHARS * 4]
+    try:
+        return head.decode("utf-8")[:MAX_PAYLOAD_CHARS]
+    except UnicodeDecodeError:
+        return base64.b64encode(raw[: MAX_PAYLOAD_CHARS * 3 // 4]).decode("ascii")
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, error: str) -> None:
+        super().__init__(error)
+        self.reason = reason
+        self.error = error
+
+
+def _origin(msg: KafkaMessage) -> Origin:
+    return Origin(msg.topic, msg.partition, msg.offset, msg.key)
+
+
+def _object(value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        raise _Reject("not_json", "empty record (no value)")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise _Reject("oversized", f"record of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
+    try:
+        body = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _Reject("not_json", f"not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise _Reject("not_object", f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _cell(body: dict[str, Any], key: bytes | None) -> str:
+    if "cell" not in body:
+        raise _Reject("missing_field", "missing field 'cell'")
+    cell = body["cell"]
+    if not isinstance(cell, str) or not cell.strip() or len(cell) > _MAX_CELL_ID:
+        raise _Reject("wrong_type", f"'cell' must be a non-empty string of at most {_MAX_CELL_ID} characters")
+    if key is not None and key != cell.encode():
+        raise _Reject("key_mismatch", f"record key {key.decode('utf-8', 'replace')!r} is not its cell {cell!r}")
+    return cell
+
+
+def _numbers(body: dict[str, Any], name: str, frame: bool) -> np.ndarray:
+    value = body[name]
+    if frame != isinstance(value, list):
+        shape = "an array (the record is a frame: 't' is an array)" if frame else "a number"
+        raise _Reject("wrong_type", f"'{name}' must be {shape}, got {type(value).__name__}")
+    items = value if frame else [value]
+    if not items:
+        return np.empty(0)
+    if any(isinstance(x, bool) for x in items):
+        raise _Reject("wrong_type", f"'{name}' must hold numbers, not true/false")
+    array = np.array(items)
+    if array.ndim != 1 or array.dtype.kind not in "iuf":
+        bad = next((x for x in items if not isinstance(x, (int, float))), None)
+        raise _Reject("wrong_type", f"'{name}' must hold numbers, got {type(bad).__name__} {bad!r}")
+    return array.astype(float)
+
+
+def _check_range(name: str, values: np.ndarray, low: float, high: float, reason: str, hint: str = "") -> None:
+    outside = (values < low) | (values > high)
+    if outside.any():
+        k = int(np.argmax(outside))
+        raise _Reject(reason, f"{name} = {values[k]:g} at sample {k} is outside {low:g} .. {high:g}{hint}")
+
+
+def _frame(body: dict[str, Any], cell: str, origin: Origin) -> Frame:
+    for name in ("t", "v", "i"):
+        if name not in body:
+            raise _Reject("missing_field", f"missing field {name!r}")
+    frame = isinstance(body["t"], list)
+    t, v, i = (_numbers(body, name, frame) for name in ("t", "v", "i"))
+    if not (t.size == v.size == i.size):
+        raise _Reject("length_mismatch", f"t, v and i have {t.size}, {v.size} and {i.size} values")
+    if t.size == 0:
+        raise _Reject("empty_frame", "frame without samples")
+    temp = np.full(t.size, np.nan)
+    if body.get("temp_c") is not None:
+        given = body["temp_c"]
+        temp = (_numbers(body, "temp_c", True) if isinstance(given, list)
+                else np.full(t.size, _numbers(body, "temp_c", False)[0]))
+        if temp.size != t.size:
+            raise _Reject("length_mismatch", f"temp_c has {temp.size} values for {t.size} samples")
+    checked = [("t", t), ("v", v), ("i", i)] + ([("temp_c", temp)] if body.get("temp_c") is not None else [])
+    for name, values in checked:
+        finite = np.isfinite(values)
+        if not finite.all():
+            k = int(np.argmin(finite))
+            raise _Reject("not_finite", f"{name} at sample {k} is {values[k]}")
+    _check_range("t", t, *T_RANGE_S, "time_range", " s since the epoch (milliseconds?)")
+    _check_range("v", v, *V_RANGE, "voltage_range", " V")
+    _check_range("i", i, -MAX_ABS_CURRENT_A, MAX_ABS_CURRENT_A, "current_range", " A")
+    _check_range("temp_c", temp, *TEMP_RANGE_C, "temperature_range", " C")
+    steps = np.diff(t)
+    if (steps <= 0).any():
+        k = int(np.argmax(steps <= 0)) + 1
+        what = "repeats" if steps[k - 1] == 0 else f"goes back to {t[k]:.3f} after"
+        raise _Reject("time_order", f"t {what} {t[k - 1]:.3f} at sample {k}: samples must be in time order")
+    return Frame(cell, t, v, i, temp, origin)
+
+
+def decode_samples(msg: KafkaMessage) -> Frame | DeadLetter:
+    """A record of `cell.samples` (one sample or a frame) -> Frame, or why not."""
+    origin, cell = _origin(msg), None
+    try:
+        body = _object(msg.value)
+        cell = _cell(body, msg.key)
+        return _frame(body, cell, origin)
+    except _Reject as rejected:
+        return DeadLetter(rejected.reason, rejected.error, origin, msg.value, cell)
+
+
+def decode_meta(msg: KafkaMessage) -> CellMeta | DeadLetter:
+    """A record of `cell.meta` -> CellMeta, or why not."""
+    origin, cell = _origin(msg), None
+    try:
+        if msg.value is None:
+            raise _Reject("bad_meta", "metadata tombstone: removing a cell's metadata is not supported, "
+                                      "publish corrected metadata instead")
+        body = _object(msg.value)
+        cell = _cell(body, msg.key)
+        return meta_from_mapping(cell, body)
+    except _Reject as rejected:
+        return DeadLetter(rejected.reason, rejected.error, origin, msg.value, cell)
+    except MetaError as error:
+        return DeadLetter("bad_meta", str(error), origin, msg.value, cell)
+
+
+def decode_message(msg: KafkaMessage) -> Decoded:
+    """Dispatch on the topic: metadata records, everything else as samples."""
+    return decode_meta(msg) if msg.topic == TOPIC_META else decode_samples(msg)
+

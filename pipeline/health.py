@@ -1,0 +1,130 @@
+"""Pipeline self-observation: running totals for `pipeline_health` and the progress display.
+
+Every shard reports per batch what it did (`ShardStats`); decode dead letters count
+too. One keyed step adds them up and, every `health_interval_s` of wall time, emits a
+`pipeline_health` point of running totals (tag `worker` = "all": the totals of the
+whole flow, however many workers share it). Totals are snapshotted with the rest of
+the state, so they continue across a recovery instead of restarting at zero.
+
+`consumer_lag` is the number of `cell.samples` records not yet read: the partitions'
+end offsets, asked from the broker when a point is due, minus the next offset the flow
+has seen per partition. It is absent in embedded mode.
+
+Write errors are not counted: a sink that cannot store a batch raises and stops the
+flow (to resume from its last snapshot), so in a running flow there are none to count.
+
+`Progress` is the in-process view for `celltwin run`: a thread-safe tally the
+display thread reads while the dataflow runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Mapping
+
+from bytewax.operators import StatefulBatchLogic
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.contracts import MEAS_HEALTH, TOPIC_SAMPLES
+from pipeline.twin_step import Point, ShardStats
+
+__all__ = ["HEALTH_KEY", "Progress", "HealthTotals", "HealthLogic", "KafkaLag"]
+
+HEALTH_KEY = "health"
+
+LagProbe = Callable[[Mapping[str, int]], int | None]
+
+
+class Progress:
+    """Samples, cells and dead letters seen so far in this process (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.samples = 0
+        self.cells = 0
+        self.deadletters = 0
+        self.started = time.monotonic()
+
+    def add(self, stats: ShardStats) -> None:
+        with self._lock:
+            self.samples += stats.samples
+            self.cells += stats.new_cells
+            self.deadletters += stats.deadletters
+
+    def snapshot(self) -> tuple[int, int, int, float]:
+        """(samples, cells, dead letters, seconds since start)."""
+        with self._lock:
+            return self.samples, self.cells, self.deadletters, time.monotonic() - self.started
+
+
+@dataclass
+class HealthTotals:
+    samples: int = 0
+    deadletters: int = 0
+    positions: dict[str, int] = field(default_factory=dict)
+
+
+class HealthLogic(StatefulBatchLogic[ShardStats, Point, HealthTotals]):
+    """Adds up ShardStats; emits a pipeline_health point every `interval_s` and at the end."""
+
+    def __init__(self, interval_s: float, lag: LagProbe | None, resume: HealthTotals | None = None) -> None:
+        self._interval = timedelta(seconds=interval_s)
+        self._lag = lag
+        self._totals = resume or HealthTotals()
+        self._next = datetime.now(timezone.utc) + self._interval
+
+    def on_batch(self, values: list[ShardStats]) -> tuple[Iterable[Point], bool]:
+        totals = self._totals
+        for stats in values:
+            totals.samples += stats.samples
+            totals.deadletters += stats.deadletters
+            for part, offset in stats.positions.items():
+                totals.positions[part] = max(totals.positions.get(part, 0), offset)
+        return [], StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime:
+        return self._next
+
+    def on_notify(self) -> tuple[Iterable[Point], bool]:
+        self._next = datetime.now(timezone.utc) + self._interval
+        return [self._point()], StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Point], bool]:
+        return [self._point()], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> HealthTotals:
+        t = self._totals
+        return HealthTotals(t.samples, t.deadletters, dict(t.positions))
+
+    def _point(self) -> Point:
+        fields: dict[str, Any] = {"samples": self._totals.samples, "deadletters": self._totals.deadletters}
+        if self._lag is not None:
+            fields["consumer_lag"] = self._lag(self._totals.positions)
+        return {"measurement": MEAS_HEALTH, "tags": {"worker": "all"}, "fields": fields, "time": time.time()}
+
+
+class KafkaLag:
+    """Records of `cell.samples` not yet read, given the next offset seen per partition.
+    A short-lived consumer per call: one call per health interval, and nothing left open
+    when the flow stops (a logic has no close hook)."""
+
+    def __init__(self, bootstrap: str, client: Mapping[str, Any], topic: str = TOPIC_SAMPLES) -> None:
+        self._bootstrap = bootstrap
+        self._client = dict(client)
+        self._topic = topic
+
+    def __call__(self, positions: Mapping[str, int]) -> int | None:
+        consumer = KafkaConsumer(**{**self._client, "bootstrap_servers": self._bootstrap,
+                                    "group_id": None, "enable_auto_commit": False})
+        try:
+            parts = [TopicPartition(self._topic, p) for p in sorted(consumer.partitions_for_topic(self._topic) or ())]
+            if not parts:
+                return None
+            ends = consumer.end_offsets(parts)
+            starts = consumer.beginning_offsets(parts)
+        finally:
+            consumer.close(autocommit=False)
+        return sum(max(ends[tp] - positions.get(f"{tp.topic}:{tp.partition}", starts[tp]), 0) for tp in parts)

@@ -1,0 +1,81 @@
+"""Cell metadata: what the twin must know about a cell before it can read its samples.
+
+The same record comes from a `[cells.<id>]` table of the config file and from a JSON
+message on the compacted `cell.meta` topic, so both go through `meta_from_mapping`.
+The active mass has no default on purpose: capacities per gram, the 1C current and the
+model's absolute capacity all scale with it, and a guessed mass would make every
+number the twin reports wrong without anyone noticing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from twin.params import CellParams, preset
+
+__all__ = ["CellMeta", "MetaError", "meta_from_mapping"]
+
+_KEYS = {"cell", "preset", "composition", "mass_mg", "c_rate"}
+
+
+class MetaError(ValueError):
+    """Metadata that cannot describe a cell; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class CellMeta:
+    """One cell: its electrode (a preset name or a composition), hydride mass, nominal rate."""
+
+    cell: str
+    mass_mg: float
+    preset: str | None = None
+    composition: str | None = None
+    c_rate: float | None = None  # nominal C-rate of its test plan (informational)
+
+    @property
+    def label(self) -> str:
+        """The electrode as written in the metadata: the `preset` tag of every output."""
+        return self.preset or self.composition or ""
+
+    def params(self) -> CellParams:
+        """The twin's parameters for this cell."""
+        return preset(self.label, mass_mg=self.mass_mg)
+
+
+def _number(cell: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MetaError(f"cell {cell!r}: {name} must be a number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise MetaError(f"cell {cell!r}: {name} must be a positive number, got {value!r}")
+    return value
+
+
+def meta_from_mapping(cell: str, data: Mapping[str, Any]) -> CellMeta:
+    """Validate one cell's metadata; raises MetaError naming the cell and the problem."""
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise MetaError(f"cell {cell!r}: unknown metadata keys {sorted(unknown)} (allowed: {sorted(_KEYS - {'cell'})})")
+    if "cell" in data and data["cell"] != cell:
+        raise MetaError(f"metadata names cell {data['cell']!r} but is filed under {cell!r}")
+    electrode = [k for k in ("preset", "composition") if data.get(k) is not None]
+    if len(electrode) != 1:
+        raise MetaError(f"cell {cell!r}: give exactly one of preset or composition")
+    label = data[electrode[0]]
+    if not isinstance(label, str) or not label.strip():
+        raise MetaError(f"cell {cell!r}: {electrode[0]} must be a non-empty string")
+    if "mass_mg" not in data:
+        raise MetaError(f"cell {cell!r}: mass_mg (hydride mass in mg) is required; there is no default")
+    meta = CellMeta(
+        cell=cell,
+        mass_mg=_number(cell, "mass_mg", data["mass_mg"]),
+        c_rate=_number(cell, "c_rate", data["c_rate"]) if data.get("c_rate") is not None else None,
+        **{electrode[0]: label.strip()},
+    )
+    try:
+        meta.params()
+    except ValueError as error:
+        raise MetaError(f"cell {cell!r}: {error}") from None
+    return meta

@@ -1,0 +1,138 @@
+"""`celltwin produce`: simulated cells on test, streamed into Kafka like live cyclers.
+
+For demos, load tests and trying the pipeline without hardware. Options only; the
+encoding, pacing and delivery live in :mod:`connectors.sim_producer`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connectors.kafka_admin import ensure_topics
+from connectors.sim_producer import (
+    ProduceStats, Publisher, fleet, meta_messages, simulation, stream,
+)
+from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
+
+__all__ = ["produce", "parse_speedup"]
+
+_err = Console(stderr=True)
+_out = Console()
+
+
+def parse_speedup(text: str) -> float | None:
+    """``"max"`` (None: no pacing) or a positive factor of sample time over wall time."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"--speedup takes a number > 0 or 'max', not {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"--speedup must be > 0, not {text!r}")
+    return value
+
+
+def produce(
+    kafka: Annotated[str, typer.Option(
+        "--kafka", envvar="CELLTWIN_KAFKA", help="Kafka bootstrap server(s), host:port[,host:port].")],
+    cells: Annotated[int, typer.Option(min=1, help="Number of simulated cells.")] = 8,
+    preset: Annotated[str, typer.Option(
+        help="nd4mg80ni8, mgh2, or mixed (alternating cell by cell).")] = "nd4mg80ni8",
+    composition: Annotated[Optional[str], typer.Option(
+        help='Phase mass fractions instead of a preset, e.g. "MgH2=0.53,Mg2NiH4=0.28,Nd2H5=0.19".')] = None,
+    c_rate: Annotated[float, typer.Option("--c-rate", help="C-rate of constant-current cycling.")] = 1.0,
+    cycles: Annotated[int, typer.Option(min=1, help="Full cycles per cell.")] = 2,
+    mass_mg: Annotated[float, typer.Option("--mass-mg", help="Hydride mass per cell, mg.")] = 1.0,
+    dt: Annotated[float, typer.Option(help="Sampling interval, s.")] = 10.0,
+    speedup: Annotated[str, typer.Option(
+        help="Sample time per wall time: 1 = live, 60 = a minute per second, max = unpaced.")] = "1",
+    frame_size: Annotated[int, typer.Option(
+        "--frame-size", min=1, help="Samples per message and cell; 1 sends single-sample messages.")] = 100,
+    start: Annotated[Optional[float], typer.Option(
+        help="Sample time of the start, s since the epoch (default: early enough that the "
+             "run ends no later than now, so dashboards never see future samples).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (cell-to-cell spread and sensor noise).")] = 0,
+    noise: Annotated[bool, typer.Option(help="Add cycler sensor noise.")] = True,
+    prefix: Annotated[str, typer.Option(help="Cell ids are PREFIX000, PREFIX001, ...")] = "cell",
+    topic: Annotated[str, typer.Option(help="Topic of the samples.")] = TOPIC_SAMPLES,
+    partitions: Annotated[int, typer.Option(
+        min=1, help="Partitions of the samples topic if it has to be created.")] = 4,
+    meta: Annotated[bool, typer.Option(
+        "--meta/--no-meta", help=f"Publish each cell's metadata to {TOPIC_META} first.")] = True,
+) -> None:
+    """Stream simulated cells into Kafka (key = cell id), paced by sample time."""
+    pace = parse_speedup(speedup)
+    if not (c_rate > 0 and math.isfinite(c_rate)) or not dt > 0 or not mass_mg > 0:
+        raise typer.BadParameter("--c-rate, --dt and --mass-mg must be > 0")
+    try:
+        cell_list = fleet(cells, preset, composition=composition, mass_mg=mass_mg,
+                          c_rate=c_rate, seed=seed, prefix=prefix)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    t0 = _default_start(cycles, c_rate, pace, dt) if start is None else start
+    sim = simulation(cell_list, cycles, dt=dt, t0=t0, seed=seed, noise=noise)
+
+    ensure_topics(kafka, {topic: partitions, **({TOPIC_META: 1} if meta else {})})
+    with Publisher(kafka) as publisher:
+        if meta:
+            publisher.send(TOPIC_META, meta_messages(cell_list))
+            publisher.flush()
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=_err, transient=True) as bar:
+            task = bar.add_task("starting", total=None)
+
+            def show(stats: ProduceStats) -> None:
+                bar.update(task, description=(
+                    f"{_when(stats.t_last)}  {stats.samples:,} samples in {stats.messages:,} "
+                    f"messages  {stats.samples_per_s:,.0f} samples/s"))
+
+            stats = stream(sim, [c.cell for c in cell_list], publisher, topic,
+                           frame_size=frame_size, speedup=pace, on_window=show)
+    _out.print(_summary(stats, topic, frame_size, meta))
+
+
+def _default_start(cycles: int, c_rate: float, speedup: float | None, dt: float) -> float:
+    """A start time that keeps every sample time in the past of the wall clock.
+
+    Sample time runs ``speedup`` times faster than the clock, so starting now would put
+    samples in the future. The run's length is bounded by its nominal duration (each half
+    at most 1/C-rate hours, one more half for the first lithiation's irreversible part),
+    so starting that much earlier, less the wall time it takes, ends at or before now.
+    """
+    duration = (2 * cycles + 1) * 3600.0 / c_rate
+    lead = duration if speedup is None else duration * (1.0 - 1.0 / speedup)
+    return math.floor((time.time() - lead) / dt) * dt
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _summary(stats: ProduceStats, topic: str, frame_size: int, meta: bool) -> Table:
+    table = Table(title=f"produced to {topic}", show_header=False)
+    table.add_column(justify="right")
+    table.add_column()
+    shape = "single samples" if frame_size == 1 else f"frames of up to {frame_size} samples"
+    rows = [
+        ("cells", f"{stats.cells}" + (f" (metadata on {TOPIC_META})" if meta else "")),
+        ("messages", f"{stats.messages:,} ({shape})"),
+        ("samples", f"{stats.samples:,}"),
+        ("payload", f"{stats.bytes / 1e6:,.1f} MB"),
+        ("sample time", f"{_when(stats.t_first)} .. {_when(stats.t_last)}"),
+        ("wall time", f"{stats.elapsed_s:,.1f} s"),
+        ("throughput", f"{stats.samples_per_s:,.0f} samples/s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table

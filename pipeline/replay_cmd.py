@@ -1,0 +1,307 @@
+"""`celltwin replay`: archived cycler files through the same dataflow as live data.
+
+Embedded by default: the files are read (the parse report is printed: rows kept
+and rejected with examples, units, sign convention), replayed through the run's
+dataflow into the output folder, and checked against themselves
+(``validation.csv`` and the validation section of the report). With ``--kafka``
+the replay is produced into ``cell.samples`` (metadata first on ``cell.meta``)
+for a pipeline that is already running, paced like the cycler was.
+
+A cell's active mass comes from ``--mass-mg`` or the config file's
+``[cells.ID]``; there is no default, because every capacity the twin reports
+scales with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import typer
+from bytewax.dataflow import Dataflow
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from connectors.kafka_admin import ensure_topics
+from connectors.readers import CellRecord, ColumnMapping, ParseReport, ReaderError, load_mapping, read_archive
+from connectors.replay_source import ReplaySource, parse_speed, produce
+from connectors.sim_producer import Publisher
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
+from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
+from pipeline.health import Progress as FlowProgress
+from pipeline.meta import CellMeta, MetaError, meta_from_mapping
+from pipeline.report import build_report
+from pipeline.report_data import load_cells, load_validation
+from pipeline.run_cmd import DEFAULT_OUT
+from pipeline.validation import GAP_S, validate, verdicts, write_validation
+
+__all__ = ["replay", "read_files", "cell_metas", "replay_config", "replay_flow", "DEFAULT_PRESET"]
+
+DEFAULT_PRESET = "nd4mg80ni8"  # the electrode this twin is built for; printed with every replay
+
+_err = Console(stderr=True)
+_out = Console()
+
+
+def _concat(parts: list[CellRecord]) -> CellRecord:
+    """One cell from several files of it (exports split by the cycler), in time order."""
+    parts = sorted(parts, key=lambda r: float(r.t[0]) if len(r) else np.inf)
+    for before, after in zip(parts, parts[1:]):
+        if len(before) and len(after) and after.t[0] <= before.t[-1]:
+            raise ReaderError(
+                f"{after.meta.get('source')} starts before {before.meta.get('source')} ends: two files of cell "
+                f"{after.cell!r} overlap in time; give them different --cell names, or --start for exports "
+                "that only carry elapsed time"
+            )
+    if len(parts) == 1:
+        return parts[0]
+
+    def joined(name: str, fill: float | None) -> np.ndarray | None:
+        arrays = [getattr(p, name) for p in parts]
+        if fill is None and any(a is None for a in arrays):
+            return None
+        return np.concatenate([np.full(len(p), fill) if a is None else a for p, a in zip(parts, arrays)])
+
+    return CellRecord(
+        parts[0].cell, joined("t", None), joined("v", None), joined("i", None), joined("temp_c", np.nan),
+        joined("cycle", None), joined("step", None),
+        {**parts[0].meta, "source": ", ".join(str(p.meta.get("source")) for p in parts)},
+    )
+
+
+def read_files(
+    files: list[Path], *, cell: str | None = None, on_read: Callable[[Path], None] | None = None, **options: Any
+) -> tuple[list[CellRecord], list[ParseReport]]:
+    """Read archives into cells (files of the same cell joined) and their parse reports.
+
+    ``options`` go to :func:`~connectors.readers.read_archive`; ``on_read(path)`` is
+    called after each file (the progress bar).
+    """
+    by_cell: dict[str, list[CellRecord]] = {}
+    reports = []
+    for path in files:
+        archive = read_archive(path, cell=cell, **options)
+        reports.append(archive.report)
+        for name, record in archive.cells.items():
+            by_cell.setdefault(name, []).append(record)
+        if on_read is not None:
+            on_read(path)
+    records = [_concat(parts) for parts in by_cell.values()]
+    empty = [r.cell for r in records if len(r) == 0]
+    if empty:
+        raise ReaderError(f"no usable rows for cell(s) {empty}: see the parse report above")
+    return records, reports
+
+
+def cell_metas(
+    names: list[str], cfg: Config, mass_mg: float | None, electrode: str | None
+) -> dict[str, CellMeta]:
+    """Each cell's metadata: flags first, then the config's ``[cells.ID]``; a mass is required."""
+    metas = {}
+    for name in names:
+        known = cfg.cells.get(name)
+        mass = mass_mg if mass_mg is not None else (known.mass_mg if known else None)
+        if mass is None:
+            raise typer.BadParameter(
+                f"cell {name!r} has no active mass: pass --mass-mg, or add [cells.{name}] with mass_mg to the "
+                "config file (--config); there is no default, every capacity scales with it"
+            )
+        label = electrode or (known.label if known else DEFAULT_PRESET)
+        kind = "composition" if "=" in label else "preset"
+        try:
+            metas[name] = meta_from_mapping(name, {kind: label, "mass_mg": mass,
+                                                   "c_rate": known.c_rate if known else None})
+        except MetaError as error:
+            raise typer.BadParameter(str(error)) from None
+    return metas
+
+
+def replay_config(cfg: Config, out: Path, metas: dict[str, CellMeta]) -> Config:
+    """The run's configuration turned into a replay's: embedded, into ``out``, these cells.
+
+    One shard: a replay runs on one worker, and the twin steps the cells of a
+    shard together (sample k of every cell in one call), which is what makes a
+    replay of many cells fast. No recovery: a replay is a finite job that is
+    simply run again, and a live job's snapshots must never be resumed by it.
+    """
+    return dataclasses.replace(cfg, kafka=None, recovery_dir=None, out=out, shards=1,
+                               cells={**cfg.cells, **metas})
+
+
+def replay_flow(cfg: Config, source: ReplaySource, progress: FlowProgress | None = None) -> Dataflow:
+    """The embedded dataflow of ``cfg`` (see :func:`replay_config`) with ``source`` in
+    place of the simulator.
+
+    ``build_flow`` takes its embedded input from the config (the simulator);
+    its input step is replaced here, so every step after it is the run's own.
+    """
+    if cfg.kafka is not None:
+        raise ValueError("a replay runs embedded: pass the config through replay_config")
+    flow = build_flow(cfg, progress)
+    first = flow.substeps[0]
+    if getattr(first, "source", None) is None:
+        raise RuntimeError(f"the dataflow no longer starts with its input step ({first.step_id})")
+    flow.substeps[0] = dataclasses.replace(first, source=source)
+    return flow
+
+
+def _print_reports(reports: list[ParseReport]) -> None:
+    for report in reports:
+        style = "yellow" if report.rows_rejected or report.warnings else "green"
+        _out.print(Text(report.summary(), style=style), soft_wrap=True)
+        if report.rows_rejected > len(report.rejected):
+            _out.print(f"  ... {report.rows_rejected - len(report.rejected)} more rejected rows not shown")
+
+
+def _metas_table(records: list[CellRecord], metas: dict[str, CellMeta]) -> Table:
+    table = Table(title="replay")
+    for column in ("cell", "electrode", "mass mg", "samples", "from", "hours", f"gaps > {GAP_S:.0f} s"):
+        table.add_column(column, justify="left" if column in ("cell", "electrode", "from") else "right")
+    for r in records:
+        meta = metas[r.cell]
+        start = np.datetime64(int(r.t[0]), "s").astype(str).replace("T", " ") + " UTC"
+        gaps = int(np.sum(np.diff(r.t) > GAP_S))
+        table.add_row(r.cell, meta.label, f"{meta.mass_mg:g}", f"{len(r):,}", start,
+                      f"{(r.t[-1] - r.t[0]) / 3600:.1f}", str(gaps))
+    return table
+
+
+def _verdict_table(out: Path) -> Table:
+    table = Table(title="validation: does the twin track the file?")
+    for column in ("cell", "cycles", "verdict"):
+        table.add_column(column)
+    validation = load_validation(out)
+    for judged in verdicts(validation) if validation is not None else []:
+        count = int(np.sum(validation["cell"].astype(str) == judged.cell))
+        table.add_row(judged.cell, str(count), Text(judged.summary(), style="green" if judged.tracks else "red"))
+    return table
+
+
+def _embedded(cfg: Config, out: Path, records: list[CellRecord], metas: dict[str, CellMeta], speed: float | None,
+              report: bool) -> None:
+    """Replay through the run's dataflow into ``out``, then validate and report."""
+    cfg = replay_config(cfg, out, metas)
+    progress = FlowProgress()
+    flow = replay_flow(cfg, ReplaySource(records, speed), progress)
+    total = sum(len(r) for r in records)
+
+    def view() -> Text:
+        samples, _, deadletters, elapsed = progress.snapshot()
+        return Text(f"replaying: {samples:,}/{total:,} samples ({samples / max(elapsed, 1e-9):,.0f}/s), "
+                    f"{deadletters:,} dead letters, {elapsed:.0f} s")
+
+    with Live(get_renderable=view, console=_err, refresh_per_second=4, transient=True):
+        run_flow(flow, cfg)
+    samples, _, deadletters, elapsed = progress.snapshot()
+    _err.print(f"replayed {samples:,} of {total:,} samples in {elapsed:.1f} s"
+               + (f"; {deadletters:,} refused, see {out / OUT_DEADLETTER}" if deadletters else ""))
+    masses = {c: m.mass_mg for c, m in metas.items()}
+    one_c = {c: m.params().one_c_ma for c, m in metas.items()}
+    validation = write_validation(out, validate(records, load_cells(out), masses, one_c))
+    _out.print(_verdict_table(out))
+    _out.print(f"files: {out}/ (estimates, cycles, alerts, dead letters), {validation}", soft_wrap=True)
+    if report:
+        _out.print(f"report: {build_report(out)}", soft_wrap=True)
+
+
+def _to_kafka(bootstrap: str, cfg: Config, records: list[CellRecord], metas: dict[str, CellMeta],
+              speed: float | None) -> None:
+    client = dict(cfg.kafka.client) if cfg.kafka is not None else {}
+    ensure_topics(bootstrap, {TOPIC_SAMPLES: TOPIC_PARTITIONS[TOPIC_SAMPLES], TOPIC_META: TOPIC_PARTITIONS[TOPIC_META]},
+                  admin_config=client)
+    total = sum(len(r) for r in records)
+    with Publisher(bootstrap, producer_config=client) as publisher, Progress(
+        SpinnerColumn(), TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=_err, transient=True,
+    ) as bar:
+        task = bar.add_task("producing", total=total)
+        sent = produce(records, publisher, metas, speed=speed, progress=lambda n: bar.advance(task, n))
+    _out.print(f"produced {sent:,} samples of {len(records)} cell(s) to {TOPIC_SAMPLES} on {bootstrap} "
+               f"(metadata on {TOPIC_META}); the running pipeline writes the results", soft_wrap=True)
+
+
+def replay(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Archived cycler files "
+                                                "(several files of one cell are joined in time order).")],
+    cell: Annotated[Optional[str], typer.Option(help="Cell id: names a one-cell file, or picks one cell of a "
+                                                     "multi-cell table (default: the file name).")] = None,
+    mass_mg: Annotated[Optional[float], typer.Option("--mass-mg", help="Hydride mass of the cell(s), mg "
+                                                     "(else mass_mg of the cell in the config; no default).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Electrode: nd4mg80ni8, mgh2 or a composition like "
+                                                       "'MgH2=0.6,Nd2H5=0.4' (default: config, else "
+                                                       f"{DEFAULT_PRESET}).")] = None,
+    speed: Annotated[str, typer.Option(help="Pacing by the file's timestamps: 1 = as recorded, 10 = ten times "
+                                            "faster, max = as fast as the twin takes it.")] = "max",
+    out: Annotated[Optional[Path], typer.Option(help=f"Output folder (default: config, else ./{DEFAULT_OUT}).")] = None,
+    kafka: Annotated[Optional[str], typer.Option(help="Produce into cell.samples + cell.meta on this broker "
+                                                      "(host:port) for a running pipeline instead.")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column of a role, repeatable: "
+                                                      "--map current='Current(mA)'. Roles: time, timestamp, "
+                                                      "voltage, current, temperature, cycle, step, cell, "
+                                                      "state.")] = None,
+    mapping: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Mapping TOML file "
+                                                    "with columns, units and options tables.")] = None,
+    unit: Annotated[Optional[list[str]], typer.Option("--unit", help="Unit of a role when the header lacks or "
+                                                      "misstates it, repeatable: --unit current=mA.")] = None,
+    format_: Annotated[Optional[str], typer.Option("--format", help="Reader: table, arbin, maccor, biologic, "
+                                                   "mpr, neware, xlsx, nda (default: detected).")] = None,
+    start: Annotated[Optional[str], typer.Option(help="Start of elapsed-only files: ISO time or epoch "
+                                                      "seconds.")] = None,
+    tz: Annotated[Optional[str], typer.Option(help="Time zone of timestamps printed without one, e.g. "
+                                                   "Europe/Berlin (default: UTC).")] = None,
+    discharge_positive: Annotated[Optional[bool], typer.Option(
+        "--discharge-positive/--discharge-negative", help="The file's current sign, when it has no step labels "
+        "(default: vendor convention, else detected from the voltage).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", envvar="CELLTWIN_CONFIG", exists=True,
+                                                   dir_okay=False, help="TOML file with settings and "
+                                                   "cell metadata (cells.ID tables).")] = None,
+    report: Annotated[bool, typer.Option(help="Build report.html in the output folder at the end.")] = True,
+) -> None:
+    """Replay archived cycler files through the twin and validate it against them."""
+    try:
+        pace = parse_speed(speed)
+        cfg = load_config(config, flags={"out": str(out) if out else None})
+        columns = ColumnMapping.from_pairs(map_ or [])
+        if mapping is not None:
+            loaded = load_mapping(mapping)
+            columns = dataclasses.replace(loaded, columns={**loaded.columns, **columns.columns})
+        units = dict(ColumnMapping.from_pairs(unit or []).columns)
+    except (ValueError, ConfigError) as error:
+        raise typer.BadParameter(str(error)) from None
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_err, transient=True) as bar:
+        task = bar.add_task(f"reading {files[0].name}", total=len(files))
+
+        def done(path: Path) -> None:
+            bar.update(task, advance=1, description=f"read {path.name}")
+
+        try:
+            records, reports = read_files(
+                files, cell=cell, on_read=done, format=format_, mapping=columns, units=units or None,
+                start=_start(start), tz=tz,
+                discharge_positive=discharge_positive,
+            )
+        except ReaderError as error:
+            raise typer.BadParameter(str(error)) from None
+    _print_reports(reports)
+    metas = cell_metas([r.cell for r in records], cfg, mass_mg, preset)
+    _out.print(_metas_table(records, metas))
+    if kafka:
+        _to_kafka(kafka, cfg, records, metas, pace)
+    else:
+        _embedded(cfg, cfg.out or DEFAULT_OUT, records, metas, pace, report)
+
+
+def _start(text: str | None) -> float | str | None:
+    """``--start`` as epoch seconds when it is a number, else as an ISO time for the reader."""
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return text

@@ -1,0 +1,171 @@
+"""`celltwin run`: the main job, embedded by default, Kafka + InfluxDB when configured.
+
+With nothing configured it simulates a small fleet (composite and MgH2 cells, a few 1C
+cycles at 10 s sampling, accelerated time), runs the full dataflow on it and leaves
+Parquet files, dead letters and an HTML report in `./celltwin-out`. Every setting
+can also come from a TOML file (`--config`) or `CELLTWIN_*` variables; see
+`pipeline.config` for the file format and the order in which they apply.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from bytewax.errors import BytewaxRuntimeError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN
+from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
+from pipeline.health import Progress
+from pipeline.report import build_report
+from pipeline.report_data import load_cells, summarize
+
+__all__ = ["run", "DEFAULT_OUT"]
+
+DEFAULT_OUT = Path("celltwin-out")
+
+_err = Console(stderr=True)
+
+
+def _progress_view(progress: Progress, mode: str) -> Text:
+    samples, cells, deadletters, elapsed = progress.snapshot()
+    rate = samples / elapsed if elapsed > 0 else 0.0
+    return Text.assemble(
+        (f"{mode}: ", "bold"), f"{samples:,} samples ({rate:,.0f}/s), {cells} cells, ",
+        (f"{deadletters:,} dead letters", "red" if deadletters else ""), f", {elapsed:.0f} s",
+    )
+
+
+def _summary_table(out: Path) -> Table:
+    table = Table(title="cells")
+    for column in ("cell", "preset", "cycles", "capacity mAh/g", "retention", "impedance growth",
+                   "crack risk", "phase-sep risk", "alerts"):
+        table.add_column(column, justify="left" if column in ("cell", "preset") else "right")
+
+    def fmt(value: float | None, pattern: str) -> str:
+        return "-" if value is None else pattern.format(value)
+
+    for cell in load_cells(out):
+        row = summarize(cell)
+        table.add_row(row.cell, row.preset, str(row.cycles), fmt(row.capacity_mah_g, "{:.0f}"),
+                      fmt(row.retention, "{:.1%}"), fmt(row.impedance_growth, "{:+.1%}"),
+                      fmt(row.crack_risk, "{:.2f}"), fmt(row.phase_sep_risk, "{:.2f}"),
+                      f"{row.alerts} ({row.critical_alerts} critical)" if row.alerts else "0")
+    return table
+
+
+def _where(cfg: Config, report: Path | None) -> list[str]:
+    lines = []
+    if cfg.out is not None:
+        files = [cfg.out / name for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_ALERTS, OUT_DEADLETTER)]
+        written = [str(path) for path in files if path.is_file()]
+        lines.append(f"files: {', '.join(written)}" if written else f"files: none written to {cfg.out} (no data)")
+    if report is not None:
+        lines.append(f"report: {report}")
+    if cfg.influx is not None:
+        lines.append(f"InfluxDB: {cfg.influx.url}, org {cfg.influx.org}, bucket {cfg.influx.bucket}")
+    if cfg.kafka is not None:
+        lines.append(f"Kafka {cfg.kafka.bootstrap}: topics {TOPIC_TWIN}, {TOPIC_ALERTS}, {TOPIC_DEADLETTER}")
+    return lines
+
+
+def _run_with_display(flow, cfg: Config, progress: Progress, mode: str, workers: int,
+                      process_id: int | None, peers: list[str] | None) -> bool:
+    """Run the flow under a live progress line; False if stopped by a signal (Ctrl-C)."""
+    with Live(get_renderable=lambda: _progress_view(progress, mode), console=_err, refresh_per_second=4,
+              transient=True):
+        try:
+            run_flow(flow, cfg, workers=workers, process_id=process_id, addresses=peers)
+        except BytewaxRuntimeError as error:
+            if "signal received" not in str(error):
+                raise
+            return False
+    return True
+
+
+def run(
+    config: Annotated[Optional[Path], typer.Option("--config", envvar="CELLTWIN_CONFIG", exists=True, dir_okay=False,
+                                                   help="TOML file: settings, and cells.ID tables of cell metadata.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder for Parquet files, dead letters and the "
+                                                     f"report (embedded default: ./{DEFAULT_OUT}).")] = None,
+    kafka: Annotated[Optional[str], typer.Option(help="Kafka bootstrap host:port: read cell.samples and cell.meta "
+                                                      "instead of simulating (env CELLTWIN_KAFKA).")] = None,
+    exit_when_idle: Annotated[bool, typer.Option("--exit-when-idle", help="Kafka mode: stop at the end of the "
+                                                 "partitions as of startup (tests, batch jobs); default: follow "
+                                                 "forever.")] = False,
+    influx_url: Annotated[Optional[str], typer.Option(help="InfluxDB URL; with token, org and bucket, results "
+                                                           "are written there (env CELLTWIN_INFLUX_URL).")] = None,
+    influx_token: Annotated[Optional[str], typer.Option(help="InfluxDB API token (env CELLTWIN_INFLUX_TOKEN).")] = None,
+    influx_org: Annotated[Optional[str], typer.Option(help="InfluxDB organisation (env CELLTWIN_INFLUX_ORG).")] = None,
+    influx_bucket: Annotated[Optional[str], typer.Option(help="InfluxDB bucket (env CELLTWIN_INFLUX_BUCKET).")] = None,
+    cells: Annotated[Optional[int], typer.Option(help="Embedded: simulated cells, alternating nd4mg80ni8 and "
+                                                      "mgh2 (default 6).")] = None,
+    cycles: Annotated[Optional[int], typer.Option(help="Embedded: constant-current cycles (default 3).")] = None,
+    c_rate: Annotated[Optional[float], typer.Option("--c-rate", help="Embedded: C-rate of the cycles (default 1).")] = None,
+    dt: Annotated[Optional[float], typer.Option(help="Embedded: sampling interval in s (default 10).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Embedded: random seed of cell spread and noise (default 0).")] = None,
+    shards: Annotated[Optional[int], typer.Option(help="State shards: cells of a shard are stepped together "
+                                                       "(default: Kafka 64, embedded 1).")] = None,
+    estimate_interval: Annotated[Optional[float], typer.Option(help="One twin_state point per cell per this many "
+                                                                    "seconds of sample time (default 10).")] = None,
+    recovery_dir: Annotated[Optional[Path], typer.Option(help="Snapshot state here and resume from it on restart "
+                                                              "(created if empty).")] = None,
+    epoch_interval: Annotated[Optional[float], typer.Option(help="Seconds between snapshots with recovery (default 2).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads in this process.")] = 1,
+    process_id: Annotated[Optional[int], typer.Option("--process-id", "-i", min=0,
+                                                      help="This process's index in --addresses.")] = None,
+    addresses: Annotated[Optional[str], typer.Option("--addresses", "-a", help="All processes of a cluster, "
+                                                     "'host:port;host:port' (same list everywhere).")] = None,
+    report: Annotated[bool, typer.Option(help="Build report.html in the output folder at the end.")] = True,
+) -> None:
+    """Run the twin: embedded (simulator in, files and a report out) or Kafka -> InfluxDB/Kafka.
+
+    Without a broker it runs embedded: a simulator stands in for the cyclers, and the
+    results and an HTML report go to ./celltwin-out. With --kafka (or CELLTWIN_KAFKA, or
+    a kafka table in the config file) it reads cell.samples and cell.meta and writes
+    cell.twin, cell.alerts and cell.deadletter, plus InfluxDB when configured. Flags
+    override CELLTWIN_* variables, which override the config file.
+    """
+    flags: dict[str, Any] = {
+        "out": str(out) if out else None, "kafka.bootstrap": kafka, "kafka.exit_when_idle": exit_when_idle or None,  # unset: file/env decide
+        "influx.url": influx_url, "influx.token": influx_token, "influx.org": influx_org,
+        "influx.bucket": influx_bucket, "simulator.cells": cells, "simulator.cycles": cycles,
+        "simulator.c_rate": c_rate, "simulator.dt": dt, "simulator.seed": seed, "shards": shards,
+        "estimate_interval_s": estimate_interval, "recovery_dir": str(recovery_dir) if recovery_dir else None,
+        "epoch_interval_s": epoch_interval,
+    }
+    try:
+        cfg = load_config(config, flags=flags)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+    if cfg.embedded and cfg.out is None:
+        cfg = load_config(config, flags={**flags, "out": str(DEFAULT_OUT)})
+    peers = [a.strip() for a in addresses.split(";") if a.strip()] if addresses else None
+    if (process_id is None) != (peers is None):
+        raise typer.BadParameter("--process-id and --addresses go together")
+    if cfg.kafka is not None:
+        ensure_kafka_topics(cfg)
+    mode = "embedded" if cfg.embedded else f"Kafka {cfg.kafka.bootstrap}"
+    progress = Progress()
+    if not _run_with_display(build_flow(cfg, progress), cfg, progress, mode, workers, process_id, peers):
+        resume = f"; the next run resumes from {cfg.recovery_dir}" if cfg.recovery_dir else ""
+        _err.print(_progress_view(progress, f"{mode}, stopped") + Text(resume))
+        raise typer.Exit(130)
+    _err.print(_progress_view(progress, f"{mode}, done"))
+    report_path = None
+    # In a cluster the output folder has one writer; process 0 alone reads it back.
+    lead = process_id in (None, 0)
+    if lead and cfg.out is not None and (cfg.out / OUT_ESTIMATES).is_file():
+        table = _summary_table(cfg.out)
+        if table.row_count:
+            Console().print(table)
+        if report:
+            report_path = build_report(cfg.out)
+    for line in _where(cfg, report_path):
+        typer.echo(line)  # plain lines, unwrapped: paths for people and scripts alike

@@ -1,0 +1,311 @@
+"""The stateful twin step: one bytewax state per shard of cells, stepped in lockstep.
+
+Why shards and not one state per cell: the estimator is numpy over arrays of cells,
+~1M cell-updates/s when a thousand cells share a call and ~2k/s when a cell is alone.
+Keying by `shard_of(cell)` puts a few dozen cells into one `Tracker`, and `on_batch`
+steps all cells of a batch together: sample k of every cell in one `step` call, with
+`present` masking cells that have fewer samples. Each cell's numbers depend only on
+its own samples, so results do not depend on shard count, worker count or how the
+stream was cut into batches.
+
+Per cell the state also holds the last accepted sample time (a record at or before
+it goes to the dead letters: replays and out-of-order data), the clock that limits
+`twin_state` points to one per `estimate_interval_s` of sample time, the latest
+cycle-level risks, the alert latch, and the bit-OR of the twin's flags since the last
+estimate (the `flags` field: samples the twin could not fully use are visible on the
+next point even though the point is rate-limited).
+
+Metadata (config or `cell.meta`) flows through the same keyed step. A cell gets its
+row when its metadata arrives or, for cells in the config file, with its first
+frame. Topics are read in parallel, so a cell's first frames can overtake metadata
+published before them: frames of a cell without metadata wait (in order, up to
+`WAIT_SAMPLES` samples) for `meta_wait_s` of wall time, and are stepped as soon as
+it arrives; what is still waiting then, or when the input ends, becomes an
+`unknown_cell` dead letter. Corrected metadata (another mass or electrode) restarts
+that cell's twin.
+
+A half-cycle closes when the current reverses, so the last one of a stream stays
+open. With `close_at_end` the end of the input closes it: right when no later run
+continues this state (embedded runs, replays, a Kafka batch run without recovery),
+wrong when one does (a recovered run would see the rest of that half).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from bytewax.operators import StatefulBatchLogic
+
+from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
+from pipeline.contracts import (
+    CYCLE_FIELDS,
+    MEAS_ALERT,
+    MEAS_CYCLE,
+    MEAS_STATE,
+    TAG_CELL,
+    TAG_HALF,
+    TAG_KIND,
+    TAG_PRESET,
+)
+from pipeline.decode import DeadLetter, Frame
+from pipeline.meta import CellMeta
+from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker, step
+from twin.params import T_REF_C
+
+__all__ = ["WAIT_SAMPLES", "Point", "ShardStats", "ShardState", "ShardLogic", "shard_of"]
+
+WAIT_SAMPLES = 100_000  # per cell waiting for its metadata; older frames go to the dead letters
+
+Point = dict[str, Any]  # {"measurement", "tags", "fields", "time"}: InfluxSink's item
+
+
+def shard_of(cell: str, shards: int) -> str:
+    """The state key of a cell: stable across runs and processes (unlike hash())."""
+    return f"shard-{zlib.crc32(cell.encode()) % shards}"
+
+
+def _unknown_cell(frame: Frame) -> DeadLetter:
+    error = (f"unknown cell: no metadata for {frame.cell!r} "
+             f"(add [cells.{frame.cell}] to the config or publish to cell.meta)")
+    return DeadLetter("unknown_cell", error, frame.origin, frame.to_json(), frame.cell)
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    """What one batch of a shard did, for pipeline_health and the progress display."""
+
+    new_cells: int  # cells the shard took on in this batch
+    samples: int  # samples stepped
+    deadletters: int
+    positions: Mapping[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset
+
+
+@dataclass
+class ShardState:
+    """Everything a shard remembers; arrays are per row (= per cell of `cells`)."""
+
+    cells: list[str] = field(default_factory=list)
+    metas: list[CellMeta] = field(default_factory=list)
+    tracker: Tracker | None = None
+    last_t: np.ndarray = field(default_factory=lambda: np.empty(0))
+    next_estimate_t: np.ndarray = field(default_factory=lambda: np.empty(0))
+    flags_since: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    risks: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # crack, phase separation
+    latch: np.ndarray = field(default_factory=lambda: new_latch(0))
+    waiting: dict[str, list[Frame]] = field(default_factory=dict)  # frames of cells without metadata
+    waiting_since: dict[str, float] = field(default_factory=dict)  # wall time (epoch s) of the first
+
+
+_Item = Frame | CellMeta
+_Out = tuple[str, Any]  # ("point", Point) | ("deadletter", DeadLetter) | ("stats", ShardStats)
+
+
+class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
+    """The bytewax logic of one shard. `config_cells` is the metadata of the config file."""
+
+    def __init__(self, config_cells: Mapping[str, CellMeta], estimate_interval_s: float,
+                 meta_wait_s: float = 30.0, close_at_end: bool = False, resume: ShardState | None = None) -> None:
+        self._config_cells = config_cells
+        self._close_at_end = close_at_end
+        self._interval = estimate_interval_s
+        self._meta_wait_s = meta_wait_s
+        self._state = resume or ShardState()
+        self._rows = {cell: row for row, cell in enumerate(self._state.cells)}
+
+    def snapshot(self) -> ShardState:
+        # The tracker is updated in place between snapshots; the snapshot must not move.
+        return copy.deepcopy(self._state)
+
+    def on_batch(self, values: list[_Item]) -> tuple[Iterable[_Out], bool]:
+        out: list[_Out] = []
+        pending: dict[int, list[Frame]] = defaultdict(list)
+        samples = 0
+        positions: dict[str, int] = {}
+        cells_before = len(self._state.cells)
+        for item in values:
+            if isinstance(item, CellMeta):
+                row = self._rows.get(item.cell)
+                if row is not None and self._state.metas[row] != item and pending:
+                    # Samples that came before the correction belong to the old cell.
+                    samples += self._step(pending, out)
+                    pending.clear()
+                self._apply_meta(item)
+                self._state.waiting_since.pop(item.cell, None)
+                for frame in self._state.waiting.pop(item.cell, []):
+                    self._admit(frame, pending, out)
+                continue
+            if item.origin is not None and item.origin.offset is not None:
+                key = f"{item.origin.topic}:{item.origin.partition}"
+                positions[key] = max(positions.get(key, 0), item.origin.offset + 1)
+            self._admit(item, pending, out)
+        samples += self._step(pending, out) if pending else 0
+        return self._with_stats(out, len(self._state.cells) - cells_before, samples, positions), self.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        since = self._state.waiting_since
+        if not since:
+            return None
+        return datetime.fromtimestamp(min(since.values()) + self._meta_wait_s, tz=timezone.utc)
+
+    def on_notify(self) -> tuple[Iterable[_Out], bool]:
+        now = time.time()
+        expired = [cell for cell, since in self._state.waiting_since.items() if now >= since + self._meta_wait_s]
+        return self._with_stats(self._give_up(expired)), self.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[_Out], bool]:
+        # The input has ended: metadata that has not come will not come in this run.
+        out = self._give_up(list(self._state.waiting))
+        if self._close_at_end and self._state.tracker is not None:
+            # The last half of each cell has no reversal to end it; this input will not go on.
+            for half in finish(self._state.tracker):
+                self._state.risks[half.cell] = half.crack_risk, half.phase_sep_risk
+                out.append(("point", self._cycle_point(half)))
+                out.extend(("point", self._alert_point(a)) for a in half_cycle_alerts(self._state.latch, half))
+        return self._with_stats(out), self.RETAIN
+
+    @staticmethod
+    def _with_stats(out: list[_Out], new_cells: int = 0, samples: int = 0,
+                    positions: Mapping[str, int] | None = None) -> list[_Out]:
+        deadletters = sum(1 for kind, _ in out if kind == "deadletter")
+        out.append(("stats", ShardStats(new_cells, samples, deadletters, dict(positions or {}))))
+        return out
+
+    def _give_up(self, cells: list[str]) -> list[_Out]:
+        """Dead letters for the frames of `cells`, whose metadata did not come in time."""
+        out: list[_Out] = []
+        for cell in cells:
+            self._state.waiting_since.pop(cell, None)
+            out.extend(("deadletter", _unknown_cell(frame)) for frame in self._state.waiting.pop(cell, []))
+        return out
+
+    def _wait(self, frame: Frame, out: list[_Out]) -> None:
+        """Hold a frame of a cell without metadata; beyond WAIT_SAMPLES the oldest give way."""
+        queue = self._state.waiting.setdefault(frame.cell, [])
+        queue.append(frame)
+        self._state.waiting_since.setdefault(frame.cell, time.time())
+        while len(queue) > 1 and sum(len(f) for f in queue) > WAIT_SAMPLES:
+            out.append(("deadletter", _unknown_cell(queue.pop(0))))
+
+    def _apply_meta(self, meta: CellMeta) -> None:
+        st = self._state
+        row = self._rows.get(meta.cell)
+        if row is not None and st.metas[row] == meta:
+            return
+        fresh = new_tracker([meta.params()])
+        if row is None:
+            self._rows[meta.cell] = len(st.cells)
+            st.cells.append(meta.cell)
+            st.metas.append(meta)
+            st.tracker = fresh if st.tracker is None else concat([st.tracker, fresh])
+            st.last_t = np.append(st.last_t, np.nan)
+            st.next_estimate_t = np.append(st.next_estimate_t, np.nan)
+            st.flags_since = np.append(st.flags_since, 0)
+            st.risks = np.vstack([st.risks, np.zeros((1, 2))])
+            st.latch = np.vstack([st.latch, new_latch(1)])
+            return
+        assert st.tracker is not None
+        st.metas[row] = meta
+        st.tracker = concat([st.tracker.take(slice(0, row)), fresh, st.tracker.take(slice(row + 1, None))])
+        st.next_estimate_t[row] = np.nan
+        st.flags_since[row] = 0
+        st.risks[row] = 0.0
+        st.latch[row] = False
+
+    def _admit(self, frame: Frame, pending: dict[int, list[Frame]], out: list[_Out]) -> None:
+        """Queue what the twin can take of a frame; dead-letter samples it has seen past."""
+        if frame.cell not in self._rows:
+            meta = self._config_cells.get(frame.cell)
+            if meta is None:
+                self._wait(frame, out)
+                return
+            self._apply_meta(meta)
+        row = self._rows[frame.cell]
+        last = self._state.last_t[row]
+        # Frames are in strict time order (decode checks), so stale samples are a prefix.
+        stale = int(np.searchsorted(frame.t, last, side="right")) if np.isfinite(last) else 0
+        if stale:
+            old = frame.select(slice(0, stale))
+            out.append(("deadletter", DeadLetter(
+                "stale_time", f"{stale} sample(s) at or before the cell's last accepted time {last:.3f} s: "
+                "replayed or out-of-order data", frame.origin, old.to_json(), frame.cell)))
+        if stale < len(frame):
+            kept = frame.select(slice(stale, None)) if stale else frame
+            self._state.last_t[row] = kept.t[-1]
+            pending[row].append(kept)
+
+    def _step(self, pending: Mapping[int, list[Frame]], out: list[_Out]) -> int:
+        """Step every pending sample, sample k of all cells in one call."""
+        st = self._state
+        assert st.tracker is not None
+        n = len(st.cells)
+        columns = {row: [np.concatenate(a) for a in zip(*((f.t, f.v, f.i, f.temp_c) for f in frames))]
+                   for row, frames in pending.items()}
+        counts = np.zeros(n, dtype=int)
+        width = max(c[0].size for c in columns.values())
+        t, v, i, temp = (np.full((n, width), np.nan) for _ in range(4))
+        for row, (ct, cv, ci, ctemp) in columns.items():
+            m = ct.size
+            counts[row] = m
+            t[row, :m], v[row, :m], i[row, :m], temp[row, :m] = ct, cv, ci, ctemp
+        twin_temp = np.where(np.isnan(temp), T_REF_C, temp)  # not reported: the test temperature
+        for k in range(width):
+            present = counts > k
+            res = step(st.tracker, t[:, k], v[:, k], i[:, k], twin_temp[:, k], present)
+            st.flags_since |= np.where(present, res.flags, 0)
+            alerts = sample_alerts(st.latch, present, t[:, k], v[:, k], temp[:, k])
+            for half in res.halves:
+                st.risks[half.cell] = half.crack_risk, half.phase_sep_risk
+                out.append(("point", self._cycle_point(half)))
+                alerts += half_cycle_alerts(st.latch, half)
+            out.extend(("point", self._alert_point(a)) for a in alerts)
+            due = present & (np.isnan(st.next_estimate_t) | (t[:, k] >= st.next_estimate_t))
+            if due.any():
+                out.extend(("point", p) for p in self._estimates(np.flatnonzero(due), res, t[:, k], v[:, k],
+                                                                   i[:, k], temp[:, k]))
+        return int(counts.sum())
+
+    def _tags(self, row: int) -> dict[str, str]:
+        return {TAG_CELL: self._state.cells[row], TAG_PRESET: self._state.metas[row].label}
+
+    def _estimates(self, rows: np.ndarray, res, t, v, i, temp) -> list[Point]:
+        st = self._state
+        tr = st.tracker
+        first = tr.first_capacity_mah[rows]
+        base = tr.r_base[rows]
+        columns = {
+            "v": v[rows], "i": i[rows], "temp_c": temp[rows], "soc": res.soc[rows], "soc_std": res.soc_std[rows],
+            "capacity_mah": res.capacity_mah[rows],
+            "retention": np.where(np.isfinite(first), tr.capacity_mah[rows] / first, 1.0),
+            "r0_ohm": res.r0_ohm[rows], "rct_ohm": res.r1_ohm[rows],
+            "impedance_growth": np.where(np.isfinite(base), (res.r0_ohm[rows] + res.r1_ohm[rows]) / base - 1.0, 0.0),
+            "crack_risk": st.risks[rows, 0], "phase_sep_risk": st.risks[rows, 1], "hysteresis": res.hysteresis[rows],
+            "v_residual": res.v_residual[rows], "nis": res.nis[rows], "flags": st.flags_since[rows],
+        }
+        names = list(columns)
+        # Column-wise numpy, then tolist(): plain Python floats/ints without a per-value call.
+        points = [
+            {"measurement": MEAS_STATE, "tags": self._tags(row), "fields": dict(zip(names, values)), "time": time}
+            for row, time, values in zip(rows.tolist(), t[rows].tolist(), zip(*(c.tolist() for c in columns.values())))
+        ]
+        st.next_estimate_t[rows] = t[rows] + self._interval
+        st.flags_since[rows] = 0
+        return points
+
+    def _cycle_point(self, half: HalfCycle) -> Point:
+        fields = {name: float(getattr(half, name)) for name in CYCLE_FIELDS}
+        fields["cycle"] = int(half.cycle)
+        return {"measurement": MEAS_CYCLE, "tags": {**self._tags(half.cell), TAG_HALF: half.half},
+                "fields": fields, "time": float(half.t)}
+
+    def _alert_point(self, alert: Alert) -> Point:
+        return {"measurement": MEAS_ALERT, "tags": {**self._tags(alert.row), TAG_KIND: alert.kind},
+                "fields": {"value": alert.value, "threshold": alert.threshold, "severity": alert.severity,
+                           "message": alert.message},
+                "time": alert.time}

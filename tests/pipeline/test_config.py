@@ -1,0 +1,100 @@
+"""Configuration layers: file < environment < flags, and the checks that keep runs honest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import DEFAULT_SHARDS, ConfigError, load_config
+from pipeline.meta import CellMeta
+
+FILE = """
+out = "from-file"
+estimate_interval_s = 30
+
+[kafka]
+bootstrap = "file-broker:9092"
+[kafka.client]
+security_protocol = "SASL_SSL"
+sasl_mechanism = "PLAIN"
+
+[influx]
+url = "http://file-influx:8086"
+token = "file-token"
+org = "lab"
+bucket = "twin"
+
+[simulator]
+cells = 4
+
+[cells.A01]
+preset = "nd4mg80ni8"
+mass_mg = 1.5
+c_rate = 0.1
+
+[cells.B02]
+composition = "MgH2=0.6,Nd2H5=0.4"
+mass_mg = 2
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "celltwin.toml"
+    path.write_text(FILE)
+    return path
+
+
+def test_defaults_are_embedded_without_outputs() -> None:
+    cfg = load_config(env={})
+
+    assert cfg.embedded and cfg.kafka is None and cfg.influx is None and cfg.out is None
+    assert (cfg.simulator.cells, cfg.simulator.cycles, cfg.simulator.c_rate, cfg.simulator.dt) == (6, 3, 1.0, 10.0)
+    assert cfg.shards == 1 and cfg.estimate_interval_s == 10.0 and cfg.cells == {}
+
+
+def test_file_settings_client_table_and_cell_metadata(config_file: Path) -> None:
+    cfg = load_config(config_file, env={})
+
+    assert cfg.kafka.bootstrap == "file-broker:9092" and not cfg.kafka.exit_when_idle
+    assert cfg.kafka.client == {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}
+    assert cfg.influx.url == "http://file-influx:8086" and cfg.influx.bucket == "twin"
+    assert cfg.out == Path("from-file") and cfg.estimate_interval_s == 30.0 and cfg.simulator.cells == 4
+    assert cfg.shards == DEFAULT_SHARDS  # Kafka mode
+    assert cfg.cells["A01"] == CellMeta(cell="A01", mass_mg=1.5, preset="nd4mg80ni8", c_rate=0.1)
+    assert cfg.cells["B02"].label == "MgH2=0.6,Nd2H5=0.4" and cfg.cells["B02"].mass_mg == 2.0
+
+
+def test_environment_overrides_file_and_flags_override_both(config_file: Path) -> None:
+    env = {"CELLTWIN_CONFIG": str(config_file), "CELLTWIN_KAFKA": "env-broker:9092",
+           "CELLTWIN_INFLUX_TOKEN": "env-token", "CELLTWIN_OUT": "from-env", "CELLTWIN_SHARDS": "8"}
+    cfg = load_config(env=env, flags={"out": "from-flag", "kafka.bootstrap": None, "kafka.exit_when_idle": True})
+
+    assert cfg.kafka.bootstrap == "env-broker:9092"  # a flag left at None does not override
+    assert cfg.kafka.exit_when_idle
+    assert cfg.influx.token == "env-token" and cfg.influx.org == "lab"
+    assert cfg.out == Path("from-flag") and cfg.shards == 8
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("[kafka]\nbootstrp = 'x:1'\n", "unknown settings"),
+    ("shards = 0\n", "shards"),
+    ("[influx]\nurl = 'http://x'\n", "missing ['bucket', 'org', 'token']"),
+    ("[kafka.client]\nsecurity_protocol = 'SSL'\n", "no broker"),
+    ("[cells.A01]\npreset = 'mgh2'\n", "mass_mg"),
+    ("[cells.A01]\nmass_mg = 1\n", "exactly one of preset or composition"),
+    ("[cells.A01]\npreset = 'nope'\nmass_mg = 1\n", "unknown preset"),
+    ("shards = [", "cannot read config file"),
+])
+def test_bad_files_name_the_problem(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    assert words in str(raised.value)
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"\$CELLTWIN_ESTIMATE_INTERVAL_S"):
+        load_config(env={"CELLTWIN_ESTIMATE_INTERVAL_S": "soon"})

@@ -1,0 +1,132 @@
+"""Decoding and validation of cell.samples and cell.meta records: each bad kind, its reason."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from connectors.kafka_source import KafkaMessage
+from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
+from pipeline.decode import MAX_MESSAGE_BYTES, MAX_PAYLOAD_CHARS, DeadLetter, Frame, decode_message
+from pipeline.meta import CellMeta
+
+
+def _record(value: bytes | dict | None, key: bytes | None = b"A1", topic: str = TOPIC_SAMPLES) -> KafkaMessage:
+    raw = json.dumps(value).encode() if isinstance(value, dict) else value
+    return KafkaMessage(topic, 3, 17, key, raw, 0)
+
+
+FRAME = {"cell": "A1", "t": [100.0, 110.0, 120.0], "v": [0.6, 0.55, 0.5], "i": [-0.002, -0.002, -0.002]}
+
+
+def test_single_sample_becomes_a_frame_of_one() -> None:
+    frame = decode_message(_record({"cell": "A1", "t": 100, "v": 0.61, "i": -0.002, "temp_c": 129.5,
+                                    "cycle": 3, "step": 2}))
+
+    assert isinstance(frame, Frame)
+    assert frame.cell == "A1" and len(frame) == 1
+    assert frame.t.tolist() == [100.0] and frame.v.tolist() == [0.61] and frame.temp_c.tolist() == [129.5]
+    assert (frame.origin.topic, frame.origin.partition, frame.origin.offset) == (TOPIC_SAMPLES, 3, 17)
+
+
+def test_frame_keeps_order_and_marks_missing_temperature() -> None:
+    frame = decode_message(_record(FRAME))
+
+    assert isinstance(frame, Frame)
+    assert frame.t.tolist() == FRAME["t"] and frame.i.tolist() == FRAME["i"]
+    assert np.isnan(frame.temp_c).all()
+    assert json.loads(frame.to_json()) == FRAME  # the wire format back
+
+
+def test_frame_with_scalar_temperature_applies_it_to_every_sample() -> None:
+    frame = decode_message(_record({**FRAME, "temp_c": 131.0}))
+    assert frame.temp_c.tolist() == [131.0, 131.0, 131.0]
+
+
+BAD = [
+    pytest.param(b"{not json", "not_json", id="not-json"),
+    pytest.param(None, "not_json", id="no-value"),
+    pytest.param(b"[1, 2]", "not_object", id="array"),
+    pytest.param({"t": 1, "v": 0.5, "i": 0.0}, "missing_field", id="no-cell"),
+    pytest.param({"cell": "A1", "t": 1, "v": 0.5}, "missing_field", id="no-current"),
+    pytest.param({"cell": 7, "t": 1, "v": 0.5, "i": 0.0}, "wrong_type", id="cell-number"),
+    pytest.param({"cell": "A1", "t": 1, "v": "0.5", "i": 0.0}, "wrong_type", id="string-voltage"),
+    pytest.param({**FRAME, "v": [0.6, "0.55", 0.5]}, "wrong_type", id="string-in-frame"),
+    pytest.param({**FRAME, "i": [-0.002, None, -0.002]}, "wrong_type", id="null-in-frame"),
+    pytest.param({**FRAME, "v": 0.5}, "wrong_type", id="scalar-in-frame"),
+    pytest.param({"cell": "A1", "t": 1, "v": True, "i": 0.0}, "wrong_type", id="boolean"),
+    pytest.param({**FRAME, "i": [-0.002, -0.002]}, "length_mismatch", id="short-current"),
+    pytest.param({**FRAME, "temp_c": [130.0]}, "length_mismatch", id="short-temperature"),
+    pytest.param({"cell": "A1", "t": [], "v": [], "i": []}, "empty_frame", id="empty"),
+    pytest.param(b'{"cell": "A1", "t": 1, "v": NaN, "i": 0.0}', "not_finite", id="nan"),
+    pytest.param(b'{"cell": "A1", "t": [1, 2], "v": [0.5, 0.5], "i": [0.0, Infinity]}', "not_finite", id="inf"),
+    pytest.param({"cell": "A1", "t": 1, "v": 7.5, "i": 0.0}, "voltage_range", id="voltage-high"),
+    pytest.param({"cell": "A1", "t": 1, "v": -1.5, "i": 0.0}, "voltage_range", id="voltage-low"),
+    pytest.param({"cell": "A1", "t": 1, "v": 0.5, "i": -250.0}, "current_range", id="current"),
+    pytest.param({"cell": "A1", "t": 1, "v": 0.5, "i": 0.0, "temp_c": 900}, "temperature_range", id="temperature"),
+    pytest.param({"cell": "A1", "t": 1_767_225_600_000, "v": 0.5, "i": 0.0}, "time_range", id="milliseconds"),
+    pytest.param({**FRAME, "t": [100.0, 90.0, 120.0]}, "time_order", id="backwards"),
+    pytest.param({**FRAME, "t": [100.0, 100.0, 120.0]}, "time_order", id="duplicate"),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), BAD)
+def test_bad_records_become_dead_letters_with_their_reason(value, reason: str) -> None:
+    letter = decode_message(_record(value))
+
+    assert isinstance(letter, DeadLetter), letter
+    assert letter.reason == reason
+    document = json.loads(letter.to_json())
+    assert set(document) == {"reason", "error", "topic", "partition", "offset", "key", "payload"}
+    assert document["reason"] == reason and document["error"]
+    assert (document["topic"], document["partition"], document["offset"], document["key"]) == (TOPIC_SAMPLES, 3, 17, "A1")
+
+
+def test_key_must_be_the_cell() -> None:
+    letter = decode_message(_record(FRAME, key=b"B2"))
+    assert isinstance(letter, DeadLetter) and letter.reason == "key_mismatch"
+    assert "'B2'" in letter.error and "'A1'" in letter.error
+    assert isinstance(decode_message(_record(FRAME, key=None)), Frame)  # unkeyed: the producer's choice
+
+
+def test_oversized_record_is_refused_unread_and_truncated() -> None:
+    raw = b'{"cell": "A1", "pad": "' + b"x" * MAX_MESSAGE_BYTES + b'"}'
+    letter = decode_message(_record(raw))
+
+    assert letter.reason == "oversized"
+    assert len(json.loads(letter.to_json())["payload"]) == MAX_PAYLOAD_CHARS
+
+
+def test_binary_payload_is_kept_as_base64() -> None:
+    raw = b"\x00\xff\xfe binary"
+    document = json.loads(decode_message(_record(raw)).to_json())
+
+    assert document["reason"] == "not_json"
+    assert base64.b64decode(document["payload"]) == raw
+
+
+def test_meta_record_decodes_to_cell_meta() -> None:
+    meta = decode_message(_record({"cell": "A1", "preset": "nd4mg80ni8", "mass_mg": 1.2, "c_rate": 0.1},
+                                  topic=TOPIC_META))
+    assert meta == CellMeta(cell="A1", mass_mg=1.2, preset="nd4mg80ni8", c_rate=0.1)
+
+    composed = decode_message(_record({"cell": "A1", "composition": "MgH2=0.6,Nd2H5=0.4", "mass_mg": 1},
+                                      topic=TOPIC_META))
+    assert composed.label == "MgH2=0.6,Nd2H5=0.4" and composed.params().mass_mg == 1.0
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ({"cell": "A1", "preset": "nd4mg80ni8"}, "mass_mg"),
+    ({"cell": "A1", "preset": "nd4mg80ni8", "mass_mg": -1}, "positive"),
+    ({"cell": "A1", "preset": "unobtainium", "mass_mg": 1}, "unknown preset"),
+    ({"cell": "A1", "preset": "mgh2", "composition": "MgH2=1", "mass_mg": 1}, "exactly one"),
+    ({"cell": "A1", "preset": "mgh2", "mass_mg": 1, "colour": "red"}, "unknown metadata keys"),
+    (None, "tombstone"),
+])
+def test_bad_meta_says_what_to_fix(value, words: str) -> None:
+    letter = decode_message(_record(value, topic=TOPIC_META))
+    assert isinstance(letter, DeadLetter) and letter.reason == "bad_meta"
+    assert words in letter.error

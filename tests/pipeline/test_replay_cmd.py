@@ -1,0 +1,118 @@
+"""`celltwin replay` from the command line: parse report, mass required, units, joined files, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.contracts import OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT
+from pipeline.report_data import VALIDATION_FILE, load_validation
+from pipeline.validation import verdicts
+from tests.connectors.readers.cycler_writers import Synthetic, write_bdf
+from twin.params import preset
+from twin.protocol import cc_cycles
+from twin.simulator import HalfCycleTruth, Simulation
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cell() -> tuple[Synthetic, list[HalfCycleTruth]]:
+    """One composite cell (1 mg), two 1C cycles sampled every 5 s, with sensor noise."""
+    sim = Simulation([preset("nd4mg80ni8", mass_mg=1.0)], cc_cycles(1.0, 2), dt=5.0, seed=7)
+    blocks = list(sim.blocks())
+    t = np.concatenate([b.t for b in blocks])
+    i = np.concatenate([b.i[0] for b in blocks])
+    synthetic = Synthetic(t, np.concatenate([b.v[0] for b in blocks]), i, np.full(t.size, 130.0),
+                          np.concatenate([b.cycle[0] for b in blocks]).astype(int), np.where(i < 0, 1, 3))
+    return synthetic, sim.truth
+
+
+def _replay(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, ["replay", *map(str, args)])
+    return result.exit_code, result.output
+
+
+def test_replay_prints_the_parse_report_and_leaves_run_outputs_and_validation(cell, tmp_path: Path) -> None:
+    path = write_bdf(tmp_path / "A7.csv", cell[0])
+    out = tmp_path / "out"
+
+    code, output = _replay(path, "--cell", "A7", "--mass-mg", "1", "--out", out)
+
+    assert code == 0, output
+    assert f"{len(cell[0].t)} rows read, {len(cell[0].t)} kept, 0 rejected" in output
+    assert "units: " in output and "sign: " in output and "nd4mg80ni8" in output
+    for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_DEADLETTER, VALIDATION_FILE, OUT_REPORT):
+        assert (out / name).is_file(), name
+    table = load_validation(out)
+    assert table is not None and set(table["cell"]) == {"A7"}
+    assert [v.tracks for v in verdicts(table)] == [True]
+    assert "tracks within its own uncertainty" in output
+    assert "Validation: measured vs twin" in (out / OUT_REPORT).read_text()
+
+
+def test_without_a_mass_the_replay_stops_and_says_how_to_give_one(cell, tmp_path: Path) -> None:
+    path = write_bdf(tmp_path / "A7.csv", cell[0])
+    code, output = _replay(path, "--out", tmp_path / "out")
+
+    assert code == 2
+    assert "has no active mass" in output and "--mass-mg" in output
+    assert not (tmp_path / "out").exists()
+
+    config = tmp_path / "cells.toml"
+    config.write_text('[cells.A7]\npreset = "nd4mg80ni8"\nmass_mg = 1.0\n')
+    code, output = _replay(path, "--config", config, "--out", tmp_path / "out", "--no-report")
+    assert code == 0, output
+    assert not (tmp_path / "out" / OUT_REPORT).exists()
+
+
+def test_a_header_that_lies_about_the_unit_is_caught_and_fixed(cell, tmp_path: Path) -> None:
+    synthetic, truth = cell
+    in_ma = Synthetic(synthetic.t, synthetic.v, synthetic.i * 1000.0, synthetic.temp_c, synthetic.cycle,
+                      synthetic.step)
+    path = write_bdf(tmp_path / "A7.csv", in_ma)  # "Current / A" over milliamperes
+
+    code, output = _replay(path, "--mass-mg", "1", "--out", tmp_path / "wrong")
+    assert code == 0, output
+    assert "does not track" in output  # a thousandfold current: the twin cannot follow it
+
+    code, output = _replay(path, "--mass-mg", "1", "--unit", "current=mA", "--out", tmp_path / "right")
+    assert code == 0, output
+    table = load_validation(tmp_path / "right")
+    assert [v.tracks for v in verdicts(table)] == [True]
+    first = next(x for x in truth if x.half == "discharge")
+    assert table["measured_discharge_mah"][0] == pytest.approx(first.capacity_mah, rel=0.02)
+
+
+def test_files_of_one_cell_are_joined_in_time_order_and_must_not_overlap(cell, tmp_path: Path) -> None:
+    synthetic, _ = cell
+    half = synthetic.t.size // 2
+
+    def part(name: str, index: slice) -> Path:
+        piece = Synthetic(*(getattr(synthetic, f)[index] for f in ("t", "v", "i", "temp_c", "cycle", "step")))
+        return write_bdf(tmp_path / name, piece)
+
+    late, early = part("late.csv", slice(half, None)), part("early.csv", slice(None, half))
+    code, output = _replay(late, early, "--cell", "A7", "--mass-mg", "1", "--out", tmp_path / "out")
+    assert code == 0, output
+    table = load_validation(tmp_path / "out")
+    assert list(table["cycle"]) == [1, 2]
+
+    overlapping = part("again.csv", slice(half - 10, half + 10))
+    code, output = _replay(early, overlapping, "--cell", "A7", "--mass-mg", "1", "--out", tmp_path / "x")
+    assert code == 2 and "overlap in time" in output
+
+
+def test_bad_options_are_refused_before_anything_runs(cell, tmp_path: Path) -> None:
+    path = write_bdf(tmp_path / "A7.csv", cell[0])
+    for args, message in ((("--speed", "fast"), "positive number or 'max'"),
+                          (("--map", "volts"), "not role=COLUMN"),
+                          (("--unit", "charge=mAh"), "unknown mapping role"),
+                          (("--preset", "unobtainium"), "unknown preset")):
+        code, output = _replay(path, "--mass-mg", "1", "--out", tmp_path / "out", *args)
+        assert code == 2 and message in output, (args, output)
+    assert "--generic" not in runner.invoke(app, ["replay", "--help"]).output

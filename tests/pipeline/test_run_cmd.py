@@ -1,0 +1,67 @@
+"""`celltwin run` embedded, end to end through the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS
+
+CONFIG = """
+[simulator]
+cells = 2
+cycles = 2
+dt = 20.0
+"""
+
+
+def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
+    config = tmp_path / "celltwin.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "out"
+
+    result = CliRunner().invoke(app, ["run", "--config", str(config), "--out", str(out), "--seed", "4"])
+
+    assert result.exit_code == 0, result.output
+    for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_ALERTS, OUT_DEADLETTER, OUT_REPORT):
+        assert (out / name).is_file(), name
+    estimates = pq.read_table(out / OUT_ESTIMATES)
+    assert estimates.column_names == ["time", "cell", "preset", *STATE_FIELDS]
+    assert set(estimates.column("cell").to_pylist()) == {"sim-01", "sim-02"}
+    assert "sim-01" in result.output and "sim-02" in result.output  # the summary table
+    assert f"report: {out / OUT_REPORT}" in result.output
+    report = (out / OUT_REPORT).read_text()
+    assert "sim-01" in report and "Plotly.newPlot(" in report
+
+
+def test_recovery_folder_is_initialised_when_empty(tmp_path: Path) -> None:
+    recovery = tmp_path / "recovery"
+    args = ["run", "--cells", "1", "--cycles", "1", "--dt", "60", "--out", str(tmp_path / "out"),
+            "--recovery-dir", str(recovery), "--epoch-interval", "0.2", "--no-report"]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in recovery.iterdir()) == ["part-0.sqlite3"]
+    assert pq.read_table(tmp_path / "out" / OUT_ESTIMATES).num_rows > 0
+
+
+def test_help_explains_both_modes() -> None:
+    result = CliRunner().invoke(app, ["run", "--help"], terminal_width=200)
+
+    assert result.exit_code == 0
+    for flag in ("--kafka", "--exit-when-idle", "--influx-url", "--influx-token", "--influx-org", "--influx-bucket",
+                 "--out", "--config", "--cells", "--cycles", "--c-rate", "--dt", "--seed", "--workers",
+                 "--process-id", "--addresses", "--recovery-dir"):
+        assert flag in result.output, flag
+    assert "embedded" in result.output
+
+
+def test_bad_settings_are_refused_with_the_reason(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "--influx-url", "http://localhost:8086", "--out", str(tmp_path)])
+
+    assert result.exit_code == 2
+    assert "missing" in result.output and "token" in result.output

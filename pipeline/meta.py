@@ -13,11 +13,16 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from twin.params import CellParams, preset
+import numpy as np
 
-__all__ = ["CellMeta", "MetaError", "meta_from_mapping"]
+from twin.generic import generic_params
+from twin.params import OCV_POINTS, CellParams, preset
 
-_KEYS = {"cell", "preset", "composition", "mass_mg", "c_rate"}
+__all__ = ["CellMeta", "MetaError", "meta_from_mapping", "GENERIC"]
+
+_KEYS = {"cell", "preset", "composition", "generic", "mass_mg", "c_rate"}
+_GENERIC_KEYS = {"capacity_mah", "v_min", "v_max", "ocv", "r_ohm"}
+GENERIC = "generic"  # the electrode label of cells of another chemistry
 
 
 class MetaError(ValueError):
@@ -26,21 +31,27 @@ class MetaError(ValueError):
 
 @dataclass(frozen=True)
 class CellMeta:
-    """One cell: its electrode (a preset name or a composition), hydride mass, nominal rate."""
+    """One cell: its electrode (a preset name, a composition, or a generic cell of another
+    chemistry with its capacity, window and learned OCV table), mass, nominal rate."""
 
     cell: str
-    mass_mg: float
+    mass_mg: float | None  # hydride mass; optional only for generic cells
     preset: str | None = None
     composition: str | None = None
     c_rate: float | None = None  # nominal C-rate of its test plan (informational)
+    generic: dict | None = None  # {"capacity_mah", "v_min", "v_max", "ocv": [[...], [...]], "r_ohm"}
 
     @property
     def label(self) -> str:
         """The electrode as written in the metadata: the `preset` tag of every output."""
-        return self.preset or self.composition or ""
+        return GENERIC if self.generic else (self.preset or self.composition or "")
 
     def params(self) -> CellParams:
         """The twin's parameters for this cell."""
+        if self.generic:
+            g = self.generic
+            return generic_params(self.cell, g["capacity_mah"], g["v_min"], g["v_max"], np.array(g["ocv"]),
+                                  g.get("r_ohm", 0.05), self.mass_mg)
         return preset(self.label, mass_mg=self.mass_mg)
 
 
@@ -60,9 +71,11 @@ def meta_from_mapping(cell: str, data: Mapping[str, Any]) -> CellMeta:
         raise MetaError(f"cell {cell!r}: unknown metadata keys {sorted(unknown)} (allowed: {sorted(_KEYS - {'cell'})})")
     if "cell" in data and data["cell"] != cell:
         raise MetaError(f"metadata names cell {data['cell']!r} but is filed under {cell!r}")
-    electrode = [k for k in ("preset", "composition") if data.get(k) is not None]
+    electrode = [k for k in ("preset", "composition", "generic") if data.get(k) is not None]
     if len(electrode) != 1:
-        raise MetaError(f"cell {cell!r}: give exactly one of preset or composition")
+        raise MetaError(f"cell {cell!r}: give exactly one of preset, composition or generic")
+    if electrode == ["generic"]:
+        return _generic_meta(cell, data)
     label = data[electrode[0]]
     if not isinstance(label, str) or not label.strip():
         raise MetaError(f"cell {cell!r}: {electrode[0]} must be a non-empty string")
@@ -74,6 +87,31 @@ def meta_from_mapping(cell: str, data: Mapping[str, Any]) -> CellMeta:
         c_rate=_number(cell, "c_rate", data["c_rate"]) if data.get("c_rate") is not None else None,
         **{electrode[0]: label.strip()},
     )
+    try:
+        meta.params()
+    except ValueError as error:
+        raise MetaError(f"cell {cell!r}: {error}") from None
+    return meta
+
+
+def _generic_meta(cell: str, data: Mapping[str, Any]) -> CellMeta:
+    g = data["generic"]
+    if not isinstance(g, Mapping) or not {"capacity_mah", "v_min", "v_max", "ocv"} <= set(g) or set(g) - _GENERIC_KEYS:
+        raise MetaError(f"cell {cell!r}: generic needs capacity_mah, v_min, v_max and ocv (optional r_ohm)")
+    numbers = {k: _number(cell, f"generic.{k}", g[k]) for k in ("capacity_mah", "v_min", "v_max")}
+    try:
+        ocv = np.asarray(g["ocv"], dtype=float)
+    except (TypeError, ValueError):
+        raise MetaError(f"cell {cell!r}: generic.ocv must be two lists of {OCV_POINTS} voltages") from None
+    if ocv.shape != (2, OCV_POINTS) or not np.all(np.isfinite(ocv)):
+        raise MetaError(f"cell {cell!r}: generic.ocv must be two lists of {OCV_POINTS} finite voltages "
+                        "(discharge branch, charge branch, SOC 0..1)")
+    spec = {**numbers, "ocv": ocv.tolist()}
+    if g.get("r_ohm") is not None:
+        spec["r_ohm"] = _number(cell, "generic.r_ohm", g["r_ohm"])
+    mass = _number(cell, "mass_mg", data["mass_mg"]) if data.get("mass_mg") is not None else None
+    c_rate = _number(cell, "c_rate", data["c_rate"]) if data.get("c_rate") is not None else None
+    meta = CellMeta(cell=cell, mass_mg=mass, c_rate=c_rate, generic=spec)
     try:
         meta.params()
     except ValueError as error:

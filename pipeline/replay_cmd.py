@@ -41,6 +41,7 @@ from pipeline.report import build_report
 from pipeline.report_data import load_cells, load_validation
 from pipeline.run_cmd import DEFAULT_OUT
 from pipeline.validation import GAP_S, validate, verdicts, write_validation
+from twin.generic import learn_ocv
 
 __all__ = ["replay", "read_files", "cell_metas", "replay_config", "replay_flow", "DEFAULT_PRESET"]
 
@@ -98,6 +99,25 @@ def read_files(
     if empty:
         raise ReaderError(f"no usable rows for cell(s) {empty}: see the parse report above")
     return records, reports
+
+
+def generic_metas(records: list[CellRecord], mass_mg: float | None, v_min: float, v_max: float) -> dict[str, CellMeta]:
+    """Generic cells (another chemistry): the window from the flags, the open-circuit curve
+    and the capacity learned from each file's first slow full cycle."""
+    metas = {}
+    for r in records:
+        try:
+            learned = learn_ocv(r.t, r.v, r.i, v_min, v_max)
+            metas[r.cell] = meta_from_mapping(r.cell, {
+                "generic": {"capacity_mah": learned.capacity_mah, "v_min": v_min, "v_max": v_max,
+                            "ocv": learned.table.tolist(), "r_ohm": max(learned.r_ohm, 1e-6)},
+                "mass_mg": mass_mg,
+            })
+        except (ValueError, MetaError) as error:
+            raise typer.BadParameter(f"cell {r.cell!r}: {error}") from None
+        _out.print(f"{r.cell}: learned the open-circuit curve from a {learned.c_rate:.2g}C cycle, "
+                   f"capacity {learned.capacity_mah:.4g} mAh between {v_min:g} and {v_max:g} V")
+    return metas
 
 
 def cell_metas(
@@ -168,7 +188,7 @@ def _metas_table(records: list[CellRecord], metas: dict[str, CellMeta]) -> Table
         meta = metas[r.cell]
         start = np.datetime64(int(r.t[0]), "s").astype(str).replace("T", " ") + " UTC"
         gaps = int(np.sum(np.diff(r.t) > GAP_S))
-        table.add_row(r.cell, meta.label, f"{meta.mass_mg:g}", f"{len(r):,}", start,
+        table.add_row(r.cell, meta.label, f"{meta.mass_mg:g}" if meta.mass_mg else "-", f"{len(r):,}", start,
                       f"{(r.t[-1] - r.t[0]) / 3600:.1f}", str(gaps))
     return table
 
@@ -263,6 +283,12 @@ def replay(
                                                    dir_okay=False, help="TOML file with settings and "
                                                    "cell metadata (cells.ID tables).")] = None,
     report: Annotated[bool, typer.Option(help="Build report.html in the output folder at the end.")] = True,
+    generic: Annotated[bool, typer.Option("--generic", help="A cell of another chemistry: learn its open-circuit "
+                                          "curve from the file's first slow full cycle; needs --v-min/--v-max.")] = False,
+    v_min: Annotated[Optional[float], typer.Option("--v-min", help="Generic cells: lower end of the voltage "
+                                                   "window, V.")] = None,
+    v_max: Annotated[Optional[float], typer.Option("--v-max", help="Generic cells: upper end of the voltage "
+                                                   "window, V.")] = None,
 ) -> None:
     """Replay archived cycler files through the twin and validate it against them."""
     try:
@@ -291,7 +317,12 @@ def replay(
         except ReaderError as error:
             raise typer.BadParameter(str(error)) from None
     _print_reports(reports)
-    metas = cell_metas([r.cell for r in records], cfg, mass_mg, preset)
+    if generic:
+        if v_min is None or v_max is None or preset:
+            raise typer.BadParameter("--generic needs --v-min and --v-max (the cell's voltage window), and no --preset")
+        metas = generic_metas(records, mass_mg, v_min, v_max)
+    else:
+        metas = cell_metas([r.cell for r in records], cfg, mass_mg, preset)
     _out.print(_metas_table(records, metas))
     if kafka:
         _to_kafka(kafka, cfg, records, metas, pace)

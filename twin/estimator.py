@@ -568,7 +568,9 @@ def _risks(tr: Tracker, k: int, growth: float, c: dict) -> tuple[float, float]:
     room = max(c["ps_saturation"] - tr.psi[k], 1e-12)
     per_cycle = min(tr.psi_rate[k] / room, 1.0)
     psi_projected = room * (1.0 - (1.0 - per_cycle) ** RISK_HORIZON_CYCLES)
-    crack_projected = max(tr.crack_rate[k] * RISK_HORIZON_CYCLES, max(growth, 0.0) / c["crack_r_growth"])
+    # Impedance growth is contact loss only where the model has cracking (not generic cells).
+    from_impedance = max(growth, 0.0) / c["crack_r_growth"] if c["crack_rate"] > 0 else 0.0
+    crack_projected = max(tr.crack_rate[k] * RISK_HORIZON_CYCLES, from_impedance)
     return _to_risk(psi_projected / allowed), _to_risk(crack_projected / allowed)
 
 

@@ -83,7 +83,7 @@ def test_environment_overrides_file_and_flags_override_both(config_file: Path) -
     ("[influx]\nurl = 'http://x'\n", "missing ['bucket', 'org', 'token']"),
     ("[kafka.client]\nsecurity_protocol = 'SSL'\n", "no broker"),
     ("[cells.A01]\npreset = 'mgh2'\n", "mass_mg"),
-    ("[cells.A01]\nmass_mg = 1\n", "exactly one of preset or composition"),
+    ("[cells.A01]\nmass_mg = 1\n", "exactly one of preset, composition or generic"),
     ("[cells.A01]\npreset = 'nope'\nmass_mg = 1\n", "unknown preset"),
     ("shards = [", "cannot read config file"),
 ])

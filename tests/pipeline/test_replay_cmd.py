@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -13,6 +14,7 @@ from pipeline.contracts import OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_RE
 from pipeline.report_data import VALIDATION_FILE, load_validation
 from pipeline.validation import verdicts
 from tests.connectors.readers.cycler_writers import Synthetic, write_bdf
+from twin.generic import generic_params, soc_grid
 from twin.params import preset
 from twin.protocol import cc_cycles
 from twin.simulator import HalfCycleTruth, Simulation
@@ -115,4 +117,31 @@ def test_bad_options_are_refused_before_anything_runs(cell, tmp_path: Path) -> N
                           (("--preset", "unobtainium"), "unknown preset")):
         code, output = _replay(path, "--mass-mg", "1", "--out", tmp_path / "out", *args)
         assert code == 2 and message in output, (args, output)
-    assert "--generic" not in runner.invoke(app, ["replay", "--help"]).output
+    code, output = _replay(path, "--generic", "--out", tmp_path / "out")
+    assert code == 2 and "--v-min and --v-max" in output
+
+
+def test_generic_cell_of_another_chemistry_replays_with_a_learned_curve(tmp_path: Path) -> None:
+    """A layered-oxide-like 2 Ah cell (no hydride): a slow first cycle, then 0.5C cycles."""
+    z = soc_grid()
+    delith = 3.0 + 1.1 * z - 0.25 * np.exp(-z / 0.04) + 0.12 * np.exp(-(1 - z) / 0.03) + 0.05 * np.sin(3 * z)
+    true = generic_params("nmc", 2000.0, 2.9, 4.2, np.stack([delith - 0.02, delith]), r_ohm=0.04)
+    steps = cc_cycles(0.05, 1, v_min=2.9, v_max=4.2) + cc_cycles(0.5, 2, start_half=2, v_min=2.9, v_max=4.2)
+    sim = Simulation([true], steps, dt=20.0, seed=3)
+    blocks = list(sim.blocks())
+    t = np.concatenate([b.t for b in blocks])
+    i = np.concatenate([b.i[0] for b in blocks])
+    synthetic = Synthetic(t, np.concatenate([b.v[0] for b in blocks]), i, np.full(t.size, 25.0),
+                          np.concatenate([b.cycle[0] for b in blocks]).astype(int), np.where(i < 0, 1, 3))
+    path = write_bdf(tmp_path / "B1.csv", synthetic)
+    code, output = _replay(path, "--generic", "--v-min", "2.9", "--v-max", "4.2", "--out", tmp_path / "out",
+                           "--no-report")
+    assert code == 0, output
+    assert "learned the open-circuit curve" in output
+    halves = pq.read_table(tmp_path / "out" / OUT_CYCLES).to_pylist()
+    assert {h["preset"] for h in halves} == {"generic"}
+    counted = {(h["cycle"], h["half"]): h["capacity_mah"] for h in halves}
+    for x in sim.truth[2:4]:  # the first 0.5C cycle: the twin's count equals the truth
+        assert counted[(x.cycle, x.half)] == pytest.approx(x.capacity_mah, rel=0.02)
+    estimates = pq.read_table(tmp_path / "out" / OUT_ESTIMATES).to_pylist()
+    assert max(e["crack_risk"] for e in estimates) == 0.0

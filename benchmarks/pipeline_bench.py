@@ -108,8 +108,8 @@ def _relay(store_url: str, stored: _Stored) -> ThreadingHTTPServer:
     return server
 
 
-def _messages(cells: Sequence[SimCell], cycles: int, frame_size: int) -> tuple[list[KeyValue], int]:
-    sim = simulation(cells, cycles, dt=10.0, t0=_T0)
+def _messages(cells: Sequence[SimCell], cycles: int, frame_size: int, dt: float = 10.0) -> tuple[list[KeyValue], int]:
+    sim = simulation(cells, cycles, dt=dt, t0=_T0)
     ids = [c.cell for c in cells]
     records: list[KeyValue] = []
     count = 0
@@ -147,10 +147,10 @@ def _run_cmd(bootstrap: str, relay: str, config: Path, *extra: str) -> list[str]
 
 
 def _throughput(name: str, bootstrap: str, relay: str, stored: _Stored, work: Path, cells: int, cycles: int,
-                frame_size: int) -> None:
+                frame_size: int, dt: float = 10.0) -> None:
     prefix = f"{name}-"
     members = fleet(cells, "mixed", prefix=prefix)
-    records, samples = _messages(members, cycles, frame_size)
+    records, samples = _messages(members, cycles, frame_size, dt)
     _empty_samples(bootstrap)
     with Publisher(bootstrap) as publisher:
         publisher.send(TOPIC_SAMPLES, records)
@@ -268,7 +268,10 @@ def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, to
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=int, default=40, help="cells of the frame throughput run")
-    parser.add_argument("--cycles", type=int, default=2, help="1C cycles per cell (dt = 10 s)")
+    parser.add_argument("--cycles", type=int, default=2, help="1C cycles per cell")
+    parser.add_argument("--dt", type=float, default=10.0,
+                        help="sampling interval of the throughput runs, s (10 = one estimate per sample, the "
+                             "worst case; 1 = a 1 Hz cycler, one estimate per 10 samples)")
     parser.add_argument("--single-cells", type=int, default=10, help="cells of the single-sample run (1 cycle)")
     parser.add_argument("--load", type=float, default=1000.0, help="offered load of the latency run, samples/s")
     parser.add_argument("--latency-cells", type=int, default=20)
@@ -288,8 +291,9 @@ def main() -> None:
         relay_url = f"http://127.0.0.1:{relay.server_address[1]}"
         try:
             print(f"Kafka {kafka.address}, VictoriaMetrics {victoria.address} behind {relay_url}")
-            _throughput("frames", kafka.address, relay_url, stored, work, options.cells, options.cycles, 100)
-            _throughput("single", kafka.address, relay_url, stored, work, options.single_cells, 1, 1)
+            _throughput("frames", kafka.address, relay_url, stored, work, options.cells, options.cycles, 100,
+                        options.dt)
+            _throughput("single", kafka.address, relay_url, stored, work, options.single_cells, 1, 1, options.dt)
             _latency(kafka.address, relay_url, stored, work, options.latency_cells, options.load, options.duration)
             if options.profile:
                 _profile(kafka.address, relay_url, work, options.cells, options.cycles, options.top)

@@ -48,8 +48,7 @@ def test_truth_inside_three_sigma_band(composite_run):
         np.mean(np.abs(r.soc[s:, c] - r.soc_true[s:, c]) <= 3 * r.soc_std[s:, c])
         for c, s in enumerate(r.first_half_end)
     ]
-    assert np.mean(inside) >= 0.97, inside
-    assert min(inside) >= 0.9, inside
+    assert min(inside) >= 0.97, inside
 
 
 def test_capacity_and_resistances_track_truth(composite_run):
@@ -57,6 +56,7 @@ def test_capacity_and_resistances_track_truth(composite_run):
     np.testing.assert_allclose(r.capacity[-1], r.capacity_true[-1], rtol=0.02)
     np.testing.assert_allclose(r.r0[-1] + r.r1[-1], r.r0_true[-1] + r.r1_true[-1], rtol=0.10)
     np.testing.assert_allclose(r.r1[-1], r.r1_true[-1], rtol=0.10)
+    np.testing.assert_allclose(r.r0[-1], r.r0_true[-1], rtol=0.10)
 
 
 def test_capacity_follows_a_fading_cell():

@@ -41,12 +41,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 _REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_REPO))
 
-from connectors.kafka_admin import ensure_topics  # noqa: E402
+from connectors.kafka_admin import empty_topic, ensure_topics  # noqa: E402
 from connectors.sim_producer import (  # noqa: E402
     BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, simulation, stream,
 )
@@ -121,18 +120,8 @@ def _messages(cells: Sequence[SimCell], cycles: int, frame_size: int, dt: float 
 
 
 def _empty_samples(bootstrap: str) -> None:
-    """Move the start of every cell.samples partition to its end: each phase reads only its own."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(TOPIC_SAMPLES, p) for p in consumer.partitions_for_topic(TOPIC_SAMPLES)]
-        ends = consumer.end_offsets(parts)
-    finally:
-        consumer.close()
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.delete_records({tp: end for tp, end in ends.items() if end > 0})
-    finally:
-        admin.close()
+    """Each phase reads only its own samples."""
+    empty_topic(bootstrap, TOPIC_SAMPLES)
 
 
 def _config(cells: Sequence[SimCell], path: Path) -> Path:

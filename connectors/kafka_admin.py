@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Collection, Mapping, Sequence
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import TopicAlreadyExistsError, for_code
 
 from pipeline.contracts import TOPIC_META
 
-__all__ = ["ensure_topics"]
+__all__ = ["ensure_topics", "empty_topic"]
 
 
 def ensure_topics(
@@ -58,5 +58,21 @@ def ensure_topics(
                 raise error(f"creating topic {result['name']!r}: {result.get('error_message')}")
         # A created topic is usable only once every partition has a leader.
         admin.wait_for_topics(list(topics), timeout_ms=int(timeout_s * 1000))
+    finally:
+        admin.close()
+
+
+def empty_topic(bootstrap_servers: str | Sequence[str], topic: str) -> None:
+    """Move the start of every partition of ``topic`` to its end (delete the records), so
+    a reader from the earliest offset sees only what comes next. For tests and benchmarks."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = consumer.end_offsets(parts)
+    finally:
+        consumer.close()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        admin.delete_records({tp: end for tp, end in ends.items() if end > 0})
     finally:
         admin.close()

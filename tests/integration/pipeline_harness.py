@@ -33,9 +33,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import pyarrow.parquet as pq
 import pytest
 from bytewax.testing import run_main
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
-from connectors.kafka_admin import ensure_topics
+from connectors.kafka_admin import empty_topic, ensure_topics
 from connectors.sim_producer import (
     BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, meta_messages, simulation,
 )
@@ -159,17 +159,7 @@ def _prepare_topics(bootstrap: str) -> None:
     # cell.samples partition to its end.
     ensure_topics(bootstrap, {TOPIC_SAMPLES: SAMPLE_PARTITIONS, TOPIC_META: 1, TOPIC_DEADLETTER: 1,
                               TOPIC_TWIN: SAMPLE_PARTITIONS, TOPIC_ALERTS: 1})
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(TOPIC_SAMPLES, p) for p in consumer.partitions_for_topic(TOPIC_SAMPLES)]
-        ends = consumer.end_offsets(tps)
-    finally:
-        consumer.close()
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.delete_records({tp: end for tp, end in ends.items() if end > 0})
-    finally:
-        admin.close()
+    empty_topic(bootstrap, TOPIC_SAMPLES)
 
 
 def publish(bootstrap: str, records: Iterable[KeyValue], topic: str = TOPIC_SAMPLES,

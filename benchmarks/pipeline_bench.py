@@ -100,7 +100,7 @@ def _relay(store_url: str, stored: _Stored) -> ThreadingHTTPServer:
             self.wfile.write(reply)
 
         def log_message(self, *args: object) -> None:
-            pass
+            """Quiet: one line per request would drown the figures."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
 from connectors.kafka_admin import ensure_topics
@@ -22,6 +21,7 @@ from pipeline.dataflow import TOPIC_PARTITIONS
 from pipeline.decode import Frame, decode_meta, decode_samples
 from pipeline.meta import CellMeta
 from tests.connectors.readers.cycler_writers import synthetic_cell, write_bdf
+from tests.integration.pipeline_harness import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -30,22 +30,8 @@ T0 = 1_767_225_600.0
 
 def _read(bootstrap: str, topic: str, key: bytes) -> list[KafkaMessage]:
     """Every record of ``topic`` with ``key`` (the topics are shared by the session's tests)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        found: list[KafkaMessage] = []
-        deadline = time.monotonic() + 20.0
-        while any(consumer.position(p) < ends[p] for p in parts):
-            assert time.monotonic() < deadline, "topic not read to its end in 20 s"
-            for tp, records in consumer.poll(timeout_ms=200).items():
-                found += [KafkaMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
-                          for r in records if r.key == key]
-        return found
-    finally:
-        consumer.close()
+    return [KafkaMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+            for r in read_topic(bootstrap, topic) if r.key == key]
 
 
 def _record(name: str, n: int, dt: float = 1.0) -> CellRecord:

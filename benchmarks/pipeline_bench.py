@@ -1,6 +1,6 @@
 """End-to-end speed of the pipeline: Kafka -> twin -> store. Prints figures; asserts nothing.
 
-    python benchmarks/pipeline_bench.py [--cells 40] [--cycles 2] [--load 1000] [--profile]
+    python benchmarks/pipeline_bench.py [--cells 200] [--cycles 1] [--dt 1] [--load 1000] [--profile]
 
 Starts its own Kafka broker and VictoriaMetrics (infra/services.py) and puts a small HTTP
 relay in front of the store that notes when each twin_state point was stored (the store
@@ -223,7 +223,7 @@ class _Enough(Exception):
     """The latency run has produced for its duration."""
 
 
-def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, top: int) -> None:
+def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, dt: float, top: int) -> None:
     from bytewax.testing import run_main
 
     from pipeline.config import load_config
@@ -231,7 +231,7 @@ def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, to
 
     prefix = "profile-"
     members = fleet(cells, "mixed", prefix=prefix)
-    records, samples = _messages(members, cycles, 100)
+    records, samples = _messages(members, cycles, 100, dt)
     _empty_samples(bootstrap)
     with Publisher(bootstrap) as publisher:
         publisher.send(TOPIC_SAMPLES, records)
@@ -256,11 +256,11 @@ def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, to
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cells", type=int, default=40, help="cells of the frame throughput run")
-    parser.add_argument("--cycles", type=int, default=2, help="1C cycles per cell")
-    parser.add_argument("--dt", type=float, default=10.0,
-                        help="sampling interval of the throughput runs, s (10 = one estimate per sample, the "
-                             "worst case; 1 = a 1 Hz cycler, one estimate per 10 samples)")
+    parser.add_argument("--cells", type=int, default=200, help="cells of the frame throughput run")
+    parser.add_argument("--cycles", type=int, default=1, help="1C cycles per cell (composite and MgH2 cells alternate)")
+    parser.add_argument("--dt", type=float, default=1.0,
+                        help="sampling interval of the throughput runs, s (1 = a 1 Hz cycler, one estimate per "
+                             "10 samples; 10 = one estimate per sample, the worst case)")
     parser.add_argument("--single-cells", type=int, default=10, help="cells of the single-sample run (1 cycle)")
     parser.add_argument("--load", type=float, default=1000.0, help="offered load of the latency run, samples/s")
     parser.add_argument("--latency-cells", type=int, default=20)
@@ -285,7 +285,7 @@ def main() -> None:
             _throughput("single", kafka.address, relay_url, stored, work, options.single_cells, 1, 1, options.dt)
             _latency(kafka.address, relay_url, stored, work, options.latency_cells, options.load, options.duration)
             if options.profile:
-                _profile(kafka.address, relay_url, work, options.cells, options.cycles, options.top)
+                _profile(kafka.address, relay_url, work, options.cells, options.cycles, options.dt, options.top)
         finally:
             relay.shutdown()
 

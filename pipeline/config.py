@@ -6,7 +6,7 @@ environment (`CELLTWIN_*`, what containers set), then the command-line flags. Un
 keys are errors: a misspelt `bootstrap` must not silently mean "run embedded".
 
     out = "celltwin-out"            # local Parquet/JSONL output folder
-    shards = 8                      # twin state groups [Kafka mode 8, embedded 1]
+    shards = 2                      # twin state groups [one per worker of the run]
     estimate_interval_s = 10.0      # one twin_state point per cell per this much sample time
     health_interval_s = 10.0        # pipeline_health points, wall time
     epoch_interval_s = 2.0          # bytewax epoch = snapshot interval with recovery
@@ -59,16 +59,8 @@ __all__ = [
     "SimulatorConfig",
     "Config",
     "ENV_VARS",
-    "DEFAULT_SHARDS",
     "load_config",
 ]
-
-
-# Cells of a shard are stepped in one numpy call, and shards spread over workers: 8
-# feeds up to 8 workers and keeps many cells per call (a lone cell per call is ~10x
-# slower: 64 shards over 40 cells measured 2.2k samples/s end to end, 4 shards 5.3k/s).
-# An embedded run's cells all come from one simulator partition: one shard.
-DEFAULT_SHARDS = 8
 
 
 class ConfigError(ValueError):
@@ -109,7 +101,11 @@ class Config:
     out: Path | None = None  # local output folder
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     cells: Mapping[str, CellMeta] = field(default_factory=dict)
-    shards: int = DEFAULT_SHARDS
+    # Cells of a shard are stepped in one numpy call, whose cost is mostly fixed, and
+    # shards spread over workers. None: one per worker of the run (`shard_count`), the
+    # most cells per call that keeps every worker busy (200 cells on one worker measured
+    # 46k samples/s end to end with 1 shard, 24k with 8).
+    shards: int | None = None
     estimate_interval_s: float = 10.0
     health_interval_s: float = 10.0
     epoch_interval_s: float = 2.0
@@ -122,6 +118,10 @@ class Config:
     @property
     def embedded(self) -> bool:
         return self.kafka is None
+
+    def shard_count(self, workers: int) -> int:
+        """The shards of a run with `workers` workers in all its processes."""
+        return self.shards if self.shards is not None else workers
 
 
 def _text(value: Any) -> str:
@@ -306,7 +306,7 @@ def _assemble(values: dict[str, Any], client: dict[str, Any], cells: dict[str, C
         out=Path(values["out"]) if "out" in values else None,
         simulator=SimulatorConfig(**_section(values, "simulator")),
         cells=dict(cells),
-        shards=values.get("shards", DEFAULT_SHARDS if kafka is not None else 1),
+        shards=values.get("shards"),
         estimate_interval_s=values.get("estimate_interval_s", 10.0),
         health_interval_s=values.get("health_interval_s", 10.0),
         epoch_interval_s=values.get("epoch_interval_s", 2.0),

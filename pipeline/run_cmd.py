@@ -82,6 +82,8 @@ def _run_with_display(flow, cfg: Config, progress: Progress, mode: str, workers:
               transient=True):
         try:
             run_flow(flow, cfg, workers=workers, process_id=process_id, addresses=peers)
+        except ConfigError as error:
+            raise typer.BadParameter(str(error)) from None
         except BytewaxRuntimeError as error:
             if "signal received" not in str(error):
                 raise
@@ -110,8 +112,9 @@ def run(
     c_rate: Annotated[Optional[float], typer.Option("--c-rate", help="Embedded: C-rate of the cycles (default 1).")] = None,
     dt: Annotated[Optional[float], typer.Option(help="Embedded: sampling interval in s (default 10).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Embedded: random seed of cell spread and noise (default 0).")] = None,
-    shards: Annotated[Optional[int], typer.Option(help="State shards: cells of a shard are stepped together "
-                                                       "(default: Kafka 64, embedded 1).")] = None,
+    shards: Annotated[Optional[int], typer.Option(help="State shards: cells of a shard are stepped together, "
+                                                       "shards spread over workers (default: one per worker; keep "
+                                                       "it when resuming from a recovery folder).")] = None,
     estimate_interval: Annotated[Optional[float], typer.Option(help="One twin_state point per cell per this many "
                                                                     "seconds of sample time (default 10).")] = None,
     recovery_dir: Annotated[Optional[Path], typer.Option(help="Snapshot state here and resume from it on restart "
@@ -153,7 +156,8 @@ def run(
         ensure_kafka_topics(cfg)
     mode = "embedded" if cfg.embedded else f"Kafka {cfg.kafka.bootstrap}"
     progress = Progress()
-    if not _run_with_display(build_flow(cfg, progress), cfg, progress, mode, workers, process_id, peers):
+    total_workers = workers * (len(peers) if peers else 1)
+    if not _run_with_display(build_flow(cfg, progress, total_workers), cfg, progress, mode, workers, process_id, peers):
         resume = f"; the next run resumes from {cfg.recovery_dir}" if cfg.recovery_dir else ""
         _err.print(_progress_view(progress, f"{mode}, stopped") + Text(resume))
         raise typer.Exit(130)

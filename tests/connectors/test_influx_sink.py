@@ -1,4 +1,4 @@
-"""InfluxSink: point building, and its retry policy over real HTTP to a scripted local server."""
+"""InfluxSink: its retry policy over real HTTP to a scripted local server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from connectors.influx_sink import InfluxSink, InfluxWriteError, to_point
+from connectors.influx_sink import InfluxSink, InfluxWriteError
 from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
 
 
@@ -23,20 +23,6 @@ def _item(**fields: float) -> dict:
         "time": 1767225600.2506,
     }
 
-
-def test_point_carries_tags_fields_and_millisecond_time() -> None:
-    line = to_point(_item(soc=0.5, v=3.25)).to_line_protocol()
-    assert line == r"twin_state,cell=A\ 1,preset=p soc=0.5,v=3.25 1767225600251"
-
-
-def test_non_finite_fields_and_missing_tags_are_dropped() -> None:
-    item = _item(soc=math.nan, v=3.0, nis=math.inf, r0_ohm=-math.inf)
-    item["tags"][TAG_PRESET] = None
-    assert to_point(item).to_line_protocol() == r"twin_state,cell=A\ 1 v=3 1767225600251"
-
-
-def test_point_without_finite_fields_is_not_written() -> None:
-    assert to_point(_item(soc=math.nan)) is None
 
 
 class _ScriptedServer(ThreadingHTTPServer):

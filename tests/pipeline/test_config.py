@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import DEFAULT_SHARDS, ConfigError, load_config
+from pipeline.config import ConfigError, load_config
 from pipeline.meta import CellMeta
 
 FILE = """
@@ -51,7 +51,8 @@ def test_defaults_are_embedded_without_outputs() -> None:
 
     assert cfg.embedded and cfg.kafka is None and cfg.influx is None and cfg.out is None
     assert (cfg.simulator.cells, cfg.simulator.cycles, cfg.simulator.c_rate, cfg.simulator.dt) == (6, 3, 1.0, 10.0)
-    assert cfg.shards == 1 and cfg.estimate_interval_s == 10.0 and cfg.cells == {}
+    assert cfg.shards is None and cfg.shard_count(workers=3) == 3  # one per worker
+    assert cfg.estimate_interval_s == 10.0 and cfg.cells == {}
 
 
 def test_file_settings_client_table_and_cell_metadata(config_file: Path) -> None:
@@ -61,7 +62,7 @@ def test_file_settings_client_table_and_cell_metadata(config_file: Path) -> None
     assert cfg.kafka.client == {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}
     assert cfg.influx.url == "http://file-influx:8086" and cfg.influx.bucket == "twin"
     assert cfg.out == Path("from-file") and cfg.estimate_interval_s == 30.0 and cfg.simulator.cells == 4
-    assert cfg.shards == DEFAULT_SHARDS  # Kafka mode
+    assert cfg.shards is None
     assert cfg.cells["A01"] == CellMeta(cell="A01", mass_mg=1.5, preset="nd4mg80ni8", c_rate=0.1)
     assert cfg.cells["B02"].label == "MgH2=0.6,Nd2H5=0.4" and cfg.cells["B02"].mass_mg == 2.0
 
@@ -74,7 +75,7 @@ def test_environment_overrides_file_and_flags_override_both(config_file: Path) -
     assert cfg.kafka.bootstrap == "env-broker:9092"  # a flag left at None does not override
     assert cfg.kafka.exit_when_idle
     assert cfg.influx.token == "env-token" and cfg.influx.org == "lab"
-    assert cfg.out == Path("from-flag") and cfg.shards == 8
+    assert cfg.out == Path("from-flag") and cfg.shards == 8 and cfg.shard_count(workers=3) == 8
 
 
 @pytest.mark.parametrize(("text", "words"), [

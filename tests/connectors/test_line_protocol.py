@@ -1,0 +1,71 @@
+"""Line protocol of the InfluxDB sink: the same bytes as influxdb-client's Point."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from influxdb_client import Point, WritePrecision
+
+from connectors.line_protocol import to_line
+from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
+
+
+def _reference(item: dict) -> str | None:
+    """What the InfluxDB sink wrote before: the client's own Point."""
+    point = Point(item["measurement"])
+    for name, value in item["tags"].items():
+        if value is not None:
+            point.tag(name, str(value))
+    for name, value in item["fields"].items():
+        point.field(name, value)
+    line = point.time(round(float(item["time"]) * 1000), WritePrecision.MS).to_line_protocol()
+    return line or None
+
+
+def _item(tags: dict, fields: dict, time: float = 1767225600.2506, measurement: str = MEAS_STATE) -> dict:
+    return {"measurement": measurement, "tags": tags, "fields": fields, "time": time}
+
+
+def test_tags_fields_and_millisecond_time() -> None:
+    line = to_line(_item({TAG_CELL: "A 1", TAG_PRESET: "p"}, {"v": 3.25, "soc": 0.5}))
+    assert line == r"twin_state,cell=A\ 1,preset=p soc=0.5,v=3.25 1767225600251"
+
+
+def test_non_finite_fields_and_missing_tags_are_dropped() -> None:
+    item = _item({TAG_CELL: "A 1", TAG_PRESET: None}, {"soc": math.nan, "v": 3.0, "nis": math.inf, "r0": -math.inf})
+    assert to_line(item) == r"twin_state,cell=A\ 1 v=3 1767225600251"
+
+
+def test_point_without_finite_fields_is_no_line() -> None:
+    assert to_line(_item({TAG_CELL: "A1"}, {"soc": math.nan, "nis": None})) is None
+
+
+def test_numpy_scalars_are_written_as_their_python_values() -> None:
+    item = _item({TAG_CELL: "A1"}, {"n": np.int64(3), "x": np.float64(0.25)})
+    assert to_line(item) == _reference(item) == "twin_state,cell=A1 n=3i,x=0.25 1767225600251"
+
+
+def test_unwritable_field_type_says_which_field() -> None:
+    with pytest.raises(TypeError, match="'when'"):
+        to_line(_item({TAG_CELL: "A1"}, {"when": [1, 2]}))
+
+
+_text = st.text(alphabet=st.sampled_from(list('ab= ,"\\\n\t\r#x1é')), max_size=8)
+_value = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**63), 2**63 - 1), st.booleans(), _text, st.none(),
+)
+
+
+@given(
+    measurement=_text.filter(lambda m: m and not m.startswith("#")),
+    tags=st.dictionaries(_text, st.one_of(_text, st.none()), max_size=4),
+    fields=st.dictionaries(_text.filter(bool), _value, max_size=6),
+    time=st.floats(0, 1e11),
+)
+def test_same_line_as_influxdb_client(measurement: str, tags: dict, fields: dict, time: float) -> None:
+    item = _item(tags, fields, time, measurement)
+    assert to_line(item) == _reference(item)

@@ -4,8 +4,10 @@ The Parquet layout is the one `pipeline.report` reads: per measurement a file na
 contracts, columns `time` (epoch seconds), the measurement's tags, then its fields in
 contract order. Files are created when the flow starts (an empty alerts table is a
 result too) and row groups are written as points arrive; Parquet writes its footer on
-close, which bytewax calls when a finite run ends (`celltwin run` embedded or with
-`--exit-when-idle`). A job that follows Kafka forever should write to InfluxDB.
+close, which bytewax calls when a finite run ends. A run stopped by a signal ends
+without closing its sinks, and a Parquet file without its footer cannot be read: the
+runner then calls `close_open_files` (`pipeline.dataflow.run_flow` does), so what the
+run had processed stays readable.
 
 The sink has one partition, so however many workers run, one writer owns each file;
 every run starts its files afresh. Dead letters are flushed per batch.
@@ -37,7 +39,7 @@ from pipeline.contracts import (
     TAG_PRESET,
 )
 
-__all__ = ["PARQUET_LAYOUT", "OutputFolderSink"]
+__all__ = ["PARQUET_LAYOUT", "OutputFolderSink", "close_open_files"]
 
 _STRING_FIELDS = {"severity", "message"}
 _INT_FIELDS = {"cycle", "flags"}
@@ -77,8 +79,18 @@ class OutputFolderSink(FixedPartitionedSink[Record, None]):
         return _FolderPartition(self._out, self._rows_per_group)
 
 
+_OPEN: set["_FolderPartition"] = set()  # partitions not closed yet
+
+
+def close_open_files() -> None:
+    """Write out and close the files of every partition bytewax has not closed."""
+    for partition in list(_OPEN):
+        partition.close()
+
+
 class _FolderPartition(StatefulSinkPartition[Record, None]):
     def __init__(self, out: Path, rows_per_group: int) -> None:
+        _OPEN.add(self)
         self._rows_per_group = rows_per_group
         self._writers = {m: pq.ParquetWriter(out / name, schema) for m, (name, schema) in PARQUET_LAYOUT.items()}
         self._rows: dict[str, list[Point]] = {m: [] for m in PARQUET_LAYOUT}
@@ -100,7 +112,7 @@ class _FolderPartition(StatefulSinkPartition[Record, None]):
             self._letters.flush()
 
     def _flush(self, measurement: str) -> None:
-        rows, self._rows[measurement] = self._rows[measurement], []
+        rows = self._rows[measurement]
         if not rows:
             return
         schema = PARQUET_LAYOUT[measurement][1]
@@ -109,11 +121,16 @@ class _FolderPartition(StatefulSinkPartition[Record, None]):
             part = "tags" if name in rows[0]["tags"] else "fields"
             columns[name] = [p[part].get(name) for p in rows]
         self._writers[measurement].write_table(pa.table(columns, schema=schema))
+        # Cleared only once written: a Ctrl-C in between leaves the rows for close().
+        self._rows[measurement] = []
 
     def snapshot(self) -> None:
         return None
 
     def close(self) -> None:
+        if self not in _OPEN:
+            return
+        _OPEN.discard(self)
         for measurement, writer in self._writers.items():
             self._flush(measurement)
             writer.close()

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from datetime import timedelta
 from typing import Any, Sequence
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
+from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from connectors.file_sink import OutputFolderSink
+from connectors.file_sink import OutputFolderSink, close_open_files
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
@@ -171,16 +174,44 @@ def _recovery(cfg: Config, partitions: int, process_id: int | None) -> RecoveryC
     return RecoveryConfig(str(folder))
 
 
+def _interrupted(error: BaseException | None) -> bool:
+    """A signal stopped the run: bytewax saw it between steps ("signal received") or
+    the KeyboardInterrupt hit a step's Python code and is the cause of the error."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt) or "signal received" in str(error):
+            return True
+        error = error.__cause__
+    return False
+
+
 def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | None = None,
-             addresses: Sequence[str] | None = None) -> None:
+             addresses: Sequence[str] | None = None) -> bool:
     """Run `flow` here: `workers` threads, optionally as process `process_id` of the cluster
-    at `addresses` ("host:port" per process); with recovery if `cfg.recovery_dir`."""
+    at `addresses` ("host:port" per process); with recovery if `cfg.recovery_dir`.
+
+    Returns False if Ctrl-C or SIGTERM (a container stop) ended the run: the output
+    files then hold what was processed, closed and readable; with recovery the next run
+    resumes from the last snapshot."""
     processes = len(addresses) if addresses else 1
-    cli_main(
-        flow,
-        workers_per_process=workers,
-        process_id=process_id,
-        addresses=list(addresses) if addresses else None,
-        epoch_interval=timedelta(seconds=cfg.epoch_interval_s),
-        recovery_config=_recovery(cfg, workers * processes, process_id),
-    )
+    recovery = _recovery(cfg, workers * processes, process_id)
+    main_thread = threading.current_thread() is threading.main_thread()
+    # bytewax stops cleanly on the KeyboardInterrupt of Ctrl-C; SIGTERM gets the same path.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None
+    try:
+        cli_main(
+            flow,
+            workers_per_process=workers,
+            process_id=process_id,
+            addresses=list(addresses) if addresses else None,
+            epoch_interval=timedelta(seconds=cfg.epoch_interval_s),
+            recovery_config=recovery,
+        )
+    except BytewaxRuntimeError as error:
+        if not _interrupted(error):
+            raise
+        close_open_files()
+        return False
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    return True

@@ -218,8 +218,11 @@ def _embedded(cfg: Config, out: Path, records: list[CellRecord], metas: dict[str
                     f"{deadletters:,} dead letters, {elapsed:.0f} s")
 
     with Live(get_renderable=view, console=_err, refresh_per_second=4, transient=True):
-        run_flow(flow, cfg)
+        finished = run_flow(flow, cfg)
     samples, _, deadletters, elapsed = progress.snapshot()
+    if not finished:
+        _err.print(f"stopped after {samples:,} of {total:,} samples; what was replayed is in {out}/")
+        raise typer.Exit(130)
     _err.print(f"replayed {samples:,} of {total:,} samples in {elapsed:.1f} s"
                + (f"; {deadletters:,} refused, see {out / OUT_DEADLETTER}" if deadletters else ""))
     masses = {c: m.mass_mg for c, m in metas.items()}

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from bytewax.errors import BytewaxRuntimeError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -77,18 +76,13 @@ def _where(cfg: Config, report: Path | None) -> list[str]:
 
 def _run_with_display(flow, cfg: Config, progress: Progress, mode: str, workers: int,
                       process_id: int | None, peers: list[str] | None) -> bool:
-    """Run the flow under a live progress line; False if stopped by a signal (Ctrl-C)."""
+    """Run the flow under a live progress line; False if stopped by a signal (Ctrl-C, SIGTERM)."""
     with Live(get_renderable=lambda: _progress_view(progress, mode), console=_err, refresh_per_second=4,
               transient=True):
         try:
-            run_flow(flow, cfg, workers=workers, process_id=process_id, addresses=peers)
+            return run_flow(flow, cfg, workers=workers, process_id=process_id, addresses=peers)
         except ConfigError as error:
             raise typer.BadParameter(str(error)) from None
-        except BytewaxRuntimeError as error:
-            if "signal received" not in str(error):
-                raise
-            return False
-    return True
 
 
 def run(
@@ -160,6 +154,8 @@ def run(
     if not _run_with_display(build_flow(cfg, progress, total_workers), cfg, progress, mode, workers, process_id, peers):
         resume = f"; the next run resumes from {cfg.recovery_dir}" if cfg.recovery_dir else ""
         _err.print(_progress_view(progress, f"{mode}, stopped") + Text(resume))
+        for line in _where(cfg, None):
+            typer.echo(line)  # what was processed up to the stop
         raise typer.Exit(130)
     _err.print(_progress_view(progress, f"{mode}, done"))
     report_path = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -98,3 +100,24 @@ def test_a_recovery_folder_refuses_another_shard_count(tmp_path: Path) -> None:
     other = _config(tmp_path / "other", recovery_dir=str(recovery))
     with pytest.raises(ConfigError, match="--shards 2"):
         run_flow(build_flow(other), other)  # one worker would mean one shard
+
+
+def test_a_stop_signal_ends_the_run_with_readable_files(tmp_path: Path) -> None:
+    class StopAfterFiveBatches(Progress):
+        updates = 0
+
+        def add(self, stats) -> None:
+            super().add(stats)
+            self.updates += 1
+            if self.updates == 5:
+                os.kill(os.getpid(), signal.SIGTERM)  # as `docker stop` would
+
+    cfg = _config(tmp_path, **{"simulator.cycles": 40})
+    progress = StopAfterFiveBatches()
+
+    assert run_flow(build_flow(cfg, progress), cfg) is False
+    samples = progress.snapshot()[0]
+    estimates = pq.read_table(tmp_path / OUT_ESTIMATES)  # a Parquet footer was written
+    assert 0 < estimates.num_rows <= samples < 3 * 40 * 300  # stopped early, what was done is kept
+    assert pq.read_table(tmp_path / OUT_CYCLES).column_names[:2] == ["time", "cell"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler given back

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pickle
 import time
 
-import numpy as np
 
 from twin import estimator as est
 from twin.params import preset

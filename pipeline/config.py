@@ -102,7 +102,7 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     cells: Mapping[str, CellMeta] = field(default_factory=dict)
     # Cells of a shard are stepped in one numpy call, whose cost is mostly fixed, and
-    # shards spread over workers. None: one per worker of the run (`shard_count`), the
+    # shards spread over workers (pipeline.shards). None: one per worker of the run, the
     # most cells per call that keeps every worker busy (200 cells on one worker measured
     # 46k samples/s end to end with 1 shard, 24k with 8).
     shards: int | None = None

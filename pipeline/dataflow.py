@@ -35,7 +35,7 @@ from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
 from connectors.kafka_source import KafkaSource
 from connectors.sim_source import SimulatorSource
-from pipeline.config import Config, ConfigError
+from pipeline.config import Config
 from pipeline.contracts import (
     MEAS_ALERT,
     MEAS_STATE,
@@ -48,11 +48,10 @@ from pipeline.contracts import (
 from pipeline.decode import DeadLetter, decode_message
 from pipeline.embedded import simulated_fleet
 from pipeline.health import HEALTH_KEY, HealthLogic, KafkaLag, Progress
-from pipeline.twin_step import Point, ShardLogic, ShardStats, shard_of
+from pipeline.shards import shard_keys, shard_of
+from pipeline.twin_step import Point, ShardLogic, ShardStats
 
-__all__ = ["SHARDS_FILE", "TOPIC_PARTITIONS", "build_flow", "point_message", "ensure_kafka_topics", "run_flow"]
-
-SHARDS_FILE = "celltwin-shards"  # in a recovery folder: the shard count its state was written with
+__all__ = ["TOPIC_PARTITIONS", "build_flow", "point_message", "ensure_kafka_topics", "run_flow"]
 
 # Partitions of topics created by `ensure_kafka_topics` (existing topics are kept as they are).
 TOPIC_PARTITIONS = {TOPIC_SAMPLES: 8, TOPIC_META: 1, TOPIC_TWIN: 8, TOPIC_ALERTS: 1, TOPIC_DEADLETTER: 1}
@@ -84,9 +83,10 @@ def _decode_stats(letter: DeadLetter) -> ShardStats:
     return ShardStats(new_cells=0, samples=0, deadletters=1, positions=positions)
 
 
-def build_flow(cfg: Config, progress: Progress | None = None, workers: int = 1) -> Dataflow:
-    """The dataflow for `cfg`: Kafka mode if `cfg.kafka`, else embedded (simulator in),
-    for a run of `workers` workers in all (`cfg.shard_count`).
+def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str] | None = None) -> Dataflow:
+    """The dataflow for `cfg`: Kafka mode if `cfg.kafka`, else embedded (simulator in).
+    `keys` are the state keys of the twin's shards (`pipeline.shards.shard_layout`); by
+    default those of a one-worker run.
 
     Sinks follow the config: InfluxDB if `cfg.influx`, Parquet + JSONL files if `cfg.out`,
     and in Kafka mode always the cell.twin / cell.alerts / cell.deadletter topics.
@@ -101,8 +101,8 @@ def build_flow(cfg: Config, progress: Progress | None = None, workers: int = 1) 
         metas, make_simulation = simulated_fleet(cfg.simulator)
         decoded = op.input("simulator", flow, SimulatorSource(metas, make_simulation, cfg.simulator.frame_samples))
     checked = op.branch("valid", decoded, lambda item: not isinstance(item, DeadLetter))
-    shards = cfg.shard_count(workers)
-    keyed = op.key_on("shard", checked.trues, lambda item: shard_of(item.cell, shards))
+    keys = list(keys) if keys is not None else shard_keys(cfg.shard_count(1), 1)
+    keyed = op.key_on("shard", checked.trues, lambda item: shard_of(item.cell, keys))
     # The end of a finite input is the end of the data only if no later run resumes this state.
     finite = cfg.kafka is None or (cfg.kafka.exit_when_idle and cfg.recovery_dir is None)
     close_at_end = cfg.close_last_half and finite
@@ -147,30 +147,21 @@ def ensure_kafka_topics(cfg: Config) -> None:
 
 
 def _recovery(cfg: Config, partitions: int, process_id: int | None) -> RecoveryConfig | None:
-    """RecoveryConfig for cfg.recovery_dir, creating the partitions in an empty folder.
-    Process 0 creates them; the others wait for them (they share the folder).
-
-    The folder also records the shard count (SHARDS_FILE): cells are assigned to shards
-    by that count, so resuming with another one would lose their state; that is refused."""
+    """RecoveryConfig for cfg.recovery_dir, creating the partitions in a new folder.
+    Process 0 creates them; the others wait for them (they share the folder)."""
     if cfg.recovery_dir is None:
         return None
     folder = cfg.recovery_dir
-    shards = cfg.shard_count(partitions)
     if process_id in (None, 0):
         folder.mkdir(parents=True, exist_ok=True)
-        if not any(folder.iterdir()):
+        if not any(folder.glob("part-*")):
             init_db_dir(folder, partitions)
-            (folder / SHARDS_FILE).write_text(f"{shards}\n")
     else:
         deadline = time.monotonic() + 60.0
-        while len(list(folder.glob("part-*"))) < partitions or not (folder / SHARDS_FILE).is_file():
+        while len(list(folder.glob("part-*"))) < partitions:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"recovery partitions did not appear in {folder} (process 0 creates them)")
             time.sleep(0.2)
-    recorded = (folder / SHARDS_FILE).read_text().strip() if (folder / SHARDS_FILE).is_file() else None
-    if recorded is not None and int(recorded) != shards:
-        raise ConfigError(f"{folder} holds the state of a run with {recorded} shards, this run would have {shards}: "
-                         f"run with --shards {recorded} (or CELLTWIN_SHARDS={recorded}), or use a new recovery folder")
     return RecoveryConfig(str(folder))
 
 

@@ -21,6 +21,7 @@ from rich.text import Text
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN
 from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
+from pipeline.shards import shard_layout
 from pipeline.health import Progress
 from pipeline.report import build_report
 from pipeline.report_data import load_cells, summarize
@@ -79,10 +80,7 @@ def _run_with_display(flow, cfg: Config, progress: Progress, mode: str, workers:
     """Run the flow under a live progress line; False if stopped by a signal (Ctrl-C, SIGTERM)."""
     with Live(get_renderable=lambda: _progress_view(progress, mode), console=_err, refresh_per_second=4,
               transient=True):
-        try:
-            return run_flow(flow, cfg, workers=workers, process_id=process_id, addresses=peers)
-        except ConfigError as error:
-            raise typer.BadParameter(str(error)) from None
+        return run_flow(flow, cfg, workers=workers, process_id=process_id, addresses=peers)
 
 
 def run(
@@ -107,8 +105,8 @@ def run(
     dt: Annotated[Optional[float], typer.Option(help="Embedded: sampling interval in s (default 10).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Embedded: random seed of cell spread and noise (default 0).")] = None,
     shards: Annotated[Optional[int], typer.Option(help="State shards: cells of a shard are stepped together, "
-                                                       "shards spread over workers (default: one per worker; keep "
-                                                       "it when resuming from a recovery folder).")] = None,
+                                                       "shards spread over workers (default: one per worker; a "
+                                                       "recovery folder keeps the layout it started with).")] = None,
     estimate_interval: Annotated[Optional[float], typer.Option(help="One twin_state point per cell per this many "
                                                                     "seconds of sample time (default 10).")] = None,
     recovery_dir: Annotated[Optional[Path], typer.Option(help="Snapshot state here and resume from it on restart "
@@ -150,8 +148,11 @@ def run(
         ensure_kafka_topics(cfg)
     mode = "embedded" if cfg.embedded else f"Kafka {cfg.kafka.bootstrap}"
     progress = Progress()
-    total_workers = workers * (len(peers) if peers else 1)
-    if not _run_with_display(build_flow(cfg, progress, total_workers), cfg, progress, mode, workers, process_id, peers):
+    try:
+        keys = shard_layout(cfg, workers * (len(peers) if peers else 1))
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+    if not _run_with_display(build_flow(cfg, progress, keys), cfg, progress, mode, workers, process_id, peers):
         resume = f"; the next run resumes from {cfg.recovery_dir}" if cfg.recovery_dir else ""
         _err.print(_progress_view(progress, f"{mode}, stopped") + Text(resume))
         for line in _where(cfg, None):

@@ -2,7 +2,7 @@
 
 Why shards and not one state per cell: the estimator is numpy over arrays of cells,
 ~1M cell-updates/s when a thousand cells share a call and ~2k/s when a cell is alone.
-Keying by `shard_of(cell)` puts a few dozen cells into one `Tracker`, and `on_batch`
+Keying by `pipeline.shards.shard_of(cell)` puts a few dozen cells into one `Tracker`, and `on_batch`
 steps all cells of a batch together: sample k of every cell in one `step` call, with
 `present` masking cells that have fewer samples. Each cell's numbers depend only on
 its own samples, so results do not depend on shard count, worker count or how the
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import time
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -59,16 +58,11 @@ from pipeline.meta import CellMeta
 from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker, step
 from twin.params import T_REF_C
 
-__all__ = ["WAIT_SAMPLES", "Point", "ShardStats", "ShardState", "ShardLogic", "shard_of"]
+__all__ = ["WAIT_SAMPLES", "Point", "ShardStats", "ShardState", "ShardLogic"]
 
 WAIT_SAMPLES = 100_000  # per cell waiting for its metadata; older frames go to the dead letters
 
 Point = dict[str, Any]  # {"measurement", "tags", "fields", "time"}: InfluxSink's item
-
-
-def shard_of(cell: str, shards: int) -> str:
-    """The state key of a cell: stable across runs and processes (unlike hash())."""
-    return f"shard-{zlib.crc32(cell.encode()) % shards}"
 
 
 def _unknown_cell(frame: Frame) -> DeadLetter:

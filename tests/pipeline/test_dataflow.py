@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from bytewax.testing import cluster_main, run_main
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config import load_config
 from pipeline.contracts import (
     ALERT_FIELDS,
     CYCLE_FIELDS,
@@ -21,7 +21,7 @@ from pipeline.contracts import (
     OUT_ESTIMATES,
     STATE_FIELDS,
 )
-from pipeline.dataflow import SHARDS_FILE, build_flow, point_message, run_flow
+from pipeline.dataflow import build_flow, point_message, run_flow
 from pipeline.health import Progress
 
 SMALL = {"simulator.cells": 3, "simulator.cycles": 2, "simulator.dt": 20.0, "simulator.frame_samples": 25}
@@ -87,19 +87,6 @@ def test_influx_needs_all_four_settings(tmp_path: Path, missing: str) -> None:
     del influx[missing]
     with pytest.raises(ValueError, match=missing.split(".")[1]):
         _config(tmp_path, **influx)
-
-
-def test_a_recovery_folder_refuses_another_shard_count(tmp_path: Path) -> None:
-    recovery = tmp_path / "recovery"
-    first = _config(tmp_path / "first", recovery_dir=str(recovery))
-    run_flow(build_flow(first, workers=2), first, workers=2)
-    assert (recovery / SHARDS_FILE).read_text().strip() == "2"  # one per worker by default
-
-    again = _config(tmp_path / "again", recovery_dir=str(recovery), shards=2)
-    run_flow(build_flow(again), again)  # the same count, given explicitly: resumes
-    other = _config(tmp_path / "other", recovery_dir=str(recovery))
-    with pytest.raises(ConfigError, match="--shards 2"):
-        run_flow(build_flow(other), other)  # one worker would mean one shard
 
 
 def test_a_stop_signal_ends_the_run_with_readable_files(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS
-from pipeline.dataflow import SHARDS_FILE
+from pipeline.shards import LAYOUT_FILE
 
 CONFIG = """
 [simulator]
@@ -46,7 +46,7 @@ def test_recovery_folder_is_initialised_when_empty(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
 
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in recovery.iterdir()) == [SHARDS_FILE, "part-0.sqlite3"]
+    assert sorted(p.name for p in recovery.iterdir()) == [LAYOUT_FILE, "part-0.sqlite3"]
     assert pq.read_table(tmp_path / "out" / OUT_ESTIMATES).num_rows > 0
 
 

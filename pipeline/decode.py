@@ -167,21 +167,22 @@ def _cell(body: dict[str, Any], key: bytes | None) -> str:
     return cell
 
 
+_NUMBER_TYPES = {int, float}
+
+
 def _numbers(body: dict[str, Any], name: str, frame: bool) -> np.ndarray:
     value = body[name]
     if frame != isinstance(value, list):
         shape = "an array (the record is a frame: 't' is an array)" if frame else "a number"
         raise _Reject("wrong_type", f"'{name}' must be {shape}, got {type(value).__name__}")
     items = value if frame else [value]
-    if not items:
-        return np.empty(0)
-    if any(isinstance(x, bool) for x in items):
-        raise _Reject("wrong_type", f"'{name}' must hold numbers, not true/false")
-    array = np.array(items)
-    if array.ndim != 1 or array.dtype.kind not in "iuf":
-        bad = next((x for x in items if not isinstance(x, (int, float))), None)
+    kinds = set(map(type, items))  # JSON gives exact types; one pass in C
+    if not kinds <= _NUMBER_TYPES:
+        if bool in kinds:
+            raise _Reject("wrong_type", f"'{name}' must hold numbers, not true/false")
+        bad = next(x for x in items if type(x) not in _NUMBER_TYPES)
         raise _Reject("wrong_type", f"'{name}' must hold numbers, got {type(bad).__name__} {bad!r}")
-    return array.astype(float)
+    return np.array(items, dtype=float)
 
 
 # Checked per row of a frame stacked as [t, v, i, temp_c]: name, bounds, reason, unit hint.

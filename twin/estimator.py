@@ -76,6 +76,9 @@ FLAG_IMPLAUSIBLE = 64  # current beyond 20C or temperature no cell on test can h
 
 N_X = 7
 _IZ, _IH, _IV1, _ID, _IR0, _IR1, _IE = range(N_X)
+_DIAG = np.arange(N_X)
+# Bounds of z, h, v1 (V: no RC branch of a cell on test holds more) and d.
+_FAST_LOW, _FAST_HIGH = np.array([-0.05, -1.0, -1.0, -0.5]), np.array([1.05, 1.0, 1.0, 0.5])
 _WINDOW_MARGIN_V = 0.02
 _MAX_C_RATE = 20.0
 _TEMP_RANGE_C = (-50.0, 250.0)
@@ -340,7 +343,7 @@ def _propagate(pr: _Prepared, x: np.ndarray, P: np.ndarray) -> tuple[np.ndarray,
         P[idx + (_IV1,)] = pr.a_1[:, None] * row(_IV1) + pr.b_1[:, None] * row(_IR1)
         P[idx + (_IH,)] = pr.a_h[:, None] * row(_IH)
         P[idx + (_ID,)] = pr.a_d[:, None] * row(_ID)
-    P[:, np.arange(N_X), np.arange(N_X)] += pr.q_diag
+    P[:, _DIAG, _DIAG] += pr.q_diag
     return x, P
 
 
@@ -423,10 +426,7 @@ def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray) -> np.ndarra
 def _commit(tr: Tracker, pr: _Prepared, t, x, P, y, S) -> StepOutput:
     """Keep the new state where the sample was usable; then the cycle bookkeeping."""
     ok = pr.ok
-    x[:, _IZ] = np.clip(x[:, _IZ], -0.05, 1.05)
-    x[:, _IH] = np.clip(x[:, _IH], -1.0, 1.0)
-    x[:, _IV1] = np.clip(x[:, _IV1], -1.0, 1.0)  # V: no RC branch of a cell on test holds more
-    x[:, _ID] = np.clip(x[:, _ID], -0.5, 0.5)
+    x[:, _IZ : _ID + 1] = np.clip(x[:, _IZ : _ID + 1], _FAST_LOW, _FAST_HIGH)
     x[:, _IR0 : _IR1 + 1] = np.maximum(x[:, _IR0 : _IR1 + 1], 1e-6)
     tr.x = np.where(ok[:, None], x, tr.x)
     tr.P = np.where(ok[:, None, None], 0.5 * (P + np.swapaxes(P, 1, 2)), tr.P)

@@ -146,8 +146,10 @@ def temperature_factor(temp_c: np.ndarray) -> np.ndarray:
     t_k = np.asarray(temp_c, dtype=float) + 273.15
     arrhenius = np.exp(_EA_EV / _KB_EV * (1.0 / t_k - 1.0 / T_REF_K))
     jump = 1.0 + _LOW_PHASE_FACTOR * _sigmoid((_T_TRANSITION_K - t_k) / _TRANSITION_WIDTH_K)
-    jump_ref = 1.0 + _LOW_PHASE_FACTOR * _sigmoid((_T_TRANSITION_K - T_REF_K) / _TRANSITION_WIDTH_K)
-    return arrhenius * jump / jump_ref
+    return arrhenius * jump / _JUMP_REF
+
+
+_JUMP_REF = 1.0 + _LOW_PHASE_FACTOR * _sigmoid((_T_TRANSITION_K - T_REF_K) / _TRANSITION_WIDTH_K)
 
 
 def terminal_voltage(z, h, v1, d, current, r0, g, ni_share, shift=0.0, table=None):

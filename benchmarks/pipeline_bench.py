@@ -1,15 +1,18 @@
 """End-to-end speed of the pipeline: Kafka -> twin -> store. Prints figures; asserts nothing.
 
-    python benchmarks/pipeline_bench.py [--cells 200] [--cycles 1] [--dt 1] [--load 1000] [--profile]
+    python benchmarks/pipeline_bench.py [--cells 200] [--cycles 1] [--dt 1] [--processes 1] [--load 1000] [--profile]
 
 Starts its own Kafka broker and VictoriaMetrics (infra/services.py) and puts a small HTTP
 relay in front of the store that notes when each twin_state point was stored (the store
 answered the write). Three measurements:
 
-1. throughput with frames of 100 samples: the topic is filled first, then `celltwin run
-   --exit-when-idle` reads it; samples/s counted from the process start (startup included)
-   and from its first stored point (steady state);
-2. the same with single-sample messages;
+1. throughput with frames of 100 samples: the topic is filled first (by default 200
+   cells, one 1C cycle sampled at 1 Hz, composite and MgH2 cells alternating), then
+   `celltwin run --exit-when-idle` reads it (``--processes N``: a cluster of N); samples/s
+   counted from the process start (startup included) and from its first stored point
+   (steady state). With the default estimate interval of 10 s of sample time, a 1 Hz
+   stream gives one twin_state point per 10 samples; ``--dt 10`` makes every sample one;
+2. the same with single-sample messages (``--single-cells``, one cycle);
 3. produce-to-store latency at a fixed offered load: the pipeline follows the topic while
    frames are produced at ``--load`` samples/s; a frame's latency runs from its send to
    the storing of the estimate of its last sample (dt = estimate interval = 10 s, so every
@@ -49,7 +52,7 @@ from connectors.kafka_admin import empty_topic, ensure_topics  # noqa: E402
 from connectors.sim_producer import (  # noqa: E402
     BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, simulation, stream,
 )
-from infra.services import start_kafka, start_victoria  # noqa: E402
+from infra.services import free_ports, start_kafka, start_victoria  # noqa: E402
 from pipeline.contracts import MEAS_STATE, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN  # noqa: E402
 
 _T0 = 1_767_225_600.0
@@ -136,7 +139,7 @@ def _run_cmd(bootstrap: str, relay: str, config: Path, *extra: str) -> list[str]
 
 
 def _throughput(name: str, bootstrap: str, relay: str, stored: _Stored, work: Path, cells: int, cycles: int,
-                frame_size: int, dt: float = 10.0) -> None:
+                frame_size: int, dt: float, processes: int) -> None:
     prefix = f"{name}-"
     members = fleet(cells, "mixed", prefix=prefix)
     records, samples = _messages(members, cycles, frame_size, dt)
@@ -145,16 +148,21 @@ def _throughput(name: str, bootstrap: str, relay: str, stored: _Stored, work: Pa
         publisher.send(TOPIC_SAMPLES, records)
         publisher.flush()
     stored.first = stored.last = None
+    cmd = _run_cmd(bootstrap, relay, _config(members, work / f"{name}.toml"), "--exit-when-idle")
+    addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(processes))
+    cluster = [[*cmd, "-i", str(k), "-a", addresses] for k in range(processes)] if processes > 1 else [cmd]
     started = time.time()
     with (work / f"{name}.log").open("wb") as log:
-        subprocess.run(_run_cmd(bootstrap, relay, _config(members, work / f"{name}.toml"), "--exit-when-idle"),
-                       cwd=_REPO, stdout=log, stderr=subprocess.STDOUT, check=True)
+        running = [subprocess.Popen(c, cwd=_REPO, stdout=log, stderr=subprocess.STDOUT) for c in cluster]
+        if any(p.wait() != 0 for p in running):
+            raise RuntimeError(f"the pipeline failed: {(work / f'{name}.log').read_text()[-3000:]}")
     done = stored.count(prefix)
     assert stored.first is not None and stored.last is not None
     first, last = stored.first - started, stored.last - started
     steady = (f"{samples / (last - first):,.0f} samples/s between the first and the last"
               if last - first > 0.5 else "all stored in one go at the end")
-    print(f"{name:>8}: {len(records):,} messages, {samples:,} samples, {done:,} estimates stored; "
+    print(f"{name:>8}: {len(records):,} messages, {samples:,} samples, {done:,} estimates stored"
+          f"{f' by {processes} processes' if processes > 1 else ''}; "
           f"{samples / last:,.0f} samples/s from process start (first stored point after {first:.1f} s, "
           f"last after {last:.1f} s; {steady})")
 
@@ -261,6 +269,8 @@ def main() -> None:
     parser.add_argument("--dt", type=float, default=1.0,
                         help="sampling interval of the throughput runs, s (1 = a 1 Hz cycler, one estimate per "
                              "10 samples; 10 = one estimate per sample, the worst case)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="pipeline processes of the throughput runs (a cluster: -i/-a)")
     parser.add_argument("--single-cells", type=int, default=10, help="cells of the single-sample run (1 cycle)")
     parser.add_argument("--load", type=float, default=1000.0, help="offered load of the latency run, samples/s")
     parser.add_argument("--latency-cells", type=int, default=20)
@@ -281,8 +291,9 @@ def main() -> None:
         try:
             print(f"Kafka {kafka.address}, VictoriaMetrics {victoria.address} behind {relay_url}")
             _throughput("frames", kafka.address, relay_url, stored, work, options.cells, options.cycles, 100,
-                        options.dt)
-            _throughput("single", kafka.address, relay_url, stored, work, options.single_cells, 1, 1, options.dt)
+                        options.dt, options.processes)
+            _throughput("single", kafka.address, relay_url, stored, work, options.single_cells, 1, 1, options.dt,
+                        options.processes)
             _latency(kafka.address, relay_url, stored, work, options.latency_cells, options.load, options.duration)
             if options.profile:
                 _profile(kafka.address, relay_url, work, options.cells, options.cycles, options.dt, options.top)

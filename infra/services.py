@@ -42,6 +42,7 @@ __all__ = [
     "RunningService",
     "ServiceError",
     "default_kafka_libs",
+    "free_ports",
     "start_kafka",
     "start_victoria",
 ]
@@ -117,8 +118,7 @@ def start_kafka(
     if not any(libs.glob("kafka_2.13-*.jar")):
         raise ServiceError(f"kafka: no broker jars in {libs}; run `bash infra/kafka/fetch.sh`")
 
-    port = port or _free_port()
-    controller_port = _free_port()
+    port, controller_port = (port, free_ports()[0]) if port else free_ports(2)
     workdir = Path(tempfile.mkdtemp(prefix="celltwin-kafka-"))
     properties = workdir / "server.properties"
     properties.write_text(_kafka_properties(port, controller_port, workdir / "data"))
@@ -162,7 +162,7 @@ def start_victoria(*, port: int | None = None, timeout_s: float = 30.0) -> Runni
         raise ServiceError(
             "victoria: no `victoria-metrics` on PATH (Debian: apt-get install victoria-metrics)"
         )
-    port = port or _free_port()
+    port = port or free_ports()[0]
     workdir = Path(tempfile.mkdtemp(prefix="celltwin-victoria-"))
     args = [
         binary,
@@ -180,13 +180,20 @@ def start_victoria(*, port: int | None = None, timeout_s: float = 30.0) -> Runni
     return service
 
 
-def _free_port() -> int:
-    # The OS picks a port nobody holds; it is released at once for the service to bind.
-    # Another process could take it in between: rare on loopback, and the start then fails
-    # with "Address already in use" in the log rather than silently.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int = 1) -> list[int]:
+    """`count` distinct loopback ports nobody holds right now.
+
+    They are released at once for the caller to bind. Another process could take one
+    in between: rare on loopback, and the start then fails with "Address already in
+    use" rather than silently."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:  # all held at once: distinct ports
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _kafka_cluster_id() -> str:

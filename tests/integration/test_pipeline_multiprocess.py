@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
 
+from infra.services import free_ports
 from pipeline.contracts import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_ESTIMATES, TOPIC_SAMPLES
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     fresh_kafka, SAMPLE_PARTITIONS, assert_same_points, kill, log_tail, parquet_points, parquet_rows, pipeline_command,
@@ -15,17 +15,6 @@ from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a f
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def test_two_processes_give_the_results_of_one(
@@ -40,7 +29,7 @@ def test_two_processes_give_the_results_of_one(
     publish(fresh_kafka, made.samples)
     config = made.write_config(tmp_path / "cells.toml")
 
-    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     runs = [
         (start_pipeline(pipeline_command(fresh_kafka, victoria_url, tmp_path / f"out{k}", process_id=k,
                                          addresses=addresses, extra=["--config", str(config)]),

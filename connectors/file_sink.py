@@ -7,7 +7,9 @@ result too) and row groups are written as points arrive; Parquet writes its foot
 close, which bytewax calls when a finite run ends. A run stopped by a signal ends
 without closing its sinks, and a Parquet file without its footer cannot be read: the
 runner then calls `close_open_files` (`pipeline.dataflow.run_flow` does), so what the
-run had processed stays readable.
+run had processed stays readable. A process killed outright (SIGKILL, power loss) leaves
+its files without footers, and a run resumed from a recovery folder starts its files
+afresh: results that must survive crashes belong in InfluxDB and Kafka.
 
 The sink has one partition, so however many workers run, one writer owns each file;
 every run starts its files afresh. Dead letters are flushed per batch.

@@ -46,11 +46,6 @@ def test_keys_spread_evenly_over_workers(count: int, workers: int) -> None:
     assert sorted(per_thread.values()) == [count // workers] * workers
 
 
-def test_plain_names_would_not_spread() -> None:
-    """Why the keys are chosen: bytewax puts shard-0..3 on one of two workers."""
-    assert len(set(_threads_per_key([f"shard-{k}" for k in range(4)], 2).values())) == 1
-
-
 def test_a_recovery_folder_keeps_its_layout(tmp_path: Path) -> None:
     recovery = tmp_path / "recovery"
     cfg = load_config(env={}, flags={"recovery_dir": str(recovery)})

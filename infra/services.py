@@ -335,7 +335,7 @@ def _main() -> None:
         sys.exit(f"{service.name} exited with code {service.process.returncode}:\n"
                  f"{service.log_tail()}")
     except KeyboardInterrupt:
-        pass
+        print(f"stopping {service.name}")  # Ctrl-C is how a foreground service is meant to end
     finally:
         service.stop()
 

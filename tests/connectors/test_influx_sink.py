@@ -49,7 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def log_message(self, *args: object) -> None:
-        pass
+        """Quiet: the test reads the recorded requests, not a log line per request."""
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ cells, seed and block size, so the values are bit for bit those of the JSON fram
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -235,10 +236,8 @@ def run_pipeline(cmd: Sequence[str], log: Path, timeout_s: float = 120.0) -> Non
 def kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     """Send ``sig`` to the run's process group and reap it."""
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it ended between poll and kill
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
     process.wait(timeout=30)
 
 

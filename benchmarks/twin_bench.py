@@ -50,26 +50,19 @@ def _stream(n_cells: int, n_ticks: int):
 
 def estimator() -> None:
     cell = preset("nd4mg80ni8")
-    for n_cells, n_ticks in ((1, 2000), (100, 400), (1000, 200), (10000, 40)):
-        b = _stream(n_cells, n_ticks)
-        tr = est.new_tracker([cell] * n_cells)
+    paths = (("batched numpy path", est.step, ((1, 2000), (100, 400), (1000, 200), (10000, 40))),
+             ("filterpy path", est.step_filterpy, ((1, 2000), (200, 20))))
+    for label, step, sizes in paths:
+        for n_cells, n_ticks in sizes:
+            b = _stream(n_cells, n_ticks)
+            tr = est.new_tracker([cell] * n_cells)
 
-        def run() -> None:
-            for k in range(b.t.size):
-                est.step(tr, b.t[k], b.v[:, k], b.i[:, k], b.temp_c[:, k])
+            def run() -> None:
+                for k in range(b.t.size):
+                    step(tr, b.t[k], b.v[:, k], b.i[:, k], b.temp_c[:, k])
 
-        el = _best_of(run, 1)
-        print(f"batched numpy path, {n_cells:>5} cells: {n_cells * b.t.size / el:>12,.0f} updates/s")
-    for n_cells, n_ticks in ((1, 2000), (200, 20)):
-        b = _stream(n_cells, n_ticks)
-        tr = est.new_tracker([cell] * n_cells)
-
-        def run_fp() -> None:
-            for k in range(b.t.size):
-                est.step_filterpy(tr, b.t[k], b.v[:, k], b.i[:, k], b.temp_c[:, k])
-
-        el = _best_of(run_fp, 1)
-        print(f"filterpy path,      {n_cells:>5} cells: {n_cells * b.t.size / el:>12,.0f} updates/s")
+            el = _best_of(run, 1)
+            print(f"{label + ',':<20}{n_cells:>5} cells: {n_cells * b.t.size / el:>12,.0f} updates/s")
     one = est.new_tracker([cell])
     print(f"pickled state of one cell: {len(pickle.dumps(one))} bytes; "
           f"per cell in a 1000-cell tracker: {len(pickle.dumps(est.new_tracker([cell] * 1000))) / 1000:.0f} bytes")

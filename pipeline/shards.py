@@ -52,9 +52,10 @@ def shard_keys(count: int, workers: int) -> list[str]:
     names = [f"shard-{k}" for k in range(max(count, workers * _CANDIDATES_PER_WORKER))]
     if workers == 1:
         return names[:count]
+    routes = _routes(names, workers)
     by_worker: dict[int, list[str]] = {}
-    for name, worker in sorted(_routes(names, workers).items(), key=lambda kv: int(kv[0].split("-")[1])):
-        by_worker.setdefault(worker, []).append(name)
+    for name in names:
+        by_worker.setdefault(routes[name], []).append(name)
     keys = []
     for k in range(count):
         pool = by_worker.get(k % workers) or next(p for p in by_worker.values() if p)

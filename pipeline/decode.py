@@ -182,7 +182,10 @@ def _numbers(body: dict[str, Any], name: str, frame: bool) -> np.ndarray:
             raise _Reject("wrong_type", f"'{name}' must hold numbers, not true/false")
         bad = next(x for x in items if type(x) not in _NUMBER_TYPES)
         raise _Reject("wrong_type", f"'{name}' must hold numbers, got {type(bad).__name__} {bad!r}")
-    return np.array(items, dtype=float)
+    try:
+        return np.array(items, dtype=float)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        raise _Reject("not_finite", f"'{name}' holds an integer too large for a float") from None
 
 
 # Checked per row of a frame stacked as [t, v, i, temp_c]: name, bounds, reason, unit hint.

@@ -63,6 +63,7 @@ BAD = [
     pytest.param({"cell": "A1", "t": [], "v": [], "i": []}, "empty_frame", id="empty"),
     pytest.param(b'{"cell": "A1", "t": 1, "v": NaN, "i": 0.0}', "not_finite", id="nan"),
     pytest.param(b'{"cell": "A1", "t": [1, 2], "v": [0.5, 0.5], "i": [0.0, Infinity]}', "not_finite", id="inf"),
+    pytest.param(b'{"cell": "A1", "t": 1, "v": 0.5, "i": 1' + b"0" * 400 + b"}", "not_finite", id="huge-integer"),
     pytest.param({"cell": "A1", "t": 1, "v": 7.5, "i": 0.0}, "voltage_range", id="voltage-high"),
     pytest.param({"cell": "A1", "t": 1, "v": -1.5, "i": 0.0}, "voltage_range", id="voltage-low"),
     pytest.param({"cell": "A1", "t": 1, "v": 0.5, "i": -250.0}, "current_range", id="current"),

@@ -65,9 +65,12 @@ STATE_FIELDS: tuple[str, ...] = (
     "soc",  # state of charge 0..1 (1 = delithiated / charged)
     "soc_std",  # one standard deviation of soc
     "capacity_mah",  # tracked reversible capacity, mAh
-    "retention",  # capacity / first full reversible capacity
+    "capacity_std_mah",  # one standard deviation of capacity_mah
+    "retention",  # capacity_mah / the twin's capacity at the cell's first reversible half-cycle
     "r0_ohm",  # ohmic resistance at 130 C reference
     "rct_ohm",  # charge-transfer + interphase resistance at reference
+    "r0_std_ohm",  # one standard deviation of r0_ohm
+    "rct_std_ohm",  # one standard deviation of rct_ohm
     "impedance_growth",  # (r0 + rct) / own baseline - 1
     "crack_risk",  # 0..1
     "phase_sep_risk",  # 0..1
@@ -84,7 +87,11 @@ CYCLE_FIELDS: tuple[str, ...] = (
     "capacity_mah_g",  # the same per gram of hydride
     "expected_mah_g",  # the twin's expectation for this half-cycle
     "coulombic_efficiency",  # on charge halves: charge / preceding discharge
-    "retention",
+    "measured_retention",  # capacity_mah / the counted capacity of the cell's first reversible half
+    #                        of the same kind at the same C-rate (NaN without such a reference)
+    "retention",  # the twin's: its capacity at this half's rate / the same at that reference
+    "twin_capacity_mah",  # the twin's reversible capacity estimate at the end of the half
+    "twin_capacity_std_mah",  # one standard deviation of twin_capacity_mah
     "impedance_growth",
     "crack_risk",
     "phase_sep_risk",

@@ -276,8 +276,10 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         columns = {
             "v": v[rows], "i": i[rows], "temp_c": temp[rows], "soc": res.soc[rows], "soc_std": res.soc_std[rows],
             "capacity_mah": res.capacity_mah[rows],
+            "capacity_std_mah": res.capacity_std_mah[rows],
             "retention": np.where(np.isfinite(first), tr.capacity_mah[rows] / first, 1.0),
             "r0_ohm": res.r0_ohm[rows], "rct_ohm": res.r1_ohm[rows],
+            "r0_std_ohm": res.r0_std_ohm[rows], "rct_std_ohm": res.r1_std_ohm[rows],
             "impedance_growth": np.where(np.isfinite(base), (res.r0_ohm[rows] + res.r1_ohm[rows]) / base - 1.0, 0.0),
             "crack_risk": st.risks[rows, 0], "phase_sep_risk": st.risks[rows, 1], "hysteresis": res.hysteresis[rows],
             "v_residual": res.v_residual[rows], "nis": res.nis[rows], "flags": st.flags_since[rows],

@@ -42,7 +42,7 @@ from filterpy.kalman import predict as kf_predict
 from filterpy.kalman import update as kf_update
 
 from . import degradation as deg
-from .model import temperature_factor, terminal_voltage
+from .model import ocv_inverse, temperature_factor, terminal_voltage
 from .params import CellParams, stack_ocv_tables, stack_params
 
 __all__ = [
@@ -53,6 +53,9 @@ __all__ = [
     "FLAG_GAP",
     "FLAG_OUTLIER",
     "FLAG_IMPLAUSIBLE",
+    "FLAG_UNCONVERGED",
+    "FLAG_RECOVERED",
+    "FLAG_KNEE",
     "Tracker",
     "StepOutput",
     "HalfCycle",
@@ -73,6 +76,9 @@ FLAG_TIME = 8  # time did not advance: sample skipped
 FLAG_GAP = 16  # long gap: current over the gap unknown, uncertainty inflated
 FLAG_OUTLIER = 32  # innovation beyond the gate: voltage not used
 FLAG_IMPLAUSIBLE = 64  # current beyond 20C or temperature no cell on test can have: sample skipped
+FLAG_UNCONVERGED = 128  # the estimate has not converged yet (a new cell, or since a recovery)
+FLAG_RECOVERED = 256  # the filter had lost the cell and was re-initialised from this voltage
+FLAG_KNEE = 512  # the voltage ran up a knee ahead of the prediction: SOC read off it (see _knee_update)
 
 N_X = 7
 _IZ, _IH, _IV1, _ID, _IR0, _IR1, _IE = range(N_X)
@@ -84,8 +90,21 @@ _MAX_C_RATE = 20.0
 _TEMP_RANGE_C = (-50.0, 250.0)
 _GAP_S = 600.0
 _GATE_NIS = 36.0  # 6 sigma
-_MAX_REJECTED = 5  # consecutive gated samples before the filter trusts the data again
-_ACTIVE_C = 0.01  # |current| above this fraction of 1C counts as charge or discharge
+_MAX_RESIDUAL_V = 0.1  # a twin this far from the data is not describing the cell: voltage not used
+_MAX_REJECTED = 5  # consecutive gated samples: the filter, not the data, is wrong: recover
+_LOST_NIS = 25.0  # running mean NIS (1 when consistent) beyond which the filter has lost the cell
+_SETTLE_SAMPLES = 10  # voltage updates after a (re)start before an estimate counts as converged
+_CONVERGED_SOC_STD = 0.05
+_ACTIVE_C = 0.01  # |current| above this fraction of 1C counts as charge or discharge ...
+_ACTIVE_SCALE = 0.2  # ... or above this share of the cell's own recent current (slow tests) ...
+_ACTIVE_FLOOR_C = 0.001  # ... but never below this fraction of 1C (sensor noise at rest)
+_SCALE_MEMORY_S = 1800.0  # how long the cell's recent current scale remembers a step
+_INITIAL_SD = (0.3, 0.5, 0.01, 0.01)  # soc, h, v1 (V), d at a (re)start; r0, r1 relative 0.15
+_KNEE_SLOPE_V = 1.0  # V per unit SOC: a knee, not a plateau (0.05), when reading SOC off the voltage
+_KNEE_BAND = 0.15  # share of the window next to the cut-off the current is heading for
+_KNEE_SOC_SD = 0.005  # SOC: what the knee reading leaves (model shape of the knee)
+_ADAPT_SIGMAS = 2.0  # a capacity innovation beyond this many sigma widens the capacity prior
+_REF_SLOTS = 4  # C-rates per half kind that get their own retention reference
 _DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
 _V_STD = 3e-3  # V: sensor noise plus the fast part of model error (the slow part is the offset e)
 _Q_RATE = np.array([1.5e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 2e-4]) ** 2  # per second (r0, r1: relative)
@@ -117,6 +136,7 @@ class Tracker:
     seg_mah: np.ndarray
     seg_soc0: np.ndarray
     seg_soc_var0: np.ndarray
+    seg_d0: np.ndarray  # diffusion lag at the start of the half
     seg_active_s: np.ndarray
     cycle: np.ndarray  # completed lithiations
     psi: np.ndarray  # model phase-separation fraction, scaled to the observed fade
@@ -130,6 +150,13 @@ class Tracker:
     last_discharge_mah: np.ndarray
     last_cycle_capacity_mah: np.ndarray
     fade_per_cycle: np.ndarray
+    from_voltage: np.ndarray  # 1: SOC starts from the first voltage; 0: from the given soc0
+    settled: np.ndarray  # voltage updates since the start or the last recovery
+    i_scale: np.ndarray  # A: the cell's recent current scale (decaying peak)
+    seg_clean: np.ndarray  # 1 while the half-cycle in progress has seen no recovery
+    ref_rate: np.ndarray  # (N, 2, _REF_SLOTS) C-rate of each retention reference (discharge, charge)
+    ref_counted_mah: np.ndarray  # counted capacity of that reference half
+    ref_twin_mah: np.ndarray  # the twin's capacity at that rate, at that half
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -160,6 +187,9 @@ class StepOutput:
     v_residual: np.ndarray
     nis: np.ndarray
     flags: np.ndarray  # bit set of FLAG_*
+    capacity_std_mah: np.ndarray
+    r0_std_ohm: np.ndarray
+    r1_std_ohm: np.ndarray
     halves: list["HalfCycle"]
 
 
@@ -175,7 +205,10 @@ class HalfCycle:
     capacity_mah_g: float
     expected_mah_g: float
     coulombic_efficiency: float  # charge / preceding discharge (NaN on a discharge)
-    retention: float
+    measured_retention: float  # capacity_mah / the counted reference (same kind and C-rate), NaN without
+    retention: float  # the twin's capacity at this rate / the same at that reference
+    twin_capacity_mah: float  # the twin's reversible capacity estimate after this half
+    twin_capacity_std_mah: float
     impedance_growth: float
     crack_risk: float
     phase_sep_risk: float
@@ -184,21 +217,17 @@ class HalfCycle:
     nis: float
 
 
-def new_tracker(cells: list[CellParams], soc0: float | np.ndarray = 1.0, fresh: bool = True) -> Tracker:
-    """Trackers for cells starting at `soc0` (as-prepared hydride: 1.0, fully charged)."""
+def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None, fresh: bool = True) -> Tracker:
+    """Trackers for cells whose SOC starts from their first voltage, or at `soc0` when given."""
     p = stack_params(cells)
     n = len(cells)
     consts = np.stack([p[name] for name in _CONSTS], axis=1)
     x = np.zeros((n, N_X))
-    x[:, _IZ] = soc0
+    x[:, _IZ] = 1.0 if soc0 is None else soc0
     x[:, _IH] = 1.0 if fresh else 0.0
     x[:, _IR0] = p["r0_ohm"]
     x[:, _IR1] = p["r1_ohm"] * (1.0 + p["activation_factor"] * fresh)
-    sd = np.stack(
-        [np.full(n, 0.3), np.full(n, 0.5), np.full(n, 0.01), np.full(n, 0.01), 0.15 * p["r0_ohm"], 0.15 * p["r1_ohm"],
-         np.full(n, _OCV_OFFSET_SD)],
-        axis=1,
-    )
+    sd = _initial_sd(x)
     nan, zeros = np.full(n, np.nan), np.zeros(n)
     return Tracker(
         consts=consts,
@@ -215,6 +244,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray = 1.0, fresh: 
         seg_mah=zeros.copy(),
         seg_soc0=x[:, _IZ].copy(),
         seg_soc_var0=sd[:, 0] ** 2,
+        seg_d0=zeros.copy(),
         seg_active_s=zeros.copy(),
         cycle=zeros.copy(),
         psi=zeros.copy(),
@@ -228,7 +258,21 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray = 1.0, fresh: 
         last_discharge_mah=nan.copy(),
         last_cycle_capacity_mah=nan.copy(),
         fade_per_cycle=zeros.copy(),
+        from_voltage=np.full(n, float(soc0 is None)),
+        settled=zeros.copy(),
+        i_scale=zeros.copy(),
+        seg_clean=np.ones(n),
+        ref_rate=np.full((n, 2, _REF_SLOTS), np.nan),
+        ref_counted_mah=np.full((n, 2, _REF_SLOTS), np.nan),
+        ref_twin_mah=np.full((n, 2, _REF_SLOTS), np.nan),
     )
+
+
+def _initial_sd(x: np.ndarray) -> np.ndarray:
+    """(N, N_X) standard deviations of a state that has just (re)started."""
+    n = x.shape[0]
+    fast = np.broadcast_to(np.array(_INITIAL_SD), (n, len(_INITIAL_SD)))
+    return np.column_stack([fast, 0.15 * x[:, _IR0], 0.15 * x[:, _IR1], np.full(n, _OCV_OFFSET_SD)])
 
 
 def concat(trackers: "list[Tracker]") -> Tracker:
@@ -241,6 +285,55 @@ def concat(trackers: "list[Tracker]") -> Tracker:
 
 def _c(tr: Tracker, name: str) -> np.ndarray:
     return tr.consts[:, _C[name]]
+
+
+def _generic(tr: Tracker) -> np.ndarray:
+    return ~np.isnan(tr.ocv_table[:, 0, 0])
+
+
+def _restart(tr: Tracker, rows: np.ndarray, v: np.ndarray, i: np.ndarray, g: np.ndarray,
+             x: np.ndarray, P: np.ndarray) -> None:
+    """Re-initialise `rows` of (x, P) in place from this voltage: SOC by inverting the OCV on
+    the branch the current says (at rest: the branch the state was on), no polarisation,
+    the start-up uncertainty. Resistances and the plateau offset are kept unless broken."""
+    c = tr.consts[rows]
+    broken = ~np.isfinite(x[rows]).all(axis=1)
+    x[rows, _IR0] = np.where(broken, c[:, _C["r0_ohm"]], x[rows, _IR0])
+    x[rows, _IR1] = np.where(broken, c[:, _C["r1_ohm"]], x[rows, _IR1])
+    x[rows, _IE] = np.where(broken, 0.0, x[rows, _IE])
+    active = np.abs(i[rows]) > _ACTIVE_FLOOR_C * c[:, _C["one_c_ma"]] / 1000.0
+    h = np.where(active, np.sign(i[rows]), np.clip(np.nan_to_num(x[rows, _IH]), -1.0, 1.0))
+    e = v[rows] - i[rows] * x[rows, _IR0] * g[rows] - x[rows, _IE] - c[:, _C["ocv_shift_v"]]
+    x[rows, _IZ] = ocv_inverse(e, h, c[:, _C["ni_share"]], tr.ocv_table[rows])
+    x[rows, _IH] = h
+    x[rows, _IV1] = 0.0
+    x[rows, _ID] = 0.0
+    P[rows] = np.einsum("ni,ij->nij", _initial_sd(x[rows]) ** 2, np.eye(N_X))
+
+
+def _start(tr: Tracker, pr: "_Prepared", v: np.ndarray) -> None:
+    """A cell's first usable sample: its SOC comes from the voltage, not from a guess.
+
+    The branch it is on is unknown (a fresh hydride is delithiated, a cell taken off a
+    shelf is anywhere), so the voltage, less the ohmic drop, is inverted on both: where
+    they agree (a knee, a sloped curve) that is the SOC; where the voltage lies between
+    the plateaus it says little, the middle of the two is taken, and the start-up
+    variance holds the rest until a knee pins it."""
+    rows = np.flatnonzero(pr.ok & np.isnan(tr.t_last) & (tr.from_voltage > 0) & np.isfinite(v))
+    if rows.size == 0:
+        return
+    c = tr.consts[rows]
+    e = v[rows] - pr.i[rows] * tr.x[rows, _IR0] * pr.g[rows] - c[:, _C["ocv_shift_v"]]
+    ni, table = c[:, _C["ni_share"]], tr.ocv_table[rows]
+    z = 0.5 * (ocv_inverse(e, -1.0, ni, table) + ocv_inverse(e, 1.0, ni, table))
+    mid_half = terminal_voltage(z, np.zeros(rows.size), 0.0, 0.0, 0.0, 0.0, 1.0, ni, 0.0, table)
+    e_mid, half = mid_half[0], np.maximum(mid_half[2], 1e-6)
+    tr.x[rows, _IZ] = z
+    tr.x[rows, _IH] = np.clip((e - e_mid) / half, -1.0, 1.0)
+    tr.x[rows, _IV1] = tr.x[rows, _ID] = 0.0
+    tr.P[rows] = np.einsum("ni,ij->nij", _initial_sd(tr.x[rows]) ** 2, np.eye(N_X))
+    tr.seg_soc0[rows] = z
+    tr.seg_soc_var0[rows] = tr.P[rows, _IZ, _IZ]
 
 
 @dataclass
@@ -303,7 +396,8 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     )
     use_v = ok & ~below & ~above
     i = np.where(ok, i, 0.0)
-    g = temperature_factor(np.where(ok, temp_c, 130.0))
+    # The LiBH4 conduction law belongs to the hydride cell; a generic cell has no temperature model.
+    g = np.where(_generic(tr), 1.0, temperature_factor(np.where(ok, temp_c, 130.0)))
 
     c = tr.consts
     q_as = tr.capacity_mah * 3.6
@@ -368,6 +462,7 @@ def step(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
     (no sample this tick) are left untouched."""
     t, v, i, temp_c = _validate(tr, t, v, i, temp_c)
     pr = _prepare(tr, t, v, i, temp_c, np.broadcast_to(np.asarray(present, dtype=bool), t.shape))
+    _start(tr, pr, v)
     x, P = _propagate(pr, tr.x, tr.P)
     v_hat, H = _measurement(tr, x, pr)
     y = v - v_hat
@@ -377,13 +472,15 @@ def step(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
     K = PHt / S[:, None]
     x = np.where(use[:, None], x + K * np.where(use, y, 0.0)[:, None], x)
     P = np.where(use[:, None, None], P - np.einsum("ni,nj->nij", PHt, K), P)
-    return _commit(tr, pr, t, x, P, y, S)
+    use = _knee_update(tr, pr, v, x, P, use)
+    return _commit(tr, pr, t, v, x, P, y, use)
 
 
 def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
     """The same step through filterpy's `predict` and `update`, one cell at a time."""
     t, v, i, temp_c = _validate(tr, t, v, i, temp_c)
     pr = _prepare(tr, t, v, i, temp_c, np.broadcast_to(np.asarray(present, dtype=bool), t.shape))
+    _start(tr, pr, v)
     F = pr.F()
     Q = np.einsum("ni,ij->nij", pr.q_diag, np.eye(N_X))
     n = len(tr)
@@ -399,7 +496,8 @@ def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutpu
         # EKF through the linear update: z_eff makes filterpy's residual v - h(x).
         z_eff = v[k] - v_hat[k] + H[k] @ x[k]
         x[k], P[k] = kf_update(x[k], P[k], z_eff, R, H[k : k + 1])
-    return _commit(tr, pr, t, x, P, y, S)
+    use = _knee_update(tr, pr, v, x, P, use)
+    return _commit(tr, pr, t, v, x, P, y, use)
 
 
 def finish(tr: Tracker) -> list[HalfCycle]:
@@ -412,10 +510,11 @@ def finish(tr: Tracker) -> list[HalfCycle]:
 
 
 def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """Use the voltage unless it is out of window or an outlier (spike); after a few
-    consecutive outliers the filter, not the data, is likely wrong: accept again."""
+    """Use the voltage unless it is out of window or an outlier: beyond the gate of the
+    filter's own uncertainty, or further than any twin that describes the cell could be.
+    Consecutive outliers mean the filter, not the data, is wrong: `_commit` recovers."""
     nis = y * y / S
-    outlier = pr.use_v & (nis > _GATE_NIS) & (tr.rejected < _MAX_REJECTED)
+    outlier = pr.use_v & ((nis > _GATE_NIS) | (np.abs(y) > _MAX_RESIDUAL_V))
     pr.flags |= np.where(outlier, FLAG_OUTLIER, 0)
     tr.rejected = np.where(outlier, tr.rejected + 1, np.where(pr.use_v, 0.0, tr.rejected))
     use = pr.use_v & ~outlier
@@ -423,13 +522,69 @@ def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray) -> np.ndarra
     return use
 
 
-def _commit(tr: Tracker, pr: _Prepared, t, x, P, y, S) -> StepOutput:
-    """Keep the new state where the sample was usable; then the cycle bookkeeping."""
+def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use) -> np.ndarray:
+    """Read the surface SOC off a knee that the EKF gated; returns the new `use` mask.
+
+    At the end of a half the voltage runs up (down) a knee within two or three samples while the
+    filter's state is still on the plateau, where the linearised model calls it an outlier;
+    rejected, the one reading that pins the SOC is lost, and with it the capacity. So for
+    a gated sample whose voltage, inverted through the OCV, lands on a steep part of the
+    curve (a few mV there fix the SOC to a fraction of a percent) not too far from the
+    filter's belief (a spike on the plateau implies an impossible jump), the inverted
+    surface SOC (z + d) is used as a linear measurement instead. Updates x, P in place.
+    """
+    rows = np.flatnonzero((pr.flags & FLAG_OUTLIER).astype(bool) & pr.use_v)
+    if rows.size == 0:
+        return use
+    c = tr.consts[rows]
+    h = np.clip(x[rows, _IH], -1.0, 1.0)
+    e = v[rows] - pr.i[rows] * x[rows, _IR0] * pr.g[rows] - x[rows, _IV1] - x[rows, _IE] - c[:, _C["ocv_shift_v"]]
+    surface = ocv_inverse(e, h, c[:, _C["ni_share"]], tr.ocv_table[rows])
+    slope = terminal_voltage(surface, h, 0.0, 0.0, 0.0, 1.0, 1.0, c[:, _C["ni_share"]], 0.0, tr.ocv_table[rows])[1]
+    Hs = np.zeros((rows.size, N_X))
+    Hs[:, _IZ] = Hs[:, _ID] = 1.0
+    PHt = np.einsum("nij,nj->ni", P[rows], Hs)
+    prior_var = np.einsum("ni,ni->n", Hs, PHt)
+    jump = surface - x[rows, _IZ] - x[rows, _ID]
+    # Only the knee the current is driving into: a step between plateaus mid-half, or a
+    # spike, is not the end of the curve.
+    span = c[:, _C["v_max"]] - c[:, _C["v_min"]]
+    toward_end = np.where(pr.i[rows] < 0, v[rows] < c[:, _C["v_min"]] + _KNEE_BAND * span,
+                          (pr.i[rows] > 0) & (v[rows] > c[:, _C["v_max"]] - _KNEE_BAND * span))
+    knee = toward_end & (slope >= _KNEE_SLOPE_V) & (np.abs(jump) <= 5.0 * np.sqrt(prior_var) + 0.05)
+    if not knee.any():
+        return use
+    rows, PHt, jump = rows[knee], PHt[knee], jump[knee]
+    S = prior_var[knee] + (_V_STD / slope[knee]) ** 2 + _KNEE_SOC_SD**2
+    K = PHt / S[:, None]
+    x[rows] += K * jump[:, None]
+    P[rows] -= np.einsum("ni,nj->nij", PHt, K)
+    pr.flags[rows] = (pr.flags[rows] & ~FLAG_OUTLIER) | FLAG_KNEE
+    tr.rejected[rows] = 0.0
+    use = use.copy()
+    use[rows] = True
+    return use
+
+
+def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
+    """Recover cells the filter has lost, keep the new state where the sample was usable,
+    flag what has not converged; then the cycle bookkeeping."""
     ok = pr.ok
     x[:, _IZ : _ID + 1] = np.clip(x[:, _IZ : _ID + 1], _FAST_LOW, _FAST_HIGH)
     x[:, _IR0 : _IR1 + 1] = np.maximum(x[:, _IR0 : _IR1 + 1], 1e-6)
+    with np.errstate(invalid="ignore"):
+        lost = ok & (~np.isfinite(x).all(axis=1) | ~np.isfinite(P).all(axis=(1, 2)) | (P[:, _DIAG, _DIAG] < 0).any(axis=1)
+                     | (tr.rejected >= _MAX_REJECTED) | (tr.nis > _LOST_NIS))
+    if lost.any():
+        rows = np.flatnonzero(lost)
+        _restart(tr, rows, v, pr.i, pr.g, x, P)
+        pr.flags |= np.where(lost, FLAG_RECOVERED, 0)
+        tr.rejected[rows], tr.nis[rows], tr.settled[rows], tr.seg_clean[rows] = 0.0, 1.0, 0.0, 0.0
+    tr.settled = np.where(use & ~lost, tr.settled + 1.0, tr.settled)
     tr.x = np.where(ok[:, None], x, tr.x)
     tr.P = np.where(ok[:, None, None], 0.5 * (P + np.swapaxes(P, 1, 2)), tr.P)
+    converged = (tr.settled >= _SETTLE_SAMPLES) & (tr.P[:, _IZ, _IZ] <= _CONVERGED_SOC_STD**2)
+    pr.flags |= np.where(ok & ~converged, FLAG_UNCONVERGED, 0)
     tr.t_last = np.where(ok, t, tr.t_last)
     tr.irr_left_mah = np.where(ok, np.maximum(tr.irr_left_mah + pr.i * pr.sink * pr.dt / 3.6, 0.0), tr.irr_left_mah)
     halves = _bookkeeping(tr, pr, t)
@@ -443,6 +598,9 @@ def _commit(tr: Tracker, pr: _Prepared, t, x, P, y, S) -> StepOutput:
         v_residual=np.where(pr.use_v, y, np.nan),
         nis=tr.nis.copy(),
         flags=pr.flags,
+        capacity_std_mah=np.sqrt(tr.capacity_var),
+        r0_std_ohm=np.sqrt(tr.P[:, _IR0, _IR0]),
+        r1_std_ohm=np.sqrt(tr.P[:, _IR1, _IR1]),
         halves=halves,
     )
 
@@ -450,16 +608,22 @@ def _commit(tr: Tracker, pr: _Prepared, t, x, P, y, S) -> StepOutput:
 def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray) -> list[HalfCycle]:
     """Coulomb counting per half-cycle; close a half when the current reverses."""
     one_c_a = _c(tr, "one_c_ma") / 1000.0
-    sign = np.where(np.abs(pr.i) > _ACTIVE_C * one_c_a, np.sign(pr.i), 0.0)
+    # Active relative to the cell's own recent current, so a C/100 test is not "rest".
+    decay = np.exp(-pr.dt / _SCALE_MEMORY_S)
+    tr.i_scale = np.where(pr.ok, np.maximum(np.abs(pr.i), tr.i_scale * decay), tr.i_scale)
+    threshold = np.maximum(np.minimum(_ACTIVE_C, _ACTIVE_SCALE * tr.i_scale / one_c_a), _ACTIVE_FLOOR_C) * one_c_a
+    sign = np.where(np.abs(pr.i) > threshold, np.sign(pr.i), 0.0)
     closing = pr.ok & (sign != 0) & (tr.seg_sign != 0) & (sign != tr.seg_sign)
     halves = [_close_half(tr, k, float(t[k])) for k in np.flatnonzero(closing)]
     starting = pr.ok & (sign != 0) & (closing | (tr.seg_sign == 0))
     tr.seg_sign = np.where(starting, sign, tr.seg_sign)
     tr.seg_mah = np.where(starting, 0.0, tr.seg_mah)
     tr.seg_active_s = np.where(starting, 0.0, tr.seg_active_s)
+    tr.seg_clean = np.where(starting, 1.0, tr.seg_clean)
     # The half starts where the previous one ended: the state before this sample.
     tr.seg_soc0 = np.where(starting, tr.x[:, _IZ] - pr.Bu[:, _IZ], tr.seg_soc0)
     tr.seg_soc_var0 = np.where(starting, tr.P[:, _IZ, _IZ], tr.seg_soc_var0)
+    tr.seg_d0 = np.where(starting, tr.x[:, _ID] - pr.Bu[:, _ID], tr.seg_d0)
     counted = pr.ok & (tr.seg_sign != 0)
     tr.seg_mah = tr.seg_mah + np.where(counted, np.abs(pr.i) * pr.dt / 3.6, 0.0)
     tr.seg_active_s = tr.seg_active_s + np.where(counted & (sign != 0), pr.dt, 0.0)
@@ -472,7 +636,10 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     mah = float(tr.seg_mah[k])
     swing = abs(float(tr.x[k, _IZ] - tr.seg_soc0[k]))
     fresh_sink = discharge and tr.cycle[k] == 0 and c["first_irreversible_mah_g"] > 0
-    if swing > _DEEP_HALF and not fresh_sink:
+    deep = swing > _DEEP_HALF
+    # A half in which the filter recovered has no trustworthy SOC swing.
+    measures = deep and not fresh_sink and tr.seg_clean[k] > 0
+    if measures:
         _update_capacity(tr, k, mah, swing)
     c_rate = mah * 3.6 / max(tr.seg_active_s[k], 1e-9) / (c["one_c_ma"] / 1000.0)
     p1 = {name: np.array([v]) for name, v in c.items()}
@@ -501,7 +668,8 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
         _cycle_complete(tr, k)
     r = tr.x[k, _IR0] + tr.x[k, _IR1]
     growth = r / tr.r_base[k] - 1.0 if np.isfinite(tr.r_base[k]) else 0.0
-    retention = tr.capacity_mah[k] / tr.first_capacity_mah[k] if np.isfinite(tr.first_capacity_mah[k]) else 1.0
+    measured_retention, retention = _retention(tr, k, discharge, c_rate, mah, _at_rate_mah(tr, k, c, c_rate, discharge),
+                                               deep, measures)
     expected = c["capacity_mah"] * (1 - tr.psi[k]) * (1 - tr.crack[k])
     psi_risk, crack_risk = _risks(tr, k, growth, c)
     grams = c["mass_mg"] / 1000.0
@@ -514,7 +682,10 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
         capacity_mah_g=mah / grams,
         expected_mah_g=expected / grams,
         coulombic_efficiency=ce,
+        measured_retention=float(measured_retention),
         retention=float(retention),
+        twin_capacity_mah=float(tr.capacity_mah[k]),
+        twin_capacity_std_mah=float(np.sqrt(tr.capacity_var[k])),
         impedance_growth=float(growth),
         crack_risk=crack_risk,
         phase_sep_risk=psi_risk,
@@ -524,11 +695,74 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     )
 
 
+def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -> float:
+    """The charge the twin says a constant-current half at `c_rate` delivers from where this
+    half started: the model's own answer, with the state at the start of the half and the
+    parameters as now estimated. The cut-off comes when the surface SOC (bulk plus the
+    diffusion lag, which relaxes from its start value towards I tau_D / 3Q) meets the OCV
+    at the cut-off voltage less the resistive drop. The rate matters: activation,
+    resistance growth and loss of material show at 1C long before they show at C/10."""
+    sign = -1.0 if discharge else 1.0
+    q_as = tr.capacity_mah[k] * 3.6
+    i = sign * c_rate * c["one_c_ma"] / 1000.0
+    act = deg.activation(c["activation_factor"], c["activation_cycles"], tr.cycle[k])
+    tau = c["tau_diff_s"] * deg.tau_multiplier(act)
+    lag_ss, lag0 = i * tau / (3.0 * q_as), tr.seg_d0[k]
+    cut = (c["v_min"] if discharge else c["v_max"]) - i * (tr.x[k, _IR0] + tr.x[k, _IR1]) - tr.x[k, _IE] - c["ocv_shift_v"]
+    surface_cut = ocv_inverse(np.array([cut]), np.array([sign]), np.array([c["ni_share"]]), tr.ocv_table[k : k + 1])[0]
+    z0 = tr.seg_soc0[k]
+
+    def short_of_cut(t: np.ndarray) -> np.ndarray:  # > 0 while the surface has not reached it
+        surface = z0 + i * t / q_as + lag_ss + (lag0 - lag_ss) * np.exp(-10.0 * t / tau)
+        return sign * (surface_cut - surface)
+
+    # The surface moves monotonically towards the cut-off: bisect the time it takes.
+    lo, hi = 0.0, q_as / abs(i) * 1.5
+    if short_of_cut(np.array(lo)) <= 0:
+        return 0.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if short_of_cut(np.array(mid)) > 0 else (lo, mid)
+    z_end = np.clip(z0 + i * lo / q_as, 0.0, 1.0)
+    return float(tr.capacity_mah[k] * abs(z_end - z0))
+
+
+def _retention(tr: Tracker, k: int, discharge: bool, c_rate: float, mah: float, at_rate_mah: float,
+               deep: bool, reference: bool) -> tuple[float, float]:
+    """(measured, twin) retention of a half against the cell's first reversible half of the
+    same kind at the same C-rate (within 10 %): counted over counted, the twin's capacity at
+    that rate over the same at the reference. A shallow half has neither; the first one
+    that can be a reference becomes it (both 1)."""
+    if not deep:
+        return float("nan"), float("nan")
+    kind = 0 if discharge else 1
+    rates = tr.ref_rate[k, kind]
+    same = np.flatnonzero(np.abs(rates - c_rate) <= 0.1 * c_rate)
+    if same.size:
+        j = same[0]
+        return mah / tr.ref_counted_mah[k, kind, j], at_rate_mah / tr.ref_twin_mah[k, kind, j]
+    free = np.flatnonzero(np.isnan(rates))
+    if not (reference and free.size and at_rate_mah > 0):
+        return float("nan"), float("nan")
+    j = free[0]
+    tr.ref_rate[k, kind, j], tr.ref_counted_mah[k, kind, j], tr.ref_twin_mah[k, kind, j] = c_rate, mah, at_rate_mah
+    return 1.0, 1.0
+
+
 def _update_capacity(tr: Tracker, k: int, mah: float, swing: float) -> None:
-    """Scalar Kalman update of capacity from charge counted over the filter's SOC swing."""
+    """Scalar Kalman update of capacity from charge counted over the filter's SOC swing.
+
+    The degradation model's loss is the prior, not a cage: an innovation beyond
+    `_ADAPT_SIGMAS` of what prior and measurement allow widens the prior to the innovation
+    (covariance matching), so a cell that lost 15 % in one cycle is followed within that
+    half. Chosen over a fade-rate state because conversion electrodes fade unevenly
+    (activation, then segregation that saturates): a rate state lags every change of slope."""
     q_obs = mah / swing
     var_obs = q_obs**2 * (tr.P[k, _IZ, _IZ] + tr.seg_soc_var0[k]) / swing**2 + (0.002 * q_obs) ** 2
     prior_var = tr.capacity_var[k] + _CAPACITY_WALK * tr.capacity_mah[k] ** 2
+    innovation2 = (q_obs - tr.capacity_mah[k]) ** 2
+    if innovation2 > _ADAPT_SIGMAS**2 * (prior_var + var_obs):
+        prior_var = max(prior_var, innovation2 - var_obs)
     # The filter's SOC stays: the knees that ended the half pinned it, not the capacity.
     tr.capacity_mah[k], tr.capacity_var[k] = kf_update(tr.capacity_mah[k], prior_var, q_obs, var_obs)
 
@@ -567,10 +801,11 @@ def _risks(tr: Tracker, k: int, growth: float, c: dict) -> tuple[float, float]:
     # Segregation saturates: project the exponential approach, not a straight line.
     room = max(c["ps_saturation"] - tr.psi[k], 1e-12)
     per_cycle = min(tr.psi_rate[k] / room, 1.0)
-    psi_projected = room * (1.0 - (1.0 - per_cycle) ** RISK_HORIZON_CYCLES)
+    # What is already segregated counts: a cell far gone has little room left, not little risk.
+    psi_projected = tr.psi[k] + room * (1.0 - (1.0 - per_cycle) ** RISK_HORIZON_CYCLES)
     # Impedance growth is contact loss only where the model has cracking (not generic cells).
     from_impedance = max(growth, 0.0) / c["crack_r_growth"] if c["crack_rate"] > 0 else 0.0
-    crack_projected = max(tr.crack_rate[k] * RISK_HORIZON_CYCLES, from_impedance)
+    crack_projected = max(tr.crack[k] + tr.crack_rate[k] * RISK_HORIZON_CYCLES, from_impedance)
     return _to_risk(psi_projected / allowed), _to_risk(crack_projected / allowed)
 
 

@@ -1,12 +1,73 @@
-"""Generic cells: any chemistry, with its open-circuit curve learned from a slow cycle.
+"""Generic cells: any chemistry, with its open-circuit curve and capacity learned from the data.
 
 For archived tests of cells that are not the hydride anode, the twin keeps the same
-estimator (SOC with hysteresis, R0 + RC, capacity, plateau offset) but takes the
-voltage window from the cell's metadata and replaces the hydride OCV by a table: the
-lithiation (discharge) and delithiation (charge) branches on a uniform SOC grid,
-learned from the first slow full cycle of the data, or supplied by the user. There is
-no degradation model for a chemistry the twin does not know, so its risks stay 0 and
-capacity fade is tracked from the data alone.
+estimator (SOC with hysteresis, R0 + RC, capacity, plateau offset) but replaces the
+hydride OCV by a table: the lithiation (discharge) and delithiation (charge) branches on
+a uniform SOC grid, SOC 0 = empty at v_min and 1 = full at v_max. There is no degradation
+model for a chemistry the twin does not know, so its risks stay 0 and capacity fade is
+tracked from the data alone.
+
+How `learn_ocv` reads a file, and why
+-------------------------------------
+Halves. A half-cycle is a stretch of one current sign. A sample below 0.2 % of the largest
+current is a rest (a CV tail ends near C/20-C/50, above that even in a file whose largest
+current is 10C). A rest of any length does not end a half, since the state of charge does
+not move in it, and neither does a single sample of the other sign (a logging glitch or a
+pulse too short to be a half). So a charge split by a pause or a step change of current,
+and the CV hold that ends it, make one half. Charge is the trapezoid integral of the
+current; repeated timestamps carry none.
+
+Window. The window is `v_min`/`v_max` if given, else the cut-offs the cycler keeps
+stopping at: the median, over the long halves (at least half the charge of the largest),
+of the lowest voltage of each discharge and the highest of each charge. The median ignores
+one odd half. An inferred window makes every long half that set it count as full, so a
+file that never reached the cell's real limits needs the window given.
+
+Full. A half is full when it starts within 5 % of the window span of the opposite end and
+reaches within 5 % of its own end. The start may also be reached by the rest before the
+half or by the end of the half before it (a discharge right after a charge to v_max
+starts full, even though its first loaded sample sits a resistance drop lower). The
+curve is steep at both ends, so 5 % of the voltage span is a few % of the capacity at
+most. A discharge that only ends at v_min, such as a tail from 2.5 to 2.0 V, is not full.
+A curve also needs `MIN_SAMPLES` samples.
+
+Rate. A half's C-rate is its charge-weighted mean current over its own charge, so the CC
+level counts and a CV tail weighs little. Full halves up to C/2 are trusted. At C/2 a Li-ion
+cell's polarisation beyond the ohmic drop is some 10-30 mV and the capacity at the cut-off
+is within a few % of the low-rate one, which is the twin's own tolerance. Up to 2C the
+curve is still learned, but with a note (it is biased by tens of mV and the capacity may
+be low by 5-10 %). Above 2C the cut-off is reached 10-30 % early and the step resistance
+misses most of the overpotential, so no curve is trusted from it. The slowest full half
+of each direction is used. Halves within 25 % of its rate count as equally slow, and the
+earliest of those wins, because the twin starts at the start of the file and needs the
+capacity of then.
+
+Formation. A first cycle whose charge and discharge differ by more than 3 % (steady
+Coulombic efficiency is above 99 %, formation loses 5-20 %) is irreversible loss, not
+capacity. A full half whose adjacent full halves all differ from it by more than 3 % is
+used only when its direction has no other full half. A half with no full neighbour cannot be checked and
+counts as balanced.
+
+Branches. The first choice is a full discharge for the lithiation branch and a full charge
+for the delithiation branch, in either order in the file. The capacity comes from the
+discharge, since a charge also counts side reactions (Coulombic efficiency below 1). When only one direction is full, its curve
+serves as both branches (no hysteresis learned) and a note says so. Each branch is the
+voltage corrected by the resistance drop, binned on the SOC grid.
+
+Resistance. This is the median of dV/dI over the file's current interruptions (the
+current falls by more than half without reversing, such as at the end of a half or a
+step down). Each step runs from a settled level to a settled level, with at most one
+sample logged mid-transition in between, within 60 s, so that it measures R0 plus the
+fast RC (the twin splits it over both). A reversal also swaps the hysteresis branch and
+would add that jump to the resistance, so reversals are used only when the file has no
+interruption, and then with a note. The result is non-negative, and 0 with a note when
+the file has no settled step.
+
+Fallback. When nothing can be learned, `learn_ocv` raises ValueError with the failed
+condition in numbers. With `fallback=True` it instead returns a provisional result: the
+curve from the slowest full half even if it is faster than 2C, or, with no full half, a
+straight line across the window and the largest half counted as the capacity (a lower
+bound). The caller then says that the cell's capacity figures are provisional.
 """
 
 from __future__ import annotations
@@ -17,7 +78,19 @@ import numpy as np
 
 from .params import OCV_POINTS, CellParams
 
-__all__ = ["LearnedOcv", "learn_ocv", "generic_params", "soc_grid"]
+__all__ = ["Half", "LearnedOcv", "Window", "find_halves", "infer_window", "learn_ocv", "generic_params", "soc_grid"]
+
+REST_FRACTION = 0.002  # of the largest current: below it a sample is a rest
+END_TOLERANCE = 0.05  # of the window span: how close to each end a full half gets
+LONG_HALF = 0.5  # of the largest half's charge: the halves whose cut-offs define the window
+MIN_SAMPLES = 10  # of a half to learn a curve from
+SLOW_C_RATE = 0.5  # trusted without a note
+FASTEST_C_RATE = 2.0  # learned at all
+SAME_RATE = 1.25  # rates within this factor of the slowest count as equally slow
+BALANCE_TOLERANCE = 0.03  # charge vs discharge of one cycle, relative
+STEP_MAX_DT_S = 60.0  # a resistance step measured later includes slow relaxation
+
+_NAMES = {-1: "discharge", 1: "charge"}
 
 
 def soc_grid() -> np.ndarray:
@@ -25,18 +98,210 @@ def soc_grid() -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Half:
+    """One half-cycle of a file: samples [start, stop), first to last of its current sign."""
+
+    index: int  # 0 = the file's first half
+    sign: int  # -1 discharge (lithiation), +1 charge
+    start: int
+    stop: int
+    start_s: float  # time of its first sample since the file's first sample
+    charge_mah: float
+    current_ma: float  # charge-weighted mean current: the CC level, a CV tail weighs little
+    v_from: float  # the voltage it started from (or the rest / half before it reached)
+    v_to: float  # the extreme it reached: lowest on a discharge, highest on a charge
+
+    @property
+    def direction(self) -> str:
+        return _NAMES[self.sign]
+
+    @property
+    def c_rate(self) -> float:
+        """Relative to its own charge: 1 / hours at its mean current."""
+        return self.current_ma / self.charge_mah if self.charge_mah > 0 else float("inf")
+
+    def is_full(self, v_min: float, v_max: float) -> bool:
+        tol = END_TOLERANCE * (v_max - v_min)
+        top, bottom = (self.v_from, self.v_to) if self.sign < 0 else (self.v_to, self.v_from)
+        return top >= v_max - tol and bottom <= v_min + tol
+
+    def describe(self, capacity_mah: float | None = None) -> str:
+        """One line; the C-rate relative to `capacity_mah` when given, else to its own charge."""
+        rate = self.current_ma / capacity_mah if capacity_mah else self.c_rate
+        return (f"{self.direction} #{self.index} at {self.start_s / 3600:.1f} h, {rate:.2g}C, "
+                f"{self.v_from:.2f}->{self.v_to:.2f} V, {self.charge_mah:.4g} mAh")
+
+
+@dataclass(frozen=True)
 class LearnedOcv:
+    """What `learn_ocv` learned, where from, and what the user should be told about it."""
+
     table: np.ndarray  # (2, OCV_POINTS): lithiation (discharge) branch, delithiation branch
-    capacity_mah: float  # charge of the slow discharge between the window ends
-    r_ohm: float  # resistance from the voltage step where the current reversed
-    c_rate: float  # of the learning cycle, relative to `capacity_mah` per hour
+    capacity_mah: float  # charge of the full half between the window ends (see capacity_from)
+    r_ohm: float  # median resistance of the file's current steps
+    c_rate: float  # of the half the capacity came from; NaN for the straight-line fallback
+    v_min: float
+    v_max: float
+    inferred: tuple[str, ...]  # "v_min" and/or "v_max" when read from the data
+    lithiation: Half | None  # the half each branch came from; None: straight line (fallback)
+    delithiation: Half | None
+    capacity_from: Half | None
+    provisional: bool  # a fallback: the twin's capacity figures for this cell are provisional
+    notes: tuple[str, ...]  # for the user: rates, skipped formation, one direction, fallback reason
+
+    def sources(self) -> str:
+        """Which half gave what, for one line of output."""
+        if self.lithiation is None or self.delithiation is None:
+            return "no full half (straight line across the window)"
+        lith, delith = (h.describe(self.capacity_mah) for h in (self.lithiation, self.delithiation))
+        return f"{lith} (both branches)" if self.lithiation is self.delithiation else f"{lith} and {delith}"
 
 
-def _runs(sign: np.ndarray) -> list[tuple[int, int]]:
-    """Index ranges [a, b) of constant non-zero current sign."""
-    edges = np.flatnonzero(np.diff(sign) != 0) + 1
-    bounds = np.concatenate([[0], edges, [len(sign)]])
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if sign[a] != 0 and b - a > 10]
+def _cumulative_charge_as(t: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Signed charge since the first sample, A*s, by the trapezoid rule; a repeated (or
+    backwards) timestamp carries no charge."""
+    dq = 0.5 * (i[1:] + i[:-1]) * np.maximum(np.diff(t), 0.0)
+    return np.concatenate([[0.0], np.cumsum(dq)])
+
+
+def _despiked(x: np.ndarray) -> np.ndarray:
+    """Running median of three: removes single-sample spikes, keeps steps."""
+    if x.size < 3:
+        return x.copy()
+    out = x.copy()
+    out[1:-1] = np.median(np.stack([x[:-2], x[1:-1], x[2:]]), axis=0)
+    return out
+
+
+def _current_signs(i: np.ndarray) -> np.ndarray:
+    """-1, 0 (rest) or +1 per sample; a one-sample run of a sign is a rest."""
+    scale = float(np.max(np.abs(_despiked(i)))) if i.size else 0.0
+    sign = np.where(np.abs(i) > REST_FRACTION * scale, np.sign(i), 0.0).astype(int)
+    lone = np.r_[True, sign[1:] != sign[:-1]] & np.r_[sign[:-1] != sign[1:], True]
+    sign[lone] = 0
+    return sign
+
+
+def _sample_runs(sign: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each half: consecutive non-rest samples of one sign, rests inside allowed."""
+    on = np.flatnonzero(sign)
+    if on.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(sign[on]) != 0) + 1
+    return [(int(g[0]), int(g[-1]) + 1) for g in np.split(on, breaks)]
+
+
+def find_halves(t: np.ndarray, v: np.ndarray, i: np.ndarray) -> list[Half]:
+    """The file's half-cycles (see the module docstring for what joins samples into one);
+    sample indices count the finite samples only."""
+    return _halves(*_clean(t, v, i))
+
+
+def _halves(t: np.ndarray, v: np.ndarray, i: np.ndarray) -> list[Half]:
+    sign = _current_signs(i)
+    q = _cumulative_charge_as(t, i)
+    rest_v = _despiked(v)  # a rest holds no peaks: its one-sample spikes are logging glitches
+    halves: list[Half] = []
+    previous_stop = 0
+    for start, stop in _sample_runs(sign):
+        s = int(sign[start])
+        # The half's charge includes the half-intervals to a rest on either side.
+        lo = start - 1 if start > 0 and sign[start - 1] == 0 else start
+        hi = stop if stop < len(sign) and sign[stop] == 0 else stop - 1
+        charge_as = s * (q[hi] - q[lo])
+        weights = np.abs(i[start:stop]) * np.gradient(t[start:stop]) if stop - start > 1 else np.ones(1)
+        weights = np.maximum(weights, 0.0)
+        current = np.average(np.abs(i[start:stop]), weights=weights) if weights.sum() > 0 else abs(i[start])
+        before = np.r_[v[max(previous_stop - 1, 0)], rest_v[previous_stop:start], v[start]]
+        reached = v[start:stop].min() if s < 0 else v[start:stop].max()
+        halves.append(Half(len(halves), s, start, stop, float(t[start] - t[0]), max(charge_as, 0.0) / 3.6,
+                           float(current) * 1000.0, float(before.max() if s < 0 else before.min()),
+                           float(reached)))
+        previous_stop = stop
+    return halves
+
+
+@dataclass(frozen=True)
+class Window:
+    """The voltage window a cell's halves are judged in, and how it was found."""
+
+    v_min: float
+    v_max: float
+    inferred: tuple[str, ...]  # "v_min" and/or "v_max" when read from the data
+    notes: tuple[str, ...]  # an end inferred from weaker evidence than a cut-off
+
+
+def infer_window(halves: list[Half], v: np.ndarray, v_min: float | None = None, v_max: float | None = None) -> Window:
+    """The window: given ends kept, missing ones from the cut-offs of the long halves.
+    Without a long half ending at that side, it falls back to where the long halves of the
+    other direction started, then to the file's voltage range, with a note."""
+    largest = max((h.charge_mah for h in halves), default=0.0)
+    long = [h for h in halves if largest > 0 and h.charge_mah >= LONG_HALF * largest]
+    inferred, notes = [], []
+    if v_min is None:
+        v_min, note = _cutoff(long, -1, np.asarray(v, dtype=float))
+        inferred.append("v_min")
+        notes += [note] if note else []
+    if v_max is None:
+        v_max, note = _cutoff(long, 1, np.asarray(v, dtype=float))
+        inferred.append("v_max")
+        notes += [note] if note else []
+    if not (np.isfinite(v_min) and np.isfinite(v_max) and v_max > v_min):
+        raise ValueError(f"the voltage window {v_min:g}-{v_max:g} V is empty: v_max must be above v_min")
+    return Window(float(v_min), float(v_max), tuple(inferred), tuple(notes))
+
+
+def _cutoff(long: list[Half], sign: int, v: np.ndarray) -> tuple[float, str | None]:
+    """One end of the window: where the long halves towards it stopped (the cut-off)."""
+    end, direction = ("v_min", "discharge") if sign < 0 else ("v_max", "charge")
+    stopped = [h.v_to for h in long if h.sign == sign]
+    if stopped:
+        return float(np.median(stopped)), None
+    started = [h.v_from for h in long if h.sign == -sign]
+    if started:
+        value = float(np.median(started))
+        return value, (f"no long {direction} reached a cut-off: {end} {value:.2f} V is where the long "
+                       f"{_NAMES[-sign]}s started; check it, or give {end}")
+    value = float((np.min if sign < 0 else np.max)(_despiked(v)))
+    return value, f"no long half to infer {end} from: {value:.2f} V is the file's extreme voltage; give {end}"
+
+
+def _current_steps(t: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample pairs (k, m) across a step of the current: a settled level at k, another at
+    m = k + 1, or m = k + 2 with one sample logged mid-transition, more than half apart
+    and measured within STEP_MAX_DT_S."""
+    scale = float(np.max(np.abs(i))) if i.size else 0.0
+    pairs = []
+    for gap in (1, 2):
+        k = np.arange(1, i.size - gap - 1)
+        m = k + gap
+        change = np.abs(i[m] - i[k])
+        settled = (np.abs(i[k] - i[k - 1]) <= 0.1 * change) & (np.abs(i[m + 1] - i[m]) <= 0.1 * change)
+        if gap == 2:  # the middle sample strictly between the levels, else it is a gap-1 step
+            settled &= (np.abs(i[k + 1] - i[k]) > 0.1 * change) & (np.abs(i[m] - i[k + 1]) > 0.1 * change)
+        big = (change > 0.5 * np.maximum(np.abs(i[k]), np.abs(i[m]))) & (change > 0.01 * scale)
+        quick = (t[m] > t[k]) & (t[m] - t[k] <= STEP_MAX_DT_S)
+        keep = settled & big & quick
+        pairs.append((k[keep], m[keep]))
+    return np.concatenate([p[0] for p in pairs]).astype(int), np.concatenate([p[1] for p in pairs]).astype(int)
+
+
+def _resistance(t: np.ndarray, v: np.ndarray, i: np.ndarray) -> tuple[float, str | None]:
+    """Median dV/dI of the file's current interruptions, else of its reversals (with a note)."""
+    k, m = _current_steps(t, i)
+    ratios = (v[m] - v[k]) / (i[m] - i[k])
+    interrupt = (np.abs(i[m]) < np.abs(i[k])) & (i[m] * i[k] >= 0)
+    kinds = (
+        (interrupt, None),
+        (~interrupt, "no current interruption in the file: the resistance comes from switch-on and reversal "
+                     "steps and includes any fast switch of the hysteresis branch"),
+    )
+    for chosen, note in kinds:
+        usable = ratios[chosen & np.isfinite(ratios)]
+        if usable.size:
+            return max(float(np.median(usable)), 0.0), note
+    return 0.0, (f"no settled current step sampled within {STEP_MAX_DT_S:.0f} s: the curve is not corrected "
+                 "for the resistance drop")
 
 
 def _branch(q_frac: np.ndarray, v_ocv: np.ndarray) -> np.ndarray:
@@ -49,41 +314,146 @@ def _branch(q_frac: np.ndarray, v_ocv: np.ndarray) -> np.ndarray:
     return np.interp(grid, grid[have], sums[have] / counts[have])
 
 
-def learn_ocv(t: np.ndarray, v: np.ndarray, i: np.ndarray, v_min: float, v_max: float) -> LearnedOcv:
-    """Learn the two OCV branches from the first full discharge (v_max side to v_min)
-    followed by a full charge, both slow (C/10 or slower gives a curve within the
-    resistance drop; faster cycles bias it).
+def _half_branch(h: Half, t: np.ndarray, v: np.ndarray, i: np.ndarray, r_ohm: float) -> np.ndarray:
+    """The open-circuit curve along one full half: SOC from its charge, voltage less the drop."""
+    q = np.abs(_cumulative_charge_as(t[h.start : h.stop], i[h.start : h.stop]))
+    frac = q / q[-1] if q[-1] > 0 else np.linspace(0.0, 1.0, q.size)
+    soc = 1.0 - frac if h.sign < 0 else frac
+    return _branch(soc, v[h.start : h.stop] - i[h.start : h.stop] * r_ohm)
 
-    Raises ValueError naming what is missing when the data hold no such cycle.
-    """
+
+def _mismatch(halves: list[Half], full: set[int]) -> dict[int, float]:
+    """Per full half: the smallest relative charge difference to an adjacent full half
+    (a cycle); halves with no full neighbour are absent."""
+    out: dict[int, float] = {}
+    for a, b in zip(halves, halves[1:]):
+        if a.index in full and b.index in full and a.sign != b.sign:
+            m = abs(a.charge_mah - b.charge_mah) / max(a.charge_mah, b.charge_mah)
+            for h in (a, b):
+                out[h.index] = min(out.get(h.index, np.inf), m)
+    return out
+
+
+def _preferred(candidates: list[Half], mismatch: dict[int, float]) -> Half | None:
+    """Balanced before unbalanced, then the slowest (ties within SAME_RATE: the earliest)."""
+    if not candidates:
+        return None
+    balanced = [h for h in candidates if mismatch.get(h.index, 0.0) <= BALANCE_TOLERANCE]
+    pool = balanced or candidates
+    slowest = min(h.c_rate for h in pool)
+    return min((h for h in pool if h.c_rate <= SAME_RATE * slowest), key=lambda h: h.index)
+
+
+def _choice_notes(used: list[Half], full: list[Half], mismatch: dict[int, float]) -> list[str]:
+    """What the user should know about the halves chosen: a skipped formation cycle, an
+    unbalanced cycle used anyway, a rate above C/2."""
+    notes = []
+    first = full[0] if full else None
+    if first is not None and mismatch.get(first.index, 0.0) > BALANCE_TOLERANCE and first not in used:
+        notes.append(f"first full cycle skipped: its charge and discharge differ by {mismatch[first.index]:.0%} "
+                     "(formation / irreversible loss, not capacity)")
+    for h in used:
+        if mismatch.get(h.index, 0.0) > BALANCE_TOLERANCE:
+            notes.append(f"{h.direction} #{h.index} differs by {mismatch[h.index]:.0%} from the other half of its "
+                         "cycle and no balanced full cycle exists: capacity may include irreversible loss")
+        if SLOW_C_RATE < h.c_rate <= FASTEST_C_RATE:
+            notes.append(f"{h.direction} #{h.index} ran at {h.c_rate:.2g}C, faster than C/{1 / SLOW_C_RATE:g}: its "
+                         "curve carries polarisation beyond the resistance drop, the capacity may be low by 5-10 %")
+    return notes
+
+
+def _learned_from(
+    candidates: list[Half], full: list[Half], mismatch: dict[int, float], t: np.ndarray, v: np.ndarray,
+    i: np.ndarray, r_ohm: float,
+) -> tuple[np.ndarray, Half, Half, Half, list[str]]:
+    """The table from the preferred candidates: table, lithiation half, delithiation half,
+    the half the capacity comes from, notes."""
+    discharge = _preferred([h for h in candidates if h.sign < 0], mismatch)
+    charge = _preferred([h for h in candidates if h.sign > 0], mismatch)
+    lith, delith = discharge or charge, charge or discharge
+    notes = _choice_notes(list(dict.fromkeys([lith, delith])), full, mismatch)
+    if discharge is None or charge is None:
+        only = lith.direction
+        notes.append(f"no usable full {'charge' if only == 'discharge' else 'discharge'}: the {only} curve, "
+                     "corrected by the resistance drop, serves as both branches (no hysteresis learned)")
+    table = np.stack([_half_branch(lith, t, v, i, r_ohm), _half_branch(delith, t, v, i, r_ohm)])
+    return table, lith, delith, discharge or charge, notes
+
+
+def _deepest(halves: list[Half], sign: int) -> str:
+    mine = [h for h in halves if h.sign == sign]
+    if not mine:
+        return f"no {_NAMES[sign]}"
+    h = max(mine, key=lambda x: abs(x.v_from - x.v_to))
+    low, high = sorted((h.v_from, h.v_to))
+    return f"deepest {h.direction} (#{h.index}) covered {low:.2f}-{high:.2f} V"
+
+
+def _why_not(halves: list[Half], full: list[Half], v_min: float, v_max: float) -> str:
+    """Why no curve could be learned, in numbers."""
+    window = f"{v_min:.2f}-{v_max:.2f} V"
+    if not full:
+        tol = END_TOLERANCE * (v_max - v_min) * 1000
+        return (f"no full half-cycle in the {window} window (one that starts within {tol:.0f} mV of one end and "
+                f"reaches within {tol:.0f} mV of the other): {_deepest(halves, -1)}, {_deepest(halves, 1)} of {window}")
+    long_enough = [h for h in full if h.stop - h.start >= MIN_SAMPLES]
+    if not long_enough:
+        return (f"the full half-cycles have fewer than {MIN_SAMPLES} samples "
+                f"({', '.join(str(h.stop - h.start) for h in full)}): too few for a curve")
+    slowest = min(long_enough, key=lambda h: h.c_rate)
+    return (f"no full half at {FASTEST_C_RATE:g}C or slower, the fastest a curve is learned from (the slowest: "
+            f"{slowest.describe()}): a full cycle at C/{1 / SLOW_C_RATE:g} or slower is needed for a trustworthy curve")
+
+
+def _straight_line(halves: list[Half], v_min: float, v_max: float) -> tuple[np.ndarray, Half]:
+    largest = max(halves, key=lambda h: h.charge_mah)
+    line = np.linspace(v_min, v_max, OCV_POINTS)
+    return np.stack([line, line]), largest
+
+
+def _clean(t, v, i) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t, v, i = (np.asarray(a, dtype=float) for a in (t, v, i))
     if not (t.shape == v.shape == i.shape) or t.ndim != 1:
         raise ValueError("t, v and i must be 1-D arrays of one length")
     ok = np.isfinite(t) & np.isfinite(v) & np.isfinite(i)
-    t, v, i = t[ok], v[ok], i[ok]
-    scale = np.nanmax(np.abs(i)) if i.size else 0.0
-    sign = np.where(np.abs(i) > 0.01 * scale, np.sign(i), 0.0)
-    span = v_max - v_min
-    runs = _runs(sign)
-    for (a, b), nxt in zip(runs, runs[1:] + [None]):
-        full_discharge = sign[a] < 0 and v[a:b].min() <= v_min + 0.05 * span
-        if not full_discharge or nxt is None or sign[nxt[0]] <= 0 or v[nxt[0] : nxt[1]].max() < v_max - 0.05 * span:
-            continue
-        c, e = nxt
-        dq_d = np.abs(i[a:b]) * np.diff(t[a - 1 : b] if a > 0 else np.r_[t[a], t[a:b]])
-        dq_c = np.abs(i[c:e]) * np.diff(t[c - 1 : e])
-        q_d, q_c = np.cumsum(dq_d), np.cumsum(dq_c)
-        # Ohmic + fast RC drop, from the voltage step at the reversal into the charge.
-        r = max((v[c] - v[c - 1]) / (i[c] - i[c - 1]), 0.0) if i[c] != i[c - 1] else 0.0
-        dis = _branch(1.0 - q_d / q_d[-1], v[a:b] - i[a:b] * r)
-        chg = _branch(q_c / q_c[-1], v[c:e] - i[c:e] * r)
-        capacity_mah = float(q_d[-1] / 3.6)
-        hours = (t[b - 1] - t[a]) / 3600.0
-        return LearnedOcv(np.stack([dis, chg]), capacity_mah, float(r), 1.0 / hours if hours > 0 else float("nan"))
-    raise ValueError(
-        f"no full slow cycle found to learn the open-circuit curve: need a discharge down to "
-        f"{v_min:g} V followed by a charge up to {v_max:g} V (or supply the table)"
-    )
+    return t[ok], v[ok], i[ok]
+
+
+def learn_ocv(
+    t: np.ndarray, v: np.ndarray, i: np.ndarray, v_min: float | None = None, v_max: float | None = None,
+    *, fallback: bool = False,
+) -> LearnedOcv:
+    """Learn the two OCV branches, the capacity and the resistance of a cell from its data
+    (rules and thresholds: see the module docstring). A missing window end is inferred.
+
+    Raises ValueError naming the failed condition when no full half at 2C or slower
+    exists; with `fallback=True` returns a provisional result instead (still raises when
+    the file carries no current at all, or the window is empty).
+    """
+    t, v, i = _clean(t, v, i)
+    halves = [h for h in _halves(t, v, i) if h.charge_mah > 0]
+    if not halves:
+        raise ValueError("the file carries no current: there is no charge to learn a capacity from")
+    window = infer_window(halves, v, v_min, v_max)
+    v_min, v_max, inferred = window.v_min, window.v_max, window.inferred
+    r_ohm, r_note = _resistance(t, v, i)
+    full = [h for h in halves if h.is_full(v_min, v_max)]
+    mismatch = _mismatch(halves, {h.index for h in full})
+    learnable = [h for h in full if h.stop - h.start >= MIN_SAMPLES]
+    trusted = [h for h in learnable if h.c_rate <= FASTEST_C_RATE]
+    notes = list(window.notes) + ([r_note] if r_note else [])
+    reason = None if trusted else _why_not(halves, full, v_min, v_max)
+    if reason and not fallback:
+        raise ValueError(f"cannot learn the open-circuit curve: {reason}")
+    notes = ([reason] if reason else []) + notes
+    if trusted or learnable:
+        table, lith, delith, source, chosen = _learned_from(trusted or learnable, full, mismatch, t, v, i, r_ohm)
+        return LearnedOcv(table, source.charge_mah, r_ohm, source.c_rate, v_min, v_max, inferred, lith, delith,
+                          source, reason is not None, tuple(notes[:1] + chosen + notes[1:]))
+    table, largest = _straight_line(halves, v_min, v_max)
+    line = f"straight line across the window; capacity = the largest half counted ({largest.describe()}), a lower bound"
+    return LearnedOcv(table, largest.charge_mah, r_ohm, float("nan"), v_min, v_max, inferred, None, None, largest,
+                      True, (notes[0], line, *notes[1:]))
 
 
 def generic_params(

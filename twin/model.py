@@ -38,6 +38,7 @@ __all__ = [
     "table_branches",
     "terminal_voltage",
     "terminal_voltage_only",
+    "ocv_inverse",
 ]
 
 E_LITH_MGH2 = 0.41  # V, both hydrides reduce around the 0.42 V CV peak
@@ -65,7 +66,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _branches(z, ni_share):
-    z = np.asarray(z, dtype=float)
+    # Past the ends the knees would grow as exp(overshoot / 3 mSOC): a state that strays
+    # there (a filter that has lost the cell) would predict 1e26 V. Clipped, they stay
+    # the window-end potentials, and the slope at the end still points the filter back.
+    z = np.clip(np.asarray(z, dtype=float), 0.0, 1.0)
     ni_share = np.asarray(ni_share, dtype=float)
     # Where the plateau switches phase; a missing phase moves the switch off the range.
     loc = np.where(ni_share <= 0, 2.0, np.where(ni_share >= 1, -1.0, 1.0 - ni_share))
@@ -164,3 +168,27 @@ def terminal_voltage_only(z, h, v1, d, current, r0, g, ni_share, shift=0.0, tabl
         return terminal_voltage(z, h, v1, d, current, r0, g, ni_share, shift, table)[0]
     e_l, e_d = _branches(z + d, ni_share)[:2]
     return 0.5 * (e_d + e_l) + h * 0.5 * (e_d - e_l) + shift + current * r0 * g + v1
+
+
+_INVERSE_GRID = np.linspace(0.0, 1.0, 401)
+
+
+def ocv_inverse(e, h, ni_share, table=None) -> np.ndarray:
+    """The state of charge whose OCV, on the branch mix `h`, is `e` (per cell), in 0..1.
+
+    Each branch rises with SOC, so the inverse is a monotone interpolation; on a flat
+    plateau it is poorly determined, which is why callers give it a wide variance.
+    Called when a cell starts or is re-initialised, not per sample: a loop over cells.
+    """
+    e = np.atleast_1d(np.asarray(e, dtype=float))
+    h = np.broadcast_to(np.asarray(h, dtype=float), e.shape)
+    e_l, e_d = ocv_branches(_INVERSE_GRID[:, None], np.broadcast_to(np.asarray(ni_share, dtype=float), e.shape))[:2]
+    out = np.empty(e.shape)
+    for k in range(e.size):
+        if table is not None and not np.isnan(table[k, 0, 0]):
+            lith, delith, grid = table[k, 0], table[k, 1], np.linspace(0.0, 1.0, table.shape[-1])
+        else:
+            lith, delith, grid = e_l[:, k], e_d[:, k], _INVERSE_GRID
+        curve = np.maximum.accumulate(0.5 * (delith + lith) + h[k] * 0.5 * (delith - lith))
+        out[k] = np.interp(e[k], curve, grid)
+    return out

@@ -110,7 +110,7 @@ def test_temperature_sag_is_not_read_as_ageing():
 def test_state_is_small_and_picklable():
     tr = est.new_tracker([preset("nd4mg80ni8")])
     blob = pickle.dumps(tr)
-    assert len(blob) < 4096
+    assert len(blob) < 5120  # a few KB: fast states, covariance, capacity, retention references
     back = pickle.loads(blob)
     np.testing.assert_array_equal(back.x, tr.x)
 

@@ -7,7 +7,9 @@ raises another. Limits come from `THRESHOLDS` in contracts, shared with Grafana.
 
 Sample-level kinds (temperature, voltage window) are checked on every sample of every
 cell at once with numpy; cycle-level kinds (risks, retention, fade, impedance) on
-each finished half-cycle, where the twin updates them.
+each finished half-cycle, where the twin updates them. Retention is the measured one (counted
+capacity over the cell's first reversible half of the same kind at the same C-rate) where the
+half has such a reference, else the twin's; the message says which.
 
 Severity: `critical` where the cell is being damaged or is at end of life (voltage
 below the window: Li-Mg alloying; retention below the floor), `warning` otherwise.
@@ -97,12 +99,21 @@ def sample_alerts(
     return alerts
 
 
+def _retention(half: HalfCycle) -> tuple[float, str]:
+    """The retention a lab holds against the floor: the counted one where the half has a
+    reference (same kind, same C-rate), else the twin's; with the name of the one used."""
+    if math.isfinite(half.measured_retention):
+        return half.measured_retention, "measured retention"
+    return half.retention, "twin retention"
+
+
 def half_cycle_alerts(latch: np.ndarray, half: HalfCycle, limits: AlertThresholds = THRESHOLDS) -> list[Alert]:
     """Alerts of a finished half-cycle of the cell in row `half.cell`."""
+    retention, retention_name = _retention(half)
     checks = (
         ("crack_risk", half.crack_risk, limits.crack_risk, True, "warning", "crack risk"),
         ("phase_sep_risk", half.phase_sep_risk, limits.phase_sep_risk, True, "warning", "phase-separation risk"),
-        ("retention_floor", half.retention, limits.retention_floor, False, "critical", "retention"),
+        ("retention_floor", retention, limits.retention_floor, False, "critical", retention_name),
         ("fade_rate_jump", half.fade_per_cycle, limits.fade_rate_jump, True, "warning", "capacity fade per cycle"),
         ("impedance_growth", half.impedance_growth, limits.impedance_growth, True, "warning", "impedance growth"),
     )

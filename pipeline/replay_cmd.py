@@ -41,9 +41,11 @@ from pipeline.report import build_report
 from pipeline.report_data import load_cells, load_validation
 from pipeline.run_cmd import DEFAULT_OUT
 from pipeline.validation import GAP_S, validate, verdicts, write_validation
-from twin.generic import learn_ocv
+from twin.generic import LearnedOcv, learn_ocv
 
-__all__ = ["replay", "read_files", "cell_metas", "replay_config", "replay_flow", "DEFAULT_PRESET"]
+__all__ = [
+    "replay", "read_files", "ReadFilesError", "cell_metas", "replay_config", "replay_flow", "DEFAULT_PRESET",
+]
 
 DEFAULT_PRESET = "nd4mg80ni8"  # the electrode this twin is built for; printed with every replay
 
@@ -74,7 +76,17 @@ def _concat(parts: list[CellRecord]) -> CellRecord:
         parts[0].cell, joined("t", None), joined("v", None), joined("i", None), joined("temp_c", np.nan),
         joined("cycle", None), joined("step", None),
         {**parts[0].meta, "source": ", ".join(str(p.meta.get("source")) for p in parts)},
+        joined("charge_mah", None), joined("discharge_mah", None),
     )
+
+
+class ReadFilesError(ReaderError):
+    """Reading the files failed; ``reports`` are the parse reports of the files read before
+    (the one the message points to among them), so that they can still be shown."""
+
+    def __init__(self, message: str, reports: list[ParseReport]) -> None:
+        super().__init__(message)
+        self.reports = reports
 
 
 def read_files(
@@ -83,41 +95,62 @@ def read_files(
     """Read archives into cells (files of the same cell joined) and their parse reports.
 
     ``options`` go to :func:`~connectors.readers.read_archive`; ``on_read(path)`` is
-    called after each file (the progress bar).
+    called after each file (the progress bar). Raises :class:`ReadFilesError`
+    carrying the reports made so far.
     """
     by_cell: dict[str, list[CellRecord]] = {}
-    reports = []
-    for path in files:
-        archive = read_archive(path, cell=cell, **options)
-        reports.append(archive.report)
-        for name, record in archive.cells.items():
-            by_cell.setdefault(name, []).append(record)
-        if on_read is not None:
-            on_read(path)
-    records = [_concat(parts) for parts in by_cell.values()]
+    reports: list[ParseReport] = []
+    try:
+        for path in files:
+            archive = read_archive(path, cell=cell, **options)
+            reports.append(archive.report)
+            for name, record in archive.cells.items():
+                by_cell.setdefault(name, []).append(record)
+            if on_read is not None:
+                on_read(path)
+        records = [_concat(parts) for parts in by_cell.values()]
+    except ReaderError as error:
+        raise ReadFilesError(str(error), reports) from error
     empty = [r.cell for r in records if len(r) == 0]
     if empty:
-        raise ReaderError(f"no usable rows for cell(s) {empty}: see the parse report above")
+        raise ReadFilesError(f"no usable rows for cell(s) {empty}: see the parse report above", reports)
     return records, reports
 
 
-def generic_metas(records: list[CellRecord], mass_mg: float | None, v_min: float, v_max: float) -> dict[str, CellMeta]:
-    """Generic cells (another chemistry): the window from the flags, the open-circuit curve
-    and the capacity learned from each file's first slow full cycle."""
+def generic_metas(
+    records: list[CellRecord], mass_mg: float | None, v_min: float | None = None, v_max: float | None = None
+) -> dict[str, CellMeta]:
+    """Generic cells (another chemistry): the window from the flags or inferred from each file,
+    the open-circuit curve and the capacity learned from its slowest full cycle. A cell
+    with nothing to learn from still replays, on a provisional curve, and the output says so."""
     metas = {}
     for r in records:
         try:
-            learned = learn_ocv(r.t, r.v, r.i, v_min, v_max)
+            learned = learn_ocv(r.t, r.v, r.i, v_min, v_max, fallback=True)
             metas[r.cell] = meta_from_mapping(r.cell, {
-                "generic": {"capacity_mah": learned.capacity_mah, "v_min": v_min, "v_max": v_max,
+                "generic": {"capacity_mah": learned.capacity_mah, "v_min": learned.v_min, "v_max": learned.v_max,
                             "ocv": learned.table.tolist(), "r_ohm": max(learned.r_ohm, 1e-6)},
                 "mass_mg": mass_mg,
             })
         except (ValueError, MetaError) as error:
             raise typer.BadParameter(f"cell {r.cell!r}: {error}") from None
-        _out.print(f"{r.cell}: learned the open-circuit curve from a {learned.c_rate:.2g}C cycle, "
-                   f"capacity {learned.capacity_mah:.4g} mAh between {v_min:g} and {v_max:g} V")
+        _print_learned(r.cell, learned)
     return metas
+
+
+def _print_learned(cell: str, learned: LearnedOcv) -> None:
+    window = f"{learned.v_min:.2f}-{learned.v_max:.2f} V"
+    if learned.inferred:
+        flags = "/".join(f"--{end.replace('_', '-')}" for end in learned.inferred)
+        _out.print(f"{cell}: window inferred from the data: {window}; pass {flags} to override", soft_wrap=True)
+    verb = "provisional open-circuit curve" if learned.provisional else "learned the open-circuit curve"
+    _out.print(f"{cell}: {verb} from {learned.sources()}; capacity {learned.capacity_mah:.4g} mAh in the "
+               f"{window} window, resistance {learned.r_ohm:.3g} ohm", soft_wrap=True, markup=False)
+    for note in learned.notes:
+        _out.print(f"{cell}: note: {note}", soft_wrap=True, markup=False)
+    if learned.provisional:
+        _out.print(Text(f"{cell}: the twin's capacity figures for this cell are provisional (see the notes above)",
+                        style="yellow"), soft_wrap=True)
 
 
 def cell_metas(
@@ -225,9 +258,11 @@ def _embedded(cfg: Config, out: Path, records: list[CellRecord], metas: dict[str
         raise typer.Exit(130)
     _err.print(f"replayed {samples:,} of {total:,} samples in {elapsed:.1f} s"
                + (f"; {deadletters:,} refused, see {out / OUT_DEADLETTER}" if deadletters else ""))
+    params = {c: m.params() for c, m in metas.items()}
     masses = {c: m.mass_mg for c, m in metas.items()}
-    one_c = {c: m.params().one_c_ma for c, m in metas.items()}
-    validation = write_validation(out, validate(records, load_cells(out), masses, one_c))
+    one_c = {c: p.one_c_ma for c, p in params.items()}
+    windows = {c: (p.v_min, p.v_max) for c, p in params.items()}  # a full half runs the twin's own window
+    validation = write_validation(out, validate(records, load_cells(out), masses, one_c, windows))
     _out.print(_verdict_table(out))
     _out.print(f"files: {out}/ (estimates, cycles, alerts, dead letters), {validation}", soft_wrap=True)
     if report:
@@ -287,11 +322,11 @@ def replay(
                                                    "cell metadata (cells.ID tables).")] = None,
     report: Annotated[bool, typer.Option(help="Build report.html in the output folder at the end.")] = True,
     generic: Annotated[bool, typer.Option("--generic", help="A cell of another chemistry: learn its open-circuit "
-                                          "curve from the file's first slow full cycle; needs --v-min/--v-max.")] = False,
+                                          "curve and capacity from the file's slowest full cycle.")] = False,
     v_min: Annotated[Optional[float], typer.Option("--v-min", help="Generic cells: lower end of the voltage "
-                                                   "window, V.")] = None,
+                                                   "window, V (default: inferred from the data).")] = None,
     v_max: Annotated[Optional[float], typer.Option("--v-max", help="Generic cells: upper end of the voltage "
-                                                   "window, V.")] = None,
+                                                   "window, V (default: inferred from the data).")] = None,
 ) -> None:
     """Replay archived cycler files through the twin and validate it against them."""
     try:
@@ -302,27 +337,27 @@ def replay(
             loaded = load_mapping(mapping)
             columns = dataclasses.replace(loaded, columns={**loaded.columns, **columns.columns})
         units = dict(ColumnMapping.from_pairs(unit or []).columns)
+        _check_generic_options(generic, preset, v_min, v_max)
     except (ValueError, ConfigError) as error:
         raise typer.BadParameter(str(error)) from None
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=_err, transient=True) as bar:
-        task = bar.add_task(f"reading {files[0].name}", total=len(files))
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=_err, transient=True) as bar:
+            task = bar.add_task(f"reading {files[0].name}", total=len(files))
 
-        def done(path: Path) -> None:
-            bar.update(task, advance=1, description=f"read {path.name}")
+            def done(path: Path) -> None:
+                bar.update(task, advance=1, description=f"read {path.name}")
 
-        try:
             records, reports = read_files(
                 files, cell=cell, on_read=done, format=format_, mapping=columns, units=units or None,
                 start=_start(start), tz=tz,
                 discharge_positive=discharge_positive,
             )
-        except ReaderError as error:
-            raise typer.BadParameter(str(error)) from None
+    except ReadFilesError as error:
+        _print_reports(error.reports)  # the reports the message points to, printed after the bar is gone
+        raise typer.BadParameter(str(error)) from None
     _print_reports(reports)
     if generic:
-        if v_min is None or v_max is None or preset:
-            raise typer.BadParameter("--generic needs --v-min and --v-max (the cell's voltage window), and no --preset")
         metas = generic_metas(records, mass_mg, v_min, v_max)
     else:
         metas = cell_metas([r.cell for r in records], cfg, mass_mg, preset)
@@ -331,6 +366,16 @@ def replay(
         _to_kafka(kafka, cfg, records, metas, pace)
     else:
         _embedded(cfg, cfg.out or DEFAULT_OUT, records, metas, pace, report)
+
+
+def _check_generic_options(generic: bool, preset: str | None, v_min: float | None, v_max: float | None) -> None:
+    """--generic learns the cell from the data, so it takes no --preset; a window is its alone."""
+    if generic and preset:
+        raise ValueError("--generic learns the cell from the data: it takes no --preset")
+    if not generic and (v_min is not None or v_max is not None):
+        raise ValueError("--v-min/--v-max set the window of a --generic cell; a preset carries its own window")
+    if v_min is not None and v_max is not None and v_max <= v_min:
+        raise ValueError(f"--v-max ({v_max:g} V) must be above --v-min ({v_min:g} V)")
 
 
 def _start(text: str | None) -> float | str | None:

@@ -23,6 +23,7 @@ from pipeline.report_data import (
     CellData,
     Columns,
     SummaryRow,
+    fmt,
     load_cells,
     load_validation,
     summarize,
@@ -43,10 +44,6 @@ p.note { color: #666; font-size: 13px; }
 """
 
 
-def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
-    return "-" if value is None else pattern.format(value)
-
-
 def _td(text: str, css: str = "") -> str:
     klass = f' class="{css}"' if css else ""
     return f"<td{klass}>{html.escape(text)}</td>"
@@ -54,14 +51,16 @@ def _td(text: str, css: str = "") -> str:
 
 def _summary_table(rows: Iterable[SummaryRow]) -> str:
     head = ("cell", "preset", "cycles", "last capacity [mAh]", "last capacity [mAh/g]",
-            "retention", "impedance growth", "crack risk", "phase-sep risk", "alerts")
+            "retention measured (twin)", "impedance growth", "crack risk", "phase-sep risk", "alerts")
     lines = ["<table id='fleet'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for row in rows:
         breaches = row.breaches()
 
+        def css(name: str, value: float | None) -> str:
+            return "" if value is None else ("bad" if breaches[name] else "ok")
+
         def coloured(name: str, value: float | None, pattern: str = "{:.3f}") -> str:
-            css = "" if value is None else ("bad" if breaches[name] else "ok")
-            return _td(_fmt(value, pattern), css)
+            return _td(fmt(value, pattern), css(name, value))
 
         anchor = html.escape(row.cell, quote=True)
         alerts = f"{row.alerts} ({row.critical_alerts} critical)" if row.alerts else "0"
@@ -69,8 +68,8 @@ def _summary_table(rows: Iterable[SummaryRow]) -> str:
             "<tr>"
             f"<td class='name'><a href='#cell-{anchor}'>{html.escape(row.cell)}</a></td>"
             + _td(row.preset, "name") + _td(str(row.cycles))
-            + _td(_fmt(row.capacity_mah)) + _td(_fmt(row.capacity_mah_g, "{:.1f}"))
-            + coloured("retention", row.retention, "{:.1%}")
+            + _td(fmt(row.capacity_mah)) + _td(fmt(row.capacity_mah_g, "{:.1f}"))
+            + _td(row.retention_text(), css("retention", row.lab_retention))
             + coloured("impedance_growth", row.impedance_growth, "{:+.1%}")
             + coloured("crack_risk", row.crack_risk)
             + coloured("phase_sep_risk", row.phase_sep_risk)
@@ -99,7 +98,7 @@ def _cell_section(cell: CellData, number: int) -> str:
 def _stat(reduce, values: np.ndarray, pattern: str) -> str:
     """A reduction over the finite values, or "-" when there are none (a twin that diverged)."""
     finite = values[np.isfinite(values)]
-    return _fmt(float(reduce(finite)) if finite.size else None, pattern)
+    return fmt(float(reduce(finite)) if finite.size else None, pattern)
 
 
 def _validation_section(table: Columns) -> str:
@@ -132,7 +131,8 @@ def _validation_section(table: Columns) -> str:
 
 
 def _page(cells: list[CellData], validation: Columns | None, source: Path) -> str:
-    limits = (f"retention &lt; {THRESHOLDS.retention_floor:.0%}, impedance growth &gt; "
+    limits = (f"retention &lt; {THRESHOLDS.retention_floor:.0%} (the measured one where there is one, "
+              f"else the twin's), impedance growth &gt; "
               f"{THRESHOLDS.impedance_growth:+.0%}, crack risk &gt; {THRESHOLDS.crack_risk}, "
               f"phase-separation risk &gt; {THRESHOLDS.phase_sep_risk}")
     body = [

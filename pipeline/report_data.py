@@ -24,6 +24,7 @@ __all__ = [
     "Columns",
     "CellData",
     "SummaryRow",
+    "fmt",
     "load_cells",
     "load_validation",
     "minmax_indices",
@@ -49,6 +50,11 @@ class CellData:
     alerts: Columns = field(default_factory=dict)
 
 
+def fmt(value: float | None, pattern: str = "{:.3f}") -> str:
+    """``value`` formatted, or "-" where the run has none."""
+    return "-" if value is None else pattern.format(value)
+
+
 @dataclass(frozen=True)
 class SummaryRow:
     """One line of the fleet table; ``None`` where the run has no value."""
@@ -58,12 +64,23 @@ class SummaryRow:
     cycles: int
     capacity_mah: float | None
     capacity_mah_g: float | None
-    retention: float | None
+    measured_retention: float | None  # of the newest half-cycle with a retention, either kind
+    retention: float | None  # the twin's, of the same half
     impedance_growth: float | None
     crack_risk: float | None
     phase_sep_risk: float | None
     alerts: int
     critical_alerts: int
+
+    @property
+    def lab_retention(self) -> float | None:
+        """The retention held against the floor: the measured one where there is one, else the
+        twin's (as the in-stream alert does)."""
+        return self.retention if self.measured_retention is None else self.measured_retention
+
+    def retention_text(self) -> str:
+        """Measured (twin), e.g. "81.2% (80.9%)"."""
+        return f"{fmt(self.measured_retention, '{:.1%}')} ({fmt(self.retention, '{:.1%}')})"
 
     def breaches(self) -> dict[str, bool]:
         """Which values lie beyond their limit in ``THRESHOLDS``."""
@@ -72,7 +89,7 @@ class SummaryRow:
             return value is not None and (value < limit if low_is_bad else value > limit)
 
         return {
-            "retention": beyond(self.retention, THRESHOLDS.retention_floor, low_is_bad=True),
+            "retention": beyond(self.lab_retention, THRESHOLDS.retention_floor, low_is_bad=True),
             "impedance_growth": beyond(self.impedance_growth, THRESHOLDS.impedance_growth),
             "crack_risk": beyond(self.crack_risk, THRESHOLDS.crack_risk),
             "phase_sep_risk": beyond(self.phase_sep_risk, THRESHOLDS.phase_sep_risk),
@@ -146,6 +163,25 @@ def _last(columns: Columns, name: str) -> float | None:
     return float(finite[-1]) if finite.size else None
 
 
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _newest_retentions(cell: CellData) -> tuple[float | None, float | None]:
+    """Measured and twin retention of the newest half-cycle that has either, discharge or
+    charge: the one the in-stream alert judged last."""
+    halves = [h for h in (cell.discharge, cell.charge) if h.get("time", np.array([])).size]
+    if not halves:
+        return None, None
+    time, measured, twin = (np.concatenate([h[name].astype(float) for h in halves])
+                            for name in ("time", "measured_retention", "retention"))
+    known = np.flatnonzero(np.isfinite(measured) | np.isfinite(twin))
+    if not known.size:
+        return None, None
+    newest = known[np.argmax(time[known])]
+    return _finite(measured[newest]), _finite(twin[newest])
+
+
 def summarize(cell: CellData) -> SummaryRow:
     """The fleet-table line of one cell: newest estimate, falling back to cycle summaries."""
 
@@ -155,13 +191,15 @@ def summarize(cell: CellData) -> SummaryRow:
 
     cycle_numbers = [*cell.discharge.get("cycle", []), *cell.charge.get("cycle", [])]
     severity = cell.alerts.get("severity", np.array([], dtype=object))
+    measured_retention, retention = _newest_retentions(cell)
     return SummaryRow(
         cell=cell.cell,
         preset=cell.preset,
         cycles=int(max(cycle_numbers)) if cycle_numbers else 0,
         capacity_mah=_last(cell.discharge, "capacity_mah"),
         capacity_mah_g=_last(cell.discharge, "capacity_mah_g"),
-        retention=newest("retention"),
+        measured_retention=measured_retention,
+        retention=retention,
         impedance_growth=newest("impedance_growth"),
         crack_risk=newest("crack_risk"),
         phase_sep_risk=newest("phase_sep_risk"),

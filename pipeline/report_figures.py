@@ -15,12 +15,20 @@ from plotly.subplots import make_subplots
 
 from pipeline.contracts import THRESHOLDS
 from pipeline.report_data import CellData, Columns, minmax_indices
+from twin.estimator import FLAG_RECOVERED, FLAG_UNCONVERGED
 
 __all__ = ["MAX_POINTS", "timeline_figure", "cycle_figure", "validation_figure"]
 
 MAX_POINTS = 2000
 _MEASURED, _TWIN, _RISK2 = "#1f77b4", "#d62728", "#9467bd"
 _SEVERITY_COLOUR = {"warning": "#ff7f0e", "critical": "#d62728"}
+# Estimator flags that say how far to trust the SOC at a point: marked on the SOC trace.
+_FLAG_MARKERS = (
+    (FLAG_UNCONVERGED, f"not converged yet (flag {FLAG_UNCONVERGED})",
+     {"color": "#7f7f7f", "symbol": "circle-open", "size": 6}),
+    (FLAG_RECOVERED, f"filter re-initialised (flag {FLAG_RECOVERED})",
+     {"color": _TWIN, "symbol": "x", "size": 11}),
+)
 
 
 def _limit(fig: go.Figure, y: float, row: int, label: str) -> None:
@@ -34,6 +42,31 @@ def _line(x: np.ndarray, y: np.ndarray, name: str, colour: str, **extra: object)
                       **extra)
 
 
+def _band(fig: go.Figure, x: np.ndarray, mid: np.ndarray, std: np.ndarray, row: int, name: str,
+          fill: str) -> None:
+    """``mid`` +/- ``std`` shaded: plotly fills from a trace to the one before it, so an
+    invisible upper edge goes first."""
+    fig.add_trace(go.Scatter(x=x, y=mid + std, mode="lines", line={"width": 0},
+                             showlegend=False, hoverinfo="skip"), row=row, col=1)
+    fig.add_trace(go.Scatter(x=x, y=mid - std, mode="lines", line={"width": 0},
+                             fill="tonexty", fillcolor=fill, name=name), row=row, col=1)
+
+
+def _flag_markers(fig: go.Figure, state: Columns, hours: np.ndarray, max_points: int) -> None:
+    # Integer columns with nulls, or from another writer, read back as floats.
+    flags = np.nan_to_num(state["flags"]).astype(np.int64)
+    # Markers only show where the flagged stretches lie: a tenth of a trace's points, evenly
+    # spread, is plenty and keeps the page small.
+    budget = max(1, max_points // 10)
+    for flag, name, marker in _FLAG_MARKERS:
+        rows = np.flatnonzero(flags & flag)
+        if rows.size == 0:
+            continue
+        rows = rows[np.linspace(0, rows.size - 1, min(rows.size, budget)).round().astype(int)]
+        fig.add_trace(go.Scatter(x=hours[rows], y=state["soc"][rows], mode="markers", name=name,
+                                 marker=marker), row=2, col=1)
+
+
 def timeline_figure(cell: CellData, max_points: int = MAX_POINTS) -> go.Figure:
     """Voltage/current, SOC with its band, impedance growth, risks and alerts over time."""
     state = cell.state
@@ -42,7 +75,8 @@ def timeline_figure(cell: CellData, max_points: int = MAX_POINTS) -> go.Figure:
     fig = make_subplots(rows=5, cols=1, shared_xaxes=True, vertical_spacing=0.035,
                         row_heights=[0.24, 0.2, 0.16, 0.2, 0.2],
                         specs=[[{"secondary_y": True}], [{}], [{}], [{}], [{}]],
-                        subplot_titles=("Voltage and current", "State of charge (band: +/- soc_std)",
+                        subplot_titles=("Voltage and current",
+                                        "State of charge (band: +/- soc_std; markers: flagged points)",
                                         "Impedance growth", "Crack and phase-separation risk",
                                         "Alerts"))
     decimated = False
@@ -58,13 +92,10 @@ def timeline_figure(cell: CellData, max_points: int = MAX_POINTS) -> go.Figure:
     fig.add_trace(_line(*trace("i"), "current [A]", "#2ca02c"), row=1, col=1, secondary_y=True)
 
     keep = minmax_indices(state["soc"], max_points)
-    soc, std = state["soc"][keep], state["soc_std"][keep]
-    fig.add_trace(go.Scatter(x=hours[keep], y=soc + std, mode="lines", line={"width": 0},
-                             showlegend=False, hoverinfo="skip"), row=2, col=1)
-    fig.add_trace(go.Scatter(x=hours[keep], y=soc - std, mode="lines", line={"width": 0},
-                             fill="tonexty", fillcolor="rgba(31,119,180,0.25)",
-                             name="soc +/- soc_std"), row=2, col=1)
-    fig.add_trace(_line(hours[keep], soc, "soc", _MEASURED), row=2, col=1)
+    _band(fig, hours[keep], state["soc"][keep], state["soc_std"][keep], 2, "soc +/- soc_std",
+          "rgba(31,119,180,0.25)")
+    fig.add_trace(_line(hours[keep], state["soc"][keep], "soc", _MEASURED), row=2, col=1)
+    _flag_markers(fig, state, hours, max_points)
 
     fig.add_trace(_line(*trace("impedance_growth"), "impedance growth", "#8c564b"), row=3, col=1)
     _limit(fig, THRESHOLDS.impedance_growth, 3, "limit")
@@ -108,30 +139,57 @@ def _alert_markers(fig: go.Figure, alerts: Columns, t0: float, hours: np.ndarray
         ), row=5, col=1)
 
 
+def _has_halves(halves: Columns) -> bool:
+    return halves.get("cycle", np.array([])).size > 0
+
+
+def _retentions(fig: go.Figure, halves: Columns, kind: str, symbol: str, dash: str) -> None:
+    if not _has_halves(halves):
+        return
+    fig.add_trace(go.Scatter(x=halves["cycle"], y=halves["measured_retention"], mode="markers",
+                             name=f"measured retention, {kind}",
+                             marker={"color": _MEASURED, "symbol": symbol, "size": 8}), row=3, col=1)
+    fig.add_trace(go.Scatter(x=halves["cycle"], y=halves["retention"], mode="lines",
+                             name=f"twin retention, {kind}",
+                             line={"color": _TWIN, "width": 1.2, "dash": dash}), row=3, col=1)
+
+
 def cycle_figure(cell: CellData) -> go.Figure:
-    """Capacity, retention and Coulombic efficiency per cycle against the twin."""
+    """Per discharge: capacity against the twin's expectation and its own estimate (+/- 1 std);
+    per half of either kind: retention measured (markers) and the twin's (line); per charge:
+    Coulombic efficiency."""
     dis, chg = cell.discharge, cell.charge
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=("Discharge capacity per cycle", "Retention",
+    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.05,
+                        subplot_titles=("Discharge capacity per gram vs the twin's expectation",
+                                        "Discharge capacity: counted and the twin's (band: +/- 1 std)",
+                                        "Retention: measured and the twin's",
                                         "Coulombic efficiency"))
-    if dis.get("cycle", np.array([])).size:
-        fig.add_trace(go.Scatter(x=dis["cycle"], y=dis["capacity_mah_g"], mode="lines+markers",
+    if _has_halves(dis):
+        cycle = dis["cycle"]
+        fig.add_trace(go.Scatter(x=cycle, y=dis["capacity_mah_g"], mode="lines+markers",
                                  name="measured [mAh/g]", line={"color": _MEASURED}), row=1, col=1)
-        fig.add_trace(go.Scatter(x=dis["cycle"], y=dis["expected_mah_g"], mode="lines",
+        fig.add_trace(go.Scatter(x=cycle, y=dis["expected_mah_g"], mode="lines",
                                  name="twin expectation [mAh/g]",
                                  line={"color": _TWIN, "dash": "dash"}), row=1, col=1)
-        fig.add_trace(go.Scatter(x=dis["cycle"], y=dis["retention"], mode="lines+markers",
-                                 name="retention", line={"color": "#17becf"}), row=2, col=1)
-        _limit(fig, THRESHOLDS.retention_floor, 2, "floor")
-    if chg.get("cycle", np.array([])).size:
+        _band(fig, cycle, dis["twin_capacity_mah"], dis["twin_capacity_std_mah"], 2,
+              "twin capacity +/- 1 std", "rgba(214,39,40,0.2)")
+        fig.add_trace(_line(cycle, dis["twin_capacity_mah"], "twin capacity [mAh]", _TWIN), row=2, col=1)
+        fig.add_trace(go.Scatter(x=cycle, y=dis["capacity_mah"], mode="markers",
+                                 name="counted capacity [mAh]", marker={"color": _MEASURED}), row=2, col=1)
+    _retentions(fig, dis, "discharge", "circle", "solid")
+    _retentions(fig, chg, "charge", "circle-open", "dot")
+    if _has_halves(dis) or _has_halves(chg):  # a line on an empty subplot lands elsewhere
+        _limit(fig, THRESHOLDS.retention_floor, 3, "floor")
+    if _has_halves(chg):
         fig.add_trace(go.Scatter(x=chg["cycle"], y=chg["coulombic_efficiency"],
                                  mode="lines+markers", name="Coulombic efficiency",
-                                 line={"color": "#2ca02c"}), row=3, col=1)
-    fig.update_layout(title=f"{cell.cell}: per cycle", height=700,
+                                 line={"color": "#2ca02c"}), row=4, col=1)
+    fig.update_layout(title=f"{cell.cell}: per cycle", height=900,
                       margin={"l": 60, "r": 60, "t": 80, "b": 40},
-                      legend={"orientation": "h", "y": -0.08})
-    fig.update_xaxes(title_text="cycle", row=3, col=1)
+                      legend={"orientation": "h", "y": -0.06})
+    fig.update_xaxes(title_text="cycle", row=4, col=1)
     fig.update_yaxes(title_text="mAh/g", row=1, col=1)
+    fig.update_yaxes(title_text="mAh", row=2, col=1)
     return fig
 
 

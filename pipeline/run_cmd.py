@@ -24,7 +24,7 @@ from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
 from pipeline.shards import shard_layout
 from pipeline.health import Progress
 from pipeline.report import build_report
-from pipeline.report_data import load_cells, summarize
+from pipeline.report_data import fmt, load_cells, summarize
 
 __all__ = ["run", "DEFAULT_OUT"]
 
@@ -44,17 +44,17 @@ def _progress_view(progress: Progress, mode: str) -> Text:
 
 def _summary_table(out: Path) -> Table:
     table = Table(title="cells")
-    for column in ("cell", "preset", "cycles", "capacity mAh/g", "retention", "impedance growth",
+    retention = "retention (twin)"  # measured, the twin's in brackets
+    for column in ("cell", "preset", "cycles", "capacity mAh/g", retention, "impedance growth",
                    "crack risk", "phase-sep risk", "alerts"):
-        table.add_column(column, justify="left" if column in ("cell", "preset") else "right")
-
-    def fmt(value: float | None, pattern: str) -> str:
-        return "-" if value is None else pattern.format(value)
+        # The cell and the retention pair stay whole; on a narrow terminal rich shortens the rest.
+        table.add_column(column, justify="left" if column in ("cell", "preset") else "right",
+                         no_wrap=column in ("cell", retention))
 
     for cell in load_cells(out):
         row = summarize(cell)
         table.add_row(row.cell, row.preset, str(row.cycles), fmt(row.capacity_mah_g, "{:.0f}"),
-                      fmt(row.retention, "{:.1%}"), fmt(row.impedance_growth, "{:+.1%}"),
+                      row.retention_text(), fmt(row.impedance_growth, "{:+.1%}"),
                       fmt(row.crack_risk, "{:.2f}"), fmt(row.phase_sep_risk, "{:.2f}"),
                       f"{row.alerts} ({row.critical_alerts} critical)" if row.alerts else "0")
     return table

@@ -103,11 +103,13 @@ _INITIAL_SD = (0.3, 0.5, 0.01, 0.01)  # soc, h, v1 (V), d at a (re)start; r0, r1
 _KNEE_SLOPE_V = 1.0  # V per unit SOC: a knee, not a plateau (0.05), when reading SOC off the voltage
 _KNEE_BAND = 0.15  # share of the window next to the cut-off the current is heading for
 _KNEE_SOC_SD = 0.005  # SOC: what the knee reading leaves (model shape of the knee)
-_ADAPT_SIGMAS = 2.0  # a capacity innovation beyond this many sigma widens the capacity prior
+_ADAPT_SIGMAS = 2.0
+_LOST_CAPACITY_SD = 0.1  # relative capacity uncertainty after a recovery  # a capacity innovation beyond this many sigma widens the capacity prior
 _REF_SLOTS = 4  # C-rates per half kind that get their own retention reference
 _DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
 _V_STD = 3e-3  # V: sensor noise plus the fast part of model error (the slow part is the offset e)
 _Q_RATE = np.array([1.5e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 2e-4]) ** 2  # per second (r0, r1: relative)
+_TAU_REL_SD = 0.1  # relative: cell-to-cell spread and model error of the diffusion time
 _OCV_OFFSET_SD = 3e-3  # V: cell-to-cell spread of the plateau potentials
 _CAPACITY_SD = 0.02  # relative: prior spread of a cell's capacity around its preset
 _CAPACITY_WALK = 0.01**2  # relative capacity variance added per half-cycle
@@ -153,7 +155,6 @@ class Tracker:
     from_voltage: np.ndarray  # 1: SOC starts from the first voltage; 0: from the given soc0
     settled: np.ndarray  # voltage updates since the start or the last recovery
     i_scale: np.ndarray  # A: the cell's recent current scale (decaying peak)
-    seg_clean: np.ndarray  # 1 while the half-cycle in progress has seen no recovery
     ref_rate: np.ndarray  # (N, 2, _REF_SLOTS) C-rate of each retention reference (discharge, charge)
     ref_counted_mah: np.ndarray  # counted capacity of that reference half
     ref_twin_mah: np.ndarray  # the twin's capacity at that rate, at that half
@@ -261,7 +262,6 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         from_voltage=np.full(n, float(soc0 is None)),
         settled=zeros.copy(),
         i_scale=zeros.copy(),
-        seg_clean=np.ones(n),
         ref_rate=np.full((n, 2, _REF_SLOTS), np.nan),
         ref_counted_mah=np.full((n, 2, _REF_SLOTS), np.nan),
         ref_twin_mah=np.full((n, 2, _REF_SLOTS), np.nan),
@@ -294,20 +294,22 @@ def _generic(tr: Tracker) -> np.ndarray:
 def _restart(tr: Tracker, rows: np.ndarray, v: np.ndarray, i: np.ndarray, g: np.ndarray,
              x: np.ndarray, P: np.ndarray) -> None:
     """Re-initialise `rows` of (x, P) in place from this voltage: SOC by inverting the OCV on
-    the branch the current says (at rest: the branch the state was on), no polarisation,
-    the start-up uncertainty. Resistances and the plateau offset are kept unless broken."""
+    the branch the current says (at rest: the branch the state was on), the start-up
+    uncertainty. The polarisation (RC voltage, diffusion lag), resistances and plateau
+    offset follow the current and are kept: a lost SOC is what recovery is for."""
     c = tr.consts[rows]
     broken = ~np.isfinite(x[rows]).all(axis=1)
     x[rows, _IR0] = np.where(broken, c[:, _C["r0_ohm"]], x[rows, _IR0])
     x[rows, _IR1] = np.where(broken, c[:, _C["r1_ohm"]], x[rows, _IR1])
     x[rows, _IE] = np.where(broken, 0.0, x[rows, _IE])
+    x[rows, _IV1] = np.where(broken, 0.0, x[rows, _IV1])
+    x[rows, _ID] = np.where(broken, 0.0, x[rows, _ID])
     active = np.abs(i[rows]) > _ACTIVE_FLOOR_C * c[:, _C["one_c_ma"]] / 1000.0
     h = np.where(active, np.sign(i[rows]), np.clip(np.nan_to_num(x[rows, _IH]), -1.0, 1.0))
-    e = v[rows] - i[rows] * x[rows, _IR0] * g[rows] - x[rows, _IE] - c[:, _C["ocv_shift_v"]]
-    x[rows, _IZ] = ocv_inverse(e, h, c[:, _C["ni_share"]], tr.ocv_table[rows])
+    e = v[rows] - i[rows] * x[rows, _IR0] * g[rows] - x[rows, _IV1] - x[rows, _IE] - c[:, _C["ocv_shift_v"]]
+    surface = ocv_inverse(e, h, c[:, _C["ni_share"]], tr.ocv_table[rows])
+    x[rows, _IZ] = np.clip(surface - x[rows, _ID], _FAST_LOW[0], _FAST_HIGH[0])
     x[rows, _IH] = h
-    x[rows, _IV1] = 0.0
-    x[rows, _ID] = 0.0
     P[rows] = np.einsum("ni,ij->nij", _initial_sd(x[rows]) ** 2, np.eye(N_X))
 
 
@@ -571,6 +573,9 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
     flag what has not converged; then the cycle bookkeeping."""
     ok = pr.ok
     x[:, _IZ : _ID + 1] = np.clip(x[:, _IZ : _ID + 1], _FAST_LOW, _FAST_HIGH)
+    # The surface SOC cannot leave 0..1 either: past a knee the OCV is flat (clipped), and
+    # an update that pushed it there would keep pushing.
+    x[:, _IZ] = np.clip(x[:, _IZ], -x[:, _ID], 1.0 - x[:, _ID])
     x[:, _IR0 : _IR1 + 1] = np.maximum(x[:, _IR0 : _IR1 + 1], 1e-6)
     with np.errstate(invalid="ignore"):
         lost = ok & (~np.isfinite(x).all(axis=1) | ~np.isfinite(P).all(axis=(1, 2)) | (P[:, _DIAG, _DIAG] < 0).any(axis=1)
@@ -579,7 +584,9 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
         rows = np.flatnonzero(lost)
         _restart(tr, rows, v, pr.i, pr.g, x, P)
         pr.flags |= np.where(lost, FLAG_RECOVERED, 0)
-        tr.rejected[rows], tr.nis[rows], tr.settled[rows], tr.seg_clean[rows] = 0.0, 1.0, 0.0, 0.0
+        tr.rejected[rows], tr.nis[rows], tr.settled[rows] = 0.0, 1.0, 0.0
+        # A filter that lost the cell most often had the capacity wrong: let the next half move it.
+        tr.capacity_var[rows] = np.maximum(tr.capacity_var[rows], (_LOST_CAPACITY_SD * tr.capacity_mah[rows]) ** 2)
     tr.settled = np.where(use & ~lost, tr.settled + 1.0, tr.settled)
     tr.x = np.where(ok[:, None], x, tr.x)
     tr.P = np.where(ok[:, None, None], 0.5 * (P + np.swapaxes(P, 1, 2)), tr.P)
@@ -619,7 +626,6 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray) -> list[HalfCycle]:
     tr.seg_sign = np.where(starting, sign, tr.seg_sign)
     tr.seg_mah = np.where(starting, 0.0, tr.seg_mah)
     tr.seg_active_s = np.where(starting, 0.0, tr.seg_active_s)
-    tr.seg_clean = np.where(starting, 1.0, tr.seg_clean)
     # The half starts where the previous one ended: the state before this sample.
     tr.seg_soc0 = np.where(starting, tr.x[:, _IZ] - pr.Bu[:, _IZ], tr.seg_soc0)
     tr.seg_soc_var0 = np.where(starting, tr.P[:, _IZ, _IZ], tr.seg_soc_var0)
@@ -637,8 +643,9 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     swing = abs(float(tr.x[k, _IZ] - tr.seg_soc0[k]))
     fresh_sink = discharge and tr.cycle[k] == 0 and c["first_irreversible_mah_g"] > 0
     deep = swing > _DEEP_HALF
-    # A half in which the filter recovered has no trustworthy SOC swing.
-    measures = deep and not fresh_sink and tr.seg_clean[k] > 0
+    # The swing is end minus start SOC: a recovery inside the half only matters through the
+    # end's variance, which weighs the measurement.
+    measures = deep and not fresh_sink
     if measures:
         _update_capacity(tr, k, mah, swing)
     c_rate = mah * 3.6 / max(tr.seg_active_s[k], 1e-9) / (c["one_c_ma"] / 1000.0)
@@ -646,9 +653,14 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     age = deg.Ageing(tr.cycle[k : k + 1], tr.psi[k : k + 1], tr.crack[k : k + 1], tr.irr_left_mah[k : k + 1])
     new = deg.age_half_cycle(p1, age, np.array([discharge]), np.array([min(swing, 1.0)]), np.array([c_rate]))
     d_psi, d_crack = float(new.psi[0] - tr.psi[k]), float(new.crack[0] - tr.crack[k])
-    # Time update of the capacity: the degradation model's own loss for this half.
+    # Time update of the capacity: the degradation model's own loss for this half. The lost
+    # material is lithiated (segregated Mg + LiH, cut-off grains), so the charge the rest
+    # holds is unchanged: the SOC, a share of a smaller capacity, rises.
     keep = (1.0 - d_psi) * (1.0 - d_crack)
     tr.capacity_mah[k] *= keep
+    tr.x[k, _IZ] = min(tr.x[k, _IZ] / keep, _FAST_HIGH[0])
+    tr.P[k, _IZ, :] /= keep
+    tr.P[k, :, _IZ] /= keep
     tr.capacity_var[k] = tr.capacity_var[k] * keep**2 + ((d_psi + d_crack) * tr.capacity_mah[k]) ** 2
     # ... and of the resistances: activation fades, contact loss raises them.
     for j, before, after in zip((_IR0, _IR1), deg.resistances(p1, age), deg.resistances(p1, new)):
@@ -758,7 +770,10 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float) -> None:
     half. Chosen over a fade-rate state because conversion electrodes fade unevenly
     (activation, then segregation that saturates): a rate state lags every change of slope."""
     q_obs = mah / swing
-    var_obs = q_obs**2 * (tr.P[k, _IZ, _IZ] + tr.seg_soc_var0[k]) / swing**2 + (0.002 * q_obs) ** 2
+    # The voltage pins the surface SOC at the knees; the bulk is that less the diffusion
+    # lag, known only as well as tau_D: one error over both ends of the half.
+    lag_sd = _TAU_REL_SD * abs(tr.x[k, _ID] - tr.seg_d0[k])
+    var_obs = q_obs**2 * (tr.P[k, _IZ, _IZ] + tr.seg_soc_var0[k] + lag_sd**2) / swing**2 + (0.002 * q_obs) ** 2
     prior_var = tr.capacity_var[k] + _CAPACITY_WALK * tr.capacity_mah[k] ** 2
     innovation2 = (q_obs - tr.capacity_mah[k]) ** 2
     if innovation2 > _ADAPT_SIGMAS**2 * (prior_var + var_obs):

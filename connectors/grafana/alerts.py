@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.grafana.dashboards import FOLDER_TITLE
+from connectors.grafana.dashboards import FOLDER_TITLE, LAB_RETENTION, RETENTIONS, halves_in_time
 from connectors.grafana.datasource import DATASOURCE_UID
 from connectors.grafana.flux import Flux, FluxQuery
 from pipeline.contracts import (
@@ -35,6 +35,8 @@ RULE_GROUP = "celltwin"
 EVALUATION_INTERVAL = "1m"
 _EXPR = {"type": "__expr__", "uid": "__expr__"}
 _T = THRESHOLDS
+# Cycle summaries come once per half-cycle, 20 h apart at 0.05C: a week holds several.
+_CYCLE_LOOKBACK_S = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,22 @@ def _per_cell(flux: Flux) -> FluxQuery:
     return flux.keep("_time", "_value", TAG_CELL, TAG_PRESET).build()
 
 
-def _newest(measurement: str, field: str) -> Flux:
+def _newest(measurement: str, *fields: str) -> Flux:
     # The range macros follow the rule's relativeTimeRange, its one lookback setting.
-    return Flux(measurement, (field,))
+    return Flux(measurement, fields)
 
 
 def _silence_seconds() -> FluxQuery:
     age = "map(fn: (r) => ({r with _value: float(v: int(v: now()) - int(v: r._time)) / 1000000000.0}))"
     return _per_cell(_newest(MEAS_STATE, "v").then("last()").then(age))
+
+
+def _lab_retention() -> FluxQuery:
+    # Of the newest half of either kind, as in the stream: the measured retention, the twin's
+    # where the half has no reference. Pivot first: both values of one half in one row.
+    value = f"map(fn: (r) => ({{r with _value: {LAB_RETENTION}}}))"
+    return _per_cell(halves_in_time(_newest(MEAS_CYCLE, *RETENTIONS).pivot("_time").then(value))
+                     .then("last()"))
 
 
 def _deadletters_per_minute() -> FluxQuery:
@@ -89,15 +99,17 @@ def _rules() -> tuple[_Rule, ...]:
               _per_cell(_newest(MEAS_STATE, "phase_sep_risk").then(last)), "gt",
               (_T.phase_sep_risk,), "5m", "critical",
               "Phase-separation risk of {{ $labels.cell }} is {{ $values.B }}"),
-        _Rule("celltwin-retention-floor", "Capacity retention below floor",
-              _per_cell(_newest(MEAS_STATE, "retention").then(last)), "lt", (_T.retention_floor,),
-              "10m", "warning", "Retention of {{ $labels.cell }} fell to {{ $values.B }}"),
+        _Rule("celltwin-retention-floor", "Capacity retention below floor", _lab_retention(), "lt",
+              (_T.retention_floor,), "10m", "warning",
+              "Retention of {{ $labels.cell }} fell to {{ $values.B }} (measured; the twin's where "
+              "the half-cycle has no reference at its C-rate)",
+              lookback_s=_CYCLE_LOOKBACK_S),
         _Rule("celltwin-fade-rate-jump", "Capacity fade rate jumped",
               _per_cell(_newest(MEAS_CYCLE, "fade_per_cycle")
                         .where(TAG_HALF, "discharge").then(last)),
               "gt", (_T.fade_rate_jump,), "0s", "warning",
               "{{ $labels.cell }} loses {{ $values.B }} of its capacity per cycle",
-              lookback_s=7 * 86400),
+              lookback_s=_CYCLE_LOOKBACK_S),
         _Rule("celltwin-impedance-growth", "Impedance growth above limit",
               _per_cell(_newest(MEAS_STATE, "impedance_growth").then(last)), "gt",
               (_T.impedance_growth,), "10m", "warning",

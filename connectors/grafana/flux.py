@@ -90,6 +90,7 @@ class Flux:
     stop: str = DASHBOARD_RANGE[1]
     stages: tuple[str, ...] = ()
     tags: frozenset[str] = frozenset()
+    merged: tuple[FluxQuery, ...] = ()  # set by union(): the queries whose rows this one reads
 
     def __post_init__(self) -> None:
         known = _FIELDS.get(self.measurement)
@@ -139,16 +140,33 @@ class Flux:
         """Append a stage that names no tag (fields it names must be selected above)."""
         return self._with(stage)
 
-    def build(self) -> FluxQuery:
+    def union(self, *others: Flux) -> Flux:
+        """The rows of this query and of ``others`` in one stream (tables with equal group keys
+        merge), e.g. to pivot fields of two measurements into one row. Stages added afterwards
+        apply to all rows and are checked against this query's measurement."""
+        if any(query.merged for query in (self, *others)):
+            raise ValueError("a union of unions is not supported")
+        return replace(self, stages=(), merged=(self.build(), *(o.build() for o in others)))
+
+    def _source(self) -> tuple[list[str], set[Ref]]:
+        """The lines that produce the rows, and what they read."""
+        if self.merged:
+            names = [f"t{k}" for k in range(len(self.merged))]
+            lines = [f"{name} = {query}" for name, query in zip(names, self.merged)]
+            lines.append(f"union(tables: [{', '.join(names)}])")
+            return lines, set().union(*(query.refs for query in self.merged))
         field_test = " or ".join(f"r._field == {_quote(f)}" for f in self.fields)
         lines = [
             "from(bucket: v.defaultBucket)",
             f"  |> range(start: {self.start}, stop: {self.stop})",
             f"  |> filter(fn: (r) => r._measurement == {_quote(self.measurement)})",
             f"  |> filter(fn: (r) => {field_test})",
-            *(f"  |> {stage}" for stage in self.stages),
         ]
-        refs = {(self.measurement, f) for f in self.fields}
+        return lines, {(self.measurement, f) for f in self.fields}
+
+    def build(self) -> FluxQuery:
+        lines, refs = self._source()
+        lines.extend(f"  |> {stage}" for stage in self.stages)
         refs |= {(self.measurement, t) for t in self.tags}
         return FluxQuery("\n".join(lines), refs)
 

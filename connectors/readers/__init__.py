@@ -15,8 +15,13 @@ format         files                                       needs
 ``mpr``        EC-Lab ``.mpr``                             galvani (GPL)
 ``neware``     Neware CSV record export                    -
 ``xlsx``       Neware XLSX export                          openpyxl
+``landt``      Landt (LANHE) XLSX export                   openpyxl
 ``nda``        Neware ``.nda``/``.ndax``                   fastnda/NewareNDA
 =============  ==========================================  ==================
+
+Columns are found by their names and the unit each header states, so the
+common exports need no mapping; :mod:`.counters` and :mod:`.repeats` say how
+the cycler's charge counters and repeated timestamps are read.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import arbin, biologic, maccor, neware
+from . import arbin, biologic, landt, maccor, neware, xlsx
 from .generic import ColumnMapping, load_mapping, read_table
 from .model import (
     Archive,
@@ -68,6 +73,7 @@ FORMATS: dict[str, _Reader] = {
     "mpr": biologic.read_mpr,
     "neware": neware.read_neware_csv,
     "xlsx": neware.read_neware_xlsx,
+    "landt": landt.read_landt_xlsx,
     "nda": neware.read_nda,
 }
 _BY_EXTENSION = {".mpt": "biologic", ".mpr": "mpr", ".nda": "nda", ".ndax": "nda", ".xlsx": "xlsx",
@@ -78,6 +84,8 @@ def detect_format(path: str | Path) -> str:
     """The key in :data:`FORMATS` for a file, from its extension, then its first lines."""
     path = Path(path)
     by_ext = _BY_EXTENSION.get(path.suffix.lower())
+    if by_ext == "xlsx":
+        return _xlsx_format(path)
     if by_ext:
         return by_ext
     with path.open("rb") as fh:
@@ -93,6 +101,15 @@ def detect_format(path: str | Path) -> str:
         if module.sniff(lines):
             return name
     return "table"
+
+
+def _xlsx_format(path: Path) -> str:
+    """Landt and Neware both export XLSX; their header rows tell them apart."""
+    book = xlsx.open_workbook(path)
+    try:
+        return "landt" if landt.sniff_workbook(book) else "xlsx"
+    finally:
+        book.close()
 
 
 def read_archive(

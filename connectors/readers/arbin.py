@@ -4,7 +4,9 @@ Arbin writes one header line, comma separated, units in parentheses, and signed
 current with charge positive, which is the wire's convention. ``Date_Time`` is
 the channel's local wall clock without a zone (pass ``tz``); ``Test_Time(s)``
 has sub-second resolution, so both are read and combined (see tabular).
-Column names mirror what cellpy, beep and battdat expect from these exports.
+``Charge_Capacity(Ah)``/``Discharge_Capacity(Ah)`` are the cycler's charge
+counters. Column names mirror what cellpy, beep and battdat expect from these
+exports; the unit may also follow an underscore (``Test_Time_s``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ _ALIASES = {
     "current": ("Current(A)", "Current (A)", "Current"),
     "cycle": ("Cycle_Index", "Cycle Index"),
     "step": ("Step_Index", "Step Index"),
-    "temperature": ("Aux_Temperature_1(C)", "Aux_Temperature_1 (C)", "Aux_Temperature_1", "Temperature (C)"),
+    "temperature": (
+        "Aux_Temperature_1(C)", "Aux_Temperature_1 (C)", "Aux_Temperature_1", "Temperature (C)", "Temperature",
+    ),
+    "charge_capacity": ("Charge_Capacity(Ah)", "Charge Capacity (Ah)", "Charge_Capacity"),
+    "discharge_capacity": ("Discharge_Capacity(Ah)", "Discharge Capacity (Ah)", "Discharge_Capacity"),
 }
 # Date_Time as Arbin prints it besides ISO 8601.
 TIMESTAMP_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M")
@@ -52,7 +58,8 @@ def read_arbin(
     header = split_line(lines[0], ",")
     columns = {role: col for role, names in _ALIASES.items() if (col := pick(header, names))}
     # Unitless spellings (MITS 8 "Voltage") are in Arbin's base units.
-    units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC"}
+    units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC",
+             "charge_capacity": "Ah", "discharge_capacity": "Ah"}
     units.update({role: u for role, col in columns.items() if (u := split_header(col)[1])})
     layout = override(
         Layout("arbin csv", columns, units, discharge_positive=False, timestamp_formats=TIMESTAMP_FORMATS),

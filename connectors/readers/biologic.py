@@ -8,6 +8,15 @@ start of elapsed time, in the PC's local zone (pass ``tz``). Current is
 positive when the working electrode is oxidised, which is charge of a full
 cell and delithiation of an anode half-cell: the wire's convention.
 
+Some galvanostatic exports (GCPL, chronopotentiometry) record no measured
+current, only ``control/V/mA``: the set point, a current in mA while the
+channel is galvanostatic (``mode`` 1) or resting (3), a voltage while it is
+potentiostatic (2). Such a file is read with the set point as its current and
+its mode-2 rows rejected, and the report says so. The charge counters are
+``Q charge/mA.h`` and ``Q discharge/mA.h``, else the signed
+``Q charge/discharge/mA.h``, else the net ``(Q-Qo)/mA.h``; impedance rows
+(``freq/Hz`` above 0) are no cycler samples and are rejected.
+
 ``.mpr`` binaries are decoded by galvani (GPL-3.0, installed as the optional
 extra ``biologic``: ``pip install galvani``) into the same column names, then
 normalised by the same code as the text export.
@@ -19,13 +28,15 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from .generic import ColumnMapping, override, with_mapping_options
 from .model import Archive, MissingExtraError, ParseReport, UnsupportedFormatError
-from .convert import parse_start
+from .convert import numbers, parse_start
 from .tabular import Layout, Options, normalise, pick, read_text, require
 from .text import read_head, split_line
+from .units import split_header
 
 __all__ = ["sniff", "read_mpt", "read_mpr", "MPR_MAGIC"]
 
@@ -45,7 +56,16 @@ _ALIASES: dict[str, dict[str, str]] = {
     "temperature": {
         "Temperature/°C": "degC", "Temperature/øC": "degC", "Temperature/C": "degC", "Temperature/K": "K",
     },
+    "charge_capacity": {"Q charge/mA.h": "mA.h"},
+    "discharge_capacity": {"Q discharge/mA.h": "mA.h"},
+    "capacity": {"Q charge/discharge/mA.h": "mA.h"},
+    "net_capacity": {"(Q-Qo)/mA.h": "mA.h", "(Q-Qo)/C": "C"},
+    "frequency": {"freq/Hz": "Hz"},
 }
+# The set point column: mA while galvanostatic, V while potentiostatic (see the module doc).
+CONTROL = "control/V/mA"
+_GALVANOSTATIC = ("galvanostatic", "chronopotentiometry")  # technique names whose set point is a current
+_POTENTIOSTATIC_MODE = 2
 
 
 def sniff(lines: Sequence[str]) -> bool:
@@ -53,15 +73,36 @@ def sniff(lines: Sequence[str]) -> bool:
     return bool(lines) and lines[0].strip() in _MAGIC
 
 
-def _layout(header: Sequence[str], fmt: str, mapping: ColumnMapping) -> Layout:
+def _layout(header: Sequence[str], fmt: str, mapping: ColumnMapping, galvanostatic: bool = False) -> Layout:
     columns: dict[str, str] = {}
     units: dict[str, str] = {}
     for role, spellings in _ALIASES.items():
         found = pick(header, list(spellings))
         if found:
             columns[role] = found
-            units[role] = next(u for name, u in spellings.items() if name.lower() == found.lower())
-    return override(Layout(fmt, columns, units, discharge_positive=False), header, mapping)
+            exact = {name.lower(): u for name, u in spellings.items()}
+            unit = exact.get(found.lower()) or split_header(found)[1]
+            if unit:
+                units[role] = unit
+    layout = Layout(fmt, columns, units, discharge_positive=False)
+    if "current" not in columns and galvanostatic and CONTROL in header:
+        columns["current"], units["current"] = CONTROL, "mA"
+        if "mode" in header:
+            columns["mode"] = "mode"
+            layout.mode_exclusion = _potentiostatic_rows
+    return override(layout, header, mapping)
+
+
+def _potentiostatic_rows(mode: pa.ChunkedArray) -> tuple[np.ndarray, str]:
+    """Rows whose set point is a voltage: no current can be read from them."""
+    value, _ = numbers(mode, False)
+    why = f"potentiostatic row: {CONTROL!r} holds a voltage here and no current is recorded"
+    return value == _POTENTIOSTATIC_MODE, why
+
+
+def _technique(lines: Sequence[str]) -> str:
+    """The technique named below the header count (``Galvanostatic Cycling with Potential Limitation``)."""
+    return next((line.strip() for line in lines[2:] if line.strip()), "")
 
 
 def read_mpt(
@@ -89,13 +130,20 @@ def read_mpt(
         found = _STARTED.search(line)
         if found:
             start = parse_start(found.group(1), START_FORMATS, options.tz)
-    layout = _layout(header, "biologic mpt", mapping)
+    technique = _technique(lines[: header_line - 1])
+    galvanostatic = any(word in technique.lower() for word in _GALVANOSTATIC)
+    layout = _layout(header, "biologic mpt", mapping, galvanostatic)
     layout.start = start
     first = split_line(lines[header_line], "\t") if header_line < len(lines) else []
     layout.decimal_comma = any("," in f for f in first)
     report = ParseReport(source=str(path))
     if start is not None and options.tz is None:
         report.warn("'Acquisition started on' carries no time zone; read as UTC (pass tz='Area/City')")
+    if layout.columns.get("current") == CONTROL:
+        report.warn(
+            f"the file records no measured current: the current is the set point {CONTROL!r} of its "
+            f"{technique!r} technique" + ("" if "mode" in layout.columns else " (no 'mode' column to check it)")
+        )
     return read_text(
         path, header_line=header_line, delimiter="\t", encoding=encoding, header=header,
         layout=layout, options=options, report=report,

@@ -1,10 +1,12 @@
 """Generic CSV / TSV / Parquet tables, the Battery Data Format, and column mappings.
 
 Most archived data is not a raw cycler export but a table someone already
-wrote: a BDF file, a lab's own CSV, a Parquet dump, this project's own
-``t, v, i`` columns. Those are recognised by their column names (BDF preferred
-labels and machine-readable names, the wire names, common spellings); any
-other table is read with a mapping ``role -> column`` given in code, on the
+wrote: a BDF file, a lab's own CSV, a Parquet dump, a battery-data-hub or
+BatteryArchive time series, this project's own ``t, v, i`` columns. Those are
+recognised by their column names (BDF preferred labels and machine-readable
+names, the wire names, common spellings) with the unit read from the header
+(``Voltage (V)``, ``Current / mA``, ``Time_s``, ``Charge_Capacity_Ah``);
+any other table is read with a mapping ``role -> column`` given in code, on the
 command line (``--map current=Current(mA)``) or in a small TOML file::
 
     [columns]
@@ -32,9 +34,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from .model import Archive, MissingColumnError, ParseReport, ReaderError
-from .tabular import ROLES, Layout, Options, normalise, pick, read_text, require
+from .tabular import ROLES, Layout, Options, header_key, normalise, pick, read_text, require
 from .text import read_head, split_line
-from .units import split_header
+from .units import DATENUM, split_header
 
 __all__ = [
     "BDF_COLUMNS",
@@ -64,8 +66,15 @@ BDF_COLUMNS: dict[str, tuple[str, ...]] = {
         "Ambient Temperature / degC",
         "ambient_temperature_celsius",
     ),
+    "charge_capacity": ("Charging Capacity / Ah", "charging_capacity_ah", "charging_capacity_ampere_hour"),
+    "discharge_capacity": (
+        "Discharging Capacity / Ah", "discharging_capacity_ah", "discharging_capacity_ampere_hour",
+    ),
 }
-_BDF_UNITS = {"time": "s", "timestamp": "s", "voltage": "V", "current": "A", "temperature": "degC"}
+_BDF_UNITS = {
+    "time": "s", "timestamp": "s", "voltage": "V", "current": "A", "temperature": "degC",
+    "charge_capacity": "Ah", "discharge_capacity": "Ah",
+}
 
 # The wire's own names (ARCHITECTURE.md), units implied: a file written from
 # cell.samples frames reads back without a mapping.
@@ -75,16 +84,24 @@ _WIRE = {
 }
 _WIRE_UNITS = {"timestamp": "s", "voltage": "V", "current": "A", "temperature": "degC"}
 
-# Common spellings in hand-made tables, most specific first.
+# Common spellings in hand-made tables and data portals (battery-data-hub, BatteryArchive,
+# battdat), most specific first; matched on the name without its unit.
 _ALIASES: dict[str, tuple[str, ...]] = {
     "time": ("test time", "elapsed time", "total time", "testtime", "elapsed", "time"),
-    "timestamp": ("unix time", "timestamp", "date time", "datetime", "date"),
+    "timestamp": ("unix time", "timestamp", "date time", "datetime", "date", "datenum"),
     "voltage": ("voltage", "cell voltage", "potential", "ewe", "ecell", "u", "v"),
     "current": ("current", "cell current", "i"),
     "temperature": ("cell temperature", "temperature", "temp", "t1"),
     "cycle": ("cycle index", "cycle number", "cycle count", "cycle"),
     "step": ("step index", "step number", "step count", "step"),
     "cell": ("cell id", "cell"),
+    "charge_capacity": ("charge capacity", "charging capacity", "cycle charge capacity", "cycle capacity charge",
+                        "chg cap", "q charge"),
+    "discharge_capacity": ("discharge capacity", "discharging capacity", "cycle discharge capacity",
+                           "cycle capacity discharge", "dchg cap", "q discharge"),
+    "capacity": ("capacity", "step capacity"),
+    "net_capacity": ("net capacity", "net charge", "(q-qo)"),
+    "frequency": ("frequency", "freq"),
 }
 
 
@@ -155,7 +172,7 @@ def generic_layout(header: Sequence[str], mapping: ColumnMapping, fmt: str = "ta
             )
         columns[role] = column
 
-    bdf = {role: pick(header, names) for role, names in BDF_COLUMNS.items()}
+    bdf = {role: pick(header, names, any_unit=False) for role, names in BDF_COLUMNS.items()}
     if bdf["voltage"] and bdf["current"] and (bdf["time"] or bdf["timestamp"]):
         fmt, convention = "bdf", False
         for role, column in bdf.items():
@@ -185,6 +202,8 @@ def generic_layout(header: Sequence[str], mapping: ColumnMapping, fmt: str = "ta
             unit = split_header(column)[1]
             if unit is not None:
                 units[role] = unit
+    if header_key(columns.get("timestamp", "")) == DATENUM:  # "Datenum_d" counts days since year 0
+        units["timestamp"] = DATENUM
     units.update(mapping.units)
     return Layout(fmt, columns, units, discharge_positive=convention)
 

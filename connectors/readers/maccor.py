@@ -6,7 +6,8 @@ sign comes from the state and never from the number. The first line carries
 ``Date of Test:``, the start used when rows have no ``DPt Time``. Column names
 follow the raw export read by beep (``Test (Sec)``, ``Amps``, ``Volts``) and the
 MacTest text export (``TestTime``, ``Current(A)``, ``Voltage(V)``); elapsed time
-printed as ``1d 02:03:04.50`` is understood.
+printed as ``1d 02:03:04.50`` or in other units (``Test (Min)``) is understood.
+``Amp-hr`` is the step's charge counter, a magnitude like the current.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _ALIASES = {
     "step": ("Step",),
     "temperature": ("Temp 1", "Temperature 1"),
     "state": ("State",),
+    "capacity": ("Amp-hr", "AmpHr", "Capacity(Ah)"),
 }
 # DPt Time / Date of Test as Maccor prints them (US locale, or day-month-year).
 TIMESTAMP_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%d-%b-%y %I:%M:%S %p", "%d-%b-%Y %H:%M:%S")
@@ -77,7 +79,7 @@ def read_maccor(
     delimiter = sniff_delimiter(lines[index])
     header = split_line(lines[index], delimiter)
     columns = {role: col for role, names in _ALIASES.items() if (col := pick(header, names))}
-    units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC"}
+    units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC", "capacity": "Ah"}
     units.update({role: u for role, col in columns.items() if (u := split_header(col)[1])})
     start = None
     for line in lines[:index]:

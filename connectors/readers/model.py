@@ -37,7 +37,11 @@ class CellRecord:
     """One cell's samples in wire units, in file order (never resampled).
 
     ``temp_c`` holds NaN where the file has no temperature for a row; ``cycle``
-    and ``step`` are None when the file has no such column.
+    and ``step`` are None when the file has no such column. ``charge_mah`` and
+    ``discharge_mah`` are the cycler's own running charge and discharge
+    counters as the file has them, in mAh (see :mod:`.counters`): each resets
+    where the file's counter does (a drop is a reset), NaN where a row has no
+    reading, None when the file has no counters.
     """
 
     cell: str
@@ -48,6 +52,8 @@ class CellRecord:
     cycle: np.ndarray | None = None  # int64
     step: np.ndarray | None = None  # int64
     meta: dict[str, Any] = field(default_factory=dict)
+    charge_mah: np.ndarray | None = None  # float64, mAh, the cycler's charge counter
+    discharge_mah: np.ndarray | None = None  # float64, mAh, the cycler's discharge counter
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
@@ -71,6 +77,7 @@ class ParseReport:
     rows_read: int = 0
     rows_kept: int = 0
     rows_rejected: int = 0
+    rows_duplicate: int = 0  # exact repeats of the row before, dropped (see repeats)
     rejected: list[RejectedRow] = field(default_factory=list)
     columns: dict[str, str] = field(default_factory=dict)  # role -> column in the file
     units: dict[str, str] = field(default_factory=dict)  # role -> unit found or given
@@ -98,7 +105,9 @@ class ParseReport:
         """A few human-readable lines for a CLI or a log."""
         lines = [
             f"{self.source}: {self.format}, {self.rows_read} rows read, "
-            f"{self.rows_kept} kept, {self.rows_rejected} rejected",
+            f"{self.rows_kept} kept, {self.rows_rejected} rejected"
+            + (f", {self.rows_duplicate} exact duplicates dropped" if self.rows_duplicate else ""),
+            "columns: " + ", ".join(f"{k}={v!r}" for k, v in self.columns.items()),
             "units: " + ", ".join(f"{k}={v}" for k, v in self.units.items()),
             f"time: {self.time_origin}; sign: {self.sign_convention}",
         ]

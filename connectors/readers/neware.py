@@ -7,6 +7,9 @@ whenever the file has one. ``Time`` in these exports is the step time; the
 test clock is ``Total Time`` (seconds or ``h:mm:ss``) and the wall clock is
 ``Date``/``Realtime``, local time without a zone (pass ``tz``).
 
+The charge counters are ``Capacity(mAh)`` (the step's, a magnitude) or the
+per-direction ``Chg. Cap.(mAh)``/``DChg. Cap.(mAh)`` of newer BTS versions.
+
 XLSX needs openpyxl (extra ``xlsx``); binaries need fastnda (BSD-3, preferred:
 it returns Unix time) or NewareNDA (BSD-3) (extra ``neware``). Names mirror
 the BDF project's Neware plugin, beep's Neware config and the two NDA readers.
@@ -16,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import xlsx
 from .generic import ColumnMapping, override, sniff_delimiter, with_mapping_options
 from .model import Archive, MissingExtraError, ParseReport, UnsupportedFormatError
 from .tabular import Layout, Options, normalise, pick, read_text, require
@@ -40,6 +43,11 @@ _ALIASES = {
     "step": ("Step Index", "Step ID", "Step Number", "Step"),
     "state": ("Step Type", "Status", "Step Name"),
     "temperature": ("T1(°C)", "T1(℃)", "Temperature(°C)", "Temperature(℃)", "Aux. Temp.(°C)", "T1"),
+    "charge_capacity": ("Chg. Cap.(mAh)", "Capacitance_Chg(mAh)", "Charge Capacity(mAh)", "Charge_Capacity(mAh)"),
+    "discharge_capacity": (
+        "DChg. Cap.(mAh)", "Capacitance_DChg(mAh)", "Discharge Capacity(mAh)", "Discharge_Capacity(mAh)",
+    ),
+    "capacity": ("Capacity(mAh)", "CapaCity(mAh)", "Capacity"),
 }
 TIMESTAMP_FORMATS = ("%Y/%m/%d %H:%M:%S", "%m/%d/%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S")
 _MARKERS = ("Step Type", "DataPoint", "Record Index", "Record ID", "Total Time")
@@ -64,7 +72,7 @@ def state_sign(col: pa.ChunkedArray) -> np.ndarray:
 
 def _layout(header: Sequence[str], fmt: str, mapping: ColumnMapping) -> Layout:
     columns = {role: col for role, names in _ALIASES.items() if (col := pick(header, names))}
-    units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC"}
+    units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC", "capacity": "Ah"}
     units.update({role: u for role, col in columns.items() if (u := split_header(col)[1])})
     layout = Layout(fmt, columns, units, state_sign=state_sign, timestamp_formats=TIMESTAMP_FORMATS)
     return override(layout, header, mapping)
@@ -91,23 +99,15 @@ def read_neware_xlsx(
     path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
 ) -> Archive:
     """Read the record sheet of a Neware XLSX export (needs openpyxl)."""
-    try:
-        import openpyxl
-    except ImportError as exc:
-        raise MissingExtraError(
-            "reading XLSX needs openpyxl: pip install 'celltwin[xlsx]' or pip install openpyxl; "
-            "or export the data as CSV"
-        ) from exc
     path = Path(path)
     mapping = mapping or ColumnMapping()
     options = with_mapping_options(mapping, options or Options())
-    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    book = xlsx.open_workbook(path)
     try:
         sheets = sorted(book.worksheets, key=lambda ws: "record" not in ws.title.lower())
         for sheet in sheets:
             rows = sheet.iter_rows(values_only=True)
-            first = next(rows, None)
-            header = [str(h).strip() if h is not None else "" for h in (first or ())]
+            header = xlsx.header_of(next(rows, None))
             layout = _layout(header, "neware xlsx", mapping)
             if "voltage" in layout.columns and "current" in layout.columns:
                 break
@@ -118,29 +118,14 @@ def read_neware_xlsx(
             )
         require(layout, header)
         wanted = list(dict.fromkeys(layout.columns.values()))
-        index = [header.index(name) for name in wanted]
-        cells: list[list[str]] = [[] for _ in wanted]
-        for row in rows:  # openpyxl yields cells one by one; XLSX has no bulk path
-            for out, k in zip(cells, index):
-                value = row[k] if k < len(row) else None
-                out.append(_cell_text(value))
+        cells = xlsx.collect(rows, header, wanted)
     finally:
         book.close()
-    table = pa.table({name: pa.array(col, pa.string()) for name, col in zip(wanted, cells)})
     report = ParseReport(source=str(path))
-    archive = normalise(table, layout, options, report)
+    archive = normalise(xlsx.table_of(wanted, cells), layout, options, report)
     # XLSX rows are numbered from the header row (row 1), so data row k is sheet row k + 2.
     report.rejected = [replace(r, line=r.line + 1) if r.line is not None else r for r in report.rejected]
     return archive
-
-
-def _cell_text(value: object) -> str:
-    """An XLSX cell as the text a CSV export would hold (datetimes in ISO form)."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    return str(value)
 
 
 def read_nda(
@@ -160,8 +145,10 @@ def read_nda(
         columns = {
             "time": "total_time_s", "timestamp": "unix_time_s", "voltage": "voltage_V",
             "current": "current_mA", "cycle": "cycle_count", "step": "step_count", "state": "step_type",
+            "capacity": "capacity_mAh",  # charge minus discharge counter of the step: signed
         }
-        units = {"time": "s", "timestamp": "s", "voltage": "V", "current": "mA", "temperature": "degC"}
+        units = {"time": "s", "timestamp": "s", "voltage": "V", "current": "mA", "temperature": "degC",
+                 "capacity": "mAh"}
         fmt = "neware nda (fastnda)"
     except ImportError:
         try:
@@ -175,8 +162,10 @@ def read_nda(
         columns = {
             "timestamp": "Timestamp", "voltage": "Voltage", "current": "Current(mA)",
             "cycle": "Cycle", "step": "Step", "state": "Status",
+            "charge_capacity": "Charge_Capacity(mAh)", "discharge_capacity": "Discharge_Capacity(mAh)",
         }
-        units = {"voltage": "V", "current": "mA", "temperature": "degC"}
+        units = {"voltage": "V", "current": "mA", "temperature": "degC",
+                 "charge_capacity": "mAh", "discharge_capacity": "mAh"}
         fmt = "neware nda (NewareNDA)"
     names = table.column_names
     columns = {role: col for role, col in columns.items() if col in names}

@@ -10,12 +10,17 @@ unit, sign or time rule is fixed once for all cyclers:
   millions of rows per second and still names each bad row's line.
 * Rows that fail are rejected and reported; the rest are kept in file order.
   Nothing is sorted, resampled or interpolated, so a gap in the file stays a
-  gap in the twin's input.
+  gap in the twin's input. An optional reading (temperature, a charge
+  counter) that is empty or ``NaN`` is missing on its row, not a bad row.
+  Rows that are no cycler sample (impedance points: a ``frequency`` above 0;
+  rows a vendor's ``mode`` column marks as unreadable) are rejected with the reason.
+* Rows of a cell that repeat a timestamp are settled by :mod:`.repeats`, the
+  cycler's charge counters are read by :mod:`.counters`.
 * Time: absolute timestamps win (a pause on the cycler is real time for the
-  cell); when the file also has a sub-second elapsed clock that agrees with
-  the timestamps, the elapsed clock is anchored to them to keep its
-  resolution. Elapsed-only files start at a given or the default epoch,
-  and the report says which.
+  cell); when the file also has an elapsed clock finer than the timestamps,
+  it is anchored to them to keep its resolution, stretch by stretch when a
+  pause or a clock change moves one against the other. Elapsed-only files
+  start at a given or the default epoch, and the report says which.
 * Sign: step or state labels (``D``/``C``, ``CC_DChg``) decide where a vendor
   prints magnitudes; otherwise the vendor's documented convention or the
   caller's ``discharge_positive``; with neither, the voltage trend under load
@@ -33,10 +38,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import counters, repeats
 from .convert import as_strings, durations, looks_like_durations, looks_numeric, numbers, timestamps
 from .model import MAX_EXAMPLES, Archive, CellRecord, MissingColumnError, ParseReport, ReaderError, RejectedRow
 from .text import TextTable, read_delimited
-from .units import WIRE_UNITS, conversion, split_header
+from .units import DATENUM, WIRE_UNITS, conversion, epoch_conversion, split_header
 
 __all__ = [
     "DEFAULT_EPOCH",
@@ -54,9 +60,24 @@ __all__ = [
 # a value no real test has, so a plot or a query makes the missing date obvious.
 DEFAULT_EPOCH = 0.0
 
-# Roles a column can play. "time" is elapsed test time, "timestamp" absolute time.
-ROLES = ("time", "timestamp", "voltage", "current", "temperature", "cycle", "step", "cell", "state")
-_QUANTITY = {"time": "time", "voltage": "voltage", "current": "current", "temperature": "temperature"}
+# Roles a column can play. "time" is elapsed test time, "timestamp" absolute time; the
+# counter roles are the cycler's charge counters (see counters); "frequency" marks
+# impedance rows, "mode" a vendor's control-mode column.
+ROLES = (
+    "time", "timestamp", "voltage", "current", "temperature", "cycle", "step", "cell", "state",
+    *counters.COUNTER_ROLES, "frequency", "mode",
+)
+_QUANTITY = {
+    "time": "time", "voltage": "voltage", "current": "current", "temperature": "temperature",
+    **{role: "charge" for role in counters.COUNTER_ROLES},
+}
+# Readings a row may lack: empty or one of these spellings is a missing value, not a bad row.
+_OPTIONAL = ("temperature", *counters.COUNTER_ROLES)
+_MISSING = ("", "nan", "na", "n/a", "null", "none")
+# Elapsed time and timestamps whose offset jumps by more than this are a pause or a clock change,
+# unless the jump is gone again within this many rows (exporter jitter).
+_CLOCK_JUMP_S = 2.0
+_JITTER_ROWS = 2
 
 
 @dataclass
@@ -67,7 +88,8 @@ class Layout:
     a role to the unit its values are in. ``state_sign`` turns the state/step
     label column into +1 (charge), -1 (discharge) or 0 (keep the file's sign).
     ``discharge_positive`` is the vendor's documented convention when labels
-    are absent (None when the vendor has none).
+    are absent (None when the vendor has none). ``mode_exclusion`` turns the
+    ``mode`` column into the rows that are no usable sample, and says why.
     """
 
     format: str
@@ -79,6 +101,7 @@ class Layout:
     decimal_comma: bool = False
     start: float | None = None  # epoch seconds of elapsed 0, from the file's header
     headers: dict[str, str] = field(default_factory=dict)  # table column -> header as printed
+    mode_exclusion: Callable[[pa.ChunkedArray], tuple[np.ndarray, str]] | None = None
 
 
 @dataclass
@@ -116,12 +139,13 @@ def _trend_score(v: np.ndarray, i: np.ndarray) -> float | None:
 
 def _apply_sign(
     i: np.ndarray, v: np.ndarray, labels: np.ndarray | None, layout: Layout, options: Options, report: ParseReport
-) -> np.ndarray:
+) -> tuple[np.ndarray, bool]:
+    """The current in the wire's sign, and whether the file's sign was negated to get it."""
     if labels is not None:
         report.sign_convention = (
             f"from the {report.columns['state']!r} labels: discharge steps negative, charge steps positive"
         )
-        return np.where(labels != 0, labels * np.abs(i), i)
+        return np.where(labels != 0, labels * np.abs(i), i), False
     given = options.discharge_positive
     source = "given"
     if given is None and layout.discharge_positive is not None:
@@ -131,7 +155,7 @@ def _apply_sign(
         if score is None or abs(score) < 0.2:
             report.sign_convention = "kept as in the file (too little current to detect the convention)"
             report.warn("current sign convention could not be detected; pass discharge_positive=True/False")
-            return i
+            return i, False
         given, source = score < 0, f"detected from the voltage trend (score {score:+.2f})"
     elif score is not None and abs(score) >= 0.5 and (score < 0) != given:
         report.warn(
@@ -141,7 +165,7 @@ def _apply_sign(
     report.sign_convention = f"discharge {'positive' if given else 'negative'} in the file ({source})" + (
         "; negated" if given else ""
     )
-    return -i if given else i
+    return (-i if given else i), bool(given)
 
 
 # --------------------------------------------------------------------------- normalise
@@ -175,31 +199,37 @@ def normalise(
     if "time" in cols and "timestamp" not in cols and _holds_dates(table.column(cols["time"]), layout):
         cols["timestamp"] = cols.pop("time")  # a "Time" column of dates is absolute time
     headers = layout.headers or {c: c for c in cols.values()}
+    _drop_unusable_counters(layout, headers, report)
     report.format = layout.format
     report.columns = {role: headers.get(c, c) for role, c in cols.items()}
 
     values, failed = _convert(table, layout, headers, options, report)
-    bad = np.logical_or.reduce(list(failed.values()))
     blank = _blank_rows(table, cols)
+    excluded = {role: (mask & ~blank, why) for role, (mask, why) in _not_samples(table, layout).items()}
+    bad = np.logical_or.reduce([*failed.values(), *(mask for mask, _ in excluded.values())])
     bad &= ~blank  # blank lines are not rows
     keep = ~bad & ~blank
     skipped = text.skipped if text else []
     report.rows_read = int(table.num_rows - blank.sum()) + len(skipped)
     if blank.any():
         report.warn(f"{int(blank.sum())} blank rows skipped")
-    _report_rejects(report, table, cols, headers, bad, failed, text, skipped)
+    _report_rejects(report, table, cols, headers, bad, failed, excluded, text, skipped)
 
     t = _assemble_time(values, keep, layout, options, report)
     v = values["voltage"][keep]
     labels = layout.state_sign(table.column(cols["state"]))[keep] if "state" in cols and layout.state_sign else None
-    i = _apply_sign(values["current"][keep], v, labels, layout, options, report)
-    temp = values["temperature"][keep] if "temperature" in values else None
-    cycle = values["cycle"][keep].astype(np.int64) if "cycle" in values else None
-    step = values["step"][keep].astype(np.int64) if "step" in values else None
-    report.rows_kept = int(keep.sum())
-    backwards = int(np.sum(np.diff(t) < 0))
-    if backwards:
-        report.warn(f"time goes backwards {backwards} times; rows are kept in file order")
+    i, negated = _apply_sign(values["current"][keep], v, labels, layout, options, report)
+    rows = {
+        "t": t, "v": v, "i": i,
+        "temp_c": values["temperature"][keep] if "temperature" in values else None,
+        "cycle": values["cycle"][keep].astype(np.int64) if "cycle" in values else None,
+        "step": values["step"][keep].astype(np.int64) if "step" in values else None,
+    }
+    # A signed counter follows the current into the wire's sign; a row's direction is its
+    # step label where it has one, else the sign of its current.
+    counts = {role: values[role][keep] * (-1.0 if negated else 1.0) for role in counters.COUNTER_ROLES
+              if role in values}
+    direction = np.sign(i) if labels is None else np.where(labels != 0, labels, np.sign(i))
 
     meta = {
         "format": layout.format,
@@ -207,25 +237,82 @@ def normalise(
         "time_origin": report.time_origin,
         "start_assumed": report.start_assumed,
     }
-    if "cell" not in cols:
-        name = options.cell or Path(report.source).stem
-        return Archive({name: CellRecord(name, t, v, i, temp, cycle, step, meta)}, report)
-    names = as_strings(table.column(cols["cell"])).to_numpy(zero_copy_only=False)[keep]
-    cells = {}
-    for name in dict.fromkeys(names.tolist()):
-        if options.cell is not None and name != options.cell:
-            continue
-        sel = names == name
-        cells[name] = CellRecord(
-            str(name), t[sel], v[sel], i[sel],
-            temp[sel] if temp is not None else None,
-            cycle[sel] if cycle is not None else None,
-            step[sel] if step is not None else None,
-            dict(meta),
+    cells: dict[str, CellRecord] = {}
+    for name, sel in _cells(table, cols, keep, options, report):
+        record = CellRecord(str(name), **{k: a[sel] if a is not None else None for k, a in rows.items()},
+                            meta=dict(meta))
+        record.charge_mah, record.discharge_mah = counters.split(
+            {role: c[sel] for role, c in counts.items()}, direction[sel]
         )
-    if options.cell is not None and not cells:
-        raise ReaderError(f"cell {options.cell!r} is not in {report.source}; it holds {sorted(set(names))}")
+        cells[str(name)] = record
+    _settle_repeats(cells, report)
     return Archive(cells, report)
+
+
+def _cells(
+    table: pa.Table, cols: dict[str, str], keep: np.ndarray, options: Options, report: ParseReport
+) -> list[tuple[str, np.ndarray | slice]]:
+    """Each cell's name and its kept rows (all of them in a one-cell file)."""
+    if "cell" not in cols:
+        return [(options.cell or Path(report.source).stem, slice(None))]
+    names = as_strings(table.column(cols["cell"])).to_numpy(zero_copy_only=False)[keep]
+    chosen = [n for n in dict.fromkeys(names.tolist()) if options.cell is None or n == options.cell]
+    if options.cell is not None and not chosen:
+        raise ReaderError(f"cell {options.cell!r} is not in {report.source}; it holds {sorted(set(names))}")
+    return [(n, names == n) for n in chosen]
+
+
+def _settle_repeats(cells: dict[str, CellRecord], report: ParseReport) -> None:
+    """Drop exact duplicate rows and spread shared timestamps, per cell; report what moved."""
+    spread, resolution, backwards = 0, None, 0
+    for name, record in cells.items():
+        cells[name], done = repeats.settle(record)
+        report.rows_duplicate += done.dropped
+        spread += done.spread
+        if done.resolution is not None:
+            resolution = done.resolution if resolution is None else min(resolution, done.resolution)
+        backwards += int(np.sum(np.diff(cells[name].t) < 0))
+    report.rows_kept = sum(len(r) for r in cells.values())
+    if spread:
+        report.warn(
+            f"{spread} rows shared a timestamp with the row before but differ from it; kept, and spread "
+            f"evenly within the file's time resolution of {resolution:.6g} s so that time increases"
+        )
+    if backwards:
+        report.warn(f"time goes backwards {backwards} times; rows are kept in file order")
+
+
+def _drop_unusable_counters(layout: Layout, headers: dict[str, str], report: ParseReport) -> None:
+    """Keep the most direct charge counters; one whose unit is unknown is left out with a warning.
+
+    The counters are optional: a file is still read without them.
+    """
+    cols = layout.columns
+    for role in counters.outranked(set(cols) & set(counters.COUNTER_ROLES)):
+        del cols[role]
+    for role in [r for r in counters.COUNTER_ROLES if r in cols]:
+        column = headers.get(cols[role], cols[role])
+        try:
+            conversion("charge", layout.units.get(role), column)
+        except ReaderError:
+            del cols[role]
+            unit = layout.units.get(role)
+            report.warn(
+                f"charge counter {column!r} left out: " + (f"unit {unit!r} is unknown" if unit else "no unit")
+                + f"; pass units={{'{role}': 'Ah'}} (CLI: --unit {role}=Ah) to read it"
+            )
+
+
+def _not_samples(table: pa.Table, layout: Layout) -> dict[str, tuple[np.ndarray, str]]:
+    """Per role, the rows that hold no cycler sample and why: impedance points, excluded modes."""
+    cols = layout.columns
+    out = {}
+    if "frequency" in cols:
+        freq, _ = numbers(table.column(cols["frequency"]), layout.decimal_comma)
+        out["frequency"] = (np.nan_to_num(freq) > 0, "an impedance (EIS) point, not a cycler sample")
+    if "mode" in cols and layout.mode_exclusion is not None:
+        out["mode"] = layout.mode_exclusion(table.column(cols["mode"]))
+    return out
 
 
 def _holds_dates(col: pa.ChunkedArray, layout: Layout) -> bool:
@@ -254,7 +341,7 @@ def _convert(
     cols = layout.columns
     values: dict[str, np.ndarray] = {}
     failed: dict[str, np.ndarray] = {}
-    for role in ("voltage", "current", "temperature", "time"):
+    for role in ("voltage", "current", "time", *_OPTIONAL):
         if role not in cols:
             continue
         col = table.column(cols[role])
@@ -267,11 +354,8 @@ def _convert(
             unit = layout.units.get(role)
             scale, offset = conversion(_QUANTITY[role], unit, headers.get(cols[role], cols[role]))
             report.units[role] = unit or WIRE_UNITS[_QUANTITY[role]]
-        if role == "temperature":  # an empty temperature is a missing reading, not a bad row
-            empty = np.isnan(raw) & ~ok
-            if pa.types.is_string(col.type):
-                empty &= pc.equal(pc.utf8_length(as_strings(col)), 0).to_numpy(zero_copy_only=False)
-            ok = ok | empty
+        if role in _OPTIONAL:  # an empty or NaN reading is missing, not a bad row
+            ok = ok | (np.isnan(raw) & _missing(col))
         values[role], failed[role] = raw * scale + offset, ~ok
     if "timestamp" in cols:
         col = table.column(cols["timestamp"])
@@ -279,9 +363,12 @@ def _convert(
         values["timestamp"], ok = _epoch_seconds(col, header, layout, options)
         failed["timestamp"] = ~ok
         text = pa.types.is_string(col.type) and not looks_numeric(col, layout.decimal_comma)
-        naive = (pa.types.is_timestamp(col.type) and col.type.tz is None) or text
+        datenum = not text and layout.units.get("timestamp") == DATENUM
+        naive = (pa.types.is_timestamp(col.type) and col.type.tz is None) or text or datenum
         if text:
             report.units["timestamp"] = "date-time text"
+        elif datenum:
+            report.units["timestamp"] = "MATLAB date number (days since year 0)"
         elif pa.types.is_timestamp(col.type):
             report.units["timestamp"] = str(col.type)
         else:
@@ -298,6 +385,14 @@ def _convert(
     return values, failed
 
 
+def _missing(col: pa.ChunkedArray) -> np.ndarray:
+    """Rows whose value is empty, null or a NaN/NA spelling."""
+    if not pa.types.is_string(col.type):
+        return np.ones(len(col), dtype=bool)  # typed columns: NaN and null are the only non-numbers
+    text = pc.utf8_lower(as_strings(col))
+    return pc.is_in(text, value_set=pa.array(_MISSING)).to_numpy(zero_copy_only=False)
+
+
 def _epoch_seconds(
     col: pa.ChunkedArray, header: str, layout: Layout, options: Options
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -310,8 +405,21 @@ def _epoch_seconds(
     if pa.types.is_string(col.type) and not looks_numeric(col, layout.decimal_comma):
         return timestamps(col, layout.timestamp_formats, options.tz)
     raw, ok = numbers(col, layout.decimal_comma)
-    scale, _ = conversion("time", layout.units.get("timestamp", "s"), header)
-    return raw * scale, ok
+    unit = layout.units.get("timestamp", "s")
+    scale, offset = epoch_conversion(unit, header)
+    if unit == DATENUM:  # a wall-clock date number: local time in the cycler's zone
+        return _wall_clock(raw * scale + offset, options.tz), ok
+    return raw * scale + offset, ok
+
+
+def _wall_clock(naive: np.ndarray, tz: str | None) -> np.ndarray:
+    """Epoch seconds of wall-clock seconds read as if UTC, in zone ``tz`` (UTC when None)."""
+    if tz is None:
+        return naive
+    micros = pa.array(np.round(np.nan_to_num(naive) * 1e6).astype(np.int64), pa.timestamp("us"))
+    zoned = pc.assume_timezone(micros, tz, ambiguous="earliest", nonexistent="earliest")
+    shifted = pc.cast(zoned, pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+    return np.where(np.isnan(naive), np.nan, shifted)
 
 
 def _assemble_time(
@@ -320,20 +428,7 @@ def _assemble_time(
     elapsed = values["time"][keep] if "time" in values else None
     stamps = values["timestamp"][keep] if "timestamp" in values else None
     if stamps is not None and elapsed is not None and stamps.size:
-        offset = stamps - elapsed
-        spread = float(np.max(offset) - np.min(offset))
-        if spread <= 2.0:
-            # Exporters truncate timestamps to their resolution: the true offset lies
-            # in [max(offset), min(offset) + 1 s); its lower end is exact as soon as
-            # one row falls on a whole second. Rounded timestamps fall back to the median.
-            low, high = float(np.max(offset)), float(np.min(offset)) + 1.0
-            anchor = low if low < high else float(np.median(offset))
-            report.time_origin = "timestamps (elapsed time anchored to them for sub-second resolution)"
-            return elapsed + anchor
-        report.warn(
-            f"elapsed time and timestamps disagree by up to {spread:.0f} s (paused test or clock change); "
-            "timestamps used"
-        )
+        return _anchor(stamps, elapsed, report)
     if stamps is not None:
         report.time_origin = "timestamps"
         return stamps
@@ -350,6 +445,74 @@ def _assemble_time(
     return DEFAULT_EPOCH + elapsed
 
 
+def _anchor(stamps: np.ndarray, elapsed: np.ndarray, report: ParseReport) -> np.ndarray:
+    """Elapsed time placed on the timestamps, stretch by stretch between pauses and clock changes.
+
+    The elapsed clock keeps the resolution the twin integrates current with;
+    the timestamps say when. Within a stretch the two differ by a constant:
+    exporters truncate timestamps to their resolution, so that constant lies in
+    [max(offset), min(offset) + 1 s), whose lower end is exact as soon as one
+    row falls on a whole second. Rounded timestamps, jitter and clocks that
+    drift apart fall back to the median offset. Where the offset scatters by
+    more than a second from row to row, the elapsed clock is the coarser one
+    (hours with two decimals) and the timestamps are kept.
+    """
+    offset = stamps - elapsed
+    bounds = np.r_[_stretch_starts(offset), offset.size]
+    t = stamps.copy()
+    drift, coarse = 0.0, 0
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        part = offset[lo:hi]
+        if part.size > 1 and np.median(np.abs(np.diff(part))) > 1.0:
+            coarse += hi - lo
+            continue
+        middle = float(np.median(part))
+        inliers = part[np.abs(part - middle) <= 1.0]
+        low, high = float(inliers.max()), float(inliers.min()) + 1.0
+        t[lo:hi] = elapsed[lo:hi] + (low if low < high else middle)
+        drift = max(drift, float(np.ptp(_steady(part))))
+    if coarse:
+        report.warn(f"the elapsed time is coarser than the timestamps on {coarse} rows; their timestamps are used")
+    if bounds.size > 2:
+        report.warn(
+            f"elapsed time and timestamps disagree at {bounds.size - 2} point(s) (paused test or clock change); "
+            "elapsed time is anchored to the timestamps stretch by stretch"
+        )
+    if drift > _CLOCK_JUMP_S:
+        report.warn(
+            f"elapsed time and timestamps drift apart by up to {drift:.1f} s within a stretch; "
+            "elapsed time is kept for its resolution, anchored at the median offset"
+        )
+    report.time_origin = (
+        "timestamps" if coarse == t.size else "timestamps (elapsed time anchored to them for sub-second resolution)"
+    )
+    return t
+
+
+def _stretch_starts(offset: np.ndarray) -> np.ndarray:
+    """Rows where the offset of timestamps to elapsed time steps to a new level and stays there.
+
+    A jump is a pause or a clock change when the new level differs from the
+    last few before it and holds for the next few rows; a timestamp or two off
+    by a few seconds (exporter jitter) return to the old level and start nothing.
+    """
+    n = offset.size
+    rows = np.arange(1, n)
+    new = np.abs(offset[1:] - offset[:-1]) > _CLOCK_JUMP_S
+    for j in range(_JITTER_ROWS + 1):
+        earlier = rows - 1 - j
+        new &= (earlier < 0) | (np.abs(offset[rows] - offset[np.maximum(earlier, 0)]) > _CLOCK_JUMP_S)
+        later = rows + j
+        new &= (later >= n) | (np.abs(offset[np.minimum(later, n - 1)] - offset[rows - 1]) > _CLOCK_JUMP_S)
+    return np.r_[0, rows[new]]
+
+
+def _steady(part: np.ndarray) -> np.ndarray:
+    """The offset with jitter removed (a running median), to measure drift."""
+    padded = np.pad(part, _JITTER_ROWS, mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * _JITTER_ROWS + 1), axis=1)
+
+
 def _report_rejects(
     report: ParseReport,
     table: pa.Table,
@@ -357,19 +520,21 @@ def _report_rejects(
     headers: dict[str, str],
     bad: np.ndarray,
     reasons: dict[str, np.ndarray],
+    excluded: dict[str, tuple[np.ndarray, str]],
     text: TextTable | None,
     skipped: list[tuple[int | None, str, str]],
 ) -> None:
     rows = np.flatnonzero(bad)
     examples: list[tuple[int | None, RejectedRow]] = []
     lines = text.line_of(rows[:MAX_EXAMPLES]) if text else rows[:MAX_EXAMPLES] + 1
-    for row, line in zip(rows[:MAX_EXAMPLES], lines):
-        parts = []
-        for role, mask in reasons.items():
-            if mask[row]:
-                raw = table.column(cols[role])[int(row)].as_py()
-                parts.append(f"{headers.get(cols[role], cols[role])}={raw!r}")
-        reason = "cannot parse " + ", ".join(parts)
+
+    def shown(role: str, row: int) -> str:
+        return f"{headers.get(cols[role], cols[role])}={table.column(cols[role])[row].as_py()!r}"
+
+    for row, line in zip(rows[:MAX_EXAMPLES].tolist(), lines):
+        why = next((f"{why}: {shown(role, row)}" for role, (mask, why) in excluded.items() if mask[row]), None)
+        parts = [shown(role, row) for role, mask in reasons.items() if mask[row]]
+        reason = why or "cannot parse " + ", ".join(parts)
         examples.append((int(line), RejectedRow(int(line), reason, "; ".join(parts))))
     for line, line_text, why in skipped[:MAX_EXAMPLES]:
         examples.append((line, RejectedRow(line, why, line_text)))
@@ -386,19 +551,21 @@ def header_key(name: str) -> str:
     return " ".join(base.replace("_", " ").replace(".", " ").lower().split())
 
 
-def pick(header: Sequence[str], aliases: Sequence[str]) -> str | None:
+def pick(header: Sequence[str], aliases: Sequence[str], *, any_unit: bool = True) -> str | None:
     """The first header whose full text or base name is one of ``aliases`` (case-insensitive).
 
-    Aliases are tried in order, so the most specific spelling wins.
+    Aliases are tried in order, so the most specific spelling wins. With
+    ``any_unit`` an alias with a unit also matches the same name with another
+    unit (``Test (Sec)`` finds ``Test (Min)``), whose unit is then read from
+    the header; without it (formats with fixed units) the unit must match.
     """
     full = {" ".join(h.lower().split()): h for h in reversed(header)}
     base = {header_key(h): h for h in reversed(header)}
     for alias in aliases:
         a = " ".join(alias.lower().split())
-        if a in full:
-            return full[a]
-        if a in base:
-            return base[a]
+        found = full.get(a) or base.get(a) or (base.get(header_key(alias)) if any_unit else None)
+        if found:
+            return found
     return None
 
 

@@ -1,11 +1,12 @@
 """Units as cyclers print them in headers, and their conversion to wire units.
 
 Cycler exports carry the unit in the column header (``Current(mA)``,
-``<I>/mA``, ``Voltage / V``, ``Test (Sec)``) and vendors disagree on spelling,
-so the one place that knows ``mA``, ``Amps``, ``Sec``, ``degC`` and ``øC`` (a
-latin-1 degree sign read as cp437) is here. A unit that is not in these tables
-is an error, never a guess: a current column off by a factor of 1000 would
-make the twin's capacity fade look like a dead cell.
+``<I>/mA``, ``Voltage / V``, ``Test (Sec)``, ``Voltage_V``, ``Charge_Capacity_Ah``)
+and vendors disagree on spelling, so the one place that knows ``mA``, ``Amps``,
+``Sec``, ``mA.h``, ``degC`` and ``øC`` (a latin-1 degree sign read as cp437) is here.
+A unit that is not in these tables is an error, never a guess: a current
+column off by a factor of 1000 would make the twin's capacity fade look like a
+dead cell.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import re
 
 from .model import AmbiguousUnitError
 
-__all__ = ["QUANTITIES", "WIRE_UNITS", "split_header", "canonical_unit", "conversion"]
+__all__ = ["QUANTITIES", "WIRE_UNITS", "DATENUM", "split_header", "canonical_unit", "conversion", "epoch_conversion"]
 
 # quantity -> {unit spelling (lower case, normalised) -> (scale, offset)} so that
 # wire value = file value * scale + offset.
 QUANTITIES: dict[str, dict[str, tuple[float, float]]] = {
     "current": {
         "a": (1.0, 0.0),
+        "ampere": (1.0, 0.0),
         "amp": (1.0, 0.0),
         "amps": (1.0, 0.0),
         "ma": (1e-3, 0.0),
@@ -43,6 +45,9 @@ QUANTITIES: dict[str, dict[str, tuple[float, float]]] = {
         "us": (1e-6, 0.0),
         "ns": (1e-9, 0.0),
         "min": (60.0, 0.0),
+        "mins": (60.0, 0.0),
+        "minute": (60.0, 0.0),
+        "minutes": (60.0, 0.0),
         "h": (3600.0, 0.0),
         "hr": (3600.0, 0.0),
         "hour": (3600.0, 0.0),
@@ -53,25 +58,66 @@ QUANTITIES: dict[str, dict[str, tuple[float, float]]] = {
         "c": (1.0, 0.0),
         "k": (1.0, -273.15),
     },
+    # The cycler's charge counters, read into mAh (not a wire quantity; see model.CellRecord).
+    "charge": {
+        "ah": (1e3, 0.0),
+        "a.h": (1e3, 0.0),
+        "a-h": (1e3, 0.0),
+        "a-hr": (1e3, 0.0),
+        "amp-hr": (1e3, 0.0),
+        "mah": (1.0, 0.0),
+        "ma.h": (1.0, 0.0),
+        "ma-h": (1.0, 0.0),
+        "uah": (1e-3, 0.0),
+        "ua.h": (1e-3, 0.0),
+        "c": (1 / 3.6, 0.0),  # coulomb: 1 mAh = 3.6 C
+        "as": (1 / 3.6, 0.0),
+        "mc": (1 / 3600.0, 0.0),
+        "ampere_hour": (1e3, 0.0),  # BDF machine-readable names
+        "milliampere_hour": (1.0, 0.0),
+    },
+    # Only to tell impedance rows from cycler samples (tabular), never converted to the wire.
+    "frequency": {
+        "hz": (1.0, 0.0),
+        "khz": (1e3, 0.0),
+    },
 }
 
-# The wire's own units, for messages and reports.
-WIRE_UNITS = {"current": "A", "voltage": "V", "time": "s", "temperature": "degC"}
+# The wire's own units, for messages and reports (charge: the unit of the counters).
+WIRE_UNITS = {"current": "A", "voltage": "V", "time": "s", "temperature": "degC", "charge": "mAh"}
+
+# MATLAB serial date numbers (battery-data-hub "Datenum_d"): days since year 0, wall-clock time.
+DATENUM = "datenum"
+_DATENUM_1970 = 719529.0  # datenum of 1970-01-01 00:00
 
 # "Name(unit)", "Name (unit)", "Name [unit]", "Name / unit", "<I>/mA", "time/s".
 # The unit is the last bracketed or slash-separated token of the header.
 _HEADER = re.compile(r"^(?P<base>.*?)\s*(?:\((?P<p>[^()]*)\)|\[(?P<b>[^\[\]]*)\]|/\s*(?P<s>[^/]*))\s*$")
+# "Voltage_V", "Charge_Capacity_Ah", "charging_capacity_ampere_hour": a unit after an underscore.
+_SUFFIXES = (re.compile(r"^(?P<base>.+?)_(?P<u>[^_\s]+_[^_\s]+)$"), re.compile(r"^(?P<base>.+?)_(?P<u>[^_\s]+)$"))
 
 
 def split_header(header: str) -> tuple[str, str | None]:
-    """Split a column header into its base name and the unit it states, if any."""
-    m = _HEADER.match(header.strip())
-    if m is None:
-        return header.strip(), None
-    unit = m.group("p") if m.group("p") is not None else m.group("b")
-    if unit is None:
-        unit = m.group("s")
-    return m.group("base").strip(), (unit.strip() or None)
+    """Split a column header into its base name and the unit it states, if any.
+
+    An underscore suffix counts as a unit only when it is a unit this module
+    knows (``Voltage_V``, ``Time_s``), so ``Cycle_Index`` keeps its name.
+    """
+    text = header.strip()
+    m = _HEADER.match(text)
+    if m is not None:
+        unit = next((u for u in m.group("p", "b", "s") if u is not None), "")
+        return m.group("base").strip(), (unit.strip() or None)
+    for pattern in _SUFFIXES:
+        m = pattern.match(text)
+        if m is not None and _is_unit(m.group("u")):
+            return m.group("base"), m.group("u")
+    return text, None
+
+
+def _is_unit(token: str) -> bool:
+    key = canonical_unit(token)
+    return any(key in table for table in QUANTITIES.values())
 
 
 def canonical_unit(unit: str) -> str:
@@ -101,3 +147,14 @@ def conversion(quantity: str, unit: str | None, column: str) -> tuple[float, flo
             f"pass units={{'{quantity}': ...}} to state it"
         )
     return table[key]
+
+
+def epoch_conversion(unit: str, column: str) -> tuple[float, float]:
+    """(scale, offset) from numbers in a timestamp column to seconds since the epoch.
+
+    Plain time units count from 1970 (``s``, ``ms``); MATLAB date numbers
+    (unit :data:`DATENUM`) count days from year 0.
+    """
+    if canonical_unit(unit) == DATENUM:
+        return 86400.0, -_DATENUM_1970 * 86400.0
+    return conversion("time", unit, column)

@@ -14,8 +14,9 @@ from twin.params import V_MIN
 
 def _half(cell: int = 0, **values: float) -> HalfCycle:
     base = dict(cell=cell, t=1000.0, cycle=5, half="charge", capacity_mah=1.0, capacity_mah_g=1000.0,
-                expected_mah_g=1000.0, coulombic_efficiency=0.99, retention=0.95, impedance_growth=0.1,
-                crack_risk=0.1, phase_sep_risk=0.1, fade_per_cycle=0.001, c_rate=1.0, nis=1.0)
+                expected_mah_g=1000.0, coulombic_efficiency=0.99, measured_retention=0.96, retention=0.95,
+                twin_capacity_mah=1.01, twin_capacity_std_mah=0.01, impedance_growth=0.1, crack_risk=0.1,
+                phase_sep_risk=0.1, fade_per_cycle=0.001, c_rate=1.0, nis=1.0)
     return HalfCycle(**{**base, **values})
 
 
@@ -60,7 +61,8 @@ def test_voltage_below_window_is_critical_but_the_cut_off_itself_is_not() -> Non
 
 def test_half_cycle_limits_fire_once_each() -> None:
     latch = new_latch(3)
-    bad = dict(crack_risk=0.9, phase_sep_risk=0.8, retention=0.7, fade_per_cycle=0.02, impedance_growth=0.6)
+    bad = dict(crack_risk=0.9, phase_sep_risk=0.8, measured_retention=0.7, fade_per_cycle=0.02,
+               impedance_growth=0.6)
 
     alerts = half_cycle_alerts(latch, _half(cell=2, **bad))
     assert {a.kind for a in alerts} == {"crack_risk", "phase_sep_risk", "retention_floor", "fade_rate_jump",
@@ -75,6 +77,26 @@ def test_half_cycle_limits_fire_once_each() -> None:
     assert [a.kind for a in half_cycle_alerts(latch, _half(cell=2, crack_risk=0.95))] == ["crack_risk"]
 
 
+def test_retention_floor_follows_the_measured_retention_where_there_is_one() -> None:
+    latch = new_latch(1)
+    floor = THRESHOLDS.retention_floor
+
+    # The twin sees the cell below the floor, the counted capacity does not: the lab's number wins.
+    assert half_cycle_alerts(latch, _half(measured_retention=floor + 0.05, retention=floor - 0.1)) == []
+    [measured] = half_cycle_alerts(latch, _half(measured_retention=floor - 0.05, retention=floor + 0.1))
+    assert (measured.kind, measured.value) == ("retention_floor", floor - 0.05)
+    assert measured.message.startswith("measured retention")
+
+
+def test_retention_floor_falls_back_to_the_twin_without_a_reference() -> None:
+    latch = new_latch(1)
+    floor = THRESHOLDS.retention_floor
+
+    [twin] = half_cycle_alerts(latch, _half(measured_retention=math.nan, retention=floor - 0.1))
+    assert (twin.kind, twin.value) == ("retention_floor", floor - 0.1)
+    assert twin.message.startswith("twin retention")
+
+
 def test_unknown_values_do_not_fire() -> None:
     latch = new_latch(1)
-    assert half_cycle_alerts(latch, _half(retention=math.nan, crack_risk=math.nan)) == []
+    assert half_cycle_alerts(latch, _half(measured_retention=math.nan, retention=math.nan, crack_risk=math.nan)) == []

@@ -113,12 +113,14 @@ def test_bad_options_are_refused_before_anything_runs(cell, tmp_path: Path) -> N
     path = write_bdf(tmp_path / "A7.csv", cell[0])
     for args, message in ((("--speed", "fast"), "positive number or 'max'"),
                           (("--map", "volts"), "not role=COLUMN"),
-                          (("--unit", "charge=mAh"), "unknown mapping role"),
+                          (("--unit", "flux=mAh"), "unknown mapping role"),
                           (("--preset", "unobtainium"), "unknown preset")):
         code, output = _replay(path, "--mass-mg", "1", "--out", tmp_path / "out", *args)
         assert code == 2 and message in output, (args, output)
-    code, output = _replay(path, "--generic", "--out", tmp_path / "out")
-    assert code == 2 and "--v-min and --v-max" in output
+    code, output = _replay(path, "--generic", "--preset", "mgh2", "--out", tmp_path / "out")
+    assert code == 2 and "takes no --preset" in output
+    code, output = _replay(path, "--v-min", "0.3", "--mass-mg", "1", "--out", tmp_path / "out")
+    assert code == 2 and "window of a --generic cell" in output
 
 
 def test_generic_cell_of_another_chemistry_replays_with_a_learned_curve(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,13 @@ from pipeline.contracts import (
 )
 from pipeline.report import build_report, report_command
 from pipeline.report_data import VALIDATION_COLUMNS, load_cells, minmax_indices, summarize
-from pipeline.report_figures import MAX_POINTS
+from pipeline.report_figures import MAX_POINTS, cycle_figure, timeline_figure
+from twin.estimator import FLAG_GAP, FLAG_RECOVERED, FLAG_UNCONVERGED
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
-# cell -> (preset, estimate samples, cycles, final retention, final crack risk)
+# cell -> (preset, estimate samples, cycles, final retention, final crack risk); the measured
+# retention is 2 points below the twin's, except on B01, whose halves have no reference.
+NO_REFERENCE = "B01"
 CELLS = {
     "A01": ("nd2h5-mgh2", 5000, 6, 0.75, 0.85),
     "A02": ("nd2h5-mgh2", 400, 4, 0.95, 0.20),
@@ -50,9 +54,20 @@ def _estimates(cell: str, preset: str, n: int, retention: float, crack: float) -
         temp_c=np.full(n, 130.0), soc=0.5 + 0.45 * np.sin(phase), soc_std=np.full(n, 0.03),
         capacity_mah=1.2 - 0.2 * ramp, retention=1.0 - (1.0 - retention) * ramp,
         r0_ohm=2.0 + ramp, rct_ohm=5.0 + 2 * ramp, impedance_growth=0.4 * ramp,
-        crack_risk=crack * ramp, phase_sep_risk=0.3 * ramp,
+        crack_risk=crack * ramp, phase_sep_risk=0.3 * ramp, flags=_flags(n),
     )
     return {"time": t, "cell": [cell] * n, "preset": [preset] * n, **columns}
+
+
+def _flags(n: int) -> np.ndarray:
+    """Unconverged for the first tenth, lost and re-initialised at the middle, then unconverged
+    again for a while; a gap elsewhere (a flag the SOC figure does not mark)."""
+    flags = np.zeros(n, dtype=np.int64)
+    flags[: n // 10] = FLAG_UNCONVERGED
+    flags[n // 2] = FLAG_RECOVERED | FLAG_UNCONVERGED
+    flags[n // 2 + 1: n // 2 + n // 20] = FLAG_UNCONVERGED
+    flags[3 * n // 4] = FLAG_GAP
+    return flags
 
 
 def _cycles(cell: str, preset: str, cycles: int, retention: float) -> dict[str, list]:
@@ -64,6 +79,8 @@ def _cycles(cell: str, preset: str, cycles: int, retention: float) -> dict[str, 
             values = {name: 0.0 for name in CYCLE_FIELDS}
             values.update(cycle=cycle, capacity_mah=1.2 * fade, capacity_mah_g=600.0 * fade,
                           expected_mah_g=600.0 * (1 - 0.9 * (1 - fade)), retention=fade,
+                          measured_retention=np.nan if cell == NO_REFERENCE else fade - 0.02,
+                          twin_capacity_mah=1.2 * fade + 0.01, twin_capacity_std_mah=0.02,
                           coulombic_efficiency=0.98 if half == "charge" else np.nan,
                           crack_risk=0.1, c_rate=0.2)
             rows["time"].append(T0 + cycle * 7200.0 + k * 3600.0)
@@ -106,7 +123,7 @@ def run_dir(tmp_path: Path) -> Path:
     out = tmp_path / "run"
     out.mkdir()
     estimates = [_estimates(c, p, n, r, k) for c, (p, n, _, r, k) in CELLS.items()]
-    _write(out / OUT_ESTIMATES, _concat(estimates))
+    _write(out / OUT_ESTIMATES, _concat(estimates), int_columns=("flags",))
     _write(out / OUT_CYCLES, _concat([_cycles(c, p, m, r) for c, (p, _, m, r, _) in CELLS.items()]),
            int_columns=("cycle",))
     _write(out / OUT_ALERTS, _alerts([(T0 + 40000, "A01", "crack_risk", "critical"),
@@ -131,6 +148,8 @@ def test_summary_values_and_breaches(run_dir: Path) -> None:
     bad = rows["A01"]
     assert bad.preset == "nd2h5-mgh2" and bad.cycles == 6
     assert bad.retention == pytest.approx(0.75)
+    assert bad.measured_retention == pytest.approx(0.73)
+    assert bad.retention_text() == "73.0% (75.0%)"
     assert bad.crack_risk == pytest.approx(0.85)
     assert bad.capacity_mah_g == pytest.approx(600.0 * 0.75)
     assert (bad.alerts, bad.critical_alerts) == (2, 1)
@@ -138,6 +157,34 @@ def test_summary_values_and_breaches(run_dir: Path) -> None:
                               "phase_sep_risk": False}
     assert not any(rows["A02"].breaches().values())
     assert rows["A02"].alerts == 0
+    assert rows[NO_REFERENCE].measured_retention is None
+    assert rows[NO_REFERENCE].retention_text() == "- (90.0%)"
+
+
+def test_summary_retentions_are_those_of_the_newest_half_of_either_kind(run_dir: Path) -> None:
+    cell = load_cells(run_dir)[0]
+    cell.charge["measured_retention"][-1] = 0.5  # the last half of the run is a charge
+    cell.charge["retention"][-1] = 0.6
+    row = summarize(cell)
+    assert (row.measured_retention, row.retention) == (0.5, 0.6)
+
+    cell.charge["measured_retention"][-1] = cell.charge["retention"][-1] = np.nan  # a shallow half
+    row = summarize(cell)
+    assert (row.measured_retention, row.retention) == (cell.discharge["measured_retention"][-1],
+                                                       cell.discharge["retention"][-1])
+
+
+def test_retention_is_judged_by_the_measured_value_else_the_twins(run_dir: Path) -> None:
+    row = summarize(load_cells(run_dir)[0])
+    floor = THRESHOLDS.retention_floor
+
+    def breached(measured: float | None, twin: float | None) -> bool:
+        return replace(row, measured_retention=measured, retention=twin).breaches()["retention"]
+
+    assert not breached(floor + 0.05, floor - 0.1)  # the counted capacity is what a lab reads
+    assert breached(floor - 0.05, floor + 0.1)
+    assert breached(None, floor - 0.1)
+    assert not breached(None, None)
 
 
 def test_report_is_one_offline_page_with_every_figure(run_dir: Path) -> None:
@@ -151,7 +198,7 @@ def test_report_is_one_offline_page_with_every_figure(run_dir: Path) -> None:
     fleet = page[page.index("<table id='fleet'>"):page.index("</table>")]
     a01 = fleet[fleet.index("#cell-A01"):fleet.index("#cell-A02")]
     assert a01.count("class=\"bad\"") == 3  # retention, crack risk, a critical alert
-    assert "75.0%" in a01 and "0.850" in a01
+    assert "73.0% (75.0%)" in a01 and "0.850" in a01
     assert "validation" not in page.lower()
 
 
@@ -162,6 +209,42 @@ def test_long_series_are_decimated_and_say_so(run_dir: Path) -> None:
     assert len(titles) == len(CELLS)
     assert [("downsampled" in t) for t in titles] == [True, False, False]
     assert f"downsampled to <= {MAX_POINTS} points per trace (min/max kept)" in titles[0]
+
+
+def test_cycle_figure_shows_both_retentions_and_the_capacity_band(run_dir: Path) -> None:
+    cell = load_cells(run_dir)[0]
+    traces = {trace.name: trace for trace in cycle_figure(cell).data if trace.name}
+
+    for kind, halves in (("discharge", cell.discharge), ("charge", cell.charge)):
+        measured, twin = traces[f"measured retention, {kind}"], traces[f"twin retention, {kind}"]
+        assert (measured.mode, twin.mode) == ("markers", "lines")
+        assert list(measured.y) == pytest.approx(list(halves["measured_retention"]))
+        assert list(twin.y) == pytest.approx(list(halves["retention"]))
+    band = traces["twin capacity +/- 1 std"]
+    assert band.fill == "tonexty"
+    assert list(band.y) == pytest.approx(list(cell.discharge["twin_capacity_mah"] - 0.02))
+    assert list(traces["counted capacity [mAh]"].y) == pytest.approx(list(cell.discharge["capacity_mah"]))
+
+
+def test_unconverged_and_recovered_points_are_marked_on_the_soc(run_dir: Path) -> None:
+    cell = next(c for c in load_cells(run_dir) if c.cell == "A02")  # short: not decimated
+    hours = (cell.state["time"] - cell.state["time"][0]) / 3600.0
+    flags = cell.state["flags"]
+    traces = {trace.name: trace for trace in timeline_figure(cell).data if trace.name}
+
+    unconverged = traces[f"not converged yet (flag {FLAG_UNCONVERGED})"]
+    recovered = traces[f"filter re-initialised (flag {FLAG_RECOVERED})"]
+    assert list(unconverged.x) == pytest.approx(list(hours[(flags & FLAG_UNCONVERGED) != 0]))
+    assert list(recovered.x) == pytest.approx(list(hours[(flags & FLAG_RECOVERED) != 0]))
+    assert list(recovered.y) == pytest.approx(list(cell.state["soc"][(flags & FLAG_RECOVERED) != 0]))
+
+
+def test_flag_markers_are_decimated_but_keep_the_rare_recovery(run_dir: Path) -> None:
+    cell = next(c for c in load_cells(run_dir) if c.cell == "A01")
+    traces = {trace.name: trace for trace in timeline_figure(cell, max_points=100).data if trace.name}
+
+    assert len(traces[f"not converged yet (flag {FLAG_UNCONVERGED})"].x) <= 100 // 10
+    assert len(traces[f"filter re-initialised (flag {FLAG_RECOVERED})"].x) == 1
 
 
 def test_minmax_decimation_keeps_extremes_and_bounds_size() -> None:
@@ -188,7 +271,9 @@ def test_page_stays_small_for_long_runs(tmp_path: Path) -> None:
     page = build_report(out).read_text()
 
     data_bytes = len(page) - len(get_plotlyjs())
-    assert data_bytes < 3 * 400_000, data_bytes  # 3 cells x 100k samples -> well under 0.4 MB each
+    # 3 cells x 100k samples: bounded by the decimation, about 0.41 MB each with flag markers and
+    # the per-cycle capacity band and retentions.
+    assert data_bytes < 3 * 450_000, data_bytes
 
 
 def test_missing_or_empty_alerts_still_build(run_dir: Path) -> None:

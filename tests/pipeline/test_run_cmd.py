@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -33,6 +34,7 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
     assert estimates.column_names == ["time", "cell", "preset", *STATE_FIELDS]
     assert set(estimates.column("cell").to_pylist()) == {"sim-01", "sim-02"}
     assert "sim-01" in result.output and "sim-02" in result.output  # the summary table
+    assert re.search(r"(-|\d+\.\d%) \((-|\d+\.\d%)\)", result.output)  # retention: measured (twin)
     assert f"report: {out / OUT_REPORT}" in result.output
     report = (out / OUT_REPORT).read_text()
     assert "sim-01" in report and "Plotly.newPlot(" in report

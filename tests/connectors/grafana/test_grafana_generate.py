@@ -64,13 +64,13 @@ def test_every_query_is_built_from_contract_names() -> None:
 
 def test_references_match_the_query_text_and_the_contracts() -> None:
     for query in flux_queries():
-        measurements = set(re.findall(r'r\._measurement == "(\w+)"', query))
+        measurements = set(re.findall(r'r\._measurement == "(\w+)"', query)) or {m for m, _ in query.refs}
         fields = set(re.findall(r'r\._field == "(\w+)"', query))
         tags = set(re.findall(r'r\.(\w+) == "', query)) - {"_measurement", "_field"}
-        (measurement,) = measurements or {m for m, _ in query.refs}
-        named = {name for m, name in query.refs if m == measurement}
+        assert measurements == {m for m, _ in query.refs}, query
+        named = {name for _, name in query.refs}
         assert fields | tags <= named, query
-        assert named <= KNOWN[measurement], query
+        assert all(name in KNOWN[m] for m, name in query.refs), query
 
     references = query_references()
     assert {(m, name) for m, name in references} <= {(m, n) for m, names in KNOWN.items() for n in names}
@@ -143,12 +143,67 @@ def test_fleet_overview_colours_limits_from_the_contracts() -> None:
         for prop in entry["properties"]:
             if prop["id"] == "thresholds":
                 limits[entry["matcher"]["options"]] = [s["value"] for s in prop["value"]["steps"]][1]
-    assert limits == {"retention": THRESHOLDS.retention_floor,
+    assert limits == {"measured_retention": THRESHOLDS.retention_floor,
+                      "retention": THRESHOLDS.retention_floor,
                       "impedance_growth": THRESHOLDS.impedance_growth,
                       "crack_risk": THRESHOLDS.crack_risk,
                       "phase_sep_risk": THRESHOLDS.phase_sep_risk}
     assert "last seen" in json.dumps(table)
     assert table["options"]["sortBy"] == [{"displayName": "crack_risk", "desc": True}]
+
+
+def test_every_query_balances_its_brackets_and_quotes() -> None:
+    # No Flux engine runs here: catch a builder that drops a bracket or a quote.
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for query in flux_queries():
+        assert query.count('"') % 2 == 0, query
+        open_ = []
+        for char in re.sub(r'"[^"]*"', '""', query):
+            if char in "([{":
+                open_.append(char)
+            elif char in pairs:
+                assert open_ and open_.pop() == pairs[char], query
+        assert not open_, query
+
+
+def test_retention_rule_reads_the_measured_retention_and_falls_back_to_the_twins() -> None:
+    rule = next(r for r in alerts.alert_rules() if r["uid"] == "celltwin-retention-floor")
+    query = rule["data"][0]["model"]["query"]
+
+    assert {(MEAS_CYCLE, "measured_retention"), (MEAS_CYCLE, "retention")} <= query.refs
+    assert "if exists r.measured_retention then r.measured_retention else r.retention" in query
+    # Both values of one half in a row, then the newest half of either kind, as in the stream.
+    assert query.index("pivot(") < query.index("map(") < query.index("sort(") < query.index("last()")
+    assert "r.half ==" not in query
+    # One summary per half-cycle: the rule must look back further than one takes at low rates.
+    assert rule["data"][0]["relativeTimeRange"]["from"] >= 86400
+
+
+def test_fleet_judges_retention_by_the_measured_value_and_shows_both() -> None:
+    fleet = all_dashboards()[DASHBOARD_UIDS["fleet"]]
+    at_risk = next(p for p in fleet["panels"] if p["title"] == "Cells at risk")["targets"][0]["query"]
+
+    assert {(MEAS_STATE, "crack_risk"), (MEAS_CYCLE, "measured_retention"), (MEAS_CYCLE, "retention")} \
+        <= at_risk.refs
+    assert "union(tables: [t0, t1])" in at_risk
+    assert "r.half ==" not in at_risk  # the newest half of either kind, as the alert rule
+    assert f"else r.retention) < {THRESHOLDS.retention_floor!r}" in at_risk
+    bars = next(p for p in fleet["panels"] if p["type"] == "bargauge" and "retention" in p["title"].lower())
+    assert '"measured_retention" or r._field == "retention"' in bars["targets"][0]["query"]
+    assert bars["fieldConfig"]["defaults"]["displayName"] == "${__field.labels.cell} ${__field.name}"
+
+
+def test_flux_union_reads_both_measurements_and_refuses_nesting() -> None:
+    state = Flux(MEAS_STATE, ("soc",)).then("last()")
+    cycles = Flux(MEAS_CYCLE, ("measured_retention",)).where(TAG_HALF, "discharge")
+    query = state.union(cycles).group(TAG_CELL).build()
+
+    assert query.refs == {(MEAS_STATE, "soc"), (MEAS_STATE, TAG_CELL), (MEAS_CYCLE, "measured_retention"),
+                          (MEAS_CYCLE, TAG_HALF)}
+    assert query.startswith("t0 = from(bucket: v.defaultBucket)")
+    assert query.endswith('union(tables: [t0, t1])\n  |> group(columns: ["cell"])')
+    with pytest.raises(ValueError, match="union of unions"):
+        state.union(cycles).union(state)
 
 
 def test_cell_drilldown_has_cell_variable_band_and_alert_annotations() -> None:
@@ -165,6 +220,12 @@ def test_cell_drilldown_has_cell_variable_band_and_alert_annotations() -> None:
     assert fill == [{"id": "custom.fillBelowTo", "value": "soc_lo"}]
     capacity = next(p for p in cell["panels"] if p["title"].startswith("Discharge capacity"))
     assert '"expected_mah_g"' in capacity["targets"][0]["query"]
+    twin = next(p for p in cell["panels"] if p["title"].startswith("Discharge capacity: counted"))
+    assert "r.twin_capacity_mah + r.twin_capacity_std_mah" in twin["targets"][0]["query"]
+    assert {"twin_capacity_mah_lo", "capacity_mah"} <= {
+        o["matcher"]["options"] for o in twin["fieldConfig"]["overrides"]}
+    retention = next(p for p in cell["panels"] if p["title"].startswith("Retention per discharge"))
+    assert '"measured_retention", "retention"' in retention["targets"][0]["query"]
     assert all('"${cell}"' in t["query"] for p in cell["panels"] for t in p["targets"])
 
 

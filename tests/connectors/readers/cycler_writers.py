@@ -24,6 +24,8 @@ __all__ = [
     "write_mpt",
     "write_neware_csv",
     "write_neware_xlsx",
+    "write_landt_xlsx",
+    "step_capacity_mah",
 ]
 
 START = 1_700_000_000.0  # 2023-11-14T22:13:20Z, a whole second
@@ -166,3 +168,58 @@ def write_neware_xlsx(path: Path, cell: Synthetic) -> Path:
                       datetime.fromtimestamp(cell.t[k], timezone.utc).replace(tzinfo=None)])
     book.save(path)
     return path
+
+
+def write_landt_xlsx(
+    path: Path, cell: Synthetic, *, single_sheet: bool = False, hours: bool = False, systime: bool = True,
+    rows_per_sheet: int = 0,
+) -> Path:
+    """Landt XLSX: signed current in mA, the step's capacity in mAh, TestTime in s or h (two decimals).
+
+    The LANDdt layout puts the record on "Record" (continued on "Record1" ... without a header when
+    ``rows_per_sheet`` is set); the single-sheet layout has a few rows of test information above the
+    header. Times in hours are truncated to 0.01 h as the export prints them.
+    """
+    import openpyxl
+
+    unit = "h" if hours else "Sec"
+    header = ["Index", f"TestTime/{unit}", f"StepTime/{unit}", "Current/mA", "Capacity/mAh", "SpeCap/mAh/g",
+              "Voltage/V", "Energy/mWh"] + (["SysTime"] if systime else [])
+    capacity = step_capacity_mah(cell)
+    rows = []
+    for k in range(len(cell.t)):
+        elapsed = float(np.floor(cell.elapsed[k] / 36.0) * 0.01) if hours else float(cell.elapsed[k])
+        row = [k + 1, round(elapsed, 2) if hours else elapsed, 0.0, float(cell.i[k] * 1e3), float(capacity[k]),
+               float(capacity[k] / 0.02), float(cell.v[k]), 0.0]
+        if systime:
+            row.append(datetime.fromtimestamp(cell.t[k], timezone.utc).replace(tzinfo=None))
+        rows.append(row)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    if single_sheet:
+        sheet.title = "Sheet1"
+        for info in (["Test information"], ["Channel", "1-3"], ["Active material", "20 mg"], []):
+            sheet.append(info)
+        chunks = [rows]
+    else:
+        sheet.title = "Record"
+        size = rows_per_sheet or len(rows)
+        chunks = [rows[k:k + size] for k in range(0, len(rows), size)]
+    sheet.append(header)
+    for number, chunk in enumerate(chunks):
+        target = sheet if number == 0 else book.create_sheet(f"Record{number}")
+        for row in chunk:
+            target.append(row)
+    if not single_sheet:
+        book.create_sheet("Cycle").append(["Cycle", "CapC/mAh", "CapD/mAh"])
+    book.save(path)
+    return path
+
+
+def step_capacity_mah(cell: Synthetic) -> np.ndarray:
+    """The charge counted since the step began, a magnitude, as Landt and Maccor print it."""
+    dt = np.diff(cell.t, prepend=cell.t[0])
+    passed = np.abs(cell.i) * dt / 3.6
+    new_step = np.r_[True, np.diff(cell.step) != 0]
+    total = np.cumsum(passed)
+    return total - np.maximum.accumulate(np.where(new_step, total, 0.0))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from connectors.readers import detect_format, read_archive
 from cycler_writers import synthetic_cell, write_arbin
+from real_files import REAL, assert_counters_match_current, assert_discharge_negative, assert_wire_ready
 
 
 def test_arbin_round_trip_with_gap(tmp_path: Path) -> None:
@@ -54,3 +56,43 @@ def test_arbin_us_dates_and_local_zone(tmp_path: Path) -> None:
     )
     got = read_archive(path, tz="America/New_York").only()
     np.testing.assert_allclose(got.t, [1719849600.5, 1719849601.5])
+
+
+def test_real_arbin_export_reads_without_a_mapping() -> None:
+    path = REAL / "arbin_example.csv"
+    assert detect_format(path) == "arbin"
+    archive = read_archive(path, tz="UTC")
+    report, got = archive.report, archive.only()
+    assert (report.rows_read, report.rows_kept, report.rows_rejected) == (2142, 2142, 0)
+    # MITS names without units ("Current", "Charge_Capacity") are in Arbin's base units.
+    assert report.columns == {
+        "time": "Test_Time", "timestamp": "DateTime", "voltage": "Voltage", "current": "Current",
+        "cycle": "Cycle_Index", "step": "Step_Index", "temperature": "Temperature",
+        "charge_capacity": "Charge_Capacity", "discharge_capacity": "Discharge_Capacity",
+    }
+    assert report.units["current"] == "A" and report.units["charge_capacity"] == "Ah"
+    # DateTime is Unix seconds truncated to the second; Test_Time keeps the sub-second part.
+    assert 1499006353.0 <= got.t[0] < 1499006354.0
+    assert report.time_origin.startswith("timestamps")
+    assert (got.t[-1] - got.t[0]) / 3600 == pytest.approx(1.7524, abs=1e-3)
+    assert set(got.cycle.tolist()) == {1, 2}
+    assert 28.0 < np.nanmin(got.temp_c) and np.nanmax(got.temp_c) < 33.0
+    assert got.charge_mah[0] == pytest.approx(880.0053)  # 0.8800053 Ah in the file
+    assert_wire_ready(got)
+    assert_discharge_negative(got)
+    assert_counters_match_current(got, rel=0.02)
+
+
+def test_arbin_units_after_an_underscore(tmp_path: Path) -> None:
+    path = tmp_path / "u.csv"
+    path.write_text(
+        "Data_Point,Test_Time_s,Current_mA,Voltage_V,Charge_Capacity_mAh,Discharge_Capacity_mAh\n"
+        "1,0.0,-500,3.30,0,0\n"
+        "2,3.6,-500,3.20,0,0.5\n"
+    )
+    archive = read_archive(path, start=0.0)
+    got = archive.only()
+    assert archive.report.columns["time"] == "Test_Time_s"
+    np.testing.assert_allclose(got.i, [-0.5, -0.5])
+    np.testing.assert_allclose(got.discharge_mah, [0.0, 0.5])
+    assert archive.report.units["current"] == "mA"

@@ -73,3 +73,57 @@ def test_report_summary_names_the_essentials(tmp_path: Path) -> None:
     summary = read_archive(path).report.summary()
     assert "2 rows read, 1 kept, 1 rejected" in summary
     assert "line 3: cannot parse Voltage / V='x'" in summary
+
+
+# read_files is the replay command's use of these readers (pipeline/replay_cmd.py).
+
+
+def test_read_files_keeps_the_reports_made_before_it_fails(tmp_path: Path) -> None:
+    from pipeline.replay_cmd import ReadFilesError, read_files
+
+    good = write_bdf(tmp_path / "good.csv", synthetic_cell(n_per_step=3, cycles=1))
+    unreadable = tmp_path / "bad.csv"
+    unreadable.write_text("Test Time / s,Voltage / V,Current / A\n0,x,0.1\n1,y,0.1\n")
+    with pytest.raises(ReadFilesError, match="no usable rows") as failed:
+        read_files([good, unreadable])
+    assert [r.source for r in failed.value.reports] == [str(good), str(unreadable)]
+    assert failed.value.reports[1].rows_rejected == 2
+    no_voltage = tmp_path / "nov.csv"
+    no_voltage.write_text("Test Time / s,Current / A\n0,0.1\n")
+    with pytest.raises(ReadFilesError, match="no voltage column") as failed:
+        read_files([good, no_voltage])
+    assert [r.source for r in failed.value.reports] == [str(good)]
+
+
+def test_replay_prints_the_parse_report_its_error_points_to(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    path = tmp_path / "bad.csv"
+    path.write_text("Test Time / s,Voltage / V,Current / A\n0,x,0.1\n1,y,0.1\n")
+    result = CliRunner().invoke(app, ["replay", str(path), "--mass-mg", "1", "--out", str(tmp_path / "out")])
+    output = " ".join(result.output.replace("│", " ").split())  # the error box wraps its text
+    assert result.exit_code == 2
+    assert "line 2: cannot parse Voltage / V='x'" in output
+    assert output.index("2 rows read, 0 kept, 2 rejected") < output.index("no usable rows for cell(s) ['bad']: "
+                                                                          "see the parse report above")
+
+
+def test_files_of_one_cell_are_joined_with_their_counters(tmp_path: Path) -> None:
+    from pipeline.replay_cmd import read_files
+
+    def part(name: str, start: float, counters: bool) -> Path:
+        path = tmp_path / name
+        head = "Unix Time / s,Voltage / V,Current / A" + (",Charging Capacity / Ah,Discharging Capacity / Ah"
+                                                           if counters else "")
+        rows = [f"{start + k},3.{k},0.1" + (f",{k / 1000},0" if counters else "") for k in range(3)]
+        path.write_text("\n".join([head, *rows]) + "\n")
+        return path
+
+    first, second = part("a.csv", 1000.0, True), part("b.csv", 2000.0, True)
+    (record,), _ = read_files([second, first], cell="A")
+    np.testing.assert_allclose(record.charge_mah, [0, 1, 2, 0, 1, 2])
+    np.testing.assert_allclose(record.discharge_mah, np.zeros(6))
+    (record,), _ = read_files([first, part("c.csv", 3000.0, False)], cell="A")
+    assert record.charge_mah is None and record.discharge_mah is None

@@ -21,6 +21,7 @@ from connectors.readers import (
     read_archive,
 )
 from cycler_writers import START, synthetic_cell, write_bdf
+from real_files import REAL, assert_counters_match_current, assert_discharge_negative, assert_wire_ready
 
 
 def test_bdf_round_trip_needs_no_mapping(tmp_path: Path) -> None:
@@ -249,7 +250,7 @@ finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnorm
 )
 def test_random_arrays_survive_a_csv_round_trip(tmp_path_factory, data: np.ndarray) -> None:
     path = tmp_path_factory.mktemp("prop") / "r.csv"
-    t = START + np.cumsum(np.abs(data[:, 0]))
+    t = START + np.cumsum(1.0 + np.abs(data[:, 0]))  # increasing: repeated times are settled (test_readers_repeats)
     lines = ["Unix Time / s,Voltage / V,Current / A"]
     lines += [f"{a!r},{b!r},{c!r}" for a, b, c in zip(t.tolist(), data[:, 1].tolist(), data[:, 2].tolist())]
     path.write_text("\n".join(lines) + "\n")
@@ -275,3 +276,127 @@ def test_a_time_column_of_dates_is_absolute_time(tmp_path: Path) -> None:
     assert archive.only().t.tolist() == [1704067200.0, 1704067210.0]
     assert archive.report.columns["timestamp"] == "Time"
     assert archive.report.time_origin == "timestamps"
+
+
+def test_real_battery_data_hub_raw_file_reads_without_a_mapping() -> None:
+    archive = read_archive(REAL / "p492-13-raw.csv")
+    report, got = archive.report, archive.only()
+    # 78 impedance rows (Frequency_Hz set, Voltage_V -3.7865) are no cycler samples.
+    assert (report.rows_read, report.rows_kept, report.rows_rejected) == (2021, 1943, 78)
+    assert all("impedance (EIS) point" in r.reason for r in report.rejected)
+    assert report.rejected[0].line == 1264
+    assert {k: report.columns[k] for k in ("time", "timestamp", "voltage", "current", "temperature")} == {
+        "time": "Time_s", "timestamp": "Datenum_d", "voltage": "Voltage_V", "current": "Current_A",
+        "temperature": "Cell_Temperature_C",
+    }
+    assert (report.columns["charge_capacity"], report.columns["discharge_capacity"]) == (
+        "Charge_Capacity_Ah", "Discharge_Capacity_Ah")
+    assert report.units["voltage"] == "V" and report.units["charge_capacity"] == "Ah"
+    assert "MATLAB date number" in report.units["timestamp"]
+    # Datenum 737792.442372685 is 2020-01-02 10:37:01 (wall clock, read as UTC without tz).
+    assert got.t[0] == pytest.approx(1577961421.0, abs=1.0)
+    assert "detected from the voltage trend" in report.sign_convention
+    # Stitched from several tests: the test clock skips the pauses the date numbers show.
+    assert any("disagree at 2 point(s)" in w for w in report.warnings)
+    assert (got.t[-1] - got.t[0]) / 86400 == pytest.approx(12.2, abs=0.05)
+    assert set(got.cycle.tolist()) == {1, 2, 3, 4, 5, 6, 8, 9}
+    assert np.all(np.isfinite(got.temp_c))
+    assert_wire_ready(got)
+    assert_discharge_negative(got)
+    assert_counters_match_current(got, rel=0.06)
+
+
+def test_real_battery_archive_time_series_reads_without_a_mapping() -> None:
+    archive = read_archive(REAL / "CALCE_CX2-33_prism_LCO_25C_0-100_0.5-0.5C_d_timeseries.csv", tz="UTC")
+    report, got = archive.report, archive.only()
+    assert (report.rows_kept, report.rows_rejected) == (15, 0)
+    assert report.columns["time"] == "Test_Time (s)" and report.columns["timestamp"] == "Date_Time"
+    assert report.columns["charge_capacity"] == "Charge_Capacity (Ah)"
+    assert report.columns["temperature"] == "Cell_Temperature (C)"
+    assert np.all(np.isnan(got.temp_c))  # an empty column: missing readings, not bad rows
+    assert got.t[0] == pytest.approx(1283438140.0, abs=0.5)  # 2010-09-02 14:35:40 + sub-second test time
+    np.testing.assert_allclose(np.diff(got.t)[:3], [30.016, 30.015, 29.968], atol=1e-6)
+    assert got.charge_mah[-1] == pytest.approx(59.0)  # 0.059 Ah
+    assert_wire_ready(got)
+    assert_discharge_negative(got)
+    assert_counters_match_current(got, rel=0.06)
+
+
+@pytest.mark.parametrize(
+    ("header", "scale_t", "scale_v", "scale_i", "scale_q"),
+    [
+        ("Test_Time_s,Voltage_V,Current_A,Charge_Capacity_Ah", 1.0, 1.0, 1.0, 1e-3),
+        ("Time_min,Voltage_mV,Current_mA,Charge_Capacity_mAh", 1 / 60, 1e3, 1e3, 1.0),
+        ("test_time_second,voltage_volt,current_ampere,charging_capacity_ampere_hour", 1.0, 1.0, 1.0, 1e-3),
+        ("Elapsed Time (h),Cell Voltage [V],I/uA,Q charge/mA.h", 1 / 3600, 1.0, 1e6, 1.0),
+        ("Total Time (Sec),Potential (V),Current (A),Chg. Cap. (A.h)", 1.0, 1.0, 1.0, 1e-3),
+    ],
+)
+def test_names_and_unit_suffixes_need_no_mapping(tmp_path: Path, header, scale_t, scale_v, scale_i, scale_q) -> None:
+    cell = synthetic_cell(n_per_step=5, cycles=1)
+    charge = np.cumsum(np.clip(cell.i, 0, None)) / 3.6  # mAh, 1 s steps
+    lines = [header] + [f"{e!r},{v!r},{i!r},{q!r}" for e, v, i, q in zip(
+        (cell.elapsed * scale_t).tolist(), (cell.v * scale_v).tolist(), (cell.i * scale_i).tolist(),
+        (charge * scale_q).tolist())]
+    path = tmp_path / "names.csv"
+    path.write_text("\n".join(lines) + "\n")
+    got = read_archive(path, start=START).only()
+    np.testing.assert_allclose(got.t, cell.t, atol=1e-6)
+    np.testing.assert_allclose(got.v, cell.v, rtol=1e-12)
+    np.testing.assert_allclose(got.i, cell.i, rtol=1e-12)
+    np.testing.assert_allclose(got.charge_mah, charge, rtol=1e-12)
+    assert got.discharge_mah is None
+
+
+def test_nan_in_an_optional_column_is_a_missing_value_not_a_bad_row(tmp_path: Path) -> None:
+    path = tmp_path / "nan.csv"
+    path.write_text(
+        "Time_s,Voltage_V,Current_A,Cell_Temperature_C,Discharge_Capacity_Ah\n"
+        "0,3.5,-1,25.0,0.0\n"
+        "1,3.4,-1,NaN,NaN\n"  # missing readings
+        "2,3.3,-1,nan,0.0005\n"
+        "3,3.2,-1,n/a,\n"
+        "4,3.1,-1,hot,0.001\n"  # not a number: a bad row
+        "5,NaN,-1,25.0,0.0015\n"  # a required value cannot be missing
+    )
+    archive = read_archive(path, start=START)
+    got = archive.only()
+    np.testing.assert_allclose(got.t - START, [0, 1, 2, 3])
+    np.testing.assert_array_equal(np.isnan(got.temp_c), [False, True, True, True])
+    np.testing.assert_allclose(got.discharge_mah, [0.0, np.nan, 0.5, np.nan])
+    assert [r.line for r in archive.report.rejected] == [6, 7]
+    assert "'hot'" in archive.report.rejected[0].reason
+
+
+def test_a_counter_without_a_unit_is_left_out_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text("Time (s),Voltage (V),Current (A),Charge Capacity\n0,3.0,1,0\n1,3.1,1,0.3\n")
+    archive = read_archive(path, start=START)
+    assert archive.only().charge_mah is None
+    assert any("'Charge Capacity' left out" in w and "units={'charge_capacity': 'Ah'}" in w
+               for w in archive.report.warnings)
+    given = read_archive(path, start=START, units={"charge_capacity": "mAh"}).only()
+    np.testing.assert_allclose(given.charge_mah, [0.0, 0.3])
+
+
+def test_matlab_date_numbers_are_wall_clock_time(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("Time_s,Datenum_d,Voltage_V,Current_A\n0,738887.5,3.0,1\n10,738887.500115741,3.1,1\n")
+    utc = read_archive(path).only().t  # 738887.5 = 2023-01-01 12:00
+    np.testing.assert_allclose(utc, [1672574400.0, 1672574410.0], atol=1e-3)
+    berlin = read_archive(path, tz="Europe/Berlin").only().t
+    np.testing.assert_allclose(berlin, utc - 3600.0, atol=1e-3)
+
+
+def test_elapsed_time_follows_the_timestamps_across_pauses_but_not_their_jitter(tmp_path: Path) -> None:
+    # The test clock stops during a pause (10 min); one timestamp is 3 s off (exporter jitter).
+    truth = np.r_[np.arange(0, 100, 10), np.arange(700, 800, 10)]
+    elapsed = np.r_[np.arange(0, 100, 10), np.arange(100, 200, 10)] + 0.25
+    stamps = truth.copy()
+    stamps[8] += 3
+    rows = [f"{1700000000 + s},{e},3.{k},1" for k, (s, e) in enumerate(zip(stamps, elapsed))]
+    path = tmp_path / "p.csv"
+    path.write_text("Unix Time,Test Time (s),Voltage (V),Current (A)\n" + "\n".join(rows) + "\n")
+    archive = read_archive(path)
+    np.testing.assert_allclose(archive.only().t - 1700000000, truth)
+    assert any("disagree at 1 point(s)" in w for w in archive.report.warnings)

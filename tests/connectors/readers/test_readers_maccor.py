@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from connectors.readers import detect_format, read_archive
 from cycler_writers import synthetic_cell, write_maccor
+from real_files import REAL, assert_wire_ready
 
 
 def test_maccor_round_trip_sign_from_state(tmp_path: Path) -> None:
@@ -51,3 +53,32 @@ def test_maccor_state_overrides_a_signed_export_and_bad_rows_are_kept_out(tmp_pa
     np.testing.assert_allclose(got.i, [-0.25, -0.25, 0.25])
     np.testing.assert_allclose(got.t - 1704114000.0, [0.0, 1.5, 86403.0])
     assert archive.report.rejected[0].line == 5
+
+
+def test_real_maccor_export_in_minutes() -> None:
+    path = REAL / "maccor_example.001"
+    assert detect_format(path) == "maccor"
+    archive = read_archive(path, tz="UTC")
+    got = archive.only()
+    assert archive.report.columns["time"] == "Test (Min)" and archive.report.units["time"] == "Min"
+    # "Test (Min)" 0.1667 is 10 s after the first row, as "DPt Time" 03/31/2016 16:05:41 says.
+    np.testing.assert_allclose(got.t - got.t[0], np.arange(8) * 10.0, atol=0.02)
+    assert got.t[0] == pytest.approx(1459440331.0, abs=1.0)
+    assert archive.report.columns["capacity"] == "Amp-hr"
+    np.testing.assert_array_equal(got.charge_mah, np.zeros(8))  # a rest: nothing counted
+    assert_wire_ready(got)
+
+
+def test_maccor_amp_hours_go_to_the_counter_of_the_state(tmp_path: Path) -> None:
+    path = tmp_path / "q.txt"
+    path.write_text(
+        "Today's Date\t01/02/2024\tDate of Test:\t01/01/2024 1:00:00 PM\n"
+        "Rec#\tCyc#\tStep\tTest (Sec)\tAmp-hr\tAmps\tVolts\tState\n"
+        "1\t1\t1\t0\t0.0000\t0.5\t3.50\tD\n"
+        "2\t1\t1\t36\t0.0050\t0.5\t3.40\tD\n"
+        "3\t1\t2\t72\t0.0000\t0.0\t3.42\tR\n"
+        "4\t1\t3\t108\t0.0050\t0.5\t3.55\tC\n"
+    )
+    got = read_archive(path, tz="UTC").only()
+    np.testing.assert_allclose(got.discharge_mah, [0.0, 5.0, 0.0, 0.0])
+    np.testing.assert_allclose(got.charge_mah, [0.0, 0.0, 0.0, 5.0])

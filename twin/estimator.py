@@ -22,9 +22,26 @@ with the square of the charge counted, which keeps the SOC band honest. Joint
 estimation of 1/capacity in the EKF was tried and rejected: on the flat plateaus a
 large initial SOC error leaks into it and the capacity swings by tens of percent.
 Resistances get the same model time update at half ends (activation, contact loss).
+The degradation model is a prior, not a cage: a capacity measurement far outside what
+prior and measurement allow widens the prior (covariance matching), so a cell that
+loses 15 % in a cycle is followed within that half.
 
-Cycle-level outputs (capacity per half, Coulombic efficiency, retention, impedance
-growth, crack and phase-separation risk, NIS) come from the same `Tracker`.
+Never silently lost. A cell's SOC starts from its first voltage (`_start`). Where the
+voltage runs up a knee faster than the linearised filter follows, the SOC is read off
+the knee (`_knee_update`, flag FLAG_KNEE) instead of the sample being rejected. Five
+consecutive rejected samples, a running NIS far above 1, or a state that is no longer
+finite mean the filter has lost the cell: it is re-initialised from the voltage
+(`_restart`, FLAG_RECOVERED) and its capacity uncertainty widened. Every estimate
+until the SOC has converged again carries FLAG_UNCONVERGED.
+
+Cycle-level outputs (capacity per half, Coulombic efficiency, measured and twin
+retention, impedance growth, crack and phase-separation risk, NIS) come from the same
+`Tracker`. Retention is judged at the half's own C-rate, against the cell's first
+reversible half of the same kind at that rate: counted over counted, and the twin's
+capacity at that rate (`_at_rate_mah`, the model's answer from its current estimates)
+over the same at the reference. The twin's reversible capacity alone would miss what a
+lab sees at 1C: activation lifts the 1C capacity by 4 % over ten cycles while the
+reversible capacity stays flat.
 
 Two numerically identical paths step a `Tracker` of N cells:
 `step_filterpy` (filterpy's `predict`/`update`, one cell at a time) and `step`

@@ -88,6 +88,7 @@ SLOW_C_RATE = 0.5  # trusted without a note
 FASTEST_C_RATE = 2.0  # learned at all
 SAME_RATE = 1.25  # rates within this factor of the slowest count as equally slow
 BALANCE_TOLERANCE = 0.03  # charge vs discharge of one cycle, relative
+RELAXED_REST_S = 300.0  # a rest this long after a constant-voltage tail shows where the curve ends
 STEP_MAX_DT_S = 60.0  # a resistance step measured later includes slow relaxation
 
 _NAMES = {-1: "discharge", 1: "charge"}
@@ -315,11 +316,33 @@ def _branch(q_frac: np.ndarray, v_ocv: np.ndarray) -> np.ndarray:
 
 
 def _half_branch(h: Half, t: np.ndarray, v: np.ndarray, i: np.ndarray, r_ohm: float) -> np.ndarray:
-    """The open-circuit curve along one full half: SOC from its charge, voltage less the drop."""
+    """The open-circuit curve along one full half: SOC from its charge, voltage less the drop.
+
+    A constant-voltage tail is no open-circuit curve: the cycler holds the voltage while
+    the cell is still polarised. Its samples are left out, and the end of the curve is
+    the voltage the cell relaxed to in the rest after the half (when it rested long
+    enough), so the curve runs up (down) its real knee instead of a flat hold."""
     q = np.abs(_cumulative_charge_as(t[h.start : h.stop], i[h.start : h.stop]))
     frac = q / q[-1] if q[-1] > 0 else np.linspace(0.0, 1.0, q.size)
     soc = 1.0 - frac if h.sign < 0 else frac
-    return _branch(soc, v[h.start : h.stop] - i[h.start : h.stop] * r_ohm)
+    amps = np.abs(i[h.start : h.stop])
+    loaded = amps >= 0.5 * np.quantile(amps, 0.9)
+    points, values = soc[loaded], (v[h.start : h.stop] - i[h.start : h.stop] * r_ohm)[loaded]
+    relaxed = _relaxed_voltage(h, t, v, i)
+    if relaxed is not None and loaded.sum() < loaded.size:
+        points, values = np.append(points, 0.0 if h.sign < 0 else 1.0), np.append(values, relaxed)
+    return _branch(points, values)
+
+
+def _relaxed_voltage(h: Half, t: np.ndarray, v: np.ndarray, i: np.ndarray) -> float | None:
+    """The last voltage of the rest right after a half, if it lasted RELAXED_REST_S."""
+    level = float(np.quantile(np.abs(i[h.start : h.stop]), 0.9))
+    k = h.stop
+    while k < i.size and abs(i[k]) <= 0.01 * level:
+        k += 1
+    if k == h.stop or t[k - 1] - t[h.stop] < RELAXED_REST_S:
+        return None
+    return float(v[k - 1])
 
 
 def _mismatch(halves: list[Half], full: set[int]) -> dict[int, float]:
@@ -365,9 +388,9 @@ def _choice_notes(used: list[Half], full: list[Half], mismatch: dict[int, float]
 def _learned_from(
     candidates: list[Half], full: list[Half], mismatch: dict[int, float], t: np.ndarray, v: np.ndarray,
     i: np.ndarray, r_ohm: float,
-) -> tuple[np.ndarray, Half, Half, Half, list[str]]:
+) -> tuple[np.ndarray, Half, Half, Half, list[str], float]:
     """The table from the preferred candidates: table, lithiation half, delithiation half,
-    the half the capacity comes from, notes."""
+    the half the capacity comes from, notes, the resistance the curves were corrected by."""
     discharge = _preferred([h for h in candidates if h.sign < 0], mismatch)
     charge = _preferred([h for h in candidates if h.sign > 0], mismatch)
     lith, delith = discharge or charge, charge or discharge
@@ -376,8 +399,32 @@ def _learned_from(
         only = lith.direction
         notes.append(f"no usable full {'charge' if only == 'discharge' else 'discharge'}: the {only} curve, "
                      "corrected by the resistance drop, serves as both branches (no hysteresis learned)")
+    if discharge is not None and charge is not None:
+        r_ohm = _bounded_by_gap(lith, delith, t, v, i, r_ohm, notes)
     table = np.stack([_half_branch(lith, t, v, i, r_ohm), _half_branch(delith, t, v, i, r_ohm)])
-    return table, lith, delith, discharge or charge, notes
+    # Corrected by too large a drop, the branches would cross: there they are one curve.
+    mean = table.mean(axis=0)
+    crossed = table[0] > table[1]
+    table[:, crossed] = mean[crossed]
+    return table, lith, delith, discharge or charge, notes, r_ohm
+
+
+def _bounded_by_gap(lith: Half, delith: Half, t: np.ndarray, v: np.ndarray, i: np.ndarray, r_ohm: float,
+                    notes: list[str]) -> float:
+    """The step resistance, at most what the gap between the loaded charge and discharge
+    curves allows: a step sampled seconds after the switch can carry relaxation (or a
+    logged mid-transition current) that the steady curves do not, and removing more than
+    the gap would turn the hysteresis inside out."""
+    raw = [_half_branch(h, t, v, i, 0.0) for h in (lith, delith)]
+    middle = slice(int(0.3 * OCV_POINTS), int(0.7 * OCV_POINTS))
+    gap = float(np.median(raw[1][middle] - raw[0][middle]))
+    amps = sum(float(np.mean(np.abs(i[h.start : h.stop]))) for h in (lith, delith))
+    r_gap = max(gap, 0.0) / amps if amps > 0 else r_ohm
+    if r_ohm > r_gap:
+        notes.append(f"the step resistance {r_ohm:.3g} ohm exceeds what the gap between the loaded charge and "
+                     f"discharge curves allows ({r_gap:.3g} ohm): using the latter")
+        return r_gap
+    return r_ohm
 
 
 def _deepest(halves: list[Half], sign: int) -> str:
@@ -447,7 +494,8 @@ def learn_ocv(
         raise ValueError(f"cannot learn the open-circuit curve: {reason}")
     notes = ([reason] if reason else []) + notes
     if trusted or learnable:
-        table, lith, delith, source, chosen = _learned_from(trusted or learnable, full, mismatch, t, v, i, r_ohm)
+        table, lith, delith, source, chosen, r_ohm = _learned_from(trusted or learnable, full, mismatch, t, v, i,
+                                                                   r_ohm)
         return LearnedOcv(table, source.charge_mah, r_ohm, source.c_rate, v_min, v_max, inferred, lith, delith,
                           source, reason is not None, tuple(notes[:1] + chosen + notes[1:]))
     table, largest = _straight_line(halves, v_min, v_max)

@@ -304,10 +304,6 @@ def _c(tr: Tracker, name: str) -> np.ndarray:
     return tr.consts[:, _C[name]]
 
 
-def _generic(tr: Tracker) -> np.ndarray:
-    return ~np.isnan(tr.ocv_table[:, 0, 0])
-
-
 def _restart(tr: Tracker, rows: np.ndarray, v: np.ndarray, i: np.ndarray, g: np.ndarray,
              x: np.ndarray, P: np.ndarray) -> None:
     """Re-initialise `rows` of (x, P) in place from this voltage: SOC by inverting the OCV on
@@ -415,8 +411,7 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     )
     use_v = ok & ~below & ~above
     i = np.where(ok, i, 0.0)
-    # The LiBH4 conduction law belongs to the hydride cell; a generic cell has no temperature model.
-    g = np.where(_generic(tr), 1.0, temperature_factor(np.where(ok, temp_c, 130.0)))
+    g = temperature_factor(np.where(ok, temp_c, 130.0), tr.ocv_table)
 
     c = tr.consts
     q_as = tr.capacity_mah * 3.6
@@ -659,7 +654,9 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     mah = float(tr.seg_mah[k])
     swing = abs(float(tr.x[k, _IZ] - tr.seg_soc0[k]))
     fresh_sink = discharge and tr.cycle[k] == 0 and c["first_irreversible_mah_g"] > 0
-    deep = swing > _DEEP_HALF
+    # Deep by the filter's SOC and by the charge: a swing the voltage made (a knee read at
+    # 2C, where the half moves a few % of the charge) measures nothing.
+    deep = swing > _DEEP_HALF and mah > _DEEP_HALF * tr.capacity_mah[k]
     # The swing is end minus start SOC: a recovery inside the half only matters through the
     # end's variance, which weighs the measurement.
     measures = deep and not fresh_sink

@@ -145,12 +145,16 @@ def transition(z, h, v1, d, current, dt, capacity_mah, r1, tau1, tau_diff, gamma
     return (z_new, h_new, v1_new, d_new), (a_h, a_1, a_d, dv1_dr1)
 
 
-def temperature_factor(temp_c: np.ndarray) -> np.ndarray:
-    """Resistance multiplier relative to 130 C: Arrhenius, plus the LiBH4 phase jump."""
+def temperature_factor(temp_c: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
+    """Resistance multiplier relative to 130 C: Arrhenius, plus the LiBH4 phase jump.
+
+    The law is the hydride cell's (its LiBH4 electrolyte); cells with a learned OCV
+    table (generic cells, another chemistry) have no temperature model: 1."""
     t_k = np.asarray(temp_c, dtype=float) + 273.15
     arrhenius = np.exp(_EA_EV / _KB_EV * (1.0 / t_k - 1.0 / T_REF_K))
     jump = 1.0 + _LOW_PHASE_FACTOR * _sigmoid((_T_TRANSITION_K - t_k) / _TRANSITION_WIDTH_K)
-    return arrhenius * jump / _JUMP_REF
+    factor = arrhenius * jump / _JUMP_REF
+    return factor if table is None else np.where(np.isnan(table[:, 0, 0]), factor, 1.0)
 
 
 _JUMP_REF = 1.0 + _LOW_PHASE_FACTOR * _sigmoid((_T_TRANSITION_K - T_REF_K) / _TRANSITION_WIDTH_K)

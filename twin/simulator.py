@@ -276,13 +276,14 @@ class _TickCache:
         self.tau_d = deg.tau_diff_s(p, age)
         self.sink_possible = bool(np.any(age.irr_left_mah > 0))
         self._n = len(step)
+        self._table = sim._table
         self._temp_c: float | None = None
 
     def at(self, temp_c: float) -> "_TickCache":
         if temp_c != self._temp_c:
             self._temp_c = temp_c
             self.temp = np.full(self._n, temp_c)
-            self.g = temperature_factor(self.temp)
+            self.g = temperature_factor(self.temp, self._table)
         return self
 
 

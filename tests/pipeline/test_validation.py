@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.readers import CellRecord
+from connectors.readers import CellRecord, read_archive
 from pipeline.contracts import CYCLE_FIELDS, OUT_CYCLES, OUT_ESTIMATES, STATE_FIELDS
 from pipeline.report import build_report
 from pipeline.report_data import CellData, load_validation
@@ -487,3 +487,13 @@ def test_a_verdict_with_nothing_to_judge_never_says_it_tracks() -> None:
     assert all(c.passed is None for c in judged.checks)
     assert not judged.tracks
     assert "tracks" not in judged.summary() and judged.summary().startswith("no verdict")
+
+
+def test_counting_a_real_arbin_file_agrees_with_the_cyclers_own_counters() -> None:
+    """tests/data/real/arbin_example.csv (battery-data-toolkit 0.4.6, Apache-2.0): every half
+    counted by trapezoid within 1 % of Arbin's Charge/Discharge_Capacity columns."""
+    record = read_archive(Path(__file__).resolve().parents[1] / "data" / "real" / "arbin_example.csv").only()
+    halves = [h for h in half_cycles(record) if h.mah > 1.0]
+    assert len(halves) >= 3 and all(math.isfinite(h.cycler_mah) for h in halves)
+    for h in halves:
+        assert h.mah == pytest.approx(h.cycler_mah, rel=0.01), h

@@ -326,12 +326,22 @@ def _half_branch(h: Half, t: np.ndarray, v: np.ndarray, i: np.ndarray, r_ohm: fl
     frac = q / q[-1] if q[-1] > 0 else np.linspace(0.0, 1.0, q.size)
     soc = 1.0 - frac if h.sign < 0 else frac
     amps = np.abs(i[h.start : h.stop])
-    loaded = amps >= 0.5 * np.quantile(amps, 0.9)
+    loaded = _loaded(amps)
     points, values = soc[loaded], (v[h.start : h.stop] - i[h.start : h.stop] * r_ohm)[loaded]
     relaxed = _relaxed_voltage(h, t, v, i)
     if relaxed is not None and loaded.sum() < loaded.size:
         points, values = np.append(points, 0.0 if h.sign < 0 else 1.0), np.append(values, relaxed)
     return _branch(points, values)
+
+
+def _loaded(amps: np.ndarray) -> np.ndarray:
+    """Samples at the half's working current: not its constant-voltage tail."""
+    return amps >= 0.5 * np.quantile(amps, 0.9)
+
+
+def _loaded_amps(i: np.ndarray) -> float:
+    amps = np.abs(i)
+    return float(np.mean(amps[_loaded(amps)]))
 
 
 def _relaxed_voltage(h: Half, t: np.ndarray, v: np.ndarray, i: np.ndarray) -> float | None:
@@ -418,7 +428,7 @@ def _bounded_by_gap(lith: Half, delith: Half, t: np.ndarray, v: np.ndarray, i: n
     raw = [_half_branch(h, t, v, i, 0.0) for h in (lith, delith)]
     middle = slice(int(0.3 * OCV_POINTS), int(0.7 * OCV_POINTS))
     gap = float(np.median(raw[1][middle] - raw[0][middle]))
-    amps = sum(float(np.mean(np.abs(i[h.start : h.stop]))) for h in (lith, delith))
+    amps = sum(_loaded_amps(i[h.start : h.stop]) for h in (lith, delith))
     r_gap = max(gap, 0.0) / amps if amps > 0 else r_ohm
     if r_ohm > r_gap:
         notes.append(f"the step resistance {r_ohm:.3g} ohm exceeds what the gap between the loaded charge and "

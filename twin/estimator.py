@@ -31,8 +31,8 @@ voltage runs up a knee faster than the linearised filter follows, the SOC is rea
 the knee (`_knee_update`, flag FLAG_KNEE) instead of the sample being rejected. Five
 consecutive rejected samples, a running NIS far above 1, or a state that is no longer
 finite mean the filter has lost the cell: it is re-initialised from the voltage
-(`_restart`, FLAG_RECOVERED). Every estimate
-until the SOC has converged again carries FLAG_UNCONVERGED.
+(`_restart`, FLAG_RECOVERED). Every estimate until the SOC has converged again
+carries FLAG_UNCONVERGED.
 
 Cycle-level outputs (capacity per half, Coulombic efficiency, measured and twin
 retention, impedance growth, crack and phase-separation risk, NIS) come from the same
@@ -538,13 +538,14 @@ def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray) -> np.ndarra
 def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use) -> np.ndarray:
     """Read the surface SOC off a knee that the EKF gated; returns the new `use` mask.
 
-    At the end of a half the voltage runs up (down) a knee within two or three samples while the
-    filter's state is still on the plateau, where the linearised model calls it an outlier;
-    rejected, the one reading that pins the SOC is lost, and with it the capacity. So for
-    a gated sample whose voltage, inverted through the OCV, lands on a steep part of the
-    curve (a few mV there fix the SOC to a fraction of a percent) not too far from the
-    filter's belief (a spike on the plateau implies an impossible jump), the inverted
-    surface SOC (z + d) is used as a linear measurement instead. Updates x, P in place.
+    At the end of a half the voltage runs up (down) a knee within two or three samples
+    while the filter's state is still on the plateau, where the linearised model calls it
+    an outlier; rejected, the one reading that pins the SOC is lost, and with it the
+    capacity. So for a gated sample whose voltage, inverted through the OCV, lands on a
+    steep part of the curve (a few mV there fix the SOC to a fraction of a percent) not
+    too far from the filter's belief (a spike on the plateau implies an impossible jump),
+    the inverted surface SOC (z + d) is used as a linear measurement instead. Updates x,
+    P in place.
     """
     rows = np.flatnonzero((pr.flags & FLAG_OUTLIER).astype(bool) & pr.use_v)
     if rows.size == 0:

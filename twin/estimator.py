@@ -31,8 +31,8 @@ voltage runs up a knee faster than the linearised filter follows, the SOC is rea
 the knee (`_knee_update`, flag FLAG_KNEE) instead of the sample being rejected. Five
 consecutive rejected samples, a running NIS far above 1, or a state that is no longer
 finite mean the filter has lost the cell: it is re-initialised from the voltage
-(`_restart`, FLAG_RECOVERED). Every estimate until the SOC has converged again
-carries FLAG_UNCONVERGED.
+(`_restart`, FLAG_RECOVERED) with its capacity uncertainty widened. Every estimate
+until the SOC has converged again carries FLAG_UNCONVERGED.
 
 Cycle-level outputs (capacity per half, Coulombic efficiency, measured and twin
 retention, impedance growth, crack and phase-separation risk, NIS) come from the same
@@ -121,6 +121,7 @@ _KNEE_SLOPE_V = 1.0  # V per unit SOC: a knee, not a plateau (0.05), when readin
 _KNEE_BAND = 0.15  # share of the window next to the cut-off the current is heading for
 _KNEE_SOC_SD = 0.005  # SOC: what the knee reading leaves (model shape of the knee)
 _ADAPT_SIGMAS = 2.0  # a capacity innovation beyond this many sigma widens the capacity prior
+_LOST_CAPACITY_SD = 0.1  # relative: the least capacity uncertainty after a recovery
 _REF_SLOTS = 4  # C-rates per half kind that get their own retention reference
 _DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
 _V_STD = 3e-3  # V: sensor noise plus the fast part of model error (the slow part is the offset e)
@@ -597,6 +598,8 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
         _restart(tr, rows, v, pr.i, pr.g, x, P)
         pr.flags |= np.where(lost, FLAG_RECOVERED, 0)
         tr.rejected[rows], tr.nis[rows], tr.settled[rows] = 0.0, 1.0, 0.0
+        # A lost filter may have had the capacity wrong: its SOC band must say so.
+        tr.capacity_var[rows] = np.maximum(tr.capacity_var[rows], (_LOST_CAPACITY_SD * tr.capacity_mah[rows]) ** 2)
     tr.settled = np.where(use & ~lost, tr.settled + 1.0, tr.settled)
     tr.x = np.where(ok[:, None], x, tr.x)
     tr.P = np.where(ok[:, None, None], 0.5 * (P + np.swapaxes(P, 1, 2)), tr.P)

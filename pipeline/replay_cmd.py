@@ -29,7 +29,16 @@ from rich.table import Table
 from rich.text import Text
 
 from connectors.kafka_admin import ensure_topics
-from connectors.readers import CellRecord, ColumnMapping, ParseReport, ReaderError, load_mapping, read_archive
+from connectors.readers import (
+    FORMATS,
+    CellRecord,
+    ColumnMapping,
+    ParseReport,
+    ReaderError,
+    load_mapping,
+    read_archive,
+)
+from connectors.readers.tabular import ROLES
 from connectors.replay_source import ReplaySource, parse_speed, produce
 from connectors.sim_producer import Publisher
 from pipeline.config import Config, ConfigError, load_config
@@ -301,15 +310,14 @@ def replay(
     kafka: Annotated[Optional[str], typer.Option(help="Produce into cell.samples + cell.meta on this broker "
                                                       "(host:port) for a running pipeline instead.")] = None,
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column of a role, repeatable: "
-                                                      "--map current='Current(mA)'. Roles: time, timestamp, "
-                                                      "voltage, current, temperature, cycle, step, cell, "
-                                                      "state.")] = None,
+                                                      "--map current='Current(mA)'. Roles: "
+                                                      f"{', '.join(ROLES)}.")] = None,
     mapping: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Mapping TOML file "
                                                     "with columns, units and options tables.")] = None,
     unit: Annotated[Optional[list[str]], typer.Option("--unit", help="Unit of a role when the header lacks or "
                                                       "misstates it, repeatable: --unit current=mA.")] = None,
-    format_: Annotated[Optional[str], typer.Option("--format", help="Reader: table, arbin, maccor, biologic, "
-                                                   "mpr, neware, xlsx, nda (default: detected).")] = None,
+    format_: Annotated[Optional[str], typer.Option("--format", help=f"Reader: {', '.join(FORMATS)} "
+                                                   "(default: detected).")] = None,
     start: Annotated[Optional[str], typer.Option(help="Start of elapsed-only files: ISO time or epoch "
                                                       "seconds.")] = None,
     tz: Annotated[Optional[str], typer.Option(help="Time zone of timestamps printed without one, e.g. "

@@ -19,14 +19,13 @@ Neware also exports XLSX, so a workbook is told apart by its header (see
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import xlsx
 from .generic import ColumnMapping, override, with_mapping_options
-from .model import Archive, ParseReport, UnsupportedFormatError
-from .tabular import Layout, Options, header_key, normalise, pick, require
+from .model import Archive, UnsupportedFormatError
+from .tabular import Layout, Options, header_key, pick, require
 from .units import split_header
 
 __all__ = ["sniff_workbook", "read_landt_xlsx"]
@@ -92,8 +91,4 @@ def read_landt_xlsx(
         cells = xlsx.collect(_record_rows(book, sheet, row + 1), header, wanted)
     finally:
         book.close()
-    report = ParseReport(source=str(path))
-    archive = normalise(xlsx.table_of(wanted, cells), layout, options, report)
-    # Rows are numbered as on the first record sheet: data row k is sheet row k + header row + 1.
-    report.rejected = [replace(r, line=r.line + row + 1) if r.line is not None else r for r in report.rejected]
-    return archive
+    return xlsx.archive_of(path, wanted, cells, layout, options, row + 1)  # as on the first record sheet

@@ -18,7 +18,6 @@ the BDF project's Neware plugin, beep's Neware config and the two NDA readers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -121,11 +120,7 @@ def read_neware_xlsx(
         cells = xlsx.collect(rows, header, wanted)
     finally:
         book.close()
-    report = ParseReport(source=str(path))
-    archive = normalise(xlsx.table_of(wanted, cells), layout, options, report)
-    # XLSX rows are numbered from the header row (row 1), so data row k is sheet row k + 2.
-    report.rejected = [replace(r, line=r.line + 1) if r.line is not None else r for r in report.rejected]
-    return archive
+    return xlsx.archive_of(path, wanted, cells, layout, options, 1)  # the header is sheet row 1
 
 
 def read_nda(

@@ -14,9 +14,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from .model import MissingExtraError
+from dataclasses import replace
 
-__all__ = ["open_workbook", "header_of", "collect", "table_of", "cell_text"]
+from .model import Archive, MissingExtraError, ParseReport
+from .tabular import Layout, Options, normalise
+
+__all__ = ["open_workbook", "header_of", "collect", "table_of", "cell_text", "archive_of"]
 
 
 def open_workbook(path: Path) -> Any:
@@ -58,3 +61,13 @@ def cell_text(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     return str(value)
+
+
+def archive_of(path: Path, wanted: Sequence[str], cells: list[list[str]], layout: Layout, options: Options,
+               rows_above: int) -> Archive:
+    """The archive of collected record cells, rejected rows numbered as on the sheet:
+    data row k is sheet row k + `rows_above` (header and anything above it)."""
+    report = ParseReport(source=str(path))
+    archive = normalise(table_of(wanted, cells), layout, options, report)
+    report.rejected = [replace(r, line=r.line + rows_above) if r.line is not None else r for r in report.rejected]
+    return archive

@@ -22,7 +22,9 @@ C. real cycler files (tests/data/real): no model truth, but the cycler's own cha
 Columns (NaN / "-" where the data set has no such truth):
 
   counted %    worst |counted capacity of a half / truth - 1|
-  twin %       worst |twin reversible-capacity estimate / truth - 1| (from cycle 3 on)
+  twin %       A, B: worst |twin reversible-capacity estimate / truth - 1| (from cycle 3 on);
+               C: worst |the twin's predicted charge of a full discharge (expected_mah_g) /
+               its count - 1|, on every full discharge after the half it learned from
   ret. gap     A: worst |twin retention - measured retention| (points, cycle 3 on);
                B: |twin fade - true fade| over the run (points)
   SOC RMSE %   over samples after each cell's first closed half
@@ -250,7 +252,7 @@ def _learn(t, v, i, v_min, v_max, fallback: bool = False):
 
     learned = learn_ocv(t, v, i, v_min, v_max, fallback=fallback)
     params = generic_params("bench", learned.capacity_mah, learned.v_min, learned.v_max, learned.table,
-                            r_ohm=max(learned.r_ohm, 1e-6))
+                            r_ohm=max(learned.r_ohm, 1e-6), tau_diff_s=learned.tau_diff_s)
     return learned, params
 
 
@@ -372,18 +374,20 @@ def real_one(name: str) -> Row:
         learned_end = float(t_clean[min(learned.capacity_from.stop, t_clean.size) - 1])
     counted, twin = [], []
     for h in full:
-        # The twin half that closed at this half's end (nearest end time, same kind).
-        same = [x for x in halves if x.half == h.half]
+        # The twin closes a half when the opposite current starts, after any rest: the first
+        # close of the same kind from this half's end on, before the next half of that kind.
+        later = [g.t_start for g in counted_halves if g.half == h.half and g.t_start > h.t_start]
+        until = min(later, default=math.inf)
+        same = [x for x in halves if x.half == h.half and h.t_end - 120.0 <= x.t <= until]
         if not same:
             continue
-        x = min(same, key=lambda x: abs(x.t - h.t_end))
-        if abs(x.t - h.t_end) > max(0.05 * (h.t_end - h.t_start), 120.0):
-            continue
+        x = min(same, key=lambda x: x.t)
         if math.isfinite(h.cycler_mah) and h.cycler_mah > 0:
             counted.append(abs(x.capacity_mah / h.cycler_mah - 1.0))
         if h.half == "discharge" and (not math.isfinite(learned_end) or h.t_start >= learned_end):
-            if math.isfinite(x.twin_capacity_mah):
-                twin.append(abs(x.twin_capacity_mah / h.mah - 1.0))
+            predicted = x.expected_mah_g * params.mass_mg / 1000.0
+            if math.isfinite(predicted):
+                twin.append(abs(predicted / h.mah - 1.0))
     log(f"  {label}: {len(full)} full halves, {len(counted)} with cycler counters, {len(twin)} discharges "
         "after the learned half")
     row.counted_pct, row.twin_pct = 100 * _nanmax(counted), 100 * _nanmax(twin)

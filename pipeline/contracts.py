@@ -85,7 +85,7 @@ CYCLE_FIELDS: tuple[str, ...] = (
     "cycle",
     "capacity_mah",  # coulomb-counted capacity of this half-cycle
     "capacity_mah_g",  # the same per gram of hydride
-    "expected_mah_g",  # the twin's expectation for this half-cycle
+    "expected_mah_g",  # the twin's prediction of this half's charge, from its start to the cut-off
     "coulombic_efficiency",  # on charge halves: charge / preceding discharge
     "measured_retention",  # capacity_mah / the counted capacity of the cell's first reversible half
     #                        of the same kind at the same C-rate (NaN without such a reference)

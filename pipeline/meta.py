@@ -15,13 +15,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from twin.generic import generic_params
+from twin.generic import DEFAULT_TAU_S, generic_params
 from twin.params import OCV_POINTS, CellParams, preset
 
 __all__ = ["CellMeta", "MetaError", "meta_from_mapping", "GENERIC"]
 
 _KEYS = {"cell", "preset", "composition", "generic", "mass_mg", "c_rate"}
-_GENERIC_KEYS = {"capacity_mah", "v_min", "v_max", "ocv", "r_ohm"}
+_GENERIC_KEYS = {"capacity_mah", "v_min", "v_max", "ocv", "r_ohm", "tau_diff_s"}
 GENERIC = "generic"  # the electrode label of cells of another chemistry
 
 
@@ -39,7 +39,7 @@ class CellMeta:
     preset: str | None = None
     composition: str | None = None
     c_rate: float | None = None  # nominal C-rate of its test plan (informational)
-    generic: dict | None = None  # {"capacity_mah", "v_min", "v_max", "ocv": [[...], [...]], "r_ohm"}
+    generic: dict | None = None  # {"capacity_mah", "v_min", "v_max", "ocv": [[...], [...]], "r_ohm", "tau_diff_s"}
 
     @property
     def label(self) -> str:
@@ -51,7 +51,7 @@ class CellMeta:
         if self.generic:
             g = self.generic
             return generic_params(self.cell, g["capacity_mah"], g["v_min"], g["v_max"], np.array(g["ocv"]),
-                                  g.get("r_ohm", 0.05), self.mass_mg)
+                                  g.get("r_ohm", 0.05), self.mass_mg, g.get("tau_diff_s", DEFAULT_TAU_S))
         return preset(self.label, mass_mg=self.mass_mg)
 
 
@@ -97,7 +97,7 @@ def meta_from_mapping(cell: str, data: Mapping[str, Any]) -> CellMeta:
 def _generic_meta(cell: str, data: Mapping[str, Any]) -> CellMeta:
     g = data["generic"]
     if not isinstance(g, Mapping) or not {"capacity_mah", "v_min", "v_max", "ocv"} <= set(g) or set(g) - _GENERIC_KEYS:
-        raise MetaError(f"cell {cell!r}: generic needs capacity_mah, v_min, v_max and ocv (optional r_ohm)")
+        raise MetaError(f"cell {cell!r}: generic needs capacity_mah, v_min, v_max and ocv (optional r_ohm, tau_diff_s)")
     numbers = {k: _number(cell, f"generic.{k}", g[k]) for k in ("capacity_mah", "v_min", "v_max")}
     try:
         ocv = np.asarray(g["ocv"], dtype=float)
@@ -107,8 +107,9 @@ def _generic_meta(cell: str, data: Mapping[str, Any]) -> CellMeta:
         raise MetaError(f"cell {cell!r}: generic.ocv must be two lists of {OCV_POINTS} finite voltages "
                         "(discharge branch, charge branch, SOC 0..1)")
     spec = {**numbers, "ocv": ocv.tolist()}
-    if g.get("r_ohm") is not None:
-        spec["r_ohm"] = _number(cell, "generic.r_ohm", g["r_ohm"])
+    for key in ("r_ohm", "tau_diff_s"):
+        if g.get(key) is not None:
+            spec[key] = _number(cell, f"generic.{key}", g[key])
     mass = _number(cell, "mass_mg", data["mass_mg"]) if data.get("mass_mg") is not None else None
     c_rate = _number(cell, "c_rate", data["c_rate"]) if data.get("c_rate") is not None else None
     meta = CellMeta(cell=cell, mass_mg=mass, c_rate=c_rate, generic=spec)

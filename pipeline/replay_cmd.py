@@ -138,7 +138,8 @@ def generic_metas(
             learned = learn_ocv(r.t, r.v, r.i, v_min, v_max, fallback=True)
             metas[r.cell] = meta_from_mapping(r.cell, {
                 "generic": {"capacity_mah": learned.capacity_mah, "v_min": learned.v_min, "v_max": learned.v_max,
-                            "ocv": learned.table.tolist(), "r_ohm": max(learned.r_ohm, 1e-6)},
+                            "ocv": learned.table.tolist(), "r_ohm": max(learned.r_ohm, 1e-6),
+                            "tau_diff_s": learned.tau_diff_s},
                 "mass_mg": mass_mg,
             })
         except (ValueError, MetaError) as error:

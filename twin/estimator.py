@@ -114,6 +114,7 @@ _SETTLE_SAMPLES = 10  # voltage updates after a (re)start before an estimate cou
 _CONVERGED_SOC_STD = 0.05
 _ACTIVE_C = 0.01  # |current| above this fraction of 1C counts as charge or discharge ...
 _ACTIVE_SCALE = 0.2  # ... or above this share of the cell's own recent current (slow tests) ...
+_CV_TAIL = 0.5  # a half that ends below this share of its mean current ended on a voltage hold
 _ACTIVE_FLOOR_C = 0.001  # ... but never below this fraction of 1C (sensor noise at rest)
 _SCALE_MEMORY_S = 1800.0  # how long the cell's recent current scale remembers a step
 _INITIAL_SD = (0.3, 0.5, 0.01, 0.01)  # soc, h, v1 (V), d at a (re)start; r0, r1 relative 0.15
@@ -149,6 +150,7 @@ class Tracker:
     capacity_var: np.ndarray
     irr_left_mah: np.ndarray
     t_last: np.ndarray  # NaN before the first sample
+    i_last: np.ndarray  # A: current of the last usable sample (trapezoid counting)
     rejected: np.ndarray  # consecutive gated samples
     nis: np.ndarray  # running mean of the normalised innovation squared
     seg_sign: np.ndarray  # direction of the half-cycle in progress (0 = none yet)
@@ -157,6 +159,7 @@ class Tracker:
     seg_soc_var0: np.ndarray
     seg_d0: np.ndarray  # diffusion lag at the start of the half
     seg_active_s: np.ndarray
+    seg_i_end: np.ndarray  # A: the half's latest active current (a CV hold ends on its tail)
     cycle: np.ndarray  # completed lithiations
     psi: np.ndarray  # model phase-separation fraction, scaled to the observed fade
     crack: np.ndarray
@@ -221,7 +224,7 @@ class HalfCycle:
     half: str  # "discharge" | "charge"
     capacity_mah: float
     capacity_mah_g: float
-    expected_mah_g: float
+    expected_mah_g: float  # the twin's prior prediction of this half's charge (`_at_rate_mah`), per gram
     coulombic_efficiency: float  # charge / preceding discharge (NaN on a discharge)
     measured_retention: float  # capacity_mah / the counted reference (same kind and C-rate), NaN without
     retention: float  # the twin's capacity at this rate / the same at that reference
@@ -256,6 +259,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         capacity_var=(_CAPACITY_SD * p["capacity_mah"]) ** 2,
         irr_left_mah=p["first_irreversible_mah_g"] * p["mass_mg"] / 1000.0 * fresh,
         t_last=nan.copy(),
+        i_last=zeros.copy(),
         rejected=zeros.copy(),
         nis=np.ones(n),
         seg_sign=zeros.copy(),
@@ -264,6 +268,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         seg_soc_var0=sd[:, 0] ** 2,
         seg_d0=zeros.copy(),
         seg_active_s=zeros.copy(),
+        seg_i_end=zeros.copy(),
         cycle=zeros.copy(),
         psi=zeros.copy(),
         crack=zeros.copy(),
@@ -633,20 +638,32 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray) -> list[HalfCycle]:
     tr.i_scale = np.where(pr.ok, np.maximum(np.abs(pr.i), tr.i_scale * decay), tr.i_scale)
     threshold = np.maximum(np.minimum(_ACTIVE_C, _ACTIVE_SCALE * tr.i_scale / one_c_a), _ACTIVE_FLOOR_C) * one_c_a
     sign = np.where(np.abs(pr.i) > threshold, np.sign(pr.i), 0.0)
+    # Trapezoid rule, the interval split where the current crosses zero: a reversal between
+    # two samples gives each half its own part, and a step logged late is not over-counted.
+    tr.seg_mah = tr.seg_mah + np.where(pr.ok, _forward_mah(tr.seg_sign, tr.i_last, pr.i, pr.dt), 0.0)
     closing = pr.ok & (sign != 0) & (tr.seg_sign != 0) & (sign != tr.seg_sign)
     halves = [_close_half(tr, k, float(t[k])) for k in np.flatnonzero(closing)]
     starting = pr.ok & (sign != 0) & (closing | (tr.seg_sign == 0))
     tr.seg_sign = np.where(starting, sign, tr.seg_sign)
-    tr.seg_mah = np.where(starting, 0.0, tr.seg_mah)
+    tr.seg_mah = np.where(starting, _forward_mah(sign, tr.i_last, pr.i, pr.dt), tr.seg_mah)
     tr.seg_active_s = np.where(starting, 0.0, tr.seg_active_s)
     # The half starts where the previous one ended: the state before this sample.
     tr.seg_soc0 = np.where(starting, tr.x[:, _IZ] - pr.Bu[:, _IZ], tr.seg_soc0)
     tr.seg_soc_var0 = np.where(starting, tr.P[:, _IZ, _IZ], tr.seg_soc_var0)
     tr.seg_d0 = np.where(starting, tr.x[:, _ID] - pr.Bu[:, _ID], tr.seg_d0)
-    counted = pr.ok & (tr.seg_sign != 0)
-    tr.seg_mah = tr.seg_mah + np.where(counted, np.abs(pr.i) * pr.dt / 3.6, 0.0)
-    tr.seg_active_s = tr.seg_active_s + np.where(counted & (sign != 0), pr.dt, 0.0)
+    tr.seg_active_s = tr.seg_active_s + np.where(pr.ok & (tr.seg_sign != 0) & (sign != 0), pr.dt, 0.0)
+    tr.seg_i_end = np.where(pr.ok & (sign != 0) & (sign == tr.seg_sign), np.abs(pr.i), tr.seg_i_end)
+    tr.i_last = np.where(pr.ok, pr.i, tr.i_last)
     return halves
+
+
+def _forward_mah(sign: np.ndarray, i0: np.ndarray, i1: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """mAh passed in direction `sign` while the current goes linearly from i0 to i1 over dt s."""
+    a, b = sign * i0, sign * i1
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    # Positive part of a linear ramp: the whole trapezoid, or the triangle above zero.
+    mean = np.where(lo >= 0, 0.5 * (a + b), np.where(hi > 0, 0.5 * hi * hi / np.maximum(hi - lo, 1e-300), 0.0))
+    return mean * dt / 3.6
 
 
 def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
@@ -661,9 +678,11 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     # The swing is end minus start SOC: a recovery inside the half only matters through the
     # end's variance, which weighs the measurement.
     measures = deep and not fresh_sink
+    c_rate = mah * 3.6 / max(tr.seg_active_s[k], 1e-9) / (c["one_c_ma"] / 1000.0)
+    # What the twin predicted this half would deliver, before the half's own count corrects it.
+    expected = _at_rate_mah(tr, k, c, c_rate, discharge)
     if measures:
         _update_capacity(tr, k, mah, swing)
-    c_rate = mah * 3.6 / max(tr.seg_active_s[k], 1e-9) / (c["one_c_ma"] / 1000.0)
     p1 = {name: np.array([v]) for name, v in c.items()}
     age = deg.Ageing(tr.cycle[k : k + 1], tr.psi[k : k + 1], tr.crack[k : k + 1], tr.irr_left_mah[k : k + 1])
     new = deg.age_half_cycle(p1, age, np.array([discharge]), np.array([min(swing, 1.0)]), np.array([c_rate]))
@@ -697,7 +716,6 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     growth = r / tr.r_base[k] - 1.0 if np.isfinite(tr.r_base[k]) else 0.0
     measured_retention, retention = _retention(tr, k, discharge, c_rate, mah, _at_rate_mah(tr, k, c, c_rate, discharge),
                                                deep, measures)
-    expected = c["capacity_mah"] * (1 - tr.psi[k]) * (1 - tr.crack[k])
     psi_risk, crack_risk = _risks(tr, k, growth, c)
     grams = c["mass_mg"] / 1000.0
     return HalfCycle(
@@ -724,8 +742,9 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
 
 def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -> float:
     """The charge the twin says a constant-current half at `c_rate` delivers from where this
-    half started: the model's own answer, with the state at the start of the half and the
-    parameters as now estimated. The cut-off comes when the surface SOC (bulk plus the
+    half started (and a constant-voltage hold after it, if this half ended on one): the
+    model's own answer, with the state at the start of the half and the parameters as now
+    estimated. The cut-off comes when the surface SOC (bulk plus the
     diffusion lag, which relaxes from its start value towards I tau_D / 3Q) meets the OCV
     at the cut-off voltage less the resistive drop. The rate matters: activation,
     resistance growth and loss of material show at 1C long before they show at C/10."""
@@ -735,9 +754,20 @@ def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -
     act = deg.activation(c["activation_factor"], c["activation_cycles"], tr.cycle[k])
     tau = c["tau_diff_s"] * deg.tau_multiplier(act)
     lag_ss, lag0 = i * tau / (3.0 * q_as), tr.seg_d0[k]
-    cut = (c["v_min"] if discharge else c["v_max"]) - i * (tr.x[k, _IR0] + tr.x[k, _IR1]) - tr.x[k, _IE] - c["ocv_shift_v"]
-    surface_cut = ocv_inverse(np.array([cut]), np.array([sign]), np.array([c["ni_share"]]), tr.ocv_table[k : k + 1])[0]
     z0 = tr.seg_soc0[k]
+
+    def surface_at_cut(amps: float) -> float:
+        cut = (c["v_min"] if discharge else c["v_max"]) - amps * (tr.x[k, _IR0] + tr.x[k, _IR1]) - tr.x[k, _IE]
+        return ocv_inverse(np.array([cut - c["ocv_shift_v"]]), np.array([sign]), np.array([c["ni_share"]]),
+                           tr.ocv_table[k : k + 1])[0]
+
+    i_end = sign * tr.seg_i_end[k]
+    if abs(i_end) < _CV_TAIL * abs(i):
+        # A hold at the limit until the current fell to i_end: the half ends where the OCV
+        # at the limit less the tail's drop meets the surface, the bulk a tail's lag behind.
+        z_end = np.clip(surface_at_cut(i_end) - i_end * tau / (3.0 * q_as), 0.0, 1.0)
+        return float(tr.capacity_mah[k] * max(sign * (z_end - z0), 0.0))
+    surface_cut = surface_at_cut(i)
 
     def short_of_cut(t: np.ndarray) -> np.ndarray:  # > 0 while the surface has not reached it
         surface = z0 + i * t / q_as + lag_ss + (lag0 - lag_ss) * np.exp(-10.0 * t / tau)

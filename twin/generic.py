@@ -63,6 +63,13 @@ would add that jump to the resistance, so reversals are used only when the file 
 interruption, and then with a note. The result is non-negative, and 0 with a note when
 the file has no settled step.
 
+Rate. The curve's own half is slow; a full half at least `RATE_STEP` times faster that
+ends on its constant current (no voltage hold) delivers less than the capacity even after
+the resistance drop is allowed for. That shortfall is the lag of the bulk behind the
+surface, `I tau / 3Q` in the twin's diffusion model, and gives its time constant (the
+median over such halves; `DEFAULT_TAU_S`, which leaves rate losses to the resistance,
+when the file has none). Without it the twin promises a 1C discharge the charge of a C/20 one.
+
 Fallback. When nothing can be learned, `learn_ocv` raises ValueError with the failed
 condition in numbers. With `fallback=True` it instead returns a provisional result: the
 curve from the slowest full half even if it is faster than 2C, or, with no full half, a
@@ -78,7 +85,7 @@ import numpy as np
 
 from .params import OCV_POINTS, CellParams
 
-__all__ = ["Half", "LearnedOcv", "Window", "find_halves", "infer_window", "learn_ocv", "generic_params", "soc_grid"]
+__all__ = ["DEFAULT_TAU_S", "Half", "LearnedOcv", "Window", "find_halves", "infer_window", "learn_ocv", "generic_params", "soc_grid"]
 
 REST_FRACTION = 0.002  # of the largest current: below it a sample is a rest
 END_TOLERANCE = 0.05  # of the window span: how close to each end a full half gets
@@ -90,6 +97,9 @@ SAME_RATE = 1.25  # rates within this factor of the slowest count as equally slo
 BALANCE_TOLERANCE = 0.03  # charge vs discharge of one cycle, relative
 RELAXED_REST_S = 300.0  # a rest this long after a constant-voltage tail shows where the curve ends
 STEP_MAX_DT_S = 60.0  # a resistance step measured later includes slow relaxation
+RATE_STEP = 3.0  # a full half this many times faster than the curve's shows the rate loss
+DEFAULT_TAU_S = 60.0  # diffusion time constant of a cell whose rate loss the file does not show
+MAX_TAU_S = 36000.0
 
 _NAMES = {-1: "discharge", 1: "charge"}
 
@@ -149,6 +159,7 @@ class LearnedOcv:
     capacity_from: Half | None
     provisional: bool  # a fallback: the twin's capacity figures for this cell are provisional
     notes: tuple[str, ...]  # for the user: rates, skipped formation, one direction, fallback reason
+    tau_diff_s: float = DEFAULT_TAU_S  # from the rate loss of faster full halves (see "Rate")
 
     def sources(self) -> str:
         """Which half gave what, for one line of output."""
@@ -437,6 +448,33 @@ def _bounded_by_gap(lith: Half, delith: Half, t: np.ndarray, v: np.ndarray, i: n
     return r_ohm
 
 
+def _diffusion_time(full: list[Half], source: Half, table: np.ndarray, r_ohm: float, v_min: float, v_max: float,
+                    i: np.ndarray) -> tuple[float, str | None]:
+    """The twin's diffusion time constant from the rate loss of the faster full halves."""
+    capacity, grid = source.charge_mah, soc_grid()
+    taus, used = [], []
+    for h in full:
+        c_rate = h.current_ma / capacity
+        amps = np.abs(i[h.start : h.stop])
+        if c_rate < RATE_STEP * source.c_rate or amps[-1] < 0.5 * _loaded_amps(amps):
+            continue  # not faster, or it ended on a voltage hold that makes up the rate loss
+        # The surface meets the cut-off where the branch equals the limit less the drop;
+        # what the half fell short of that is the bulk's lag at the end.
+        branch = np.maximum.accumulate(table[0 if h.sign < 0 else 1])
+        limit = v_min + h.current_ma / 1000.0 * r_ohm if h.sign < 0 else v_max - h.current_ma / 1000.0 * r_ohm
+        surface = float(np.interp(limit, branch, grid))
+        reach = 1.0 - surface if h.sign < 0 else surface
+        lag = reach - h.charge_mah / capacity
+        taus.append(float(np.clip(3.0 * 3600.0 * lag / c_rate, DEFAULT_TAU_S, MAX_TAU_S)))
+        used.append(h)
+    if not taus:
+        return DEFAULT_TAU_S, None
+    tau = float(np.median(taus))
+    return tau, (f"rate loss: {len(used)} faster full half(s) (up to {max(h.current_ma for h in used) / capacity:.2g}C) "
+                 f"delivered {min(h.charge_mah for h in used) / capacity:.0%}-{max(h.charge_mah for h in used) / capacity:.0%}"
+                 f" of the capacity; diffusion time constant {tau:.0f} s")
+
+
 def _deepest(halves: list[Half], sign: int) -> str:
     mine = [h for h in halves if h.sign == sign]
     if not mine:
@@ -506,8 +544,10 @@ def learn_ocv(
     if trusted or learnable:
         table, lith, delith, source, chosen, r_ohm = _learned_from(trusted or learnable, full, mismatch, t, v, i,
                                                                    r_ohm)
+        tau_s, tau_note = _diffusion_time(full, source, table, r_ohm, v_min, v_max, i)
+        notes += [tau_note] if tau_note else []
         return LearnedOcv(table, source.charge_mah, r_ohm, source.c_rate, v_min, v_max, inferred, lith, delith,
-                          source, reason is not None, tuple(notes[:1] + chosen + notes[1:]))
+                          source, reason is not None, tuple(notes[:1] + chosen + notes[1:]), tau_s)
     table, largest = _straight_line(halves, v_min, v_max)
     line = f"straight line across the window; capacity = the largest half counted ({largest.describe()}), a lower bound"
     return LearnedOcv(table, largest.charge_mah, r_ohm, float("nan"), v_min, v_max, inferred, None, None, largest,
@@ -522,6 +562,7 @@ def generic_params(
     ocv_table: np.ndarray,
     r_ohm: float = 0.05,
     mass_mg: float | None = None,
+    tau_diff_s: float = DEFAULT_TAU_S,
 ) -> CellParams:
     """Parameters of a generic cell: 1C = the capacity per hour; no hydride degradation."""
     if not (capacity_mah > 0 and v_max > v_min):
@@ -534,7 +575,7 @@ def generic_params(
         one_c_ma_g=capacity_mah / (mass / 1000.0),
         utilisation=1.0,
         first_irreversible_mah_g=0.0,
-        tau_diff_s=60.0,
+        tau_diff_s=tau_diff_s,
         activation_factor=0.0,
         r0_ohm=0.5 * r_ohm,
         r1_ohm=0.5 * r_ohm,

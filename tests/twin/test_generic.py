@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from twin import estimator as est
-from twin.generic import END_TOLERANCE, find_halves, generic_params, learn_ocv, soc_grid
+from twin.generic import DEFAULT_TAU_S, END_TOLERANCE, find_halves, generic_params, learn_ocv, soc_grid
 from twin.protocol import cc_cycles
 from twin.simulator import SensorNoise, Simulation
 
@@ -202,6 +202,15 @@ def test_prefers_the_slow_cycle_after_a_fast_one():
     assert learned.c_rate == pytest.approx(0.1, rel=0.1)
     assert learned.capacity_mah == pytest.approx(c.moved_mah[3], rel=0.01)
     assert not any("faster than C/2" in note for note in learned.notes)
+
+
+def test_no_rate_loss_learned_where_the_resistance_explains_it():
+    # The true cell here has no diffusion: a 1C discharge falls short of the C/10 one only
+    # by what the resistance drop leaves at the cut-off, which the learner allows for.
+    c = full_cell().discharge(0.1).rest(600).charge(0.1).rest(600).discharge(1.0).rest(600)
+    learned = learn_ocv(*c.arrays(), V_LO, V_HI)
+    assert c.moved_mah[-1] < c.moved_mah[0]
+    assert learned.tau_diff_s < 2 * DEFAULT_TAU_S
 
 
 def test_only_fast_cycles_refuse_or_give_a_provisional_curve():

@@ -36,6 +36,7 @@ _Refused = tuple[bytes | None, bytes | None, KafkaError]  # key, value, why the 
 # thread ship large batches instead of waking up for every few records (measured with
 # 400-byte records: 29 us per record against 40 us with kafka-python's defaults).
 _BATCHING = {"linger_ms": 100, "batch_size": 512 * 1024}
+_SMALLEST_BATCH = 16 * 1024  # kafka-python's default batch_size
 # Errors that are the record's own: sending it again can never succeed.
 _REFUSED = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, CorruptRecordError)
 
@@ -75,23 +76,20 @@ class KafkaSink(DynamicSink[KeyValue]):
     ) -> StatelessSinkPartition[KeyValue]:
         return _KafkaSinkPartition(self._new_producer, self._topic, self._timeout_s, self._undeliverable)
 
-    def _new_producer(self) -> KafkaProducer:
-        return KafkaProducer(
-            **{
-                **_BATCHING,
-                **self._extra,
-                "bootstrap_servers": self._bootstrap,
-                "acks": "all",
-                "enable_idempotence": True,
-            }
-        )
+    def _new_producer(self, shrink: int = 0) -> KafkaProducer:
+        """A producer; its batches ``2**shrink`` times smaller (down to 16 KiB) after refusals."""
+        config = {**_BATCHING, **self._extra}
+        config["batch_size"] = max(config["batch_size"] >> shrink, min(config["batch_size"], _SMALLEST_BATCH))
+        return KafkaProducer(**{**config, "bootstrap_servers": self._bootstrap, "acks": "all",
+                                "enable_idempotence": True})
 
 
 class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):
-    def __init__(self, make_producer: Callable[[], KafkaProducer], topic: str, timeout_s: float,
+    def __init__(self, make_producer: Callable[[int], KafkaProducer], topic: str, timeout_s: float,
                  undeliverable: Path | None) -> None:
         self._make_producer = make_producer
-        self._producer = make_producer()
+        self._shrink = 0  # batches are halved each time a whole batch was too large for the topic
+        self._producer = make_producer(self._shrink)
         self._topic = topic
         self._timeout_s = timeout_s
         self._undeliverable = undeliverable
@@ -114,6 +112,9 @@ class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):
             if again:
                 refused += again
                 self._renew()
+        if len(refused) < len(failed):  # some went down only with their batch: smaller batches from now on
+            self._shrink += 1
+            self._renew()
         return refused
 
     def _renew(self) -> None:
@@ -121,7 +122,7 @@ class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):
             self._producer.close(timeout=self._timeout_s)
         except KafkaError:
             pass  # a producer given up on: what it held was sent or is sent again
-        self._producer = self._make_producer()
+        self._producer = self._make_producer(self._shrink)
 
     def _send(self, items: list[KeyValue]) -> list[_Refused]:
         """Send and wait for the acknowledgement of every item; the items refused for themselves.

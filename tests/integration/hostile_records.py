@@ -1,8 +1,8 @@
 """Hostile records for `cell.samples` and `cell.meta`, each with the dead-letter reason the
 pipeline must give it: the named kinds that once crashed or silently lost data, and seeded
 random garbage built so that its reason follows from how it was made (one defect per
-record, on top of a frame that is valid otherwise). Used by the bad-input integration test
-and by benchmarks/hostile_bench.py.
+record, on top of a frame that is valid otherwise), and how to send them. Used by the
+bad-input integration test and by benchmarks/hostile_bench.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import math
 import random
 from typing import Any, Callable
 
-__all__ = ["Hostile", "named_samples", "named_metas", "garbage"]
+from kafka import KafkaProducer
+
+__all__ = ["Hostile", "named_samples", "named_metas", "garbage", "interleave", "send"]
 
 Hostile = tuple[bytes | None, bytes | None, str]  # key, value, the reason its dead letter must give
 
@@ -77,7 +79,8 @@ def named_metas(cell: str) -> list[Hostile]:
         (key, _js({"cell": cell, "preset": "mgh2\\", "mass_mg": 1.0}), "bad_meta"),
         (key, b'{"cell": "%s", "preset": ' % key + b"[" * _DEEP + b"]" * _DEEP + b"}", "not_json"),
         (key, None, "bad_meta"),  # a tombstone
-        (None, _js({"cell": "\ud800", "preset": "mgh2", "mass_mg": 1.0}), "bad_cell_id"),
+        ("\ud800".encode("utf-8", "surrogatepass"), _js({"cell": "\ud800", "preset": "mgh2", "mass_mg": 1.0}),
+         "bad_cell_id"),  # a compacted topic takes no record without a key
         (key, _js({"cell": f"{cell}\\", "preset": "mgh2", "mass_mg": 1.0}), "bad_cell_id"),
     ]
 
@@ -148,7 +151,7 @@ def _soup(rng: random.Random, base: dict[str, Any]) -> Hostile | None:
 def _bad_cell_id(rng: random.Random, base: dict[str, Any]) -> Hostile:
     text = _random_text(rng, rng.randint(0, 10))
     at = rng.randint(0, len(text))
-    cell = text[:at] + rng.choice(_FORBIDDEN) + text[at:]
+    cell = text[:at] + "x" + rng.choice(_FORBIDDEN) + "x" + text[at:]  # no neighbour to pair a surrogate with
     return None, _js({**base, "cell": cell}), "bad_cell_id"
 
 
@@ -235,3 +238,28 @@ def garbage(cell: str, t0: float, count: int, seed: int = 0, deep_every: int = 1
         if record is not None:
             out.append(record)
     return out
+
+
+def interleave(good: list[tuple[bytes, bytes]], bad: list[Hostile]) -> list[Hostile]:
+    """``bad`` spread evenly among ``good`` (reason None), which keeps its order (a cell's samples
+    stay in time order)."""
+    ratio, rest = len(bad) / max(len(good), 1), iter(bad)
+    records: list[Hostile] = []
+    for k, (key, value) in enumerate(good):
+        records += itertools.islice(rest, int((k + 1) * ratio) - int(k * ratio))
+        records.append((key, value, None))
+    return records + list(rest)
+
+
+def send(bootstrap: str, topic: str, records: list[Hostile], max_request_size: int = 1 << 20) -> dict[tuple[int, int], str]:
+    """Send in order and wait for every acknowledgement; the reason each bad record must get,
+    by its (partition, offset)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=max_request_size,
+                             linger_ms=50, batch_size=1 << 20)
+    try:
+        futures = [(producer.send(topic, key=k, value=v), reason) for k, v, reason in records]
+        producer.flush()
+        return {(m.partition, m.offset): reason for m, reason in ((f.get(timeout=120), r) for f, r in futures)
+                if reason is not None}
+    finally:
+        producer.close()

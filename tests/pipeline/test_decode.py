@@ -10,6 +10,7 @@ import pytest
 
 from connectors.kafka_source import KafkaMessage
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
+from pipeline import decode
 from pipeline.decode import (
     MAX_DEADLETTER_BYTES, MAX_DEADLETTER_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_PAYLOAD_CHARS, DeadLetter, Frame, Origin,
     decode_message,
@@ -196,3 +197,18 @@ def test_corrected_metadata_for_the_same_key_decodes_after_bad_ones() -> None:
 
     assert all(isinstance(d, DeadLetter) for d in decoded[:-1])
     assert decoded[-1] == CellMeta(cell="A1", mass_mg=2.0, preset="mgh2")
+
+
+@pytest.mark.parametrize("topic", [TOPIC_SAMPLES, TOPIC_META])
+def test_an_unforeseen_error_is_a_dead_letter_too(topic: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_args: object) -> None:
+        raise ZeroDivisionError("x" * 10_000)
+
+    monkeypatch.setattr(decode, "_frame", fail)
+    monkeypatch.setattr(decode, "meta_from_mapping", fail)
+    letter = decode_message(_record({"cell": "A1", "preset": "mgh2", "mass_mg": 1, "t": 1, "v": 0.5, "i": 0.0},
+                                    topic=topic))
+
+    assert isinstance(letter, DeadLetter) and letter.reason == "undecodable" and letter.cell == "A1"
+    assert letter.error.startswith("the record could not be decoded: ZeroDivisionError: 'xxx")
+    assert len(letter.error) < 200

@@ -48,12 +48,14 @@ def test_refused_records_go_to_the_file_and_the_rest_is_delivered(kafka_bootstra
     over_client = (b"huge", "é".encode() * (1 << 20))  # 2 MiB: the client refuses it before sending
     undeliverable = tmp_path / "out" / "deadletter-undelivered.jsonl"
     part = KafkaSink(kafka_bootstrap, topic, undeliverable=undeliverable).build("out", 0, 1)
+    later = [(b"c", f"later-{i}".encode()) for i in range(10)]
     try:
         part.write_batch(small[:25] + [over_topic] + small[25:40] + [over_client] + small[40:])
+        part.write_batch(later)  # a refusal leaves kafka-python's idempotent producer failing all after it
     finally:
         part.close()
 
-    assert _read_all(kafka_bootstrap, topic) == small
+    assert _read_all(kafka_bootstrap, topic) == small + later
     lines = [json.loads(line) for line in undeliverable.read_text().splitlines()]
     assert sorted((d["key"], d["value"]) for d in lines) == sorted(
         (k.decode(), v.decode()) for k, v in (over_topic, over_client))

@@ -9,23 +9,36 @@ its last snapshot: delivery is at least once) instead of dropping data.
 The producer is idempotent (kafka-python 3 supports it and enables it by default), so the
 client's own retries of a timed-out request cannot duplicate or reorder records.
 Encoding stays in the dataflow; the sink takes bytes.
+
+A record the broker refuses for itself (larger than the topic or the client allows, or
+invalid), not for the state of the broker, can go to a local JSON-lines file instead
+(``undeliverable``): the dead-letter sink uses it, so that no record stops the run.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from kafka import KafkaProducer
+from kafka.errors import (
+    CorruptRecordError, InvalidRecordError, KafkaError, MessageSizeTooLargeError, RecordListTooLargeError,
+)
 
 __all__ = ["KafkaSink"]
 
 KeyValue = tuple[bytes | None, bytes | None]
+_Refused = tuple[bytes | None, bytes | None, KafkaError]  # key, value, why the broker or client refused it
 
 # write_batch flushes at its end, so lingering costs no latency; it lets the sender
 # thread ship large batches instead of waking up for every few records (measured with
 # 400-byte records: 29 us per record against 40 us with kafka-python's defaults).
 _BATCHING = {"linger_ms": 100, "batch_size": 512 * 1024}
+_SMALLEST_BATCH = 16 * 1024  # kafka-python's default batch_size
+# Errors that are the record's own: sending it again can never succeed.
+_REFUSED = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, CorruptRecordError)
 
 
 class KafkaSink(DynamicSink[KeyValue]):
@@ -38,6 +51,9 @@ class KafkaSink(DynamicSink[KeyValue]):
         (``security_protocol``, ``sasl_mechanism``, ``ssl_cafile``...) or
         ``compression_type``, or other ``linger_ms`` / ``batch_size`` than the 100 ms /
         512 KiB used here. ``acks`` and ``enable_idempotence`` cannot be weakened here.
+    :arg undeliverable: a file that records refused by the broker for themselves (too
+        large, invalid) are appended to, one JSON object per line (``topic``, ``error``,
+        ``key``, ``value``; key and value as UTF-8 text), instead of failing the batch.
     """
 
     def __init__(
@@ -47,39 +63,98 @@ class KafkaSink(DynamicSink[KeyValue]):
         *,
         timeout_s: float = 30.0,
         producer_config: Mapping[str, Any] | None = None,
+        undeliverable: Path | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._timeout_s = timeout_s
         self._extra = dict(producer_config or {})
+        self._undeliverable = undeliverable
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[KeyValue]:
-        producer = KafkaProducer(
-            **{
-                **_BATCHING,
-                **self._extra,
-                "bootstrap_servers": self._bootstrap,
-                "acks": "all",
-                "enable_idempotence": True,
-            }
-        )
-        return _KafkaSinkPartition(producer, self._topic, self._timeout_s)
+        return _KafkaSinkPartition(self._new_producer, self._topic, self._timeout_s, self._undeliverable)
+
+    def _new_producer(self, shrink: int = 0) -> KafkaProducer:
+        """A producer; its batches ``2**shrink`` times smaller (down to 16 KiB) after refusals."""
+        config = {**_BATCHING, **self._extra}
+        config["batch_size"] = max(config["batch_size"] >> shrink, min(config["batch_size"], _SMALLEST_BATCH))
+        return KafkaProducer(**{**config, "bootstrap_servers": self._bootstrap, "acks": "all",
+                                "enable_idempotence": True})
 
 
 class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):
-    def __init__(self, producer: KafkaProducer, topic: str, timeout_s: float) -> None:
-        self._producer = producer
+    def __init__(self, make_producer: Callable[[int], KafkaProducer], topic: str, timeout_s: float,
+                 undeliverable: Path | None) -> None:
+        self._make_producer = make_producer
+        self._shrink = 0  # batches are halved each time a whole batch was too large for the topic
+        self._producer = make_producer(self._shrink)
         self._topic = topic
         self._timeout_s = timeout_s
+        self._undeliverable = undeliverable
 
     def write_batch(self, items: list[KeyValue]) -> None:
-        futures = [self._producer.send(self._topic, key=key, value=value) for key, value in items]
-        self._producer.flush(timeout=self._timeout_s)
-        for future in futures:
-            # Raises the broker's or the client's error (KafkaError) for a failed record.
-            future.get(timeout=self._timeout_s)
+        refused = self._send(items)
+        if refused:
+            refused = self._again_alone(refused)
+        if refused:
+            self._set_aside(refused)
+
+    def _again_alone(self, failed: list[_Refused]) -> list[_Refused]:
+        """Send each failed record again, alone, on a new producer after each refusal: what a refused
+        record takes down with it (kafka-python splits a batch the broker finds too large, then fails
+        the rest, and an idempotent producer fails everything after) is delivered."""
+        refused: list[_Refused] = []
+        self._renew()
+        for key, value, _ in failed:
+            again = self._send([(key, value)])
+            if again:
+                refused += again
+                self._renew()
+        if len(refused) < len(failed):  # some went down only with their batch: smaller batches from now on
+            self._shrink += 1
+            self._renew()
+        return refused
+
+    def _renew(self) -> None:
+        try:
+            self._producer.close(timeout=self._timeout_s)
+        except KafkaError:
+            pass  # a producer given up on: what it held was sent or is sent again
+        self._producer = self._make_producer(self._shrink)
+
+    def _send(self, items: list[KeyValue]) -> list[_Refused]:
+        """Send and wait for the acknowledgement of every item; the items refused for themselves.
+        Any other failure (KafkaError: the broker unreachable, a timeout...) is raised."""
+        sent, refused = [], []
+        for key, value in items:
+            try:
+                sent.append((key, value, self._producer.send(self._topic, key=key, value=value)))
+            except _REFUSED as error:  # larger than the client's max_request_size
+                refused.append((key, value, error))
+        try:
+            self._producer.flush(timeout=self._timeout_s)
+        except KafkaError:
+            pass  # each record's future says what became of it (kafka-python's flush fails on a split batch)
+        for key, value, future in sent:
+            try:
+                future.get(timeout=self._timeout_s)
+            except _REFUSED as error:
+                refused.append((key, value, error))
+        return refused
+
+    def _set_aside(self, refused: list[_Refused]) -> None:
+        if self._undeliverable is None:
+            raise refused[0][2]
+        self._undeliverable.parent.mkdir(parents=True, exist_ok=True)
+        with self._undeliverable.open("a", encoding="utf-8") as file:
+            for key, value, error in refused:
+                file.write(json.dumps({
+                    "topic": self._topic, "error": f"{type(error).__name__}: {error}",
+                    "key": None if key is None else key.decode("utf-8", "replace"),
+                    "value": None if value is None else value.decode("utf-8", "replace"),
+                }) + "\n")
 
     def close(self) -> None:
         self._producer.close(timeout=self._timeout_s)

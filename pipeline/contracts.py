@@ -116,6 +116,7 @@ OUT_ESTIMATES = "estimates.parquet"
 OUT_CYCLES = "cycles.parquet"
 OUT_ALERTS = "alerts.parquet"
 OUT_DEADLETTER = "deadletter.jsonl"
+OUT_UNDELIVERED = "deadletter-undelivered.jsonl"  # dead letters the broker refused (also without --out: ./)
 OUT_REPORT = "report.html"
 
 

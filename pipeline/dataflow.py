@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Sequence
 
 import bytewax.operators as op
@@ -39,6 +40,7 @@ from pipeline.config import Config
 from pipeline.contracts import (
     MEAS_ALERT,
     MEAS_STATE,
+    OUT_UNDELIVERED,
     TOPIC_ALERTS,
     TOPIC_DEADLETTER,
     TOPIC_META,
@@ -67,8 +69,7 @@ def point_message(point: Point) -> tuple[bytes, bytes]:
 
 
 def _deadletter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
-    key = letter.cell.encode() if letter.cell else (letter.origin.key if letter.origin else None)
-    return key, letter.to_json()
+    return letter.kafka_key(), letter.to_json()
 
 
 def _of_kind(kind: str):
@@ -134,8 +135,9 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
         op.output("twin_out", op.map("twin_json", states, point_message), KafkaSink(kafka, TOPIC_TWIN, producer_config=client))
         op.output("alerts_out", op.map("alert_json", alerts, point_message),
                   KafkaSink(kafka, TOPIC_ALERTS, producer_config=client))
+        undelivered = (cfg.out or Path()) / OUT_UNDELIVERED  # what the broker refuses, rather than stop
         op.output("deadletter_out", op.map("deadletter_kafka", deadletters, _deadletter_message),
-                  KafkaSink(kafka, TOPIC_DEADLETTER, producer_config=client))
+                  KafkaSink(kafka, TOPIC_DEADLETTER, producer_config=client, undeliverable=undelivered))
     return flow
 
 

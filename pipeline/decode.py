@@ -17,7 +17,14 @@ What counts as implausible is what no cycler channel reports for these cells:
 - time before the epoch or after year 5000 (`t` in milliseconds is the usual cause).
 
 Time must increase strictly within a frame here; against the cell's last accepted
-sample it is checked in the twin step, which holds that state.
+sample it is checked in the twin step, which holds that state. Cell ids follow
+`pipeline.meta.name_error` (reason `bad_cell_id`).
+
+No record stops the pipeline: whatever a record makes the decoder raise (JSON nested
+past the parser's depth, a number too large for a float, anything not foreseen here)
+becomes a dead letter, and a dead letter is cut to at most `MAX_DEADLETTER_BYTES`
+(JSON-escaped: a non-ASCII character takes up to 12 bytes) and its Kafka key to
+`MAX_DEADLETTER_KEY_BYTES`, well below the broker's default 1 MiB limit on a record.
 """
 
 from __future__ import annotations
@@ -32,11 +39,13 @@ import numpy as np
 
 from connectors.kafka_source import KafkaMessage
 from pipeline.contracts import TOPIC_META
-from pipeline.meta import CellMeta, MetaError, meta_from_mapping
+from pipeline.meta import V_RANGE, CellMeta, MetaError, meta_from_mapping, name_error, shown
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_PAYLOAD_CHARS",
+    "MAX_DEADLETTER_BYTES",
+    "MAX_DEADLETTER_KEY_BYTES",
     "V_RANGE",
     "MAX_ABS_CURRENT_A",
     "TEMP_RANGE_C",
@@ -52,11 +61,12 @@ __all__ = [
 
 MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB: larger records are refused unread
 MAX_PAYLOAD_CHARS = 64 * 1024  # what a dead letter keeps of the record
-V_RANGE = (-1.0, 6.0)
+MAX_DEADLETTER_BYTES = 256 * 1024  # a dead letter's JSON as a whole, after escaping
+MAX_DEADLETTER_KEY_BYTES = 1024  # its Kafka key (the cell id, else the record's key cut short)
+_KEY_TEXT_BYTES, _ERROR_BYTES = 1024, 16 * 1024  # the dead letter's "key" and "error", escaped
 MAX_ABS_CURRENT_A = 100.0
 TEMP_RANGE_C = (-60.0, 400.0)
 T_RANGE_S = (0.0, 1.0e11)
-_MAX_CELL_ID = 200
 
 
 @dataclass(frozen=True)
@@ -105,19 +115,35 @@ class DeadLetter:
     cell: str | None = None
 
     def to_json(self) -> bytes:
+        """At most MAX_DEADLETTER_BYTES: key, error and payload are cut to their shares if needed."""
         origin = self.origin or Origin(None, None, None, None)
-        return json.dumps({
-            "reason": self.reason,
-            "error": self.error,
-            "topic": origin.topic,
-            "partition": origin.partition,
-            "offset": origin.offset,
-            "key": None if origin.key is None else origin.key.decode("utf-8", "replace"),
-            "payload": _payload_text(self.payload),
-        }, separators=(",", ":")).encode()
+        key = None if origin.key is None else origin.key[:4 * _KEY_TEXT_BYTES].decode("utf-8", "replace")
+        fixed = json.dumps({"reason": self.reason, "topic": origin.topic, "partition": origin.partition,
+                            "offset": origin.offset}, separators=(",", ":"))
+        payload_budget = MAX_DEADLETTER_BYTES - len(fixed) - _KEY_TEXT_BYTES - _ERROR_BYTES - 64
+        return (f'{fixed[:-1]},"error":{_escaped(self.error, _ERROR_BYTES)},"key":{_escaped(key, _KEY_TEXT_BYTES)},'
+                f'"payload":{_escaped(_payload_text(self.payload), payload_budget)}}}').encode()
+
+    def kafka_key(self) -> bytes | None:
+        """The dead letter's Kafka key: its cell, else the record's own key, cut short."""
+        key = self.cell.encode("utf-8", "replace") if self.cell else (self.origin.key if self.origin else None)
+        return None if key is None else key[:MAX_DEADLETTER_KEY_BYTES]
 
 
 Decoded = Frame | CellMeta | DeadLetter
+
+
+def _escaped(text: str | None, budget: int) -> str:
+    """``text`` as a JSON string of at most ``budget`` bytes, cut (and saying so) if longer."""
+    whole = json.dumps(text)
+    if len(whole) <= budget or text is None:
+        return whole
+    note = " [cut]"
+    fits, over = 0, min(len(text), budget)  # an escaped character takes 1 to 12 bytes
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        fits, over = (middle, over) if len(json.dumps(text[:middle] + note)) <= budget else (fits, middle)
+    return json.dumps(text[:fits] + note)
 
 
 def _payload_text(raw: bytes | None) -> str | None:
@@ -149,7 +175,9 @@ def _object(value: bytes | None) -> dict[str, Any]:
         raise _Reject("oversized", f"record of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
     try:
         body = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError:
+        raise _Reject("not_json", "JSON nested deeper than the parser follows") from None
+    except ValueError as error:  # also: not UTF-8, an integer of more than 4300 digits
         raise _Reject("not_json", f"not JSON: {error}") from None
     if not isinstance(body, dict):
         raise _Reject("not_object", f"expected a JSON object, got {type(body).__name__}")
@@ -160,10 +188,11 @@ def _cell(body: dict[str, Any], key: bytes | None) -> str:
     if "cell" not in body:
         raise _Reject("missing_field", "missing field 'cell'")
     cell = body["cell"]
-    if not isinstance(cell, str) or not cell.strip() or len(cell) > _MAX_CELL_ID:
-        raise _Reject("wrong_type", f"'cell' must be a non-empty string of at most {_MAX_CELL_ID} characters")
+    problem = name_error("'cell'", cell)
+    if problem:
+        raise _Reject("bad_cell_id" if isinstance(cell, str) else "wrong_type", problem)
     if key is not None and key != cell.encode():
-        raise _Reject("key_mismatch", f"record key {key.decode('utf-8', 'replace')!r} is not its cell {cell!r}")
+        raise _Reject("key_mismatch", f"record key {shown.repr(key.decode('utf-8', 'replace'))} is not its cell {cell!r}")
     return cell
 
 
@@ -181,7 +210,7 @@ def _numbers(body: dict[str, Any], name: str, frame: bool) -> np.ndarray:
         if bool in kinds:
             raise _Reject("wrong_type", f"'{name}' must hold numbers, not true/false")
         bad = next(x for x in items if type(x) not in _NUMBER_TYPES)
-        raise _Reject("wrong_type", f"'{name}' must hold numbers, got {type(bad).__name__} {bad!r}")
+        raise _Reject("wrong_type", f"'{name}' must hold numbers, got {type(bad).__name__} {shown.repr(bad)}")
     try:
         return np.array(items, dtype=float)
     except OverflowError:  # a JSON integer with hundreds of digits
@@ -241,6 +270,15 @@ def _frame(body: dict[str, Any], cell: str, origin: Origin) -> Frame:
     return Frame(cell, data[0], data[1], data[2], data[3], origin)
 
 
+def _unforeseen(error: Exception) -> _Reject:
+    """Whatever else a record made the decoder raise: a dead letter, never the end of the run."""
+    try:
+        text = shown.repr(str(error))
+    except Exception:  # noqa: BLE001 (a message that cannot even be shown)
+        text = "(no message)"
+    return _Reject("undecodable", f"the record could not be decoded: {type(error).__name__}: {text}")
+
+
 def decode_samples(msg: KafkaMessage) -> Frame | DeadLetter:
     """A record of `cell.samples` (one sample or a frame) -> Frame, or why not."""
     origin, cell = _origin(msg), None
@@ -248,7 +286,8 @@ def decode_samples(msg: KafkaMessage) -> Frame | DeadLetter:
         body = _object(msg.value)
         cell = _cell(body, msg.key)
         return _frame(body, cell, origin)
-    except _Reject as rejected:
+    except Exception as error:  # noqa: BLE001 (see _unforeseen)
+        rejected = error if isinstance(error, _Reject) else _unforeseen(error)
         return DeadLetter(rejected.reason, rejected.error, origin, msg.value, cell)
 
 
@@ -262,13 +301,13 @@ def decode_meta(msg: KafkaMessage) -> CellMeta | DeadLetter:
         body = _object(msg.value)
         cell = _cell(body, msg.key)
         return meta_from_mapping(cell, body)
-    except _Reject as rejected:
-        return DeadLetter(rejected.reason, rejected.error, origin, msg.value, cell)
     except MetaError as error:
         return DeadLetter("bad_meta", str(error), origin, msg.value, cell)
+    except Exception as error:  # noqa: BLE001 (see _unforeseen)
+        rejected = error if isinstance(error, _Reject) else _unforeseen(error)
+        return DeadLetter(rejected.reason, rejected.error, origin, msg.value, cell)
 
 
 def decode_message(msg: KafkaMessage) -> Decoded:
     """Dispatch on the topic: metadata records, everything else as samples."""
     return decode_meta(msg) if msg.topic == TOPIC_META else decode_samples(msg)
-

@@ -55,6 +55,7 @@ def test_unwritable_field_type_says_which_field() -> None:
 
 
 _text = st.text(alphabet=st.sampled_from(list('ab= ,"\\\n\t\r#x1é')), max_size=8)
+_tag_value = _text.filter(lambda text: not set(text) & set("\\\t\n\r"))  # the rest are refused (below)
 _value = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**63), 2**63 - 1), st.booleans(), _text, st.none(),
 )
@@ -62,10 +63,22 @@ _value = st.one_of(
 
 @given(
     measurement=_text.filter(lambda m: m and not m.startswith("#")),
-    tags=st.dictionaries(_text, st.one_of(_text, st.none()), max_size=4),
+    tags=st.dictionaries(_text, st.one_of(_tag_value, st.none()), max_size=4),
     fields=st.dictionaries(_text.filter(bool), _value, max_size=6),
     time=st.floats(0, 1e11),
 )
 def test_same_line_as_influxdb_client(measurement: str, tags: dict, fields: dict, time: float) -> None:
     item = _item(tags, fields, time, measurement)
     assert to_line(item) == _reference(item)
+
+
+@pytest.mark.parametrize("cell", ["x\\,y", "x\\ y", "x\\=", "x\\\\", "x\\", "a\nb", "a\tb", "a\rb"])
+def test_unwritable_tag_values_are_refused_not_mangled(cell: str) -> None:
+    """The client would write these so that the store drops the line or reads another value."""
+    with pytest.raises(ValueError, match="tag cell="):
+        to_line(_item({TAG_CELL: cell}, {"soc": 0.5}))
+
+
+def test_separators_in_tag_values_are_escaped() -> None:
+    item = _item({TAG_CELL: "a,b c=d", TAG_PRESET: "MgH2=0.6,Nd2H5=0.4"}, {"soc": 0.5})
+    assert to_line(item) == _reference(item) == r"twin_state,cell=a\,b\ c\=d,preset=MgH2\=0.6\,Nd2H5\=0.4 soc=0.5 1767225600251"

@@ -1,17 +1,25 @@
-"""Malformed records among good ones: each bad one is dead-lettered with its reason, every
-good sample is processed, and the running pipeline never stops."""
+"""Malformed and hostile records among good ones, on cell.samples and on cell.meta: each bad
+one is dead-lettered with its reason, every good sample is processed, the running pipeline
+never stops, and a later start is not stopped by the bad metadata it re-reads either.
+
+Load is bounded for CI: GARBAGE random records here; benchmarks/hostile_bench.py sends 10^5
+and more and prints records/s."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from pipeline.contracts import OUT_DEADLETTER, TOPIC_DEADLETTER, TOPIC_SAMPLES
+from pipeline.contracts import OUT_DEADLETTER, OUT_UNDELIVERED, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
+from pipeline.decode import MAX_DEADLETTER_BYTES, MAX_DEADLETTER_KEY_BYTES
+from tests.integration.hostile_records import garbage, interleave, named_metas, named_samples, send
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     fresh_kafka, T0, assert_same_points, kill, log_tail, parquet_points, pipeline_command, read_topic,
     reference_run, simulated_fleet, start_pipeline, stored_points, timestamps_by_cell, unique_prefix,
@@ -21,6 +29,10 @@ from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a f
 pytestmark = pytest.mark.integration
 
 MAX_RECORD = 4 << 20  # the test topic's limit, so that a record over the pipeline's 1 MiB arrives
+GARBAGE = 10_000  # seeded random bad records
+# cell.deadletter's limit in this test: the largest dead letters are refused and must land in
+# the output folder's file instead, the rest must still reach the topic.
+DEADLETTER_LIMIT = 128 * 1024
 
 
 def _frame(cell: str, t: list, v: list, i: list, **extra: object) -> dict:
@@ -57,81 +69,121 @@ def _bad_records(prefix: str, good: str) -> list[tuple[bytes | None, bytes | Non
     ]
 
 
+def _dead_letters(bootstrap: str, out: Path) -> list[dict]:
+    """Every dead letter on the topic, each within the size limits, and in the output folder's
+    file of those the broker refused (larger than the topic's limit)."""
+    records = read_topic(bootstrap, TOPIC_DEADLETTER)
+    assert all(len(r.value) <= MAX_DEADLETTER_BYTES and len(r.key or b"") <= MAX_DEADLETTER_KEY_BYTES for r in records)
+    refused = [json.loads(line) for line in (out / OUT_UNDELIVERED).read_text().splitlines()] \
+        if (out / OUT_UNDELIVERED).exists() else []
+    assert all(len(r["value"]) > DEADLETTER_LIMIT - 1024 for r in refused)
+    return [json.loads(r.value) for r in records] + [json.loads(r["value"]) for r in refused]
+
+
+@pytest.fixture
+def small_deadletter_topic(fresh_kafka: str) -> Iterator[str]:
+    """The broker, with cell.deadletter's max.message.bytes at DEADLETTER_LIMIT for this test."""
+    _limit_records(fresh_kafka, TOPIC_DEADLETTER, DEADLETTER_LIMIT)
+    try:
+        yield fresh_kafka
+    finally:
+        _limit_records(fresh_kafka, TOPIC_DEADLETTER, 1048588)  # the broker's default
+
+
+def _limit_records(bootstrap: str, topic: str, limit: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(limit)})])
+    finally:
+        admin.close()
+
+
+def _by_position_all(letters: list[dict], topic: str) -> list[tuple[int, int]]:
+    """(partition, offset) of the record of ``topic`` behind each dead letter, repeats kept."""
+    return [(d["partition"], d["offset"]) for d in letters if d["topic"] == topic]
+
+
+def _by_position(letters: list[dict], topic: str) -> dict[tuple[int, int], dict]:
+    return {(d["partition"], d["offset"]): d for d in letters if d["topic"] == topic}
+
+
 def test_bad_records_are_dead_lettered_and_good_ones_processed(
-    fresh_kafka: str, victoria_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    small_deadletter_topic: str, victoria_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    prefix = unique_prefix("bad")
+    bootstrap = small_deadletter_topic
+    # Cell ids with line protocol's separators and a non-ASCII letter: stored under exactly these names.
+    prefix = unique_prefix("bad") + "x ,=ü-"
     made = simulated_fleet(prefix, cells=4, cycles=1)
     singles = simulated_fleet(prefix, cells=4, cycles=1, frame_size=1)
     # Half the cells send frames, the other half single samples (the wire format allows both).
     framed = set(made.ids[:2])
     good = ([r for r in made.samples if r[0].decode() in framed]
             + [r for r in singles.samples if r[0].decode() not in framed])
-    first = made.ids[0]
-    bad = _bad_records(prefix, first)
+    first, on_topic = made.ids[0], made.ids[-1]
+    bad = _bad_records(prefix, first) + named_samples(first, T0) + garbage(first, T0, GARBAGE, seed=10)
     # A frame of a known cell that goes back before what it already sent: last, so that
     # the cell's good samples were accepted first (same key, same partition, in order).
     stale = (first.encode(), json.dumps(_frame(first, [T0 + 5.0, T0 + 15.0], [0.5, 0.5], [0.0, 0.0])).encode(),
              "stale_time")
-    step = len(good) // len(bad)
-    records = [(k, v, None) for k, v in good]
-    for n, item in enumerate(bad):
-        records.insert(n * (step + 1), item)
-    records.append(stale)
+    records = interleave(good, bad) + [stale]
+    # One cell's metadata is not in the config: on cell.meta, bad records for its key come
+    # first, then the corrected one, which must take effect.
+    corrected = next((key, value, None) for key, value in made.meta if key == on_topic.encode())
+    metas = named_metas(on_topic) + [corrected]
 
-    admin = KafkaAdminClient(bootstrap_servers=fresh_kafka)
-    try:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, TOPIC_SAMPLES,
-                                            configs={"max.message.bytes": str(MAX_RECORD)})])
-    finally:
-        admin.close()
-
+    _limit_records(bootstrap, TOPIC_SAMPLES, MAX_RECORD)
     out, log = tmp_path / "out", tmp_path / "run.log"
     # Frames of a cell without metadata wait meta_wait_s for it before they are refused.
-    config = made.write_config(tmp_path / "cells.toml", meta_wait_s=2.0)
-    process = start_pipeline(pipeline_command(fresh_kafka, victoria_url, out, exit_when_idle=False,
-                                              extra=["--config", str(config)]), log)
+    config = made.write_config(tmp_path / "cells.toml", leave_out=[on_topic], meta_wait_s=10.0)
+    command = pipeline_command(bootstrap, victoria_url, out, exit_when_idle=False, extra=["--config", str(config)])
+    expected_meta = send(bootstrap, TOPIC_META, metas, MAX_RECORD)
+    process = start_pipeline(command, log)
     try:
-        producer = KafkaProducer(bootstrap_servers=fresh_kafka, acks="all", max_request_size=MAX_RECORD)
-        try:
-            futures = [(producer.send(TOPIC_SAMPLES, key=k, value=v), reason) for k, v, reason in records]
-            producer.flush()
-            expected = {}
-            for future, reason in futures:
-                metadata = future.get(timeout=30)
-                if reason is not None:
-                    expected[(metadata.partition, metadata.offset)] = reason
-        finally:
-            producer.close()
-
-        deadline = time.monotonic() + 120
+        expected = send(bootstrap, TOPIC_SAMPLES, records, MAX_RECORD)
+        deadline = time.monotonic() + 240
         while True:
-            letters = {(d["partition"], d["offset"]): d for d in
-                       (json.loads(r.value) for r in read_topic(fresh_kafka, TOPIC_DEADLETTER))
-                       if d["topic"] == TOPIC_SAMPLES}
+            letters = _dead_letters(bootstrap, out)
+            samples, meta = _by_position(letters, TOPIC_SAMPLES), _by_position(letters, TOPIC_META)
             estimates = timestamps_by_cell(stored_points(victoria_url, prefix), "twin_state_soc") \
-                if set(expected) <= set(letters) else {}
+                if set(expected) <= set(samples) and set(expected_meta) <= set(meta) else {}
             if sum(estimates.values()) >= made.sample_count:
                 break
             assert process.poll() is None, f"the pipeline stopped:\n{log_tail(log)}"
             assert time.monotonic() < deadline, (
-                f"{len(set(expected) & set(letters))} of {len(expected)} dead letters, "
+                f"{len(set(expected) & set(samples))} of {len(expected)} dead letters of samples, "
+                f"{len(set(expected_meta) & set(meta))} of {len(expected_meta)} of metadata, "
                 f"{sum(estimates.values())} of {made.sample_count} estimates:\n{log_tail(log)}")
-            time.sleep(1.0)
+            time.sleep(2.0)
         assert process.poll() is None, f"the pipeline stopped:\n{log_tail(log)}"
     finally:
         kill(process)
 
-    got = {position: letters[position]["reason"] for position in expected}
-    assert got == expected
-    assert all(letters[p]["error"] for p in expected)  # and a sentence for a person
+    assert {position: samples[position]["reason"] for position in expected} == expected
+    assert {position: meta[position]["reason"] for position in expected_meta} == expected_meta
+    assert all(samples[p]["error"] for p in expected) and all(meta[p]["error"] for p in expected_meta)
     # The output folder's dead letters (flushed per batch) say the same.
     local = [json.loads(line) for line in (out / OUT_DEADLETTER).read_text().splitlines()]
-    assert {(d["partition"], d["offset"]): d["reason"] for d in local if d["topic"] == TOPIC_SAMPLES
-            and (d["partition"], d["offset"]) in expected} == expected
+    assert {p: d["reason"] for p, d in _by_position(local, TOPIC_SAMPLES).items() if p in expected} == expected
+    assert (out / OUT_UNDELIVERED).exists()  # the largest ones were refused by the topic, and the run went on
 
     reference = tmp_path / "reference"
     reference_run(made, reference, monkeypatch)
     # The run follows the topic, so each cell's last half is still open.
     assert_same_points(stored_points(victoria_url, prefix), with_last_halves_open(parquet_points(reference, prefix)),
                        "good samples among bad ones vs clean run")
+
+    # A later start re-reads cell.meta from its start: the bad records are dead letters again.
+    again = start_pipeline(command, tmp_path / "again.log")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            seen = Counter(p for p in _by_position_all(_dead_letters(bootstrap, out), TOPIC_META) if p in expected_meta)
+            if all(seen[p] == 2 for p in expected_meta):
+                break
+            assert again.poll() is None, f"the restarted pipeline stopped:\n{log_tail(tmp_path / 'again.log')}"
+            assert time.monotonic() < deadline, f"bad metadata not re-read:\n{log_tail(tmp_path / 'again.log')}"
+            time.sleep(2.0)
+        time.sleep(3.0)
+        assert again.poll() is None, f"the restarted pipeline stopped:\n{log_tail(tmp_path / 'again.log')}"
+    finally:
+        kill(again)

@@ -10,8 +10,13 @@ import pytest
 
 from connectors.kafka_source import KafkaMessage
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
-from pipeline.decode import MAX_MESSAGE_BYTES, MAX_PAYLOAD_CHARS, DeadLetter, Frame, decode_message
+from pipeline import decode
+from pipeline.decode import (
+    MAX_DEADLETTER_BYTES, MAX_DEADLETTER_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_PAYLOAD_CHARS, DeadLetter, Frame, Origin,
+    decode_message,
+)
 from pipeline.meta import CellMeta
+from tests.integration.hostile_records import garbage, named_metas, named_samples
 
 
 def _record(value: bytes | dict | None, key: bytes | None = b"A1", topic: str = TOPIC_SAMPLES) -> KafkaMessage:
@@ -121,7 +126,7 @@ def test_meta_record_decodes_to_cell_meta() -> None:
 
 @pytest.mark.parametrize(("value", "words"), [
     ({"cell": "A1", "preset": "nd4mg80ni8"}, "mass_mg"),
-    ({"cell": "A1", "preset": "nd4mg80ni8", "mass_mg": -1}, "positive"),
+    ({"cell": "A1", "preset": "nd4mg80ni8", "mass_mg": -1}, "within 1e-06 .. 1e+07"),
     ({"cell": "A1", "preset": "unobtainium", "mass_mg": 1}, "unknown preset"),
     ({"cell": "A1", "preset": "mgh2", "composition": "MgH2=1", "mass_mg": 1}, "exactly one"),
     ({"cell": "A1", "preset": "mgh2", "mass_mg": 1, "colour": "red"}, "unknown metadata keys"),
@@ -131,3 +136,79 @@ def test_bad_meta_says_what_to_fix(value, words: str) -> None:
     letter = decode_message(_record(value, topic=TOPIC_META))
     assert isinstance(letter, DeadLetter) and letter.reason == "bad_meta"
     assert words in letter.error
+
+
+@pytest.mark.parametrize(("topic", "key", "value", "reason"), [
+    pytest.param(TOPIC_SAMPLES, *record, id=f"samples-{n}-{record[2]}") for n, record in enumerate(named_samples("A1", 100.0))
+] + [
+    pytest.param(TOPIC_META, *record, id=f"meta-{n}-{record[2]}") for n, record in enumerate(named_metas("A1"))
+])
+def test_hostile_records_are_dead_letters_within_the_size_limit(topic: str, key, value, reason: str) -> None:
+    letter = decode_message(KafkaMessage(topic, 0, 5, key, value, 0))
+
+    assert isinstance(letter, DeadLetter) and letter.reason == reason, letter
+    document = letter.to_json()
+    assert len(document) <= MAX_DEADLETTER_BYTES and json.loads(document)["error"] == letter.error
+    assert len(letter.error) < 1000  # quoted values are shown cut short
+    assert letter.kafka_key() is None or len(letter.kafka_key()) <= MAX_DEADLETTER_KEY_BYTES
+
+
+def test_random_garbage_gets_the_reason_of_its_defect() -> None:
+    records = garbage("A1", 1_767_225_600.0, 3000, seed=7, deep_every=300)
+    got = [decode_message(KafkaMessage(TOPIC_SAMPLES, 0, n, key, value, 0)) for n, (key, value, _) in enumerate(records)]
+
+    assert [getattr(letter, "reason", letter) for letter in got] == [reason for _, _, reason in records]
+    assert len({reason for _, _, reason in records}) >= 14  # every kind of defect was made
+
+
+@pytest.mark.parametrize("text", ["\u00e9", "\U0001f600", "\x01", "\ud800"], ids=["accent", "emoji", "control", "surrogate"])
+def test_dead_letter_is_capped_as_a_whole_after_escaping(text: str) -> None:
+    """Key, error and payload of non-ASCII text grow up to 12x when JSON-escaped; all three are cut."""
+    raw = (text * 300_000).encode("utf-8", "surrogatepass")
+    letter = DeadLetter("wrong_type", text * 300_000, Origin(TOPIC_SAMPLES, 1, 2, raw), raw)
+
+    document = letter.to_json()
+    body = json.loads(document)
+    assert len(document) <= MAX_DEADLETTER_BYTES
+    assert body["error"].startswith(text * 100) and body["error"].endswith("[cut]")
+    assert body["key"].endswith("[cut]")
+    # Text is cut; bytes that are not UTF-8 (a lone surrogate) are kept as base64 of their start.
+    assert body["payload"].endswith("[cut]") or raw.startswith(base64.b64decode(body["payload"]))
+    assert len(letter.kafka_key()) == MAX_DEADLETTER_KEY_BYTES
+
+
+def test_dead_letter_under_the_limit_is_whole() -> None:
+    letter = DeadLetter("not_json", "not JSON: x", Origin(TOPIC_SAMPLES, 0, 1, "é1".encode()), "é{".encode(), None)
+    assert json.loads(letter.to_json()) == {"reason": "not_json", "error": "not JSON: x", "topic": TOPIC_SAMPLES,
+                                            "partition": 0, "offset": 1, "key": "é1", "payload": "é{"}
+    assert letter.kafka_key() == "é1".encode()
+
+
+@pytest.mark.parametrize("cell", ["A 1", "x,y=z", "Zelle-Ä/7 (#2)", "電池:01", "a|b;c?d!e%f&g*h^i~j@k[l]m+n.o_p"])
+def test_cell_ids_of_the_documented_character_set_are_accepted(cell: str) -> None:
+    frame = decode_message(_record({**FRAME, "cell": cell}, key=cell.encode()))
+    assert isinstance(frame, Frame) and frame.cell == cell
+
+
+def test_corrected_metadata_for_the_same_key_decodes_after_bad_ones() -> None:
+    """cell.meta is re-read from its start: bad records before a correction are only dead letters."""
+    records = named_metas("A1") + [(b"A1", json.dumps({"cell": "A1", "preset": "mgh2", "mass_mg": 2.0}).encode(), None)]
+    decoded = [decode_message(KafkaMessage(TOPIC_META, 0, n, key, value, 0)) for n, (key, value, _) in enumerate(records)]
+
+    assert all(isinstance(d, DeadLetter) for d in decoded[:-1])
+    assert decoded[-1] == CellMeta(cell="A1", mass_mg=2.0, preset="mgh2")
+
+
+@pytest.mark.parametrize("topic", [TOPIC_SAMPLES, TOPIC_META])
+def test_an_unforeseen_error_is_a_dead_letter_too(topic: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_args: object) -> None:
+        raise ZeroDivisionError("x" * 10_000)
+
+    monkeypatch.setattr(decode, "_frame", fail)
+    monkeypatch.setattr(decode, "meta_from_mapping", fail)
+    letter = decode_message(_record({"cell": "A1", "preset": "mgh2", "mass_mg": 1, "t": 1, "v": 0.5, "i": 0.0},
+                                    topic=topic))
+
+    assert isinstance(letter, DeadLetter) and letter.reason == "undecodable" and letter.cell == "A1"
+    assert letter.error.startswith("the record could not be decoded: ZeroDivisionError: 'xxx")
+    assert len(letter.error) < 200

@@ -19,6 +19,7 @@ from grafana_client.client import GrafanaClientError, GrafanaException
 from connectors.grafana.alerts import RULE_GROUP, alert_rules
 from connectors.grafana.dashboards import FOLDER_TITLE, FOLDER_UID, all_dashboards
 from connectors.grafana.datasource import DATASOURCE_UID, InfluxSettings, datasource
+from connectors.grafana.dialects import Dialect
 
 __all__ = ["MIN_GRAFANA_MAJOR", "PublishError", "PublishReport", "publish"]
 
@@ -109,7 +110,8 @@ def _check_alerting_api(api: GrafanaApi) -> None:
         raise _publish_error("list alert rules", error) from error
 
 
-def publish(url: str, token: str, influx: InfluxSettings, *, timeout: float = 10.0) -> PublishReport:
+def publish(url: str, token: str, influx: InfluxSettings, *, dialect: Dialect = "flux",
+            timeout: float = 10.0) -> PublishReport:
     """Create or update everything celltwin needs in the Grafana at ``url``."""
     # grafana-client glues the URL path and "api" together; a trailing slash keeps a
     # Grafana served under a sub-path (https://host/grafana) working.
@@ -127,7 +129,7 @@ def publish(url: str, token: str, influx: InfluxSettings, *, timeout: float = 10
             _call(f"create {kind} {uid}", create)
             report.created.append(f"{kind}:{uid}")
 
-    source = datasource(influx)
+    source = datasource(influx, dialect)
     upsert("datasource", DATASOURCE_UID,
            lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID),
            lambda: api.datasource.create_datasource(source),
@@ -136,7 +138,7 @@ def publish(url: str, token: str, influx: InfluxSettings, *, timeout: float = 10
            lambda: api.folder.get_folder(FOLDER_UID),
            lambda: api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID),
            lambda: api.folder.update_folder(FOLDER_UID, title=FOLDER_TITLE, overwrite=True))
-    for uid, board in all_dashboards().items():
+    for uid, board in all_dashboards(dialect).items():
         payload = {"dashboard": board, "folderUid": FOLDER_UID, "overwrite": True,
                    "message": "published by celltwin"}
         upsert("dashboard", uid,
@@ -144,7 +146,7 @@ def publish(url: str, token: str, influx: InfluxSettings, *, timeout: float = 10
                lambda payload=payload: api.dashboard.update_dashboard(payload),
                lambda payload=payload: api.dashboard.update_dashboard(payload))
 
-    for rule in alert_rules():
+    for rule in alert_rules(dialect):
         body = {**rule, "folderUID": FOLDER_UID, "ruleGroup": RULE_GROUP, "orgID": 1}
         uid = rule["uid"]
         upsert("alert-rule", uid,

@@ -20,7 +20,7 @@ from typing import Literal
 from pipeline.contracts import MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, THRESHOLDS
 from twin.params import V_MAX, V_MIN
 
-__all__ = ["Limit", "AlertKind", "CATALOGUE", "KINDS", "by_kind", "readme_table"]
+__all__ = ["Limit", "AlertKind", "CATALOGUE", "KINDS", "by_kind", "limits_text", "readme_table"]
 
 Side = Literal["above", "below"]
 Scope = Literal["sample", "half_cycle", "store"]
@@ -121,6 +121,13 @@ KINDS: tuple[str, ...] = tuple(k.kind for k in CATALOGUE if k.scope != "store")
 
 def by_kind(kind: str) -> AlertKind:
     return next(k for k in CATALOGUE if k.kind == kind)
+
+
+def limits_text(kind: AlertKind) -> str:
+    """E.g. "capacity retention below 0.8 (measured retention, else twin retention)"."""
+    bounds = " or ".join(f"{limit.side} {limit.value:g}{kind.unit}" for limit in kind.limits)
+    judged = f" ({', else '.join(kind.labels)})" if len(kind.fields) > 1 else ""
+    return f"{kind.title.lower()} {bounds}{judged}"
 
 
 _JUDGED = {"sample": "every sample", "half_cycle": "every half-cycle", "store": "Grafana only"}

@@ -15,6 +15,7 @@ from rich.console import Console
 from connectors.grafana.datasource import InfluxSettings
 from connectors.grafana.dialects import DIALECTS, Dialect
 from connectors.grafana.generate import stale_files, write
+from connectors.grafana.notifications import EMAIL_ENV, WEBHOOK_ENV, Notify
 from connectors.grafana.publisher import PublishError, publish
 
 __all__ = ["grafana_app"]
@@ -44,13 +45,15 @@ def generate(
     check: Annotated[bool, typer.Option(
         help="Only report files that are out of date; exit 1 if any.")] = False,
 ) -> None:
-    """Write the Grafana provisioning files (data source, dashboards, alert rules)."""
+    """Write the Grafana provisioning files (data source, dashboards, alert rules; a contact point
+    and notification policy when {WEBHOOK_ENV} or {EMAIL_ENV} is set)."""
+    notify = Notify.from_env()
     if check:
-        stale = stale_files(out, dialect)  # type: ignore[arg-type]  # checked by _dialect
+        stale = stale_files(out, dialect, notify)  # type: ignore[arg-type]  # checked by _dialect
         for relative in stale:
             _err.print(f"out of date: {out / relative}")
         raise typer.Exit(1 if stale else 0)
-    for path in write(out, dialect):  # type: ignore[arg-type]
+    for path in write(out, dialect, notify):  # type: ignore[arg-type]
         _out.print(str(path))
 
 
@@ -69,12 +72,14 @@ def publish_command(
     dialect: Annotated[str, typer.Option(help=_DIALECT_HELP, callback=_dialect)] = "flux",
     timeout: Annotated[float, typer.Option(help="Seconds per HTTP request.")] = 10.0,
 ) -> None:
-    """Create or update the data source, folder, dashboards and alert rules (by uid)."""
+    """Create or update the data source, folder, dashboards and alert rules (by uid), and the
+    contact point and policy route when CELLTWIN_ALERT_WEBHOOK_URL or CELLTWIN_ALERT_EMAIL is set."""
     if dialect == "flux" and not influx_org:
         raise typer.BadParameter("Flux needs the InfluxDB organisation", param_hint="--influx-org")
     influx = InfluxSettings(url=influx_url, org=influx_org, bucket=influx_bucket, token=influx_token)
     try:
-        report = publish(url, token, influx, dialect=dialect, timeout=timeout)  # type: ignore[arg-type]
+        report = publish(url, token, influx, dialect=dialect, notify=Notify.from_env(),  # type: ignore[arg-type]
+                         timeout=timeout)
     except PublishError as error:
         _err.print(f"[red]publish failed:[/red] {error}", markup=True, highlight=False)
         raise typer.Exit(2) from error

@@ -276,10 +276,11 @@ class InfluxQLQueries:
         if kind.kind == "cell_silent":
             return None
         if kind.kind == "deadletter_burst":
+            # Per minute, the change of the counter's last value; a quiet minute holds it (0 more).
             field = kind.fields[0]
             return (InfluxQL(kind.measurement)
                     .expression(f'non_negative_derivative(last("{field}"), 1m)', field, field)
-                    .per_interval().build())
+                    .per_interval(fill="previous").build())
         return InfluxQL(kind.measurement).field(kind.fields[0], "last").by(TAG_CELL, TAG_PRESET).build()
 
 

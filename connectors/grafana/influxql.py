@@ -70,9 +70,10 @@ class InfluxQL:
         """One series per value of ``tags``: Grafana's labels."""
         return replace(self, group_by=(*self.group_by, *map(_name, tags)), tags=self.tags | set(tags))
 
-    def per_interval(self) -> InfluxQL:
-        """Aggregate per ``$__interval`` so long ranges stay light; empty windows left out."""
-        return replace(self, group_by=("time($__interval)", *self.group_by), tail=("fill(none)", *self.tail))
+    def per_interval(self, fill: str = "none") -> InfluxQL:
+        """Aggregate per ``$__interval`` so long ranges stay light; empty windows left out, or
+        filled (``previous``: a counter that did not move)."""
+        return replace(self, group_by=("time($__interval)", *self.group_by), tail=(f"fill({fill})", *self.tail))
 
     def newest_first(self) -> InfluxQL:
         return replace(self, tail=(*self.tail, "ORDER BY time DESC"))

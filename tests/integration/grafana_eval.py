@@ -55,7 +55,7 @@ def fill_flux(query: str, window: Window, bucket: str, variables: Mapping[str, s
     text = text.replace("v.timeRangeStart", window.rfc3339(window.start))
     text = text.replace("v.timeRangeStop", window.rfc3339(window.stop))
     text = text.replace("v.windowPeriod", f"{window.interval_s}s")
-    return text.replace("v.defaultBucket", json.dumps(bucket))
+    return _filled(text.replace("v.defaultBucket", json.dumps(bucket)))
 
 
 def fill_influxql(query: str, window: Window, variables: Mapping[str, str] = {}) -> str:
@@ -63,19 +63,19 @@ def fill_influxql(query: str, window: Window, variables: Mapping[str, str] = {})
     text = _fill_variables(query, variables)
     time_filter = f"time >= {round(window.start * 1000)}ms and time <= {round(window.stop * 1000)}ms"
     text = text.replace("$timeFilter", time_filter)
-    return text.replace("$__interval", f"{window.interval_s}s")
+    return _filled(text.replace("$__interval", f"{window.interval_s}s"))
 
 
 def _fill_variables(query: str, variables: Mapping[str, str]) -> str:
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name.startswith("__"):
-            return match.group(0)  # Grafana's own ($__interval ...), not a template variable
-        if name not in variables:
-            raise AssertionError(f"template variable ${name} has no value in this test")
-        return variables[name]
+    for name, value in variables.items():
+        query = query.replace("${%s}" % name, value).replace(f"${name}", value)
+    return query
 
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, query) if variables else query
+
+def _filled(text: str) -> str:
+    if "$" in text or re.search(r"\bv\.\w", text):
+        raise AssertionError(f"a macro or variable was left unfilled in:\n{text}")
+    return text
 
 
 def run_flux(url: str, text: str, now: float | None = None) -> list[Table]:

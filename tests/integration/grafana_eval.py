@@ -1,9 +1,11 @@
 """Run Grafana's queries against a real InfluxDB the way Grafana does, and evaluate alert rules.
 
-Grafana fills its macros into a query's text before sending it: for Flux the range
-(``v.timeRangeStart``, ``v.timeRangeStop``), the window (``v.windowPeriod``), the bucket
-(``v.defaultBucket``); for InfluxQL the time filter (``$timeFilter``) and the interval
-(``$__interval``); dashboards also fill template variables (``${cell}``). Results become
+Grafana fills its macros into a query's text before sending it (its InfluxDB data source,
+``pkg/tsdb/influxdb/flux/macros.go`` and the InfluxQL query builder): for Flux the range
+(``v.timeRangeStart``, ``v.timeRangeStop``, RFC 3339), the window (``v.windowPeriod``), the
+bucket (``v.defaultBucket``, quoted); for InfluxQL the time filter (``$timeFilter`` =
+``time >= ...ms and time <= ...ms``) and the interval (``$__interval``); dashboards also fill
+template variables (``${cell}``). Results become
 series with labels; an alert rule reduces each series (``last``, dropping nulls) and holds
 the number against its threshold.
 """

@@ -73,7 +73,7 @@ def run(kafka_bootstrap: str, influx_url: str, tmp_path_factory: pytest.TempPath
     ensure_topics(kafka_bootstrap, topics)
     empty_topic(kafka_bootstrap, TOPIC_SAMPLES)
     tmp = tmp_path_factory.mktemp("grafana-queries")
-    made = simulated_fleet(unique_prefix("grafana-q"), cells=6, cycles=3)
+    made = simulated_fleet(unique_prefix("grafana-q"), cells=8, cycles=4)
     last_t = max(max(json.loads(v)["t"]) for _, v in made.samples)
     # A cold oven for the first cell, a voltage below the window for the second: sample-level alerts.
     extra = [_excursion(made.ids[0], last_t, v=0.9, temp_c=100.0),

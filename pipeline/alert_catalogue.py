@@ -20,7 +20,7 @@ from typing import Literal
 from pipeline.contracts import MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, THRESHOLDS
 from twin.params import V_MAX, V_MIN
 
-__all__ = ["Limit", "AlertKind", "CATALOGUE", "KINDS", "by_kind", "limits_text", "readme_table"]
+__all__ = ["WINDOW_MARGIN_V", "Limit", "AlertKind", "CATALOGUE", "KINDS", "by_kind", "limits_text", "readme_table"]
 
 Side = Literal["above", "below"]
 Scope = Literal["sample", "half_cycle", "store"]

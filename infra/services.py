@@ -1,27 +1,30 @@
 """Start and stop the real services that integration tests and local development use.
 
-Two services, each a child process on free loopback ports with its data in a fresh
+Three services, each a child process on free loopback ports with its data in a fresh
 temporary folder:
 
 - Apache Kafka, one node in KRaft mode (broker and controller in one JVM), from the jars
   that ``infra/kafka/fetch.sh`` resolves from Maven Central;
-- VictoriaMetrics, which accepts what influxdb-client writes (``/api/v2/write``) and can be
-  read back (``/api/v1/export``); it stands in for InfluxDB, of which no server build can
-  be installed on dev and CI machines.
+- InfluxDB OSS 1.13, built once by ``infra/influxdb/build.sh``: influxdb-client's v2 writes
+  (``/api/v2/write``, bucket = database), Flux (``/api/v2/query``) and InfluxQL (``/query``),
+  the queries of the Grafana dashboards and alert rules;
+- VictoriaMetrics, which accepts the same v2 writes and exports them raw (``/api/v1/export``).
 
 A start returns only once the service just started answers (Kafka serves metadata of the
 new cluster id, VictoriaMetrics is healthy and names the new data folder), never another
-instance that held the port; a start that fails raises :class:`ServiceError` carrying the
-tail of the service's log, so CI shows why. Run one in the foreground for development::
+instance that held the port (InfluxDB names its own config file); a start that fails raises
+:class:`ServiceError` carrying the tail of the service's log, so CI shows why. Run one in the foreground for development::
 
     python infra/services.py kafka [--port 9092]
     python infra/services.py victoria [--port 8428]
+    python infra/services.py influxdb [--port 8086]    # with a database "celltwin"
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import shutil
 import signal
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -38,16 +42,21 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = [
+    "INFLUXD_ENV",
     "KAFKA_LIBS_ENV",
     "RunningService",
     "ServiceError",
+    "default_influxd",
     "default_kafka_libs",
     "free_ports",
+    "start_influxdb",
     "start_kafka",
     "start_victoria",
 ]
 
 KAFKA_LIBS_ENV = "CELLTWIN_KAFKA_LIBS"
+INFLUXD_ENV = "CELLTWIN_INFLUXD"
+INFLUXDB_VERSION = "1.13.2"
 _REPO = Path(__file__).resolve().parent.parent
 _LOG4J_CONFIG = Path(__file__).resolve().parent / "kafka" / "log4j2.properties"
 _LOG_TAIL_CHARS = 6000
@@ -62,7 +71,7 @@ class RunningService:
     """A started service: where to reach it, and how to stop it."""
 
     name: str
-    address: str  # "127.0.0.1:PORT" for Kafka, "http://127.0.0.1:PORT" for VictoriaMetrics
+    address: str  # "127.0.0.1:PORT" for Kafka, "http://127.0.0.1:PORT" for the HTTP stores
     process: subprocess.Popen[bytes]
     workdir: Path  # temporary: data and log, removed by stop()
     log_path: Path
@@ -152,6 +161,62 @@ def start_kafka(
     service = _spawn("kafka", [*base, "kafka.Kafka", str(properties)], workdir, log_path,
                      address=f"127.0.0.1:{port}")
     _wait_ready(service, lambda: _kafka_serves_metadata(service.address, cluster_id), timeout_s)
+    return service
+
+
+def default_influxd() -> Path:
+    """Where ``infra/influxdb/build.sh`` puts influxd (``$CELLTWIN_INFLUXD`` wins): a cache
+    outside the repository, so a fresh clone (CI) reuses the binary built before."""
+    override = os.environ.get(INFLUXD_ENV)
+    if override:
+        return Path(override)
+    cache = os.environ.get("CELLTWIN_CACHE") or Path.home() / ".cache" / "celltwin"
+    return Path(cache) / f"influxdb-{INFLUXDB_VERSION}" / "influxd"
+
+
+def start_influxdb(
+    binary: Path | None = None, *, port: int | None = None, databases: tuple[str, ...] = (),
+    timeout_s: float = 60.0,
+) -> RunningService:
+    """Start InfluxDB OSS 1.x on 127.0.0.1 with Flux enabled and auth off; ``address`` is its
+    base URL. ``databases`` are created (a v2 write's bucket is a database that must exist)."""
+    binary = binary or default_influxd()
+    if not os.access(binary, os.X_OK):
+        raise ServiceError(f"influxdb: no influxd at {binary}; run `bash infra/influxdb/build.sh`")
+    port, rpc_port = (port, free_ports()[0]) if port else free_ports(2)
+    workdir = Path(tempfile.mkdtemp(prefix="celltwin-influxdb-"))
+    config = workdir / "influxdb.conf"
+    # influxd's own defaults, with these settings applied (INFLUXDB_<SECTION>_<KEY> overrides
+    # a key), so a newer influxd's new keys keep their defaults.
+    settings = {
+        "INFLUXDB_REPORTING_DISABLED": "true",
+        "INFLUXDB_BIND_ADDRESS": f"127.0.0.1:{rpc_port}",
+        "INFLUXDB_META_DIR": str(workdir / "meta"),
+        "INFLUXDB_DATA_DIR": str(workdir / "data"),
+        "INFLUXDB_DATA_WAL_DIR": str(workdir / "wal"),
+        "INFLUXDB_DATA_QUERY_LOG_ENABLED": "false",
+        "INFLUXDB_HTTP_BIND_ADDRESS": f"127.0.0.1:{port}",
+        "INFLUXDB_HTTP_FLUX_ENABLED": "true",
+        "INFLUXDB_HTTP_LOG_ENABLED": "false",
+        "INFLUXDB_MONITOR_STORE_ENABLED": "false",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")} | settings
+    try:
+        generated = subprocess.run([str(binary), "config"], env=env, capture_output=True,
+                                   timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ServiceError(f"influxdb: `{binary} config` failed: {error}") from error
+    if generated.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ServiceError(f"influxdb: `{binary} config` exited with {generated.returncode}:\n"
+                           f"{generated.stderr.decode(errors='replace')[-_LOG_TAIL_CHARS:]}")
+    config.write_bytes(generated.stdout)
+    service = _spawn("influxdb", [str(binary), "run", "-config", str(config)], workdir,
+                     workdir / "influxdb.log", address=f"http://127.0.0.1:{port}")
+    _wait_ready(service, lambda: _influxdb_serves(service.address, config), timeout_s)
+    for database in databases:
+        _influxql(service.address, f'CREATE DATABASE "{database}"')
     return service
 
 
@@ -276,6 +341,23 @@ def _victoria_serves(url: str, workdir: Path) -> bool:
         return False
 
 
+def _influxdb_serves(url: str, config: Path) -> bool:
+    # Answering, and ours: the command line it reports names our config file.
+    try:
+        with urllib.request.urlopen(f"{url}/debug/vars", timeout=2) as response:
+            return str(config) in json.loads(response.read()).get("cmdline", [])
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _influxql(url: str, statement: str) -> None:
+    body = urllib.parse.urlencode({"q": statement}).encode()
+    with urllib.request.urlopen(f"{url}/query", data=body, timeout=10) as response:
+        errors = [r["error"] for r in json.loads(response.read()).get("results", []) if "error" in r]
+    if errors:
+        raise ServiceError(f"influxdb: {statement!r} failed: {errors}")
+
+
 def _spawn(
     name: str, args: list[str], workdir: Path, log_path: Path, *, address: str
 ) -> RunningService:
@@ -312,7 +394,7 @@ def _wait_ready(service: RunningService, ready: Callable[[], bool], timeout_s: f
 
 def _main() -> None:
     parser = argparse.ArgumentParser(description="Run one service in the foreground.")
-    parser.add_argument("service", choices=["kafka", "victoria"])
+    parser.add_argument("service", choices=["kafka", "victoria", "influxdb"])
     parser.add_argument("--port", type=int, help="listen port (default: any free port)")
     options = parser.parse_args()
     # SIGTERM (e.g. from a process manager) takes the same clean path as Ctrl-C; SIGINT is
@@ -322,6 +404,8 @@ def _main() -> None:
     try:
         if options.service == "kafka":
             service = start_kafka(port=options.port)
+        elif options.service == "influxdb":
+            service = start_influxdb(port=options.port, databases=("celltwin",))
         else:
             service = start_victoria(port=options.port)
     except ServiceError as error:

@@ -18,3 +18,4 @@ if [ -n "$missing" ]; then
 fi
 
 bash infra/kafka/fetch.sh
+bash infra/influxdb/build.sh   # InfluxDB OSS 1.13 for the dashboard and alert-rule query tests

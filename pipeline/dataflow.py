@@ -127,7 +127,8 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
                                    lambda resume: HealthLogic(cfg.health_interval_s, lag, resume))
         influx = cfg.influx
         op.output("influx_out", op.merge("influx_points", points, op.key_rm("health_unkey", health)),
-                  InfluxSink(influx.url, influx.token, influx.org, influx.bucket))
+                  InfluxSink(influx.url, influx.token, influx.org, influx.bucket,
+                             health_interval_s=cfg.health_interval_s))
     if cfg.kafka is not None:
         kafka, client = cfg.kafka.bootstrap, cfg.kafka.client
         states = op.filter("twin_points", points, lambda p: p["measurement"] == MEAS_STATE)

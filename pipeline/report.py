@@ -1,7 +1,7 @@
 """The HTML report of a run: one self-contained file that opens offline.
 
 ``celltwin run`` leaves Parquet files in its output folder; this turns them into
-``report.html`` with a fleet table on top (values beyond ``THRESHOLDS`` in red) and
+``report.html`` with a fleet table on top (values beyond the alert catalogue's limits in red) and
 per cell the time series and per-cycle figures. plotly.js is inlined once in the
 page head, so the file can be mailed or archived next to the data and still render.
 """
@@ -18,7 +18,8 @@ import plotly.graph_objects as go
 import typer
 from plotly.offline import get_plotlyjs
 
-from pipeline.contracts import OUT_REPORT, THRESHOLDS
+from pipeline.alert_catalogue import by_kind, limits_text
+from pipeline.contracts import OUT_REPORT
 from pipeline.report_data import (
     CellData,
     Columns,
@@ -32,6 +33,9 @@ from pipeline.report_figures import MAX_POINTS, cycle_figure, timeline_figure, v
 from pipeline.validation import verdicts
 
 __all__ = ["build_report", "report_command"]
+
+# The alert kinds whose values the fleet table shows, as the alert catalogue states them.
+_TABLE_KINDS = ("retention_floor", "impedance_growth", "crack_risk", "phase_sep_risk")
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
@@ -131,10 +135,7 @@ def _validation_section(table: Columns) -> str:
 
 
 def _page(cells: list[CellData], validation: Columns | None, source: Path) -> str:
-    limits = (f"retention &lt; {THRESHOLDS.retention_floor:.0%} (the measured one where there is one, "
-              f"else the twin's), impedance growth &gt; "
-              f"{THRESHOLDS.impedance_growth:+.0%}, crack risk &gt; {THRESHOLDS.crack_risk}, "
-              f"phase-separation risk &gt; {THRESHOLDS.phase_sep_risk}")
+    limits = html.escape(", ".join(limits_text(by_kind(kind)) for kind in _TABLE_KINDS))
     body = [
         f"<h1>celltwin report - {len(cells)} cell{'s' if len(cells) != 1 else ''}</h1>",
         f"<p class='note'>From {html.escape(str(source))}. Red: beyond the limits ({limits}).</p>",

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES, THRESHOLDS
+from pipeline.alert_catalogue import by_kind
+from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES
 
 __all__ = [
     "VALIDATION_FILE",
@@ -83,16 +84,16 @@ class SummaryRow:
         return f"{fmt(self.measured_retention, '{:.1%}')} ({fmt(self.retention, '{:.1%}')})"
 
     def breaches(self) -> dict[str, bool]:
-        """Which values lie beyond their limit in ``THRESHOLDS``."""
+        """Which values lie beyond their limit in the alert catalogue."""
 
-        def beyond(value: float | None, limit: float, low_is_bad: bool = False) -> bool:
-            return value is not None and (value < limit if low_is_bad else value > limit)
+        def beyond(value: float | None, kind: str) -> bool:
+            return value is not None and by_kind(kind).crossed(value) is not None
 
         return {
-            "retention": beyond(self.lab_retention, THRESHOLDS.retention_floor, low_is_bad=True),
-            "impedance_growth": beyond(self.impedance_growth, THRESHOLDS.impedance_growth),
-            "crack_risk": beyond(self.crack_risk, THRESHOLDS.crack_risk),
-            "phase_sep_risk": beyond(self.phase_sep_risk, THRESHOLDS.phase_sep_risk),
+            "retention": beyond(self.lab_retention, "retention_floor"),
+            "impedance_growth": beyond(self.impedance_growth, "impedance_growth"),
+            "crack_risk": beyond(self.crack_risk, "crack_risk"),
+            "phase_sep_risk": beyond(self.phase_sep_risk, "phase_sep_risk"),
         }
 
 

@@ -1,8 +1,9 @@
 """Grafana unified-alerting rules over the twin's estimates and the pipeline's health.
 
-The limits are ``pipeline.contracts.THRESHOLDS``, the same the dataflow uses for its
-in-stream alerts, so Grafana and the pipeline disagree only about timing, never
-about where a limit lies. Every rule is multi-dimensional: its query returns one
+Made from ``pipeline.alert_catalogue``, as the dataflow's in-stream alerts are, so Grafana
+and the pipeline disagree only about timing, never about a limit, a direction or a
+severity: each rule reads the value the stream judged last (the newest point, or the newest
+half-cycle of either kind). Every rule is multi-dimensional: its query returns one
 series per cell (labels ``cell`` and ``preset``), so one rule fires per cell.
 
 Each rule is query (A) -> reduce to the newest value (B) -> threshold (C). The same
@@ -15,18 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.grafana.dashboards import FOLDER_TITLE, LAB_RETENTION, RETENTIONS, halves_in_time
+from connectors.grafana.dashboards import FOLDER_TITLE
 from connectors.grafana.datasource import DATASOURCE_UID
-from connectors.grafana.flux import Flux, FluxQuery
-from pipeline.contracts import (
-    MEAS_CYCLE,
-    MEAS_HEALTH,
-    MEAS_STATE,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_PRESET,
-    THRESHOLDS,
-)
+from connectors.grafana.dialects import Dialect, queries_for
+from connectors.grafana.flux import Query
+from connectors.grafana.panels import target
+from pipeline.alert_catalogue import CATALOGUE, AlertKind, Limit
+from pipeline.contracts import MEAS_HEALTH
 
 __all__ = ["RULE_GROUP", "EVALUATION_INTERVAL", "alert_rules", "provisioning_file"]
 
@@ -34,97 +30,63 @@ RULE_GROUP = "celltwin"
 # Grafana's default evaluation interval for a group created through the HTTP API.
 EVALUATION_INTERVAL = "1m"
 _EXPR = {"type": "__expr__", "uid": "__expr__"}
-_T = THRESHOLDS
-# Cycle summaries come once per half-cycle, 20 h apart at 0.05C: a week holds several.
-_CYCLE_LOOKBACK_S = 7 * 86400
 
 
 @dataclass(frozen=True)
 class _Rule:
     uid: str
     title: str
-    query: FluxQuery
+    query: Query
     evaluator: str  # Grafana threshold type: gt, lt, outside_range
     limits: tuple[float, ...]
     pending: str  # how long the condition must hold before the alert fires
     severity: str
     summary: str
-    lookback_s: int = 600
+    lookback_s: int
 
 
-def _per_cell(flux: Flux) -> FluxQuery:
-    # Only cell and preset survive as labels; _start/_stop would make a new alert
-    # instance at every evaluation.
-    return flux.keep("_time", "_value", TAG_CELL, TAG_PRESET).build()
+# How far back a rule looks: a half-cycle lasts up to 20 h at 0.05C, so a week holds several;
+# a silent cell must still be in range to be missed.
+_LOOKBACK_S = {"sample": 600, "half_cycle": 7 * 86400, "store": 600}
+_LOOKBACK_S_OF = {"cell_silent": 86400}
+_EVALUATOR = {"above": "gt", "below": "lt"}
 
 
-def _newest(measurement: str, *fields: str) -> Flux:
-    # The range macros follow the rule's relativeTimeRange, its one lookback setting.
-    return Flux(measurement, fields)
+def _title(kind: AlertKind, limits: tuple[Limit, ...]) -> str:
+    bounds = " or ".join(f"{limit.side} {limit.value:g}{kind.unit}" for limit in limits)
+    return f"{kind.title} {bounds}"
 
 
-def _silence_seconds() -> FluxQuery:
-    age = "map(fn: (r) => ({r with _value: float(v: int(v: now()) - int(v: r._time)) / 1000000000.0}))"
-    return _per_cell(_newest(MEAS_STATE, "v").then("last()").then(age))
+def _rules_of(kind: AlertKind, query: Query) -> list[_Rule]:
+    """One rule per severity of the kind: a window whose sides share one becomes one rule."""
+    severities = list(dict.fromkeys(limit.severity for limit in kind.limits))
+    rules = []
+    for severity in severities:
+        limits = tuple(limit for limit in kind.limits if limit.severity == severity)
+        if len(limits) == 1:
+            evaluator, params = _EVALUATOR[limits[0].side], (limits[0].trips_at,)
+        else:
+            evaluator, params = "outside_range", tuple(sorted(limit.trips_at for limit in limits))
+        uid = f"celltwin-{kind.kind.replace('_', '-')}"
+        if len(severities) > 1:
+            uid += "-" + limits[0].side
+        why = "; ".join(dict.fromkeys(limit.why for limit in limits if limit.why))
+        subject = "the fleet" if kind.measurement == MEAS_HEALTH else "{{ $labels.cell }}"
+        summary = f"{kind.labels[0]} of {subject}: {{{{ $values.B }}}}{kind.unit}"
+        rules.append(_Rule(uid, _title(kind, limits), query, evaluator, params, kind.hold, severity,
+                           summary + (f" ({why})" if why else ""),
+                           _LOOKBACK_S_OF.get(kind.kind, _LOOKBACK_S[kind.scope])))
+    return rules
 
 
-def _lab_retention() -> FluxQuery:
-    # Of the newest half of either kind, as in the stream: the measured retention, the twin's
-    # where the half has no reference. Pivot first: both values of one half in one row.
-    value = f"map(fn: (r) => ({{r with _value: {LAB_RETENTION}}}))"
-    return _per_cell(halves_in_time(_newest(MEAS_CYCLE, *RETENTIONS).pivot("_time").then(value))
-                     .then("last()"))
-
-
-def _deadletters_per_minute() -> FluxQuery:
-    # Counters per worker -> per-minute rate per worker -> fleet total per minute.
-    return (
-        _newest(MEAS_HEALTH, "deadletters")
-        .then("derivative(unit: 1m, nonNegative: true)")
-        .window("mean", every="1m")
-        .group("_measurement", "_field")
-        .window("sum", every="1m")
-        .keep("_time", "_value")
-        .build()
-    )
-
-
-def _rules() -> tuple[_Rule, ...]:
-    last = "last()"
-    return (
-        _Rule("celltwin-crack-risk", "Crack risk above limit",
-              _per_cell(_newest(MEAS_STATE, "crack_risk").then(last)), "gt", (_T.crack_risk,),
-              "5m", "critical", "Crack risk of {{ $labels.cell }} is {{ $values.B }}"),
-        _Rule("celltwin-phase-sep-risk", "Phase-separation risk above limit",
-              _per_cell(_newest(MEAS_STATE, "phase_sep_risk").then(last)), "gt",
-              (_T.phase_sep_risk,), "5m", "critical",
-              "Phase-separation risk of {{ $labels.cell }} is {{ $values.B }}"),
-        _Rule("celltwin-retention-floor", "Capacity retention below floor", _lab_retention(), "lt",
-              (_T.retention_floor,), "10m", "warning",
-              "Retention of {{ $labels.cell }} fell to {{ $values.B }} (measured; the twin's where "
-              "the half-cycle has no reference at its C-rate)",
-              lookback_s=_CYCLE_LOOKBACK_S),
-        _Rule("celltwin-fade-rate-jump", "Capacity fade rate jumped",
-              _per_cell(_newest(MEAS_CYCLE, "fade_per_cycle")
-                        .where(TAG_HALF, "discharge").then(last)),
-              "gt", (_T.fade_rate_jump,), "0s", "warning",
-              "{{ $labels.cell }} loses {{ $values.B }} of its capacity per cycle",
-              lookback_s=_CYCLE_LOOKBACK_S),
-        _Rule("celltwin-impedance-growth", "Impedance growth above limit",
-              _per_cell(_newest(MEAS_STATE, "impedance_growth").then(last)), "gt",
-              (_T.impedance_growth,), "10m", "warning",
-              "Impedance of {{ $labels.cell }} grew by {{ $values.B }} over its baseline"),
-        _Rule("celltwin-temperature", "Cell temperature outside its window",
-              _per_cell(_newest(MEAS_STATE, "temp_c").window("mean", every="1m")),
-              "outside_range", (_T.temp_low_c, _T.temp_high_c), "2m", "critical",
-              "{{ $labels.cell }} is at {{ $values.B }} C"),
-        _Rule("celltwin-cell-silent", "Cell gone silent", _silence_seconds(), "gt",
-              (_T.silent_after_s,), "0s", "warning",
-              "No data from {{ $labels.cell }} for {{ $values.B }} s", lookback_s=86400),
-        _Rule("celltwin-deadletter-burst", "Dead-letter burst", _deadletters_per_minute(), "gt",
-              (_T.deadletter_burst_per_min,), "2m", "warning",
-              "{{ $values.B }} dead letters per minute"),
-    )
+def _rules(dialect: Dialect) -> list[_Rule]:
+    q = queries_for(dialect)
+    rules = []
+    for kind in CATALOGUE:
+        query = q.rule_query(kind)
+        if query is not None:  # a kind the query language cannot judge
+            rules.extend(_rules_of(kind, query))
+    return rules
 
 
 def _rule(spec: _Rule) -> dict[str, Any]:
@@ -132,7 +94,7 @@ def _rule(spec: _Rule) -> dict[str, Any]:
         "refId": "A",
         "relativeTimeRange": {"from": spec.lookback_s, "to": 0},
         "datasourceUid": DATASOURCE_UID,
-        "model": {"refId": "A", "query": spec.query, "intervalMs": 60000, "maxDataPoints": 43200},
+        "model": {**target("A", spec.query), "intervalMs": 60000, "maxDataPoints": 43200},
     }
     reduce = {
         "refId": "B",
@@ -165,13 +127,13 @@ def _rule(spec: _Rule) -> dict[str, Any]:
     }
 
 
-def alert_rules() -> list[dict[str, Any]]:
+def alert_rules(dialect: Dialect = "flux") -> list[dict[str, Any]]:
     """Every rule as the provisioning file and the HTTP API both spell it."""
-    return [_rule(spec) for spec in _rules()]
+    return [_rule(spec) for spec in _rules(dialect)]
 
 
-def provisioning_file() -> dict[str, Any]:
+def provisioning_file(dialect: Dialect = "flux") -> dict[str, Any]:
     """Content of ``provisioning/alerting/rules.yaml`` (the folder is found by title)."""
     group = {"orgId": 1, "name": RULE_GROUP, "folder": FOLDER_TITLE,
-             "interval": EVALUATION_INTERVAL, "rules": alert_rules()}
+             "interval": EVALUATION_INTERVAL, "rules": alert_rules(dialect)}
     return {"apiVersion": 1, "groups": [group]}

@@ -33,18 +33,18 @@ from pipeline.contracts import (
     TAG_PRESET,
 )
 
-__all__ = ["FluxQuery", "Flux", "Ref", "DASHBOARD_RANGE", "tag_values"]
+__all__ = ["Query", "FluxQuery", "Flux", "Ref", "FIELDS", "TAGS", "DASHBOARD_RANGE", "tag_values"]
 
 Ref = tuple[str, str]
 
 # Fields and tags each measurement carries, as the contracts describe them.
-_FIELDS: dict[str, tuple[str, ...]] = {
+FIELDS: dict[str, tuple[str, ...]] = {
     MEAS_STATE: STATE_FIELDS,
     MEAS_CYCLE: CYCLE_FIELDS,
     MEAS_ALERT: ALERT_FIELDS,
     MEAS_HEALTH: HEALTH_FIELDS,
 }
-_TAGS: dict[str, tuple[str, ...]] = {
+TAGS: dict[str, tuple[str, ...]] = {
     MEAS_STATE: (TAG_CELL, TAG_PRESET),
     MEAS_CYCLE: (TAG_CELL, TAG_PRESET, TAG_HALF),
     MEAS_ALERT: (TAG_CELL, TAG_PRESET, TAG_KIND),
@@ -56,8 +56,8 @@ _TAGS: dict[str, tuple[str, ...]] = {
 DASHBOARD_RANGE = ("v.timeRangeStart", "v.timeRangeStop")
 
 
-class FluxQuery(str):
-    """The text of a Flux query that also knows which names it reads.
+class Query(str):
+    """The text of a query (Flux or InfluxQL) that also knows which names it reads.
 
     A ``str`` so it drops into dashboard JSON unchanged; any string operation on it
     returns a plain ``str`` without ``refs``, which the generator's tests catch.
@@ -65,10 +65,14 @@ class FluxQuery(str):
 
     refs: frozenset[Ref]
 
-    def __new__(cls, text: str, refs: Iterable[Ref]) -> FluxQuery:
+    def __new__(cls, text: str, refs: Iterable[Ref]) -> Query:
         query = super().__new__(cls, text)
         query.refs = frozenset(refs)
         return query
+
+
+class FluxQuery(Query):
+    """A Flux query."""
 
 
 def _quote(value: str) -> str:
@@ -93,13 +97,13 @@ class Flux:
     merged: tuple[FluxQuery, ...] = ()  # set by union(): the queries whose rows this one reads
 
     def __post_init__(self) -> None:
-        known = _FIELDS.get(self.measurement)
+        known = FIELDS.get(self.measurement)
         if known is None:
             raise ValueError(f"unknown measurement {self.measurement!r}")
         unknown = [f for f in self.fields if f not in known]
         if unknown or not self.fields:
             raise ValueError(f"{self.measurement}: unknown or no fields {unknown}")
-        bad_tags = sorted(self.tags - set(_TAGS[self.measurement]))
+        bad_tags = sorted(self.tags - set(TAGS[self.measurement]))
         if bad_tags:
             raise ValueError(f"{self.measurement} has no tags {bad_tags}")
 
@@ -173,7 +177,7 @@ class Flux:
 
 def tag_values(measurement: str, tag: str, lookback: str = "-30d") -> FluxQuery:
     """The values a tag takes, for a Grafana template variable."""
-    if tag not in _TAGS.get(measurement, ()):
+    if tag not in TAGS.get(measurement, ()):
         raise ValueError(f"{measurement} has no tag {tag!r}")
     text = "\n".join(
         [

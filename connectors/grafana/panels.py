@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectors.grafana.datasource import DATASOURCE_REF
-from connectors.grafana.flux import FluxQuery
+from connectors.grafana.flux import Query
+from connectors.grafana.influxql import InfluxQLQuery
 
 __all__ = [
     "Panel",
+    "target",
     "above",
     "below",
     "outside",
@@ -62,14 +64,19 @@ def override(name: str, **properties: Any) -> dict[str, Any]:
     }
 
 
-def _targets(queries: Sequence[FluxQuery]) -> list[dict[str, Any]]:
-    return [
-        {"refId": chr(ord("A") + n), "datasource": DATASOURCE_REF, "query": q}
-        for n, q in enumerate(queries)
-    ]
+def target(ref_id: str, query: Query, result_format: str = "time_series") -> dict[str, Any]:
+    """A query of a panel or rule; InfluxQL's is a raw query (not the UI's query builder)."""
+    spec: dict[str, Any] = {"refId": ref_id, "datasource": DATASOURCE_REF, "query": query}
+    if isinstance(query, InfluxQLQuery):
+        spec |= {"rawQuery": True, "resultFormat": result_format}
+    return spec
 
 
-def _panel(kind: str, title: str, queries: Sequence[FluxQuery], defaults: dict[str, Any],
+def _targets(queries: Sequence[Query], result_format: str) -> list[dict[str, Any]]:
+    return [target(chr(ord("A") + n), q, result_format) for n, q in enumerate(queries)]
+
+
+def _panel(kind: str, title: str, queries: Sequence[Query], defaults: dict[str, Any],
            overrides: Sequence[dict[str, Any]], options: dict[str, Any], width: int,
            height: int, description: str) -> Panel:
     return {
@@ -77,14 +84,14 @@ def _panel(kind: str, title: str, queries: Sequence[FluxQuery], defaults: dict[s
         "title": title,
         "description": description,
         "datasource": DATASOURCE_REF,
-        "targets": _targets(queries),
+        "targets": _targets(queries, "table" if kind == "table" else "time_series"),
         "fieldConfig": {"defaults": defaults, "overrides": list(overrides)},
         "options": options,
         "gridPos": {"w": width, "h": height},
     }
 
 
-def timeseries(title: str, queries: Sequence[FluxQuery], *, unit: str = "none",
+def timeseries(title: str, queries: Sequence[Query], *, unit: str = "none",
                thresholds: dict[str, Any] | None = None, overrides: Sequence[dict[str, Any]] = (),
                points: bool = False, width: int = 12, height: int = 8,
                description: str = "") -> Panel:
@@ -103,7 +110,7 @@ def timeseries(title: str, queries: Sequence[FluxQuery], *, unit: str = "none",
                   description)
 
 
-def table(title: str, queries: Sequence[FluxQuery], *, overrides: Sequence[dict[str, Any]] = (),
+def table(title: str, queries: Sequence[Query], *, overrides: Sequence[dict[str, Any]] = (),
           transformations: Sequence[dict[str, Any]] = (), sort_by: str | None = None,
           width: int = 24, height: int = 9, description: str = "") -> Panel:
     """A sortable table (click a header); ``sort_by`` sets the initial descending sort."""
@@ -116,7 +123,7 @@ def table(title: str, queries: Sequence[FluxQuery], *, overrides: Sequence[dict[
     return panel
 
 
-def bargauge(title: str, query: FluxQuery, *, unit: str, thresholds: dict[str, Any],
+def bargauge(title: str, query: Query, *, unit: str, thresholds: dict[str, Any],
              minimum: float | None = None, maximum: float | None = None, width: int = 8,
              height: int = 8, description: str = "") -> Panel:
     """One bar per cell, coloured by ``thresholds``: the fleet at a glance."""

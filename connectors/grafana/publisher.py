@@ -19,6 +19,8 @@ from grafana_client.client import GrafanaClientError, GrafanaException
 from connectors.grafana.alerts import RULE_GROUP, alert_rules
 from connectors.grafana.dashboards import FOLDER_TITLE, FOLDER_UID, all_dashboards
 from connectors.grafana.datasource import DATASOURCE_UID, InfluxSettings, datasource
+from connectors.grafana.dialects import Dialect
+from connectors.grafana.notifications import CONTACT_POINT, Notify, integrations, route
 
 __all__ = ["MIN_GRAFANA_MAJOR", "PublishError", "PublishReport", "publish"]
 
@@ -109,7 +111,30 @@ def _check_alerting_api(api: GrafanaApi) -> None:
         raise _publish_error("list alert rules", error) from error
 
 
-def publish(url: str, token: str, influx: InfluxSettings, *, timeout: float = 10.0) -> PublishReport:
+def _route_notifications(api: GrafanaApi, notify: Notify, report: PublishReport) -> None:
+    """The contact point's integrations by uid, and celltwin's route added to (or replaced in)
+    the Grafana's policy tree, whose other routes are kept: a shared Grafana keeps its own."""
+    existing = {point.get("uid") for point in _call("list contact points",
+                                                    api.alertingprovisioning.get_contactpoints)}
+    for integration in integrations(notify):
+        uid = integration["uid"]
+        body = {**integration, "name": CONTACT_POINT, "disableResolveMessage": False}
+        if uid in existing:
+            _call(f"update contact point {uid}",
+                  lambda: api.alertingprovisioning.update_contactpoint(uid, body))
+            report.updated.append(f"contact-point:{uid}")
+        else:
+            _call(f"create contact point {uid}", lambda: api.alertingprovisioning.create_contactpoint(body))
+            report.created.append(f"contact-point:{uid}")
+    tree = _call("read the notification policies", api.alertingprovisioning.get_notification_policy_tree)
+    routes = [r for r in tree.get("routes") or [] if r.get("receiver") != CONTACT_POINT]
+    _call("update the notification policies",
+          lambda: api.alertingprovisioning.set_notification_policy_tree({**tree, "routes": [*routes, route()]}))
+    report.updated.append(f"policy-route:{CONTACT_POINT}")
+
+
+def publish(url: str, token: str, influx: InfluxSettings, *, dialect: Dialect = "flux",
+            notify: Notify = Notify(), timeout: float = 10.0) -> PublishReport:
     """Create or update everything celltwin needs in the Grafana at ``url``."""
     # grafana-client glues the URL path and "api" together; a trailing slash keeps a
     # Grafana served under a sub-path (https://host/grafana) working.
@@ -127,7 +152,7 @@ def publish(url: str, token: str, influx: InfluxSettings, *, timeout: float = 10
             _call(f"create {kind} {uid}", create)
             report.created.append(f"{kind}:{uid}")
 
-    source = datasource(influx)
+    source = datasource(influx, dialect)
     upsert("datasource", DATASOURCE_UID,
            lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID),
            lambda: api.datasource.create_datasource(source),
@@ -136,7 +161,7 @@ def publish(url: str, token: str, influx: InfluxSettings, *, timeout: float = 10
            lambda: api.folder.get_folder(FOLDER_UID),
            lambda: api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID),
            lambda: api.folder.update_folder(FOLDER_UID, title=FOLDER_TITLE, overwrite=True))
-    for uid, board in all_dashboards().items():
+    for uid, board in all_dashboards(dialect).items():
         payload = {"dashboard": board, "folderUid": FOLDER_UID, "overwrite": True,
                    "message": "published by celltwin"}
         upsert("dashboard", uid,
@@ -144,11 +169,13 @@ def publish(url: str, token: str, influx: InfluxSettings, *, timeout: float = 10
                lambda payload=payload: api.dashboard.update_dashboard(payload),
                lambda payload=payload: api.dashboard.update_dashboard(payload))
 
-    for rule in alert_rules():
+    for rule in alert_rules(dialect):
         body = {**rule, "folderUID": FOLDER_UID, "ruleGroup": RULE_GROUP, "orgID": 1}
         uid = rule["uid"]
         upsert("alert-rule", uid,
                lambda uid=uid: api.alertingprovisioning.get_alertrule(uid),
                lambda body=body: api.alertingprovisioning.create_alertrule(body),
                lambda uid=uid, body=body: api.alertingprovisioning.update_alertrule(uid, body))
+    if notify.configured():
+        _route_notifications(api, notify, report)
     return report

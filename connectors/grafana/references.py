@@ -3,7 +3,7 @@
 The pipeline's integration test holds this set against what the pipeline really
 writes, so a dashboard or alert rule reading a name nobody writes fails a test
 instead of showing "No data". The set is collected from the queries themselves
-(each ``FluxQuery`` records what it reads while it is built).
+(each ``Query`` records what it reads while it is built), in both query languages.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any
 
 from connectors.grafana.alerts import alert_rules
 from connectors.grafana.dashboards import all_dashboards
-from connectors.grafana.flux import FluxQuery, Ref
+from connectors.grafana.dialects import DIALECTS, Dialect
+from connectors.grafana.flux import Query, Ref
 
-__all__ = ["flux_queries", "query_references"]
+__all__ = ["all_queries", "query_references"]
 
 
 def _walk(value: Any) -> Iterator[Any]:
@@ -28,12 +29,13 @@ def _walk(value: Any) -> Iterator[Any]:
             yield from _walk(item)
 
 
-def flux_queries() -> list[FluxQuery]:
-    """Every Flux query in the dashboards (panels, variables, annotations) and rules."""
-    documents = [*all_dashboards().values(), *alert_rules()]
-    return [v for doc in documents for v in _walk(doc) if isinstance(v, FluxQuery)]
+def all_queries(dialect: Dialect) -> list[Query]:
+    """Every query of ``dialect`` in the dashboards (panels, variables, annotations) and rules."""
+    documents = [*all_dashboards(dialect).values(), *alert_rules(dialect)]
+    return [v for doc in documents for v in _walk(doc) if isinstance(v, Query)]
 
 
 def query_references() -> set[Ref]:
-    """Every (measurement, field) and (measurement, tag) a dashboard or rule reads."""
-    return {ref for query in flux_queries() for ref in query.refs}
+    """Every (measurement, field) and (measurement, tag) a dashboard or rule reads, in either
+    query language."""
+    return {ref for dialect in DIALECTS for query in all_queries(dialect) for ref in query.refs}

@@ -2,7 +2,7 @@
 
 A service that cannot start fails the run when ``CELLTWIN_REQUIRE_SERVICES=1`` or
 ``CI=true`` (CI must never pass by skipping), and is skipped with the reason on a dev box
-that lacks Java, the broker jars or VictoriaMetrics.
+that lacks Java, the broker jars, influxd or VictoriaMetrics.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from infra.services import RunningService, ServiceError, start_kafka, start_victoria
+from infra.services import RunningService, ServiceError, start_influxdb, start_kafka, start_victoria
 
 
 def _services_required() -> bool:
@@ -43,3 +43,14 @@ def kafka_bootstrap() -> Iterator[str]:
 def victoria_url() -> Iterator[str]:
     """Base URL ``"http://127.0.0.1:PORT"`` of VictoriaMetrics: InfluxDB v2 writes, 1 ms dedup."""
     yield from _running(start_victoria)
+
+
+# The database every InfluxDB test writes to (a v2 write's bucket); tests keep apart by cell ids.
+INFLUX_DATABASE = "celltwin"
+
+
+@pytest.fixture(scope="session")
+def influx_url() -> Iterator[str]:
+    """Base URL ``"http://127.0.0.1:PORT"`` of InfluxDB OSS 1.13 (Flux on, auth off) with the
+    database :data:`INFLUX_DATABASE`."""
+    yield from _running(lambda: start_influxdb(databases=(INFLUX_DATABASE,)))

@@ -34,6 +34,11 @@ class FakeGrafana:
     folders: dict[str, dict] = field(default_factory=dict)
     dashboards: dict[str, dict] = field(default_factory=dict)
     rules: dict[str, dict] = field(default_factory=dict)
+    contact_points: dict[str, dict] = field(default_factory=dict)
+    # Grafana's own default tree, with a route of someone else's that must survive.
+    policies: dict = field(default_factory=lambda: {
+        "receiver": "grafana-default-email", "group_by": ["grafana_folder", "alertname"],
+        "routes": [{"receiver": "other-team", "object_matchers": [["team", "=", "other"]]}]})
 
     def calls(self, method: str, prefix: str = "") -> list[Request]:
         return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
@@ -91,6 +96,13 @@ class FakeGrafana:
         return 404, {"message": "Dashboard not found"}
 
     def _rules(self, method: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        if rest == ["policies"]:
+            if method == "PUT":
+                self.policies = body
+                return 202, {"message": "policies updated"}
+            return 200, self.policies
+        if rest[:1] == ["contact-points"]:
+            return self._contact_points(method, rest[1:], body)
         if rest == ["alert-rules"]:
             if method == "GET":
                 return 200, list(self.rules.values())
@@ -108,6 +120,20 @@ class FakeGrafana:
             if method == "PUT":
                 self.rules[uid] = body
                 return 200, body
+        return 404, {"message": "Not found"}
+
+
+    def _contact_points(self, method: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        if method == "GET" and not rest:
+            return 200, list(self.contact_points.values())
+        if method == "POST" and not rest:
+            if body.get("uid") in self.contact_points:
+                return 409, {"message": "contact point with the same uid exists"}
+            self.contact_points[body["uid"]] = body
+            return 202, body
+        if method == "PUT" and len(rest) == 1 and rest[0] in self.contact_points:
+            self.contact_points[rest[0]] = body
+            return 202, {"message": "contactpoint updated"}
         return 404, {"message": "Not found"}
 
 

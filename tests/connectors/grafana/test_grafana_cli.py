@@ -41,3 +41,16 @@ def test_publish_failure_exits_non_zero_with_the_server_message(fake_grafana: Fa
     result = CliRunner().invoke(grafana_app, args, env=ENV)
     assert result.exit_code == 2
     assert "401" in result.output and "invalid API key" in result.output
+
+
+def test_generate_writes_below_the_current_directory_in_either_language(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # as after `pip install .`: never into the installed package
+    runner = CliRunner()
+    written = runner.invoke(grafana_app, ["generate", "--dialect", "influxql"])
+    assert written.exit_code == 0, written.output
+    rules = tmp_path / "infra" / "grafana" / "provisioning" / "alerting" / "rules.yaml"
+    assert "SELECT last(" in rules.read_text()
+    assert runner.invoke(grafana_app, ["generate", "--dialect", "influxql", "--check"]).exit_code == 0
+    assert runner.invoke(grafana_app, ["generate", "--check"]).exit_code == 1  # Flux differs
+    assert runner.invoke(grafana_app, ["generate", "--dialect", "sql"]).exit_code == 2

@@ -10,9 +10,12 @@ import pytest
 from connectors.grafana import alerts, datasource
 from connectors.grafana.dashboards import DASHBOARD_UIDS, all_dashboards
 from connectors.grafana.datasource import DATASOURCE_UID
-from connectors.grafana.flux import Flux, FluxQuery
+from connectors.grafana.dialects import DIALECTS
+from connectors.grafana.flux import Flux, FluxQuery, Query
 from connectors.grafana.generate import PROVISIONING_DIR, render, stale_files
-from connectors.grafana.references import flux_queries, query_references
+from connectors.grafana.influxql import InfluxQLQuery
+from connectors.grafana.references import all_queries, query_references
+from pipeline.alert_catalogue import CATALOGUE
 from pipeline.contracts import (
     ALERT_FIELDS,
     CYCLE_FIELDS,
@@ -54,16 +57,28 @@ def test_committed_provisioning_files_are_up_to_date() -> None:
     assert stale == [], f"run `python -m connectors.grafana.generate`; out of date: {stale}"
 
 
-def test_every_query_is_built_from_contract_names() -> None:
-    documents = [*all_dashboards().values(), *alerts.alert_rules()]
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_every_query_is_built_from_contract_names(dialect: str) -> None:
+    documents = [*all_dashboards(dialect).values(), *alerts.alert_rules(dialect)]
     queries = [item[1] for doc in documents for item in _walk(doc)
                if isinstance(item, tuple) and item[0] == "query"]
-    assert len(queries) == len(flux_queries()) > 20
-    assert all(isinstance(q, FluxQuery) for q in queries), "a query was written by hand"
+    assert len(queries) == len(all_queries(dialect)) > 20
+    kind = FluxQuery if dialect == "flux" else InfluxQLQuery
+    assert all(isinstance(q, kind) for q in queries), "a query was written by hand, or in the other language"
+
+
+def test_influxql_references_match_the_query_text() -> None:
+    for query in all_queries("influxql"):
+        measurements = set(re.findall(r'FROM "(\w+)"', query))
+        assert measurements == {m for m, _ in query.refs}, query
+        quoted = set(re.findall(r'"(\w+)"', query)) - measurements
+        aliases = set(re.findall(r'AS "(\w+)"', query))
+        assert quoted - aliases <= {name for _, name in query.refs}, query
+        assert all(name in KNOWN[m] for m, name in query.refs), query
 
 
 def test_references_match_the_query_text_and_the_contracts() -> None:
-    for query in flux_queries():
+    for query in all_queries("flux"):
         measurements = set(re.findall(r'r\._measurement == "(\w+)"', query)) or {m for m, _ in query.refs}
         fields = set(re.findall(r'r\._field == "(\w+)"', query))
         tags = set(re.findall(r'r\.(\w+) == "', query)) - {"_measurement", "_field"}
@@ -89,20 +104,30 @@ def test_flux_builder_refuses_names_outside_the_contracts() -> None:
         Flux("twin", ("soc",))
 
 
-def test_alert_thresholds_come_from_the_contracts() -> None:
-    expected = {
-        "celltwin-crack-risk": ("gt", [THRESHOLDS.crack_risk]),
-        "celltwin-phase-sep-risk": ("gt", [THRESHOLDS.phase_sep_risk]),
-        "celltwin-retention-floor": ("lt", [THRESHOLDS.retention_floor]),
-        "celltwin-fade-rate-jump": ("gt", [THRESHOLDS.fade_rate_jump]),
-        "celltwin-impedance-growth": ("gt", [THRESHOLDS.impedance_growth]),
-        "celltwin-temperature": ("outside_range", [THRESHOLDS.temp_low_c, THRESHOLDS.temp_high_c]),
-        "celltwin-cell-silent": ("gt", [THRESHOLDS.silent_after_s]),
-        "celltwin-deadletter-burst": ("gt", [THRESHOLDS.deadletter_burst_per_min]),
-    }
-    rules = {rule["uid"]: rule for rule in alerts.alert_rules()}
+# Per rule: threshold type, limits, severity; as the stream alerts (tests/pipeline/test_alerts.py)
+# and the README state them.
+EXPECTED_RULES = {
+    "celltwin-crack-risk": ("gt", [THRESHOLDS.crack_risk], "warning"),
+    "celltwin-phase-sep-risk": ("gt", [THRESHOLDS.phase_sep_risk], "warning"),
+    "celltwin-retention-floor": ("lt", [THRESHOLDS.retention_floor], "critical"),
+    "celltwin-fade-rate-jump": ("gt", [THRESHOLDS.fade_rate_jump], "warning"),
+    "celltwin-impedance-growth": ("gt", [THRESHOLDS.impedance_growth], "warning"),
+    "celltwin-temperature": ("outside_range", [THRESHOLDS.temp_low_c, THRESHOLDS.temp_high_c], "warning"),
+    "celltwin-voltage-window-below": ("lt", [0.28], "critical"),
+    "celltwin-voltage-window-above": ("gt", [1.02], "warning"),
+    "celltwin-cell-silent": ("gt", [THRESHOLDS.silent_after_s], "warning"),
+    "celltwin-deadletter-burst": ("gt", [THRESHOLDS.deadletter_burst_per_min], "warning"),
+}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_alert_thresholds_come_from_the_contracts(dialect: str) -> None:
+    # InfluxQL cannot compute the age of a point: no silent-cell rule.
+    expected = {uid: spec for uid, spec in EXPECTED_RULES.items()
+                if dialect == "flux" or uid != "celltwin-cell-silent"}
+    rules = {rule["uid"]: rule for rule in alerts.alert_rules(dialect)}
     assert set(rules) == set(expected)
-    for uid, (kind, params) in expected.items():
+    for uid, (kind, params, severity) in expected.items():
         rule = rules[uid]
         assert len(uid) <= 40
         by_ref = {item["refId"]: item for item in rule["data"]}
@@ -112,6 +137,7 @@ def test_alert_thresholds_come_from_the_contracts() -> None:
         assert by_ref["B"]["model"] | {"type": "reduce", "expression": "A"} == by_ref["B"]["model"]
         evaluator = by_ref["C"]["model"]["conditions"][0]["evaluator"]
         assert (evaluator["type"], evaluator["params"]) == (kind, params)
+        assert rule["labels"]["severity"] == severity
         assert by_ref["C"]["model"]["expression"] == "B"
         assert re.fullmatch(r"\d+[smh]", rule["for"])
         assert {"summary", "description"} <= set(rule["annotations"])
@@ -122,8 +148,9 @@ def test_silent_rule_looks_back_further_than_its_limit() -> None:
     assert rule["data"][0]["relativeTimeRange"]["from"] > THRESHOLDS.silent_after_s
 
 
-def test_dashboards_are_well_formed() -> None:
-    boards = all_dashboards()
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_dashboards_are_well_formed(dialect: str) -> None:
+    boards = all_dashboards(dialect)
     assert set(boards) == set(DASHBOARD_UIDS.values())
     for board in boards.values():
         ids = [p["id"] for p in board["panels"]]
@@ -152,13 +179,14 @@ def test_fleet_overview_colours_limits_from_the_contracts() -> None:
     assert table["options"]["sortBy"] == [{"displayName": "crack_risk", "desc": True}]
 
 
-def test_every_query_balances_its_brackets_and_quotes() -> None:
-    # No Flux engine runs here: catch a builder that drops a bracket or a quote.
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_every_query_balances_its_brackets_and_quotes(dialect: str) -> None:
+    # Catch a builder that drops a bracket or a quote before a server does.
     pairs = {")": "(", "]": "[", "}": "{"}
-    for query in flux_queries():
-        assert query.count('"') % 2 == 0, query
+    for query in all_queries(dialect):
+        assert query.count('"') % 2 == 0 and query.count("'") % 2 == 0, query
         open_ = []
-        for char in re.sub(r'"[^"]*"', '""', query):
+        for char in re.sub(r"""'[^']*'""", "''", re.sub(r'"[^"]*"', '""', query)):
             if char in "([{":
                 open_.append(char)
             elif char in pairs:
@@ -244,3 +272,34 @@ def test_datasource_file_keeps_secrets_in_the_environment() -> None:
     for name in ("INFLUX_URL", "INFLUX_ORG", "INFLUX_BUCKET", "INFLUX_TOKEN"):
         assert f'"${{{name}}}"' in text
     assert f"uid: {DATASOURCE_UID}" in text
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_data_sources_are_addressed_by_uid_only(dialect: str) -> None:
+    documents = [*all_dashboards(dialect).values(), *alerts.alert_rules(dialect)]
+    refs = [value["datasource"] for doc in documents for value in _walk(doc)
+            if isinstance(value, dict) and isinstance(value.get("datasource"), dict)]
+    assert refs and all(set(ref) == {"type", "uid"} for ref in refs)
+    uids = {item["datasourceUid"] for rule in alerts.alert_rules(dialect) for item in rule["data"]}
+    assert uids == {DATASOURCE_UID, "__expr__"}
+
+
+def test_rules_carry_the_catalogue_hold_and_severity() -> None:
+    rules = {rule["uid"]: rule for rule in alerts.alert_rules("flux")}
+    for kind in CATALOGUE:
+        mine = [rule for uid, rule in rules.items() if uid.startswith(f"celltwin-{kind.kind.replace('_', '-')}")]
+        assert mine, kind.kind
+        assert {rule["for"] for rule in mine} == {kind.hold}
+        assert {rule["labels"]["severity"] for rule in mine} == {limit.severity for limit in kind.limits}
+
+
+def test_influxql_data_source_reads_the_database_with_a_token_header() -> None:
+    settings = datasource.InfluxSettings(url="http://influx:8181", org="", bucket="cells", token="t0k")
+    source = datasource.datasource(settings, "influxql")
+    assert source["jsonData"]["version"] == "InfluxQL" and source["jsonData"]["dbName"] == "cells"
+    assert source["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert source["secureJsonData"] == {"httpHeaderValue1": "Token t0k"}
+    assert source["uid"] == DATASOURCE_UID
+    table = next(p for p in all_dashboards("influxql")[DASHBOARD_UIDS["fleet"]]["panels"]
+                 if p["title"] == "All cells")
+    assert all(t["rawQuery"] and t["resultFormat"] == "table" for t in table["targets"])

@@ -9,7 +9,10 @@ from fake_grafana import TOKEN, FakeGrafana
 
 from connectors.grafana.alerts import RULE_GROUP, alert_rules
 from connectors.grafana.dashboards import DASHBOARD_UIDS, FOLDER_UID
+from connectors.grafana import notifications
 from connectors.grafana.datasource import DATASOURCE_UID, InfluxSettings
+from connectors.grafana.generate import render
+from connectors.grafana.notifications import Notify
 from connectors.grafana.publisher import PublishError, publish
 
 INFLUX = InfluxSettings(url="http://influxdb:8086", org="lab", bucket="cells", token="influx-secret")
@@ -115,3 +118,36 @@ def test_grafana_under_a_sub_path(fake_grafana: FakeGrafana) -> None:
 
     assert len(report.created) == 2 + len(DASHBOARD_UIDS) + len(RULE_UIDS)
     assert all(r.path.startswith("/grafana/api/") for r in fake_grafana.requests)
+
+
+def test_notifications_go_where_the_environment_says_and_other_routes_stay(fake_grafana: FakeGrafana) -> None:
+    notify = Notify(webhook_url="https://hooks.example.org/celltwin", email="lab@example.org")
+    report = publish(fake_grafana.url, TOKEN, INFLUX, notify=notify)
+    assert {"contact-point:celltwin-webhook", "contact-point:celltwin-email"} <= set(report.created)
+    webhook = fake_grafana.contact_points["celltwin-webhook"]
+    assert (webhook["name"], webhook["type"], webhook["settings"]["url"]) == \
+        ("celltwin", "webhook", "https://hooks.example.org/celltwin")
+    assert fake_grafana.contact_points["celltwin-email"]["settings"]["addresses"] == "lab@example.org"
+    routes = fake_grafana.policies["routes"]
+    assert [r["receiver"] for r in routes] == ["other-team", "celltwin"]
+    assert routes[1]["object_matchers"] == [["service", "=", "celltwin"]]
+    assert all(rule["labels"]["service"] == "celltwin" for rule in fake_grafana.rules.values())
+
+    again = publish(fake_grafana.url, TOKEN, INFLUX, notify=notify)  # updates, never duplicates
+    assert "contact-point:celltwin-webhook" in again.updated
+    assert [r["receiver"] for r in fake_grafana.policies["routes"]] == ["other-team", "celltwin"]
+
+
+def test_nothing_is_routed_unless_configured(fake_grafana: FakeGrafana) -> None:
+    publish(fake_grafana.url, TOKEN, INFLUX, notify=Notify())
+    assert fake_grafana.contact_points == {}
+    assert not fake_grafana.calls("PUT", "/api/v1/provisioning/policies")
+    assert notifications.provisioning_file(Notify()) is None
+    assert "alerting/notifications.yaml" not in render()
+
+
+def test_provisioned_notifications_name_the_environment_not_the_values() -> None:
+    text = render(notify=Notify(webhook_url="https://secret.example.org/hook"))["alerting/notifications.yaml"]
+    assert "secret.example.org" not in text
+    assert '"${CELLTWIN_ALERT_WEBHOOK_URL}"' in text and "CELLTWIN_ALERT_EMAIL" not in text
+    assert "object_matchers" in text and "receiver: celltwin" in text

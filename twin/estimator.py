@@ -114,7 +114,8 @@ _SETTLE_SAMPLES = 10  # voltage updates after a (re)start before an estimate cou
 _CONVERGED_SOC_STD = 0.05
 _ACTIVE_C = 0.01  # |current| above this fraction of 1C counts as charge or discharge ...
 _ACTIVE_SCALE = 0.2  # ... or above this share of the cell's own recent current (slow tests) ...
-_CV_TAIL = 0.5  # a half that ends below this share of its mean current ended on a voltage hold
+_CV_TAIL = 0.5  # a half whose last `_CV_SAMPLES` currents are below this share of its mean
+_CV_SAMPLES = 3  # current ended on a voltage hold (one short sample at a cut-off does not)
 _ACTIVE_FLOOR_C = 0.001  # ... but never below this fraction of 1C (sensor noise at rest)
 _SCALE_MEMORY_S = 1800.0  # how long the cell's recent current scale remembers a step
 _INITIAL_SD = (0.3, 0.5, 0.01, 0.01)  # soc, h, v1 (V), d at a (re)start; r0, r1 relative 0.15
@@ -160,6 +161,7 @@ class Tracker:
     seg_d0: np.ndarray  # diffusion lag at the start of the half
     seg_active_s: np.ndarray
     seg_i_end: np.ndarray  # A: the half's latest active current (a CV hold ends on its tail)
+    seg_tail_n: np.ndarray  # active samples at the half's end below `_CV_TAIL` of its mean current
     cycle: np.ndarray  # completed lithiations
     psi: np.ndarray  # model phase-separation fraction, scaled to the observed fade
     crack: np.ndarray
@@ -269,6 +271,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         seg_d0=zeros.copy(),
         seg_active_s=zeros.copy(),
         seg_i_end=zeros.copy(),
+        seg_tail_n=zeros.copy(),
         cycle=zeros.copy(),
         psi=zeros.copy(),
         crack=zeros.copy(),
@@ -652,7 +655,11 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray) -> list[HalfCycle]:
     tr.seg_soc_var0 = np.where(starting, tr.P[:, _IZ, _IZ], tr.seg_soc_var0)
     tr.seg_d0 = np.where(starting, tr.x[:, _ID] - pr.Bu[:, _ID], tr.seg_d0)
     tr.seg_active_s = tr.seg_active_s + np.where(pr.ok & (tr.seg_sign != 0) & (sign != 0), pr.dt, 0.0)
-    tr.seg_i_end = np.where(pr.ok & (sign != 0) & (sign == tr.seg_sign), np.abs(pr.i), tr.seg_i_end)
+    same = pr.ok & (sign != 0) & (sign == tr.seg_sign)
+    low = (tr.seg_active_s > 0) & (np.abs(pr.i) * tr.seg_active_s < _CV_TAIL * tr.seg_mah * 3.6)
+    tail = np.where(starting, 0.0, tr.seg_tail_n)
+    tr.seg_tail_n = np.where(same, np.where(low, tail + 1.0, 0.0), tail)
+    tr.seg_i_end = np.where(same, np.abs(pr.i), tr.seg_i_end)
     tr.i_last = np.where(pr.ok, pr.i, tr.i_last)
     return halves
 
@@ -762,7 +769,7 @@ def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -
                            tr.ocv_table[k : k + 1])[0]
 
     i_end = sign * tr.seg_i_end[k]
-    if abs(i_end) < _CV_TAIL * abs(i):
+    if tr.seg_tail_n[k] >= _CV_SAMPLES:
         # A hold at the limit until the current fell to i_end: the half ends where the OCV
         # at the limit less the tail's drop meets the surface, the bulk a tail's lag behind.
         z_end = np.clip(surface_at_cut(i_end) - i_end * tau / (3.0 * q_as), 0.0, 1.0)

@@ -297,9 +297,11 @@ def pipeline_health() -> dict[str, Any]:
         timeseries("Dead letters per minute", [_rate("deadletters", "1m")],
                    thresholds=above(_T.deadletter_burst_per_min)),
         timeseries("Write errors per minute", [_rate("write_errors", "1m")]),
+        timeseries("Broker or store outage (seconds stalled)",
+                   [Flux(MEAS_HEALTH, ("stalled_s",)).window("max").build()], unit="s", points=True),
     ]
     return dashboard(DASHBOARD_UIDS["health"], "celltwin - Pipeline health", panels,
-                     description="Kafka consumer lag, throughput, dead-letter rate and sink errors.",
+                     description="Kafka consumer lag, throughput, dead-letter rate, sink errors and outages.",
                      refresh="10s", time_from="now-1h")
 
 

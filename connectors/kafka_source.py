@@ -192,6 +192,7 @@ class _KafkaPartition(StatefulSourcePartition[KafkaMessage, int]):
         self._idle_wait = idle_wait
         self._awake: datetime | None = None
         self._outage = outage
+        self._failing = False  # this partition's last poll failed
         self._commits = commits
         self._seen = seen  # records below this offset were read by an earlier run
         self._snapshots = [start, start]  # the last two snapshots: what is safe to commit
@@ -219,7 +220,11 @@ class _KafkaPartition(StatefulSourcePartition[KafkaMessage, int]):
             position = None
         if position is None:  # not known right now (a broker restart): the records say it
             position = records[-1].offset + 1 if records else self._next
-        self._outage.succeeded()
+        if self._failing:
+            # Only a partition that saw the outage ends it: a poll of another one may
+            # succeed on what its consumer had fetched before the broker went away.
+            self._failing = False
+            self._outage.succeeded()
         self._next = position if self._end is None else min(position, self._end)
         self._awake = None if records else datetime.now(timezone.utc) + self._idle_wait
         return [
@@ -242,6 +247,7 @@ class _KafkaPartition(StatefulSourcePartition[KafkaMessage, int]):
 
     def _wait(self, error: KafkaError) -> list[KafkaMessage]:
         """No records this time: the broker is unreachable; poll again after a backoff."""
+        self._failing = True
         wait_s = self._outage.failed(error)
         self._awake = datetime.now(timezone.utc) + timedelta(seconds=wait_s)
         return []

@@ -39,3 +39,30 @@ def test_produce_without_a_broker_says_where_to_name_one() -> None:
     result = CliRunner().invoke(app, ["produce"])
     assert result.exit_code == 2
     assert "no Kafka broker" in " ".join(result.output.split())
+
+
+class _Recorded(Exception):
+    """Stops the command once the Kafka clients would be made."""
+
+
+def test_produce_takes_the_tls_and_client_tables_of_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    config = tmp_path / "celltwin.toml"
+    config.write_text(f'[kafka]\nbootstrap = "broker:9093"\n[kafka.client]\nsecurity_protocol = "SSL"\n'
+                      f'ssl_cafile = "{ca}"\nfetch_max_bytes = 1024\n[kafka.producer]\nlinger_ms = 7\n')
+    made: dict[str, object] = {}
+
+    def topics(bootstrap: str, wanted: object, *, admin_config: dict) -> None:
+        made["admin"] = (bootstrap, admin_config)
+
+    def publisher(bootstrap: str, *, producer_config: dict) -> None:
+        made["producer"] = (bootstrap, producer_config)
+        raise _Recorded
+
+    monkeypatch.setattr("pipeline.produce_cmd.ensure_topics", topics)
+    monkeypatch.setattr("pipeline.produce_cmd.Publisher", publisher)
+    result = CliRunner().invoke(app, ["produce", "--config", str(config), "--cells", "1", "--cycles", "1"])
+    assert isinstance(result.exception, _Recorded), result.output
+    tls = {"security_protocol": "SSL", "ssl_cafile": str(ca)}
+    assert made == {"admin": ("broker:9093", tls), "producer": ("broker:9093", {**tls, "linger_ms": 7})}

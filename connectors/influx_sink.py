@@ -32,6 +32,7 @@ the sub-second part of sample times.
 from __future__ import annotations
 
 import math
+import re
 import time
 from typing import Any, Mapping
 
@@ -161,11 +162,12 @@ class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
                 status, message = error.status, (error.body or error.reason or "").strip()
                 transient = status is None or status >= 500 or status == 429
             except (urllib3.exceptions.HTTPError, OSError) as error:
-                status, message, transient = None, repr(error), True
+                # urllib3 names the connection object first: "<...HTTPConnection at 0x..>: Failed to ..."
+                status, message, transient = None, re.sub(r"^<[^>]*>: ", "", str(error)) or repr(error), True
             self._failed_attempts += 1
             if not transient or (self._max_retries is not None and attempt > self._max_retries):
                 raise InfluxWriteError(status, message, attempt)
-            wait_s = self._outage.failed(f"HTTP {status if status is not None else '-'}: {message}")
+            wait_s = self._outage.failed(message if status is None else f"HTTP {status}: {message}")
             self._add_health(lines)
             time.sleep(wait_s)
 

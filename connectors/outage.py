@@ -30,14 +30,14 @@ class OutageError(RuntimeError):
     """An outage lasted longer than the configured maximum; the message is one line."""
 
 
-def take_stall() -> float | None:
-    """The longest outage in this process since the last call: in progress (so far) or
-    ended since; None if there was none."""
+def take_stall() -> float:
+    """The longest outage in this process since the last call, in seconds: in progress
+    (so far) or ended since; 0 if there was none."""
     now = time.monotonic()
     with _lock:
         longest = max([now - since for since in _stalls.values()] + [_ended[0]])
         _ended[0] = 0.0
-    return longest if longest > 0 else None
+    return longest
 
 
 class Outage:

@@ -10,8 +10,8 @@ the state, so they continue across a recovery instead of restarting at zero.
 end offsets, asked from the broker when a point is due, minus the next offset the flow
 has seen per partition. It is absent in embedded mode, and while the broker is away.
 
-`stalled_s` is present after an outage of the broker or the store in this process: the
-longest since the previous point, in progress or over (`connectors.outage.take_stall`).
+`stalled_s` is the longest outage of the broker or the store in this process since the
+previous point, in progress or over (`connectors.outage.take_stall`); 0 without one.
 A sink that waits for the broker or the store holds its worker, this step included, so
 the stall shows once it is over; the InfluxDB sink also adds its own points while it
 waits (tag `worker` = "influx-N", stored once the store is back).
@@ -106,10 +106,8 @@ class HealthLogic(StatefulBatchLogic[ShardStats, Point, HealthTotals]):
 
     def _point(self) -> Point:
         fields: dict[str, Any] = {"samples": self._totals.samples, "deadletters": self._totals.deadletters}
-        stalled = take_stall()
-        if stalled is not None:
-            fields["stalled_s"] = round(stalled, 3)
-        if self._lag is not None and stalled is None:  # not in an outage: nobody might answer
+        fields["stalled_s"] = round(take_stall(), 3)
+        if self._lag is not None and not fields["stalled_s"]:  # not in an outage: nobody might answer
             lag = self._lag(self._totals.positions)
             if lag is not None:
                 fields["consumer_lag"] = lag

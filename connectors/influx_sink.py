@@ -7,15 +7,20 @@ Items are plain dicts, so the dataflow never sees influxdb-client types::
 
 A batch is written with the synchronous write API inside ``write_batch``: when it returns,
 the server has stored the points. Transient failures (HTTP 5xx and 429, connection errors,
-timeouts) are retried with exponential backoff in the same call; anything else (a 4xx such
-as a bad token, a missing bucket or a field type conflict), or a transient failure that
-outlasts the retries, raises :class:`InfluxWriteError` with the server's status and message.
-Re-writing a point is harmless: points are keyed by measurement, tags and sample time.
+timeouts) are retried with exponential backoff in the same call, by default for as long as
+the store is away: the worker reads no new input meanwhile (backpressure), and resumes
+where it was once the store is back, so nothing is lost (see :mod:`connectors.outage` for
+the log lines, and ``max_outage_s`` / ``max_retries`` to stop instead). Anything else (a
+4xx such as a bad token, a missing bucket or a field type conflict) raises
+:class:`InfluxWriteError` with the server's status and message. Re-writing a point is
+harmless: points are keyed by measurement, tags and sample time.
 
 The sink observes itself: with its batches it writes, at most every ``health_interval_s``,
 a ``pipeline_health`` point with ``write_errors``, the running total of failed write
-attempts of this worker (tag ``worker`` = ``influx-<index>``); retried attempts that
-later succeeded count too, so a flaky store shows before it stops the flow.
+attempts of this worker (tag ``worker`` = ``influx-<index>``), so a flaky store shows
+before it stops anything. During an outage such a point is added every interval, with
+``stalled_s``, how long the outage had lasted then; they are stored with the batch once
+the store is back, so the stall shows in ``pipeline_health`` at the times it happened.
 
 Items become line protocol in :mod:`connectors.line_protocol` (what influxdb-client's
 ``Point`` would give, faster). Fields whose value is NaN or infinite are dropped from
@@ -27,6 +32,7 @@ the sub-second part of sample times.
 from __future__ import annotations
 
 import math
+import re
 import time
 from typing import Any, Mapping
 
@@ -37,6 +43,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.rest import ApiException
 
 from connectors.line_protocol import to_line
+from connectors.outage import Outage
 from pipeline.contracts import MEAS_HEALTH
 
 __all__ = ["InfluxSink", "InfluxWriteError"]
@@ -63,10 +70,12 @@ class InfluxSink(DynamicSink[Mapping[str, Any]]):
     :arg org: organisation name.
     :arg bucket: destination bucket.
     :arg timeout_s: timeout of one HTTP request.
-    :arg max_retries: retries of a transiently failing batch before giving up.
+    :arg max_retries: retries of a transiently failing batch before giving up; None: no limit.
+    :arg max_outage_s: how long a store outage is ridden out before the run stops
+        (:class:`~connectors.outage.OutageError`); None: no limit.
     :arg backoff_s: wait before the first retry; doubled for each further one.
     :arg max_backoff_s: cap on one wait.
-    :arg health_interval_s: least wall time between two ``write_errors`` health points.
+    :arg health_interval_s: least wall time between two health points (and outage log lines).
     """
 
     def __init__(
@@ -77,11 +86,13 @@ class InfluxSink(DynamicSink[Mapping[str, Any]]):
         bucket: str,
         *,
         timeout_s: float = 10.0,
-        max_retries: int = 5,
+        max_retries: int | None = None,
+        max_outage_s: float | None = None,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
         health_interval_s: float = 10.0,
     ) -> None:
+        self._max_outage_s = max_outage_s
         self._health_interval_s = health_interval_s
         self._url = url
         self._token = token
@@ -101,10 +112,12 @@ class InfluxSink(DynamicSink[Mapping[str, Any]]):
             url=self._url, token=self._token, org=self._org,
             timeout=self._timeout_ms, enable_gzip=True, retries=False,
         )
+        outage = Outage(f"InfluxDB {self._url} (worker {worker_index})", max_outage_s=self._max_outage_s,
+                        backoff_s=self._backoff_s, max_backoff_s=self._max_backoff_s,
+                        log_interval_s=self._health_interval_s)
         return _InfluxPartition(
             client, client.write_api(write_options=SYNCHRONOUS), self._bucket, self._org,
-            self._max_retries, self._backoff_s, self._max_backoff_s,
-            f"influx-{worker_index}", self._health_interval_s,
+            self._max_retries, outage, f"influx-{worker_index}", self._health_interval_s,
         )
 
 
@@ -115,9 +128,8 @@ class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
         write_api: WriteApi,
         bucket: str,
         org: str,
-        max_retries: int,
-        backoff_s: float,
-        max_backoff_s: float,
+        max_retries: int | None,
+        outage: Outage,
         worker: str,
         health_interval_s: float,
     ) -> None:
@@ -130,18 +142,13 @@ class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
         self._bucket = bucket
         self._org = org
         self._max_retries = max_retries
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
+        self._outage = outage
 
     def write_batch(self, items: list[Mapping[str, Any]]) -> None:
         lines = [line for line in map(to_line, items) if line is not None]
         if not lines:
             return
-        now = time.time()
-        if now - self._last_health >= self._health_interval_s:
-            self._last_health = now
-            lines.append(to_line({"measurement": MEAS_HEALTH, "tags": {"worker": self._worker},
-                                    "fields": {"write_errors": self._failed_attempts}, "time": now}))
+        self._add_health(lines)
         attempt = 0
         while True:
             attempt += 1
@@ -149,16 +156,32 @@ class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
                 self._write_api.write(
                     bucket=self._bucket, org=self._org, record="\n".join(lines), write_precision=_PRECISION
                 )
+                self._outage.succeeded()
                 return
             except ApiException as error:
                 status, message = error.status, (error.body or error.reason or "").strip()
                 transient = status is None or status >= 500 or status == 429
             except (urllib3.exceptions.HTTPError, OSError) as error:
-                status, message, transient = None, repr(error), True
+                # urllib3 names the connection object first: "<...HTTPConnection at 0x..>: Failed to ..."
+                status, message, transient = None, re.sub(r"^<[^>]*>: ", "", str(error)) or repr(error), True
             self._failed_attempts += 1
-            if not transient or attempt > self._max_retries:
+            if not transient or (self._max_retries is not None and attempt > self._max_retries):
                 raise InfluxWriteError(status, message, attempt)
-            time.sleep(min(self._backoff_s * 2 ** (attempt - 1), self._max_backoff_s))
+            wait_s = self._outage.failed(message if status is None else f"HTTP {status}: {message}")
+            self._add_health(lines)
+            time.sleep(wait_s)
+
+    def _add_health(self, lines: list[str]) -> None:
+        """Append a pipeline_health point to ``lines`` if one is due."""
+        now = time.time()
+        if now - self._last_health < self._health_interval_s:
+            return
+        self._last_health = now
+        fields: dict[str, Any] = {"write_errors": self._failed_attempts}
+        if self._outage.down:
+            fields["stalled_s"] = round(self._outage.duration_s, 3)
+        lines.append(to_line({"measurement": MEAS_HEALTH, "tags": {"worker": self._worker},
+                              "fields": fields, "time": now}))
 
     def close(self) -> None:
         self._client.close()

@@ -2,30 +2,38 @@
 
 A batch counts as written only once the broker has acknowledged every record of it on all
 in-sync replicas: ``write_batch`` sends the whole batch, flushes, then waits on each
-record's future, and raises on the first failure. bytewax therefore never moves past an
-epoch whose output is not stored, and a failed write stops the dataflow (to be resumed from
-its last snapshot: delivery is at least once) instead of dropping data.
+record's future. bytewax therefore never moves past an epoch whose output is not stored.
+A broker outage is ridden out: records that timed out or failed with a retriable error are
+sent again after a backoff, however long the outage lasts unless ``max_outage_s`` says
+otherwise (see :mod:`connectors.outage`); while ``write_batch`` waits, the worker reads no
+new input.
+
+A record the broker refuses for itself (larger than the topic or the client allows, or
+invalid) is sent once more alone; if it is refused again it goes to a local JSON-lines
+file (``undeliverable``) when one is given (the dead-letter sink does, so that no record
+stops the run), else it raises and stops the dataflow (to be resumed from its last
+snapshot: delivery is at least once) instead of dropping data.
 
 The producer is idempotent (kafka-python 3 supports it and enables it by default), so the
 client's own retries of a timed-out request cannot duplicate or reorder records.
 Encoding stays in the dataflow; the sink takes bytes.
-
-A record the broker refuses for itself (larger than the topic or the client allows, or
-invalid), not for the state of the broker, can go to a local JSON-lines file instead
-(``undeliverable``): the dead-letter sink uses it, so that no record stops the run.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from kafka import KafkaProducer
 from kafka.errors import (
-    CorruptRecordError, InvalidRecordError, KafkaError, MessageSizeTooLargeError, RecordListTooLargeError,
+    CorruptRecordError, InvalidRecordError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError,
+    RecordListTooLargeError,
 )
+
+from connectors.outage import Outage
 
 __all__ = ["KafkaSink"]
 
@@ -37,7 +45,7 @@ _Refused = tuple[bytes | None, bytes | None, KafkaError]  # key, value, why the 
 # 400-byte records: 29 us per record against 40 us with kafka-python's defaults).
 _BATCHING = {"linger_ms": 100, "batch_size": 512 * 1024}
 _SMALLEST_BATCH = 16 * 1024  # kafka-python's default batch_size
-# Errors that are the record's own: sending it again can never succeed.
+# Errors that are the record's own: sending it again unchanged cannot succeed.
 _REFUSED = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, CorruptRecordError)
 
 
@@ -46,7 +54,9 @@ class KafkaSink(DynamicSink[KeyValue]):
 
     :arg bootstrap_servers: ``"host:port"`` or a list of them.
     :arg topic: the topic every item goes to (its partition follows from the key).
-    :arg timeout_s: how long write_batch waits for a batch to be acknowledged before it fails.
+    :arg timeout_s: how long write_batch waits for a batch to be acknowledged before it
+        counts a failed attempt (and sends what is missing again).
+    :arg max_outage_s: how long a broker outage is ridden out before the run stops; None: no limit.
     :arg producer_config: extra kafka-python ``KafkaProducer`` arguments, e.g. TLS/SASL
         (``security_protocol``, ``sasl_mechanism``, ``ssl_cafile``...) or
         ``compression_type``, or other ``linger_ms`` / ``batch_size`` than the 100 ms /
@@ -61,20 +71,24 @@ class KafkaSink(DynamicSink[KeyValue]):
         bootstrap_servers: str | Sequence[str],
         topic: str,
         *,
-        timeout_s: float = 30.0,
+        timeout_s: float = 10.0,
+        max_outage_s: float | None = None,
         producer_config: Mapping[str, Any] | None = None,
         undeliverable: Path | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._timeout_s = timeout_s
+        self._max_outage_s = max_outage_s
         self._extra = dict(producer_config or {})
         self._undeliverable = undeliverable
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[KeyValue]:
-        return _KafkaSinkPartition(self._new_producer, self._topic, self._timeout_s, self._undeliverable)
+        outage = Outage(f"Kafka broker {self._bootstrap} ({self._topic}, worker {worker_index})",
+                        max_outage_s=self._max_outage_s)
+        return _KafkaSinkPartition(self._new_producer, self._topic, self._timeout_s, outage, self._undeliverable)
 
     def _new_producer(self, shrink: int = 0) -> KafkaProducer:
         """A producer; its batches ``2**shrink`` times smaller (down to 16 KiB) after refusals."""
@@ -86,29 +100,81 @@ class KafkaSink(DynamicSink[KeyValue]):
 
 class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):
     def __init__(self, make_producer: Callable[[int], KafkaProducer], topic: str, timeout_s: float,
-                 undeliverable: Path | None) -> None:
+                 outage: Outage, undeliverable: Path | None) -> None:
         self._make_producer = make_producer
         self._shrink = 0  # batches are halved each time a whole batch was too large for the topic
         self._producer = make_producer(self._shrink)
         self._topic = topic
         self._timeout_s = timeout_s
+        self._outage = outage
         self._undeliverable = undeliverable
 
     def write_batch(self, items: list[KeyValue]) -> None:
-        refused = self._send(items)
+        refused = self._deliver(items)
         if refused:
             refused = self._again_alone(refused)
         if refused:
             self._set_aside(refused)
 
+    def _deliver(self, items: list[KeyValue]) -> list[_Refused]:
+        """Send until each item is acknowledged or refused for itself (those are returned);
+        retriable failures are sent again after the outage's backoff."""
+        pending, refused = items, []
+        while pending:
+            sent, handed, error = self._send(pending, refused)
+            self._await(sent)
+            failed = [(item, future.exception) for item, future in sent if future.failed()]
+            retry: list[KeyValue] = []
+            for item, cause in failed:
+                if isinstance(cause, _REFUSED):
+                    refused.append((*item, cause))
+                elif isinstance(cause, KafkaError) and cause.retriable:
+                    retry.append(item)
+                    error = error or cause
+                else:
+                    raise cause  # refused for good (not authorised...): retrying cannot help
+            # Only what failed for the broker's state, or was never handed over, goes again.
+            pending = retry + pending[handed:]
+            if pending:
+                time.sleep(self._outage.failed(error))
+        self._outage.succeeded()
+        return refused
+
+    def _send(self, items: list[KeyValue], refused: list[_Refused]) -> tuple[list[tuple[KeyValue, Any]], int, KafkaError | None]:
+        """Hand ``items`` to the producer, in order, until one cannot be (no metadata or no
+        buffer space while the broker is away): the futures of those handed over, how many
+        items were dealt with, and the error that stopped it. Items the client refuses
+        outright (larger than its max_request_size) are added to ``refused``."""
+        sent = []
+        for k, item in enumerate(items):
+            try:
+                sent.append((item, self._producer.send(self._topic, key=item[0], value=item[1])))
+            except _REFUSED as error:
+                refused.append((*item, error))
+            except KafkaError as error:
+                if not error.retriable:
+                    raise
+                return sent, k, error
+        return sent, len(items), None
+
+    def _await(self, sent: list[tuple[KeyValue, Any]]) -> None:
+        """Wait until the producer has an answer for every record sent (acknowledged or failed)."""
+        while not all(future.is_done for _, future in sent):
+            try:
+                self._producer.flush(timeout=self._timeout_s)
+            except KafkaTimeoutError as error:
+                self._outage.failed(error)  # records stay queued in the producer: wait again
+            except KafkaError:
+                pass  # each record's future says what became of it (kafka-python's flush fails on a split batch)
+
     def _again_alone(self, failed: list[_Refused]) -> list[_Refused]:
-        """Send each failed record again, alone, on a new producer after each refusal: what a refused
+        """Send each refused record again, alone, on a new producer after each refusal: what a refused
         record takes down with it (kafka-python splits a batch the broker finds too large, then fails
         the rest, and an idempotent producer fails everything after) is delivered."""
         refused: list[_Refused] = []
         self._renew()
         for key, value, _ in failed:
-            again = self._send([(key, value)])
+            again = self._deliver([(key, value)])
             if again:
                 refused += again
                 self._renew()
@@ -123,26 +189,6 @@ class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):
         except KafkaError:
             pass  # a producer given up on: what it held was sent or is sent again
         self._producer = self._make_producer(self._shrink)
-
-    def _send(self, items: list[KeyValue]) -> list[_Refused]:
-        """Send and wait for the acknowledgement of every item; the items refused for themselves.
-        Any other failure (KafkaError: the broker unreachable, a timeout...) is raised."""
-        sent, refused = [], []
-        for key, value in items:
-            try:
-                sent.append((key, value, self._producer.send(self._topic, key=key, value=value)))
-            except _REFUSED as error:  # larger than the client's max_request_size
-                refused.append((key, value, error))
-        try:
-            self._producer.flush(timeout=self._timeout_s)
-        except KafkaError:
-            pass  # each record's future says what became of it (kafka-python's flush fails on a split batch)
-        for key, value, future in sent:
-            try:
-                future.get(timeout=self._timeout_s)
-            except _REFUSED as error:
-                refused.append((key, value, error))
-        return refused
 
     def _set_aside(self, refused: list[_Refused]) -> None:
         if self._undeliverable is None:

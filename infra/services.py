@@ -13,7 +13,9 @@ temporary folder:
 A start returns only once the service just started answers (Kafka serves metadata of the
 new cluster id, VictoriaMetrics is healthy and names the new data folder), never another
 instance that held the port (InfluxDB names its own config file); a start that fails raises
-:class:`ServiceError` carrying the tail of the service's log, so CI shows why. Run one in the foreground for development::
+:class:`ServiceError` carrying the tail of the service's log, so CI shows why. Fault tests take
+a service away and bring it back on the same port with the same data (:func:`pause_service`,
+:func:`resume_service`). Run one in the foreground for development::
 
     python infra/services.py kafka [--port 9092]
     python infra/services.py victoria [--port 8428]
@@ -49,6 +51,8 @@ __all__ = [
     "default_influxd",
     "default_kafka_libs",
     "free_ports",
+    "pause_service",
+    "resume_service",
     "start_influxdb",
     "start_kafka",
     "start_victoria",
@@ -90,13 +94,7 @@ class RunningService:
         if self._stopped:
             return
         self._stopped = True
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _end_process(self.process, timeout_s)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> RunningService:
@@ -245,6 +243,58 @@ def start_victoria(*, port: int | None = None, timeout_s: float = 30.0) -> Runni
     return service
 
 
+def pause_service(service: RunningService, timeout_s: float = 20.0) -> None:
+    """Stop the service's process as :meth:`RunningService.stop` does, but keep its data
+    folder and port, for :func:`resume_service`: an outage, as clients see one."""
+    _end_process(service.process, timeout_s)
+
+
+def resume_service(service: RunningService, timeout_s: float = 60.0) -> None:
+    """Start a paused service again with the same command line, port and data folder;
+    return once it answers (Kafka: with the cluster id it had, so the same cluster)."""
+    if service.process.poll() is None:
+        raise ServiceError(f"{service.name}: still running; pause it first")
+    args = [str(arg) for arg in service.process.args]
+    restarted = _spawn(service.name, args, service.workdir, service.log_path, address=service.address,
+                       append=True)
+    service.process = restarted.process
+    _wait_ready(service, _answers(service), timeout_s)
+
+
+def _answers(service: RunningService) -> Callable[[], bool]:
+    """How to tell that ``service`` (restarted in its own folder) answers."""
+    if service.name == "kafka":
+        meta = (service.workdir / "data" / "meta.properties").read_text()
+        cluster_id = next(line.split("=", 1)[1].strip() for line in meta.splitlines()
+                          if line.startswith("cluster.id="))
+        return lambda: _kafka_serves_metadata(service.address, cluster_id)
+    if service.name == "victoria":
+        return lambda: _victoria_serves(service.address, service.workdir)
+    if service.name == "influxdb":
+        return lambda: _influxdb_serves(service.address, service.workdir / "influxdb.conf")
+    host, _, port = service.address.rpartition("/")[2].rpartition(":")
+    return lambda: _accepts(host, int(port))
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _end_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, wait up to ``timeout_s`` for a clean shutdown, then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def free_ports(count: int = 1) -> list[int]:
     """`count` distinct loopback ports nobody holds right now.
 
@@ -359,9 +409,9 @@ def _influxql(url: str, statement: str) -> None:
 
 
 def _spawn(
-    name: str, args: list[str], workdir: Path, log_path: Path, *, address: str
+    name: str, args: list[str], workdir: Path, log_path: Path, *, address: str, append: bool = False
 ) -> RunningService:
-    with log_path.open("wb") as log:
+    with log_path.open("ab" if append else "wb") as log:
         # A session of its own: a Ctrl-C meant for the test run or the foreground runner
         # does not reach the service, which stop() then shuts down in order.
         process = subprocess.Popen(

@@ -13,13 +13,25 @@ keys are errors: a misspelt `bootstrap` must not silently mean "run embedded".
     meta_wait_s = 30.0              # frames of a cell without metadata wait this long for it
     close_last_half = false         # close each cell's open half-cycle when a finite input ends
     recovery_dir = "/var/lib/celltwin/recovery"
+    max_outage_s = 600.0            # stop (exit 1) if the broker or store is away longer [no limit]
 
     [kafka]
     bootstrap = "broker:9092"
     exit_when_idle = false          # stop at the end of the partitions as of startup
-    [kafka.client]                  # passed to kafka-python as is (TLS/SASL)
+    start = "committed"             # without recovery state: "committed" offsets of the group
+                                    # (else the first record), "end" (new records only), "beginning"
+    group_id = "celltwin"           # the consumer group that commits the offsets read
+    [kafka.client]                  # kafka-python settings of every client (TLS/SASL)
     security_protocol = "SASL_SSL"
     sasl_mechanism = "PLAIN"
+    ssl_cafile = "/etc/celltwin/ca.pem"
+    [kafka.consumer]                # ... of the consumer only (also: producer, admin)
+    fetch_max_bytes = 52428800
+
+A key of ``[kafka.client]`` goes to each client that knows it (kafka-python's consumer,
+producer and admin client take different settings); one no client knows, or one in a
+client's own table that this client does not know, is an error, as is a file setting
+(``ssl_cafile``, ``ssl_certfile``...) naming no readable file.
 
     [influx]
     url = "http://influx:8086"
@@ -50,6 +62,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from connectors.kafka_source import START_POLICIES
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
 
 __all__ = [
@@ -67,11 +82,39 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message names the setting and its source."""
 
 
+# Each kafka-python client, by the name of its settings table, and the settings it takes.
+_KAFKA_CLIENTS: Mapping[str, frozenset[str]] = MappingProxyType({
+    "consumer": frozenset(KafkaConsumer.DEFAULT_CONFIG),
+    "producer": frozenset(KafkaProducer.DEFAULT_CONFIG),
+    "admin": frozenset(KafkaAdminClient.DEFAULT_CONFIG),
+})
+# Settings that name a file the client reads when it connects (TLS material).
+_KAFKA_FILES = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile")
+
+
 @dataclass(frozen=True)
 class KafkaConfig:
     bootstrap: str
-    client: Mapping[str, Any] = field(default_factory=dict)  # kafka-python extras: TLS/SASL
+    client: Mapping[str, Any] = field(default_factory=dict)  # kafka-python extras for every client: TLS/SASL
     exit_when_idle: bool = False
+    start: str = "committed"  # where partitions without recovery state start: connectors.kafka_source
+    group_id: str = "celltwin"
+    consumer: Mapping[str, Any] = field(default_factory=dict)  # extras of one client only
+    producer: Mapping[str, Any] = field(default_factory=dict)
+    admin: Mapping[str, Any] = field(default_factory=dict)
+
+    def consumer_config(self) -> dict[str, Any]:
+        return self._settings("consumer")
+
+    def producer_config(self) -> dict[str, Any]:
+        return self._settings("producer")
+
+    def admin_config(self) -> dict[str, Any]:
+        return self._settings("admin")
+
+    def _settings(self, kind: str) -> dict[str, Any]:
+        known = _KAFKA_CLIENTS[kind]
+        return {**{k: v for k, v in self.client.items() if k in known}, **getattr(self, kind)}
 
 
 @dataclass(frozen=True)
@@ -114,6 +157,7 @@ class Config:
     # report each cell's last half-cycle, which no current reversal will close.
     close_last_half: bool = False
     recovery_dir: Path | None = None
+    max_outage_s: float | None = None  # None: ride out broker and store outages however long
 
     @property
     def embedded(self) -> bool:
@@ -159,6 +203,13 @@ def _flag(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+def _start(value: Any) -> str:
+    text = _text(value)
+    if text not in START_POLICIES:
+        raise ValueError(f"expected one of {sorted(START_POLICIES)}")
+    return text
+
+
 def _seed(value: Any) -> int:
     if isinstance(value, bool) or int(value) != float(value):
         raise ValueError("expected an integer")
@@ -176,8 +227,11 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "meta_wait_s": _positive,
     "close_last_half": _flag,
     "recovery_dir": _text,
+    "max_outage_s": _positive,
     "kafka.bootstrap": _text,
     "kafka.exit_when_idle": _flag,
+    "kafka.start": _start,
+    "kafka.group_id": _text,
     "influx.url": _text,
     "influx.token": _text,
     "influx.org": _text,
@@ -193,6 +247,9 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
 ENV_VARS: Mapping[str, str] = MappingProxyType({
     "CELLTWIN_KAFKA": "kafka.bootstrap",
     "CELLTWIN_EXIT_WHEN_IDLE": "kafka.exit_when_idle",
+    "CELLTWIN_KAFKA_START": "kafka.start",
+    "CELLTWIN_KAFKA_GROUP_ID": "kafka.group_id",
+    "CELLTWIN_MAX_OUTAGE_S": "max_outage_s",
     "CELLTWIN_INFLUX_URL": "influx.url",
     "CELLTWIN_INFLUX_TOKEN": "influx.token",
     "CELLTWIN_INFLUX_ORG": "influx.org",
@@ -209,17 +266,18 @@ ENV_VARS: Mapping[str, str] = MappingProxyType({
 
 
 def _flatten(table: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Scalar settings by dotted name, the [kafka.client] table, the [cells] tables."""
+    """Scalar settings by dotted name, the kafka-python tables by name ("client",
+    "consumer"...), the [cells] tables."""
     flat: dict[str, Any] = {}
-    client: dict[str, Any] = {}
+    clients: dict[str, Any] = {}
     cells: dict[str, Any] = {}
     for key, value in table.items():
         if key == "cells":
             cells = dict(value)
         elif key in ("kafka", "influx", "simulator") and isinstance(value, Mapping):
             for sub, item in value.items():
-                if key == "kafka" and sub == "client":
-                    client = dict(item)
+                if key == "kafka" and (sub == "client" or sub in _KAFKA_CLIENTS):
+                    clients[sub] = _kafka_table(sub, item, source)
                 else:
                     flat[f"{key}.{sub}"] = item
         else:
@@ -227,7 +285,24 @@ def _flatten(table: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dic
     unknown = sorted(set(flat) - set(_SETTINGS))
     if unknown:
         raise ConfigError(f"{source}: unknown settings {unknown}; known: {sorted(_SETTINGS)}")
-    return flat, client, cells
+    return flat, clients, cells
+
+
+def _kafka_table(name: str, table: Any, source: str) -> dict[str, Any]:
+    """A [kafka.<name>] table of kafka-python settings, checked (keys only are named in
+    errors: values may be secrets)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: [kafka.{name}] must be a table of kafka-python settings")
+    known = frozenset().union(*_KAFKA_CLIENTS.values()) if name == "client" else _KAFKA_CLIENTS[name]
+    unknown = sorted(set(table) - known)
+    if unknown:
+        who = "any kafka-python client" if name == "client" else f"the kafka-python {name}"
+        raise ConfigError(f"{source}: [kafka.{name}]: {unknown} not settings of {who}")
+    for key in _KAFKA_FILES:
+        path = table.get(key)
+        if path is not None and not (isinstance(path, str) and Path(path).is_file()):
+            raise ConfigError(f"{source}: [kafka.{name}] {key}: no such file: {path}")
+    return dict(table)
 
 
 def _cells(tables: Mapping[str, Any], source: str) -> dict[str, CellMeta]:
@@ -259,14 +334,14 @@ def load_config(
     env = os.environ if env is None else env
     path = path or (Path(env["CELLTWIN_CONFIG"]) if env.get("CELLTWIN_CONFIG") else None)
     raw: dict[str, tuple[Any, str]] = {}
-    client: dict[str, Any] = {}
+    clients: dict[str, Any] = {}
     cell_tables: dict[str, Any] = {}
     if path is not None:
         try:
             table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise ConfigError(f"cannot read config file {path}: {error}") from None
-        flat, client, cell_tables = _flatten(table, str(path))
+        flat, clients, cell_tables = _flatten(table, str(path))
         raw.update({name: (value, f"{path}: {name}") for name, value in flat.items()})
     for var, name in ENV_VARS.items():
         if env.get(var, "") != "":
@@ -282,15 +357,15 @@ def load_config(
             values[name] = _SETTINGS[name](value)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"{source} = {value!r}: {error}") from None
-    return _assemble(values, client, _cells(cell_tables, str(path)))
+    return _assemble(values, clients, _cells(cell_tables, str(path)))
 
 
-def _assemble(values: dict[str, Any], client: dict[str, Any], cells: dict[str, CellMeta]) -> Config:
+def _assemble(values: dict[str, Any], clients: dict[str, Any], cells: dict[str, CellMeta]) -> Config:
     kafka = None
-    if "kafka.bootstrap" in values:
-        kafka = KafkaConfig(values["kafka.bootstrap"], dict(client),
-                            values.get("kafka.exit_when_idle", False))
-    elif client or "kafka.exit_when_idle" in values:
+    kafka_values = _section(values, "kafka")
+    if "bootstrap" in kafka_values:
+        kafka = KafkaConfig(**kafka_values, **clients)
+    elif clients or kafka_values:
         raise ConfigError("Kafka settings given but no broker: set kafka.bootstrap, $CELLTWIN_KAFKA or --kafka")
     influx = None
     given = _section(values, "influx")
@@ -313,4 +388,5 @@ def _assemble(values: dict[str, Any], client: dict[str, Any], cells: dict[str, C
         meta_wait_s=values.get("meta_wait_s", 30.0),
         close_last_half=values.get("close_last_half", False),
         recovery_dir=Path(values["recovery_dir"]) if "recovery_dir" in values else None,
+        max_outage_s=values.get("max_outage_s"),
     )

@@ -109,6 +109,7 @@ HEALTH_FIELDS: tuple[str, ...] = (
     "deadletters",
     "write_errors",
     "consumer_lag",
+    "stalled_s",  # the longest broker or store outage since the previous point
 )
 
 # Local output folder of `celltwin run` / `celltwin replay`.

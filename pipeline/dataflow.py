@@ -34,7 +34,8 @@ from connectors.file_sink import OutputFolderSink, close_open_files
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
-from connectors.kafka_source import KafkaSource
+from connectors.kafka_source import KafkaMessage, KafkaSource
+from connectors.outage import OutageError
 from connectors.sim_source import SimulatorSource
 from pipeline.config import Config
 from pipeline.contracts import (
@@ -47,7 +48,7 @@ from pipeline.contracts import (
     TOPIC_SAMPLES,
     TOPIC_TWIN,
 )
-from pipeline.decode import DeadLetter, decode_message
+from pipeline.decode import DeadLetter, Decoded, decode_message
 from pipeline.embedded import simulated_fleet
 from pipeline.health import HEALTH_KEY, HealthLogic, KafkaLag, Progress
 from pipeline.shards import shard_keys, shard_of
@@ -70,6 +71,13 @@ def point_message(point: Point) -> tuple[bytes, bytes]:
 
 def _deadletter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
     return letter.kafka_key(), letter.to_json()
+
+
+def _decode_fresh(message: KafkaMessage) -> Decoded | None:
+    """Decode; a cell.meta record read again at a restart (it is read from its start every
+    time) was dead-lettered by the run that first read it, if bad: not again."""
+    item = decode_message(message)
+    return None if message.replayed and isinstance(item, DeadLetter) else item
 
 
 def _of_kind(kind: str):
@@ -96,8 +104,9 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
     flow = Dataflow("celltwin")
     if cfg.kafka is not None:
         source = KafkaSource(cfg.kafka.bootstrap, [TOPIC_SAMPLES, TOPIC_META], tail=not cfg.kafka.exit_when_idle,
-                             consumer_config=cfg.kafka.client)
-        decoded = op.map("decode", op.input("kafka_in", flow, source), decode_message)
+                             start=cfg.kafka.start, group_id=cfg.kafka.group_id, from_beginning=[TOPIC_META],
+                             max_outage_s=cfg.max_outage_s, consumer_config=cfg.kafka.consumer_config())
+        decoded = op.filter_map("decode", op.input("kafka_in", flow, source), _decode_fresh)
     else:
         metas, make_simulation = simulated_fleet(cfg.simulator)
         decoded = op.input("simulator", flow, SimulatorSource(metas, make_simulation, cfg.simulator.frame_samples))
@@ -122,23 +131,23 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
         records = op.merge("file_records", points, letters)
         op.output("files_out", op.key_on("files_key", records, lambda _: "files"), OutputFolderSink(cfg.out))
     if cfg.influx is not None:
-        lag = KafkaLag(cfg.kafka.bootstrap, cfg.kafka.client) if cfg.kafka is not None else None
+        lag = KafkaLag(cfg.kafka.bootstrap, cfg.kafka.consumer_config()) if cfg.kafka is not None else None
         health = op.stateful_batch("health", op.key_on("health_key", stats, lambda _: HEALTH_KEY),
                                    lambda resume: HealthLogic(cfg.health_interval_s, lag, resume))
         influx = cfg.influx
         op.output("influx_out", op.merge("influx_points", points, op.key_rm("health_unkey", health)),
-                  InfluxSink(influx.url, influx.token, influx.org, influx.bucket,
+                  InfluxSink(influx.url, influx.token, influx.org, influx.bucket, max_outage_s=cfg.max_outage_s,
                              health_interval_s=cfg.health_interval_s))
     if cfg.kafka is not None:
-        kafka, client = cfg.kafka.bootstrap, cfg.kafka.client
+        kafka = cfg.kafka.bootstrap
+        producing = {"max_outage_s": cfg.max_outage_s, "producer_config": cfg.kafka.producer_config()}
         states = op.filter("twin_points", points, lambda p: p["measurement"] == MEAS_STATE)
         alerts = op.filter("alert_points", points, lambda p: p["measurement"] == MEAS_ALERT)
-        op.output("twin_out", op.map("twin_json", states, point_message), KafkaSink(kafka, TOPIC_TWIN, producer_config=client))
-        op.output("alerts_out", op.map("alert_json", alerts, point_message),
-                  KafkaSink(kafka, TOPIC_ALERTS, producer_config=client))
+        op.output("twin_out", op.map("twin_json", states, point_message), KafkaSink(kafka, TOPIC_TWIN, **producing))
+        op.output("alerts_out", op.map("alert_json", alerts, point_message), KafkaSink(kafka, TOPIC_ALERTS, **producing))
         undelivered = (cfg.out or Path()) / OUT_UNDELIVERED  # what the broker refuses, rather than stop
         op.output("deadletter_out", op.map("deadletter_kafka", deadletters, _deadletter_message),
-                  KafkaSink(kafka, TOPIC_DEADLETTER, producer_config=client, undeliverable=undelivered))
+                  KafkaSink(kafka, TOPIC_DEADLETTER, **producing, undeliverable=undelivered))
     return flow
 
 
@@ -146,7 +155,7 @@ def ensure_kafka_topics(cfg: Config) -> None:
     """Create the topics of Kafka mode that do not exist yet (partitions: TOPIC_PARTITIONS)."""
     if cfg.kafka is None:
         raise ValueError("no Kafka broker configured")
-    ensure_topics(cfg.kafka.bootstrap, TOPIC_PARTITIONS, admin_config=cfg.kafka.client)
+    ensure_topics(cfg.kafka.bootstrap, TOPIC_PARTITIONS, admin_config=cfg.kafka.admin_config())
 
 
 def _recovery(cfg: Config, partitions: int, process_id: int | None) -> RecoveryConfig | None:
@@ -178,6 +187,13 @@ def _interrupted(error: BaseException | None) -> bool:
     return False
 
 
+def _outage(error: BaseException | None) -> OutageError | None:
+    """The outage that outlasted --max-outage and so ended the run, if that was the cause."""
+    while error is not None and not isinstance(error, OutageError):
+        error = error.__cause__
+    return error
+
+
 def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | None = None,
              addresses: Sequence[str] | None = None) -> bool:
     """Run `flow` here: `workers` threads, optionally as process `process_id` of the cluster
@@ -185,7 +201,8 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
 
     Returns False if Ctrl-C or SIGTERM (a container stop) ended the run: the output
     files then hold what was processed, closed and readable; with recovery the next run
-    resumes from the last snapshot."""
+    resumes from the last snapshot. Raises OutageError if the broker or the store was
+    away longer than `cfg.max_outage_s`."""
     processes = len(addresses) if addresses else 1
     recovery = _recovery(cfg, workers * processes, process_id)
     main_thread = threading.current_thread() is threading.main_thread()
@@ -201,6 +218,9 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
             recovery_config=recovery,
         )
     except BytewaxRuntimeError as error:
+        outage = _outage(error)
+        if outage is not None:
+            raise outage from None  # its one line says it all (--max-outage)
         if not _interrupted(error):
             raise
         close_open_files()

@@ -8,10 +8,13 @@ the state, so they continue across a recovery instead of restarting at zero.
 
 `consumer_lag` is the number of `cell.samples` records not yet read: the partitions'
 end offsets, asked from the broker when a point is due, minus the next offset the flow
-has seen per partition. It is absent in embedded mode.
+has seen per partition. It is absent in embedded mode, and while the broker is away.
 
-Write errors are not counted: a sink that cannot store a batch raises and stops the
-flow (to resume from its last snapshot), so in a running flow there are none to count.
+`stalled_s` is the longest outage of the broker or the store in this process since the
+previous point, in progress or over (`connectors.outage.take_stall`); 0 without one.
+A sink that waits for the broker or the store holds its worker, this step included, so
+the stall shows once it is over; the InfluxDB sink also adds its own points while it
+waits (tag `worker` = "influx-N", stored once the store is back).
 
 `Progress` is the in-process view for `celltwin run`: a thread-safe tally the
 display thread reads while the dataflow runs.
@@ -27,7 +30,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 from bytewax.operators import StatefulBatchLogic
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
+from connectors.outage import take_stall
 from pipeline.contracts import MEAS_HEALTH, TOPIC_SAMPLES
 from pipeline.twin_step import Point, ShardStats
 
@@ -101,8 +106,11 @@ class HealthLogic(StatefulBatchLogic[ShardStats, Point, HealthTotals]):
 
     def _point(self) -> Point:
         fields: dict[str, Any] = {"samples": self._totals.samples, "deadletters": self._totals.deadletters}
-        if self._lag is not None:
-            fields["consumer_lag"] = self._lag(self._totals.positions)
+        fields["stalled_s"] = round(take_stall(), 3)
+        if self._lag is not None and not fields["stalled_s"]:  # not in an outage: nobody might answer
+            lag = self._lag(self._totals.positions)
+            if lag is not None:
+                fields["consumer_lag"] = lag
         return {"measurement": MEAS_HEALTH, "tags": {"worker": "all"}, "fields": fields, "time": time.time()}
 
 
@@ -117,14 +125,20 @@ class KafkaLag:
         self._topic = topic
 
     def __call__(self, positions: Mapping[str, int]) -> int | None:
-        consumer = KafkaConsumer(**{**self._client, "bootstrap_servers": self._bootstrap,
-                                    "group_id": None, "enable_auto_commit": False})
+        """The lag, or None if the broker cannot tell it now (unreachable, or no topic)."""
+        try:
+            consumer = KafkaConsumer(**{**self._client, "bootstrap_servers": self._bootstrap,
+                                        "group_id": None, "enable_auto_commit": False})
+        except KafkaError:
+            return None
         try:
             parts = [TopicPartition(self._topic, p) for p in sorted(consumer.partitions_for_topic(self._topic) or ())]
             if not parts:
                 return None
             ends = consumer.end_offsets(parts)
             starts = consumer.beginning_offsets(parts)
+        except KafkaError:
+            return None
         finally:
             consumer.close(autocommit=False)
         return sum(max(ends[tp] - positions.get(f"{tp.topic}:{tp.partition}", starts[tp]), 0) for tp in parts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -20,9 +21,10 @@ from connectors.kafka_admin import ensure_topics
 from connectors.sim_producer import (
     ProduceStats, Publisher, fleet, meta_messages, simulation, stream,
 )
+from pipeline.config import ConfigError, KafkaConfig, load_config
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
 
-__all__ = ["produce", "parse_speedup"]
+__all__ = ["produce", "parse_speedup", "kafka_settings"]
 
 _err = Console(stderr=True)
 _out = Console()
@@ -41,9 +43,26 @@ def parse_speedup(text: str) -> float | None:
     return value
 
 
+def kafka_settings(config: Path | None, kafka: str | None) -> KafkaConfig:
+    """The broker and kafka-python settings (TLS/SASL) of `celltwin run`: ``--kafka``,
+    else ``$CELLTWIN_KAFKA``, else the config file's [kafka] table, which also holds the
+    client settings. A usage error if none names a broker."""
+    try:
+        cfg = load_config(config, flags={"kafka.bootstrap": kafka})
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+    if cfg.kafka is None:
+        raise typer.BadParameter("no Kafka broker: give --kafka, $CELLTWIN_KAFKA or [kafka] bootstrap "
+                                 "in the --config file")
+    return cfg.kafka
+
+
 def produce(
-    kafka: Annotated[str, typer.Option(
-        "--kafka", envvar="CELLTWIN_KAFKA", help="Kafka bootstrap server(s), host:port[,host:port].")],
+    kafka: Annotated[Optional[str], typer.Option(
+        "--kafka", help="Kafka bootstrap server(s), host:port[,host:port] (env CELLTWIN_KAFKA).")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", envvar="CELLTWIN_CONFIG", exists=True, dir_okay=False,
+        help="TOML file of `celltwin run`: its [kafka] tables give the broker and the TLS/SASL settings.")] = None,
     cells: Annotated[int, typer.Option(min=1, help="Number of simulated cells.")] = 8,
     preset: Annotated[str, typer.Option(
         help="nd4mg80ni8, mgh2, or mixed (alternating cell by cell).")] = "nd4mg80ni8",
@@ -71,6 +90,7 @@ def produce(
 ) -> None:
     """Stream simulated cells into Kafka (key = cell id), paced by sample time."""
     pace = parse_speedup(speedup)
+    settings = kafka_settings(config, kafka)
     if not (c_rate > 0 and math.isfinite(c_rate)) or not dt > 0 or not mass_mg > 0:
         raise typer.BadParameter("--c-rate, --dt and --mass-mg must be > 0")
     try:
@@ -81,8 +101,9 @@ def produce(
     t0 = _default_start(cycles, c_rate, pace, dt) if start is None else start
     sim = simulation(cell_list, cycles, dt=dt, t0=t0, seed=seed, noise=noise)
 
-    ensure_topics(kafka, {topic: partitions, **({TOPIC_META: 1} if meta else {})})
-    with Publisher(kafka) as publisher:
+    ensure_topics(settings.bootstrap, {topic: partitions, **({TOPIC_META: 1} if meta else {})},
+                  admin_config=settings.admin_config())
+    with Publisher(settings.bootstrap, producer_config=settings.producer_config()) as publisher:
         if meta:
             publisher.send(TOPIC_META, meta_messages(cell_list))
             publisher.flush()

@@ -41,7 +41,7 @@ from connectors.readers import (
 from connectors.readers.tabular import ROLES
 from connectors.replay_source import ReplaySource, parse_speed, produce
 from connectors.sim_producer import Publisher
-from pipeline.config import Config, ConfigError, load_config
+from pipeline.config import Config, ConfigError, KafkaConfig, load_config
 from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
 from pipeline.health import Progress as FlowProgress
@@ -279,13 +279,13 @@ def _embedded(cfg: Config, out: Path, records: list[CellRecord], metas: dict[str
         _out.print(f"report: {build_report(out)}", soft_wrap=True)
 
 
-def _to_kafka(bootstrap: str, cfg: Config, records: list[CellRecord], metas: dict[str, CellMeta],
+def _to_kafka(kafka: KafkaConfig, records: list[CellRecord], metas: dict[str, CellMeta],
               speed: float | None) -> None:
-    client = dict(cfg.kafka.client) if cfg.kafka is not None else {}
+    bootstrap = kafka.bootstrap
     ensure_topics(bootstrap, {TOPIC_SAMPLES: TOPIC_PARTITIONS[TOPIC_SAMPLES], TOPIC_META: TOPIC_PARTITIONS[TOPIC_META]},
-                  admin_config=client)
+                  admin_config=kafka.admin_config())
     total = sum(len(r) for r in records)
-    with Publisher(bootstrap, producer_config=client) as publisher, Progress(
+    with Publisher(bootstrap, producer_config=kafka.producer_config()) as publisher, Progress(
         SpinnerColumn(), TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=_err, transient=True,
     ) as bar:
@@ -309,7 +309,8 @@ def replay(
                                             "faster, max = as fast as the twin takes it.")] = "max",
     out: Annotated[Optional[Path], typer.Option(help=f"Output folder (default: config, else ./{DEFAULT_OUT}).")] = None,
     kafka: Annotated[Optional[str], typer.Option(help="Produce into cell.samples + cell.meta on this broker "
-                                                      "(host:port) for a running pipeline instead.")] = None,
+                                                      "(host:port) for a running pipeline instead; TLS/SASL "
+                                                      "settings from the [kafka] tables of --config.")] = None,
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column of a role, repeatable: "
                                                       "--map current='Current(mA)'. Roles: "
                                                       f"{', '.join(ROLES)}.")] = None,
@@ -340,7 +341,7 @@ def replay(
     """Replay archived cycler files through the twin and validate it against them."""
     try:
         pace = parse_speed(speed)
-        cfg = load_config(config, flags={"out": str(out) if out else None})
+        cfg = load_config(config, flags={"out": str(out) if out else None, "kafka.bootstrap": kafka})
         columns = ColumnMapping.from_pairs(map_ or [])
         if mapping is not None:
             loaded = load_mapping(mapping)
@@ -372,7 +373,7 @@ def replay(
         metas = cell_metas([r.cell for r in records], cfg, mass_mg, preset)
     _out.print(_metas_table(records, metas))
     if kafka:
-        _to_kafka(kafka, cfg, records, metas, pace)
+        _to_kafka(cfg.kafka, records, metas, pace)
     else:
         _embedded(cfg, cfg.out or DEFAULT_OUT, records, metas, pace, report)
 

@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from connectors.outage import OutageError
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN
 from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
@@ -112,6 +113,9 @@ def run(
     recovery_dir: Annotated[Optional[Path], typer.Option(help="Snapshot state here and resume from it on restart "
                                                               "(created if empty).")] = None,
     epoch_interval: Annotated[Optional[float], typer.Option(help="Seconds between snapshots with recovery (default 2).")] = None,
+    max_outage: Annotated[Optional[float], typer.Option(help="Stop with exit status 1 once the broker or the store "
+                                                             "has been unreachable this many seconds (default: wait "
+                                                             "for it however long; env CELLTWIN_MAX_OUTAGE_S).")] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads in this process.")] = 1,
     process_id: Annotated[Optional[int], typer.Option("--process-id", "-i", min=0,
                                                       help="This process's index in --addresses.")] = None,
@@ -133,7 +137,7 @@ def run(
         "influx.bucket": influx_bucket, "simulator.cells": cells, "simulator.cycles": cycles,
         "simulator.c_rate": c_rate, "simulator.dt": dt, "simulator.seed": seed, "shards": shards,
         "estimate_interval_s": estimate_interval, "recovery_dir": str(recovery_dir) if recovery_dir else None,
-        "epoch_interval_s": epoch_interval,
+        "epoch_interval_s": epoch_interval, "max_outage_s": max_outage,
     }
     try:
         cfg = load_config(config, flags=flags)
@@ -152,7 +156,12 @@ def run(
         keys = shard_layout(cfg, workers * (len(peers) if peers else 1))
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from None
-    if not _run_with_display(build_flow(cfg, progress, keys), cfg, progress, mode, workers, process_id, peers):
+    try:
+        finished = _run_with_display(build_flow(cfg, progress, keys), cfg, progress, mode, workers, process_id, peers)
+    except OutageError as error:
+        _err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if not finished:
         resume = f"; the next run resumes from {cfg.recovery_dir}" if cfg.recovery_dir else ""
         _err.print(_progress_view(progress, f"{mode}, stopped") + Text(resume))
         for line in _where(cfg, None):

@@ -195,9 +195,10 @@ def pipeline_health(dialect: Dialect = "flux") -> dict[str, Any]:
         timeseries("Dead letters per minute", [q.health_rate("deadletters", "1m")],
                    thresholds=above(_T.deadletter_burst_per_min)),
         timeseries("Write errors per minute", [q.health_rate("write_errors", "1m")]),
+        timeseries("Broker or store outage (seconds stalled)", [q.health_max("stalled_s")], unit="s", points=True),
     ]
     return dashboard(DASHBOARD_UIDS["health"], "celltwin - Pipeline health", panels,
-                     description="Kafka consumer lag, throughput, dead-letter rate and sink errors.",
+                     description="Kafka consumer lag, throughput, dead-letter rate, sink errors and outages.",
                      refresh="10s", time_from="now-1h")
 
 

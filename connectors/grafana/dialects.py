@@ -146,6 +146,9 @@ class FluxQueries:
     def health_last(self, field: str) -> FluxQuery:
         return Flux(MEAS_HEALTH, (field,)).window("last").build()
 
+    def health_max(self, field: str) -> FluxQuery:
+        return Flux(MEAS_HEALTH, (field,)).window("max").build()
+
     @staticmethod
     def _labelled(flux: Flux) -> FluxQuery:
         # Only cell and preset survive as labels; _start/_stop would make a new alert
@@ -268,6 +271,9 @@ class InfluxQLQueries:
 
     def health_last(self, field: str) -> Query:
         return InfluxQL(MEAS_HEALTH).field(field, "last").per_interval().build()
+
+    def health_max(self, field: str) -> Query:
+        return InfluxQL(MEAS_HEALTH).field(field, "max").per_interval().build()
 
     def rule_query(self, kind: AlertKind) -> Query | None:
         """As Flux's, with two differences InfluxQL forces: the retention rule judges the newest

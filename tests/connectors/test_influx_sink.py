@@ -12,6 +12,7 @@ from typing import Iterator
 import pytest
 
 from connectors.influx_sink import InfluxSink, InfluxWriteError
+from connectors.outage import OutageError
 from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
 
 
@@ -132,3 +133,44 @@ def test_batch_without_finite_values_sends_nothing(scripted: _ScriptedServer) ->
     part.write_batch([_item(soc=math.nan)])
     part.close()
     assert scripted.requests == []
+
+
+def test_by_default_retries_have_no_count_limit_and_report_the_stall(scripted: _ScriptedServer) -> None:
+    scripted.statuses = [503] * 12
+    sink = InfluxSink(f"http://127.0.0.1:{scripted.server_port}", "token", "org", "bucket",
+                      backoff_s=0.001, max_backoff_s=0.01, timeout_s=2, health_interval_s=0.0)
+    part = sink.build("influx", 0, 1)
+    part.write_batch([_item(soc=0.5)])
+    part.close()
+    assert len(scripted.requests) == 13
+    lines = gzip.decompress(scripted.requests[-1][2]).splitlines()
+    assert lines[0] == rb"twin_state,cell=A\ 1,preset=p soc=0.5 1767225600251"
+    # A health point before the first attempt, then one per retry (interval 0 here), with
+    # the stall's length so far; all stored with the batch once the store answers.
+    health = [_fields(line) for line in lines[1:]]
+    assert len(health) == 13 and "stalled_s" not in health[0]
+    assert [h["write_errors"] for h in health] == [f"{n}i" for n in range(13)]
+    stalls = [float(h["stalled_s"]) for h in health[1:]]
+    assert stalls == sorted(stalls) and stalls[-1] > 0
+
+
+def _fields(line: bytes) -> dict[str, str]:
+    """The fields of a line-protocol line without spaces in its tags or fields."""
+    measurement, fields, _stamp = line.decode().split(" ")
+    assert measurement == "pipeline_health,worker=influx-0"
+    return dict(pair.split("=") for pair in fields.split(","))
+
+
+def test_an_outage_longer_than_the_limit_stops_with_one_line() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sink = InfluxSink(f"http://127.0.0.1:{port}", "token", "org", "bucket", max_outage_s=0.2,
+                      backoff_s=0.01, timeout_s=2, health_interval_s=3600.0)
+    part = sink.build("influx", 0, 1)
+    with pytest.raises(OutageError) as raised:
+        part.write_batch([_item(soc=0.5)])
+    part.close()
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"InfluxDB http://127.0.0.1:{port} (worker 0) unreachable for ")
+    assert "0.2 s (--max-outage)" in message and "Connection refused" in message

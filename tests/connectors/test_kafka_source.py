@@ -20,6 +20,6 @@ def test_one_topic_name_is_not_taken_for_a_list_of_letters() -> None:
         KafkaSource("127.0.0.1:9092", "cell.samples")
 
 
-def test_unknown_offset_reset_is_refused() -> None:
-    with pytest.raises(ValueError, match="auto_offset_reset"):
-        KafkaSource("127.0.0.1:9092", ["cell.samples"], auto_offset_reset="smallest")
+def test_unknown_start_is_refused() -> None:
+    with pytest.raises(ValueError, match="start must be one of"):
+        KafkaSource("127.0.0.1:9092", ["cell.samples"], start="smallest")

@@ -21,6 +21,11 @@ def _services_required() -> bool:
 
 
 def _running(start: Callable[[], RunningService]) -> Iterator[str]:
+    for service in _service(start):
+        yield service.address
+
+
+def _service(start: Callable[[], RunningService]) -> Iterator[RunningService]:
     try:
         service = start()
     except ServiceError as error:
@@ -28,7 +33,7 @@ def _running(start: Callable[[], RunningService]) -> Iterator[str]:
             pytest.fail(f"required service did not start: {error}", pytrace=False)
         pytest.skip(f"service not available on this machine: {error}")
     try:
-        yield service.address
+        yield service
     finally:
         service.stop()
 
@@ -54,3 +59,16 @@ def influx_url() -> Iterator[str]:
     """Base URL ``"http://127.0.0.1:PORT"`` of InfluxDB OSS 1.13 (Flux on, auth off) with the
     database :data:`INFLUX_DATABASE`."""
     yield from _running(lambda: start_influxdb(databases=(INFLUX_DATABASE,)))
+
+
+@pytest.fixture
+def own_kafka() -> Iterator[RunningService]:
+    """A broker of the test's own, which it may take away and bring back
+    (``infra.services.pause_service`` / ``resume_service``) without disturbing other tests."""
+    yield from _service(start_kafka)
+
+
+@pytest.fixture
+def own_victoria() -> Iterator[RunningService]:
+    """A VictoriaMetrics of the test's own, which it may take away and bring back."""
+    yield from _service(start_victoria)

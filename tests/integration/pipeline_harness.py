@@ -66,6 +66,7 @@ __all__ = [
     "reference_run",
     "parquet_rows",
     "parquet_points",
+    "stored_estimates",
     "stored_points",
     "stored_series",
     "assert_same_points",
@@ -291,6 +292,15 @@ def _export(url: str, match: str) -> list[dict[str, Any]]:
     query = urllib.parse.urlencode({"match[]": match})
     with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=60) as response:
         return [json.loads(line) for line in response.read().decode().splitlines() if line]
+
+
+def stored_estimates(url: str, prefix: str) -> int:
+    """How many twin_state points of the cells of ``prefix`` the store holds now."""
+    urllib.request.urlopen(f"{url}/internal/force_flush", timeout=10).close()
+    match = f'{{__name__="{MEAS_STATE}_soc",{TAG_CELL}=~"{_escape(prefix)}.*"}}'
+    query = urllib.parse.urlencode({"match[]": match})
+    with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=10) as response:
+        return sum(len(json.loads(line)["timestamps"]) for line in response.read().splitlines() if line)
 
 
 def stored_points(url: str, prefix: str, settle_s: float = 1.0, timeout_s: float = 30.0) -> dict[PointKey, float]:

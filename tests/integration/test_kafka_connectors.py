@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from datetime import datetime, timezone
 
 import bytewax.operators as op
 import pytest
@@ -11,11 +13,13 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
-from kafka.errors import KafkaError
 
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
 from connectors.kafka_source import KafkaMessage, KafkaSource
+from connectors.outage import OutageError
+from infra.services import RunningService, pause_service, resume_service
+from tests.integration.pipeline_harness import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -150,11 +154,12 @@ def test_sink_returns_only_once_the_batch_is_stored(kafka_bootstrap: str) -> Non
 
 
 def test_sink_raises_when_records_cannot_be_stored(kafka_bootstrap: str) -> None:
-    # The broker does not auto-create topics, so nothing sent here can be acknowledged.
-    part = KafkaSink(kafka_bootstrap, _topic(), timeout_s=3,
+    # The broker does not auto-create topics, so nothing sent here can be acknowledged: the
+    # sink retries as in an outage, until the outage limit.
+    part = KafkaSink(kafka_bootstrap, _topic(), timeout_s=3, max_outage_s=4.0,
                      producer_config={"max_block_ms": 2000}).build("out", 0, 1)
     try:
-        with pytest.raises(KafkaError):
+        with pytest.raises(OutageError, match="longer than the allowed 4 s"):
             part.write_batch([(b"c", b"lost")])
     finally:
         part.close()
@@ -181,3 +186,44 @@ def test_ensure_topics_is_idempotent_and_compacts_what_it_is_told(kafka_bootstra
     assert described == wanted
     policy = {name: configs["topic"][name]["cleanup.policy"]["value"] for name in wanted}
     assert policy == {samples: "delete", meta: "compact"}
+
+
+def test_source_and_sink_wait_for_a_broker_that_comes_back(own_kafka: RunningService) -> None:
+    bootstrap = own_kafka.address
+    topic, out = _topic(), _topic()
+    ensure_topics(bootstrap, {topic: 1, out: 1})
+    _produce(bootstrap, topic, [(b"c", f"before{i}".encode()) for i in range(5)])
+    part = KafkaSource(bootstrap, [topic]).build_part("in", f"{topic}:0", None)
+    sink = KafkaSink(bootstrap, out, timeout_s=2.0).build("out", 0, 1)
+    try:
+        assert [m.value for m in _read(part, 5)] == [f"before{i}".encode() for i in range(5)]
+        pause_service(own_kafka)
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline:  # polls as bytewax would: no records, no error
+            assert part.next_batch() == []
+            time.sleep(max((part.next_awake() - datetime.now(timezone.utc)).total_seconds(), 0.0))
+        writer = threading.Thread(target=sink.write_batch, args=([(b"c", b"written in the outage")],))
+        writer.start()
+        time.sleep(3.0)
+        assert writer.is_alive()  # waiting for the broker, not failed
+        resume_service(own_kafka)
+        writer.join(timeout=60)
+        assert not writer.is_alive()
+        _produce(bootstrap, topic, [(b"c", b"after")])
+        after = _read(part, 1, timeout_s=60.0)
+        assert [(m.offset, m.value) for m in after] == [(5, b"after")] and part.snapshot() == 6
+    finally:
+        part.close()
+        sink.close()
+    assert [r.value for r in read_topic(bootstrap, out)] == [b"written in the outage"]
+
+
+def _read(part, count: int, timeout_s: float = 10.0) -> list[KafkaMessage]:
+    """``count`` records from a partition that follows its topic."""
+    items: list[KafkaMessage] = []
+    deadline = time.monotonic() + timeout_s
+    while len(items) < count:
+        assert time.monotonic() < deadline, f"read {len(items)} of {count} within {timeout_s} s"
+        items.extend(part.next_batch())
+        time.sleep(0.01)
+    return items

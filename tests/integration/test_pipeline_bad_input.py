@@ -172,18 +172,13 @@ def test_bad_records_are_dead_lettered_and_good_ones_processed(
     assert_same_points(stored_points(victoria_url, prefix), with_last_halves_open(parquet_points(reference, prefix)),
                        "good samples among bad ones vs clean run")
 
-    # A later start re-reads cell.meta from its start: the bad records are dead letters again.
+    # A later start re-reads cell.meta from its start: the bad records do not stop it, and
+    # their dead letters, sent by the run that first read them, are not sent again.
     again = start_pipeline(command, tmp_path / "again.log")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            seen = Counter(p for p in _by_position_all(_dead_letters(bootstrap, out), TOPIC_META) if p in expected_meta)
-            if all(seen[p] == 2 for p in expected_meta):
-                break
-            assert again.poll() is None, f"the restarted pipeline stopped:\n{log_tail(tmp_path / 'again.log')}"
-            assert time.monotonic() < deadline, f"bad metadata not re-read:\n{log_tail(tmp_path / 'again.log')}"
-            time.sleep(2.0)
-        time.sleep(3.0)
+        time.sleep(20.0)
         assert again.poll() is None, f"the restarted pipeline stopped:\n{log_tail(tmp_path / 'again.log')}"
+        seen = Counter(p for p in _by_position_all(_dead_letters(bootstrap, out), TOPIC_META) if p in expected_meta)
+        assert all(seen[p] == 1 for p in expected_meta), seen
     finally:
         kill(again)

@@ -9,31 +9,20 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.parse
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from pipeline.contracts import MEAS_STATE, TAG_CELL, TOPIC_DEADLETTER, TOPIC_TWIN
+from pipeline.contracts import TOPIC_DEADLETTER, TOPIC_TWIN
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
-    fresh_kafka, Fleet, assert_same_points, kill, log_tail, parquet_points, pipeline_command, publish,
-    read_topic, reference_run, with_last_halves_open, run_pipeline, simulated_fleet, start_pipeline, stored_points, unique_prefix,
+    fresh_kafka, assert_same_points, kill, log_tail, parquet_points, pipeline_command, publish,
+    read_topic, reference_run, stored_estimates, with_last_halves_open, run_pipeline, simulated_fleet, start_pipeline, stored_points, unique_prefix,
 )
 
 pytestmark = pytest.mark.integration
 
 KILL_AT = (0.2, 0.45, 0.7)  # fractions of the estimates stored when each kill happens
-
-
-def _stored_estimates(url: str, made: Fleet) -> int:
-    """How many twin_state points of the fleet the store holds now."""
-    urllib.request.urlopen(f"{url}/internal/force_flush", timeout=10).close()
-    match = f'{{__name__="{MEAS_STATE}_soc",{TAG_CELL}=~"{made.prefix}.*"}}'
-    query = urllib.parse.urlencode({"match[]": match})
-    with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=10) as response:
-        return sum(len(json.loads(line)["timestamps"]) for line in response.read().splitlines() if line)
 
 
 def test_killed_runs_resume_to_the_uninterrupted_result(
@@ -52,7 +41,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(
     for fraction in KILL_AT:
         process = start_pipeline(cmd, log)
         deadline = time.monotonic() + 120
-        while (stored := _stored_estimates(victoria_url, made)) < fraction * made.sample_count:
+        while (stored := stored_estimates(victoria_url, made.prefix)) < fraction * made.sample_count:
             assert process.poll() is None, (
                 f"the run ended before the kill at {fraction:.0%} ({stored} of {made.sample_count} stored):\n"
                 + log_tail(log))

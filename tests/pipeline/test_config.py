@@ -99,3 +99,59 @@ def test_bad_files_name_the_problem(tmp_path: Path, text: str, words: str) -> No
 def test_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(ConfigError, match=r"\$CELLTWIN_ESTIMATE_INTERVAL_S"):
         load_config(env={"CELLTWIN_ESTIMATE_INTERVAL_S": "soon"})
+
+
+def test_kafka_settings_split_by_client(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here: kafka-python reads it")
+    path = tmp_path / "celltwin.toml"
+    path.write_text(f"""
+[kafka]
+bootstrap = "b:9093"
+start = "end"
+[kafka.client]
+security_protocol = "SSL"
+ssl_cafile = "{ca}"
+fetch_max_bytes = 1048576     # a consumer setting: the producer and admin client refuse it
+linger_ms = 20                # a producer setting
+[kafka.consumer]
+max_partition_fetch_bytes = 65536
+[kafka.admin]
+request_timeout_ms = 5000
+""")
+    kafka = load_config(path, env={}).kafka
+    assert kafka is not None and kafka.start == "end" and kafka.group_id == "celltwin"
+    tls = {"security_protocol": "SSL", "ssl_cafile": str(ca)}
+    assert kafka.consumer_config() == {**tls, "fetch_max_bytes": 1048576, "max_partition_fetch_bytes": 65536}
+    assert kafka.producer_config() == {**tls, "linger_ms": 20}
+    assert kafka.admin_config() == {**tls, "request_timeout_ms": 5000}
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    ("[kafka.client]\nfetch_max_bytez = 1\n", "[kafka.client]: ['fetch_max_bytez'] not settings of any kafka-python client"),
+    ("[kafka.producer]\nfetch_max_bytes = 1\n", "[kafka.producer]: ['fetch_max_bytes'] not settings of the kafka-python producer"),
+    ("[kafka.client]\nssl_cafile = '/nowhere/ca.pem'\n", "[kafka.client] ssl_cafile: no such file: /nowhere/ca.pem"),
+    ("start = 'earliest'\n", "expected one of ['beginning', 'committed', 'end']"),
+])
+def test_bad_kafka_settings_name_the_key(tmp_path: Path, table: str, words: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[kafka]\nbootstrap = 'b:1'\n{table}")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    assert words in str(raised.value)
+
+
+def test_a_secret_is_not_echoed_in_a_kafka_table_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[kafka]\nbootstrap = 'b:1'\n[kafka.consumer]\nsasl_plain_password = 'hunter2'\nbogus = 1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    assert "bogus" in str(raised.value) and "hunter2" not in str(raised.value)
+
+
+def test_max_outage_and_start_from_the_environment() -> None:
+    cfg = load_config(env={"CELLTWIN_KAFKA": "b:1", "CELLTWIN_MAX_OUTAGE_S": "90", "CELLTWIN_KAFKA_START": "beginning",
+                           "CELLTWIN_KAFKA_GROUP_ID": "lab-a"})
+    assert cfg.max_outage_s == 90.0 and cfg.kafka is not None
+    assert (cfg.kafka.start, cfg.kafka.group_id) == ("beginning", "lab-a")
+    assert load_config(env={}).max_outage_s is None  # no limit unless asked

@@ -15,13 +15,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import signal
+import sys
 import threading
 import time
 from datetime import timedelta
-from typing import Any, Sequence
+from types import FrameType
+from typing import Any, Iterator, Sequence
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -175,6 +179,70 @@ def _interrupted(error: BaseException | None) -> bool:
     return False
 
 
+class _StopBetweenSteps:
+    """The handler of Ctrl-C and SIGTERM during a run: stop the dataflow between steps.
+
+    An exception raised inside a step's Python code makes bytewax panic (and print a Rust
+    panic with its backtrace). So the KeyboardInterrupt is raised only where bytewax
+    itself checks for signals, between steps, where the innermost Python frame is
+    `run_flow`'s. A signal that arrives anywhere else is sent again every
+    `_RETRY_S` until it lands there (Python runs a handler at the next bytecode,
+    so re-sending from the handler itself would recurse). Once the stop is under way
+    (files being closed), more signals change nothing: a second Ctrl-C cannot cut a
+    file short.
+    """
+
+    _RETRY_S = 0.0005
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._pending: int | None = None
+        self._wake = threading.Event()
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        if frame is not None and frame.f_code is run_flow.__code__:
+            self.stopping = True
+            raise KeyboardInterrupt
+        if self._pending is None:
+            self._pending = signum
+            threading.Thread(target=self._resend, name="celltwin-stop", daemon=True).start()
+
+    def _resend(self) -> None:
+        while not self.stopping and self._pending is not None:
+            time.sleep(self._RETRY_S)
+            os.kill(os.getpid(), self._pending)
+
+
+@contextlib.contextmanager
+def _silent_once_stopping(stop: _StopBetweenSteps) -> Iterator[None]:
+    """Pass the process's stderr (fd 2) through a pipe, dropping what comes once `stop` is
+    under way: bytewax stops on a signal by a panic in a worker, and Rust prints that
+    panic to fd 2 ("thread '<unnamed>' panicked at src/run.rs") however cleanly it ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def relay() -> None:
+        with open(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                if not stop.stopping:
+                    os.write(saved, chunk)
+
+    relaying = threading.Thread(target=relay, name="celltwin-stderr", daemon=True)
+    relaying.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the relay reads to its end
+        relaying.join()
+        os.close(saved)
+
+
 def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | None = None,
              addresses: Sequence[str] | None = None) -> bool:
     """Run `flow` here: `workers` threads, optionally as process `process_id` of the cluster
@@ -186,23 +254,26 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
     processes = len(addresses) if addresses else 1
     recovery = _recovery(cfg, workers * processes, process_id)
     main_thread = threading.current_thread() is threading.main_thread()
-    # bytewax stops cleanly on the KeyboardInterrupt of Ctrl-C; SIGTERM gets the same path.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None
+    stop = _StopBetweenSteps()
+    # Outside the main thread Python runs no signal handlers: nothing to install there.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
-        cli_main(
-            flow,
-            workers_per_process=workers,
-            process_id=process_id,
-            addresses=list(addresses) if addresses else None,
-            epoch_interval=timedelta(seconds=cfg.epoch_interval_s),
-            recovery_config=recovery,
-        )
+        with _silent_once_stopping(stop) if main_thread else contextlib.nullcontext():
+            cli_main(
+                flow,
+                workers_per_process=workers,
+                process_id=process_id,
+                addresses=list(addresses) if addresses else None,
+                epoch_interval=timedelta(seconds=cfg.epoch_interval_s),
+                recovery_config=recovery,
+            )
     except BytewaxRuntimeError as error:
         if not _interrupted(error):
             raise
+        stop.stopping = True
         close_open_files()
         return False
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return True

@@ -64,7 +64,7 @@ def _where(cfg: Config, report: Path | None) -> list[str]:
     lines = []
     if cfg.out is not None:
         files = [cfg.out / name for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_ALERTS, OUT_DEADLETTER)]
-        written = [str(path) for path in files if path.is_file()]
+        written = [str(path) for path in files if path.exists()]
         lines.append(f"files: {', '.join(written)}" if written else f"files: none written to {cfg.out} (no data)")
     if report is not None:
         lines.append(f"report: {report}")
@@ -152,21 +152,22 @@ def run(
         keys = shard_layout(cfg, workers * (len(peers) if peers else 1))
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from None
-    if not _run_with_display(build_flow(cfg, progress, keys), cfg, progress, mode, workers, process_id, peers):
+    finished = _run_with_display(build_flow(cfg, progress, keys), cfg, progress, mode, workers, process_id, peers)
+    if finished:
+        _err.print(_progress_view(progress, f"{mode}, done"))
+    else:
         resume = f"; the next run resumes from {cfg.recovery_dir}" if cfg.recovery_dir else ""
         _err.print(_progress_view(progress, f"{mode}, stopped") + Text(resume))
-        for line in _where(cfg, None):
-            typer.echo(line)  # what was processed up to the stop
-        raise typer.Exit(130)
-    _err.print(_progress_view(progress, f"{mode}, done"))
     report_path = None
     # In a cluster the output folder has one writer; process 0 alone reads it back.
     lead = process_id in (None, 0)
-    if lead and cfg.out is not None and (cfg.out / OUT_ESTIMATES).is_file():
+    if lead and cfg.out is not None and (cfg.out / OUT_ESTIMATES).exists():
         table = _summary_table(cfg.out)
         if table.row_count:
             Console().print(table)
         if report:
-            report_path = build_report(cfg.out)
+            report_path = build_report(cfg.out)  # also after a stop: of what was processed
     for line in _where(cfg, report_path):
         typer.echo(line)  # plain lines, unwrapped: paths for people and scripts alike
+    if not finished:
+        raise typer.Exit(130)

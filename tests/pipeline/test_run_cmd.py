@@ -29,7 +29,7 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_ALERTS, OUT_DEADLETTER, OUT_REPORT):
-        assert (out / name).is_file(), name
+        assert (out / name).exists(), name
     estimates = pq.read_table(out / OUT_ESTIMATES)
     assert estimates.column_names == ["time", "cell", "preset", *STATE_FIELDS]
     assert set(estimates.column("cell").to_pylist()) == {"sim-01", "sim-02"}

@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -39,7 +40,7 @@ from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
 from connectors.kafka_source import KafkaSource
 from connectors.sim_source import SimulatorSource
-from pipeline.config import Config
+from pipeline.config import Config, debugging
 from pipeline.contracts import (
     MEAS_ALERT,
     MEAS_STATE,
@@ -215,22 +216,62 @@ class _StopBetweenSteps:
             os.kill(os.getpid(), self._pending)
 
 
+_PANIC = re.compile(rb"thread '[^']*' panicked at ")
+_PANIC_START = b"thread '"
+
+
+class _PanicFilter:
+    """Drops Rust panic reports from a byte stream: from "thread '...' panicked at" to
+    their closing "note: ..." line (the backtrace, if any, lies between)."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._dropping = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """What of `chunk` (after what came before) may be shown now."""
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        shown = []
+        for line in lines:
+            if not self._dropping and (panic := _PANIC.search(line)):
+                shown.append(line[: panic.start()])
+                self._dropping = True
+            elif not self._dropping:
+                shown.append(line + b"\n")
+            elif line.startswith(b"note: "):
+                self._dropping = False
+        # A partial line (a progress display redraws one) goes out now, unless it may be
+        # the start of a panic report.
+        tail = self._pending
+        if not self._dropping and tail and _PANIC_START not in tail[-256:] and not _PANIC_START.startswith(tail[-8:]):
+            shown.append(tail)
+            self._pending = b""
+        return b"".join(shown)
+
+
 @contextlib.contextmanager
-def _silent_once_stopping(stop: _StopBetweenSteps) -> Iterator[None]:
-    """Pass the process's stderr (fd 2) through a pipe, dropping what comes once `stop` is
-    under way: bytewax stops on a signal by a panic in a worker, and Rust prints that
-    panic to fd 2 ("thread '<unnamed>' panicked at src/run.rs") however cleanly it ends."""
+def _quiet_stderr(stop: _StopBetweenSteps, show_panics: bool) -> Iterator[None]:
+    """Pass the process's stderr (fd 2) through a pipe: Rust writes there directly.
+
+    bytewax stops on a signal by a panic in a worker, and fails a run by one when a
+    step raises, and Rust prints each panic ("thread '<unnamed>' panicked at src/...")
+    with, maybe, a long backtrace. A stop is not a failure: once `stop` is under way
+    nothing more is shown. A failure reaches the caller as an exception, so its panic
+    report is shown only with `show_panics` (`--debug`).
+    """
     sys.stderr.flush()
     saved = os.dup(2)
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
+    panics = _PanicFilter()
 
     def relay() -> None:
         with open(read_end, "rb", buffering=0) as pipe:
             while chunk := pipe.read(65536):
-                if not stop.stopping:
-                    os.write(saved, chunk)
+                shown = chunk if show_panics else panics.feed(chunk)
+                if shown and not stop.stopping:
+                    os.write(saved, shown)
 
     relaying = threading.Thread(target=relay, name="celltwin-stderr", daemon=True)
     relaying.start()
@@ -258,7 +299,7 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
     # Outside the main thread Python runs no signal handlers: nothing to install there.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
-        with _silent_once_stopping(stop) if main_thread else contextlib.nullcontext():
+        with _quiet_stderr(stop, debugging()) if main_thread else contextlib.nullcontext():
             cli_main(
                 flow,
                 workers_per_process=workers,

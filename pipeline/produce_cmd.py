@@ -21,6 +21,7 @@ from connectors.sim_producer import (
     ProduceStats, Publisher, fleet, meta_messages, simulation, stream,
 )
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
+from pipeline.preflight import check_kafka
 
 __all__ = ["produce", "parse_speedup"]
 
@@ -81,6 +82,7 @@ def produce(
     t0 = _default_start(cycles, c_rate, pace, dt) if start is None else start
     sim = simulation(cell_list, cycles, dt=dt, t0=t0, seed=seed, noise=noise)
 
+    check_kafka(kafka, {})
     ensure_topics(kafka, {topic: partitions, **({TOPIC_META: 1} if meta else {})})
     with Publisher(kafka) as publisher:
         if meta:

@@ -10,9 +10,12 @@ Why part files: a Parquet file is readable only once its footer is written, so o
 growing file is lost to any stop that does not close it (SIGKILL, a second Ctrl-C,
 power loss). Each part is written to a hidden temporary name and renamed into place, so
 every part a reader sees is complete, whatever stops the run. Parts are committed
-when `rows_per_group` rows of a table are gathered, at least every `commit_interval_s`,
-at every snapshot of a run with recovery and at the end; a schema-only part 0 makes an
-empty table readable. Dead letters are appended to deadletter.jsonl per batch.
+when `rows_per_group` rows of a table are gathered, at the end, and at every snapshot
+(bytewax takes one per epoch) of a run with recovery (`exact`), which needs its files
+to match its snapshots; without recovery, at the first snapshot `commit_interval_s`
+after the last commit, which keeps the parts of a long run fewer. A schema-only
+part 0 makes an empty table readable. Dead letters are appended to deadletter.jsonl
+per batch.
 
 With recovery the sink's state is (next part number, length of deadletter.jsonl) as of
 the snapshot: a resumed run deletes the parts and cuts off the dead letters written
@@ -110,10 +113,12 @@ class OutputFolderSink(FixedPartitionedSink[Record, FolderState]):
     """Points (InfluxSink's item dicts) into the Parquet tables of `out_dir`, dead letters
     (JSON bytes) as lines of its deadletter.jsonl; items keyed by any string."""
 
-    def __init__(self, out_dir: Path, rows_per_group: int = 50_000, commit_interval_s: float = 10.0) -> None:
+    def __init__(self, out_dir: Path, exact: bool = False, rows_per_group: int = 50_000,
+                 commit_interval_s: float = 10.0) -> None:
         self._out = Path(out_dir)
+        self._exact = exact
         self._rows_per_group = rows_per_group
-        self._commit_interval_s = commit_interval_s
+        self._commit_interval_s = 0.0 if exact else commit_interval_s
 
     def list_parts(self) -> list[str]:
         return ["files"]
@@ -178,8 +183,6 @@ class _FolderPartition(StatefulSinkPartition[Record, FolderState]):
             # Written per batch: a dead letter already reported is on disk even if the run dies.
             self._letters.write(b"".join(letters))
             self._letters.flush()
-        if time.monotonic() - self._committed_at >= self._commit_interval_s:
-            self._commit_all()
 
     def _commit(self, measurement: str) -> None:
         rows = self._rows[measurement]
@@ -209,7 +212,8 @@ class _FolderPartition(StatefulSinkPartition[Record, FolderState]):
         self._committed_at = time.monotonic()
 
     def snapshot(self) -> FolderState:
-        self._commit_all()
+        if time.monotonic() - self._committed_at >= self._commit_interval_s:
+            self._commit_all()
         self._letters.flush()
         return FolderState(self._next_part, self._letters.tell())
 

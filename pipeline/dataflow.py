@@ -124,7 +124,9 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
     if cfg.out is not None:
         letters = op.map("deadletter_json", deadletters, lambda letter: letter.to_json())
         records = op.merge("file_records", points, letters)
-        op.output("files_out", op.key_on("files_key", records, lambda _: "files"), OutputFolderSink(cfg.out))
+        # With recovery the files follow the snapshots exactly: a resumed run continues them.
+        files = OutputFolderSink(cfg.out, exact=cfg.recovery_dir is not None)
+        op.output("files_out", op.key_on("files_key", records, lambda _: "files"), files)
     if cfg.influx is not None:
         lag = KafkaLag(cfg.kafka.bootstrap, cfg.kafka.client) if cfg.kafka is not None else None
         health = op.stateful_batch("health", op.key_on("health_key", stats, lambda _: HEALTH_KEY),

@@ -82,9 +82,11 @@ def check_kafka(bootstrap: str, client: Mapping[str, Any], option: str = "--kafk
         if "Authentication" in name or "Authorization" in name:
             raise PreflightError(f"the Kafka broker at {bootstrap} refused the credentials ({name}).\n"
                                  "Check the SASL user and password of [kafka.client].", USAGE) from None
+        # Bad SASL credentials often end so too: the broker drops the connection, the
+        # client retries until its bootstrap timeout.
         raise PreflightError(f"connected to {bootstrap}, but no Kafka session came up ({name}).\n"
-                             "Check that it is a Kafka listener and that [kafka.client] TLS/SASL settings match it.",
-                             UNAVAILABLE) from None
+                             "Check that it is a Kafka listener and that the TLS/SASL settings of [kafka.client] "
+                             "(user, password) match it.", USAGE) from None
 
 
 def check_influx(url: str, token: str, org: str, bucket: str) -> None:

@@ -4,8 +4,10 @@ there, no traceback (unless --debug), and never a token or password."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -175,3 +177,27 @@ def test_debug_shows_the_traceback_without_local_variables(closed_port, sasl_con
     assert done.returncode == 1
     assert "Traceback (most recent call last)" in output and "PreflightError: cannot reach the Kafka" in output
     assert TOKEN not in output and PASSWORD not in output
+
+
+@pytest.fixture
+def not_kafka() -> Iterator[int]:
+    """A loopback port that accepts connections and closes them, as a broker does with a
+    client whose TLS/SASL settings do not match it."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                server.accept()[0].close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_run_with_a_listener_that_speaks_no_kafka(not_kafka, sasl_config, monkeypatch, capfd) -> None:
+    code, output = _celltwin(["run", "--config", str(sasl_config), "--kafka", f"127.0.0.1:{not_kafka}"],
+                             monkeypatch, capfd, token_in_env=False)
+
+    assert code == 2
+    _assert_message(output, "no Kafka session came up", "[kafka.client]")

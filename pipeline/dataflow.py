@@ -18,15 +18,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import re
 import signal
-import sys
 import threading
 import time
 from datetime import timedelta
-from types import FrameType
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -54,6 +50,7 @@ from pipeline.decode import DeadLetter, decode_message
 from pipeline.embedded import simulated_fleet
 from pipeline.health import HEALTH_KEY, HealthLogic, KafkaLag, Progress
 from pipeline.shards import shard_keys, shard_of
+from pipeline.stops import StopBetweenSteps, quiet_stderr
 from pipeline.twin_step import Point, ShardLogic, ShardStats
 
 __all__ = ["TOPIC_PARTITIONS", "build_flow", "point_message", "ensure_kafka_topics", "run_flow"]
@@ -182,110 +179,6 @@ def _interrupted(error: BaseException | None) -> bool:
     return False
 
 
-class _StopBetweenSteps:
-    """The handler of Ctrl-C and SIGTERM during a run: stop the dataflow between steps.
-
-    An exception raised inside a step's Python code makes bytewax panic (and print a Rust
-    panic with its backtrace). So the KeyboardInterrupt is raised only where bytewax
-    itself checks for signals, between steps, where the innermost Python frame is
-    `run_flow`'s. A signal that arrives anywhere else is sent again every
-    `_RETRY_S` until it lands there (Python runs a handler at the next bytecode,
-    so re-sending from the handler itself would recurse). Once the stop is under way
-    (files being closed), more signals change nothing: a second Ctrl-C cannot cut a
-    file short.
-    """
-
-    _RETRY_S = 0.0005
-
-    def __init__(self) -> None:
-        self.stopping = False
-        self._pending: int | None = None
-        self._wake = threading.Event()
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.stopping:
-            return
-        if frame is not None and frame.f_code is run_flow.__code__:
-            self.stopping = True
-            raise KeyboardInterrupt
-        if self._pending is None:
-            self._pending = signum
-            threading.Thread(target=self._resend, name="celltwin-stop", daemon=True).start()
-
-    def _resend(self) -> None:
-        while not self.stopping and self._pending is not None:
-            time.sleep(self._RETRY_S)
-            os.kill(os.getpid(), self._pending)
-
-
-_PANIC = re.compile(rb"thread '[^']*' panicked at ")
-_PANIC_START = b"thread '"
-
-
-class _PanicFilter:
-    """Drops Rust panic reports from a byte stream: from "thread '...' panicked at" to
-    their closing "note: ..." line (the backtrace, if any, lies between)."""
-
-    def __init__(self) -> None:
-        self._pending = b""
-        self._dropping = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        """What of `chunk` (after what came before) may be shown now."""
-        *lines, self._pending = (self._pending + chunk).split(b"\n")
-        shown = []
-        for line in lines:
-            if not self._dropping and (panic := _PANIC.search(line)):
-                shown.append(line[: panic.start()])
-                self._dropping = True
-            elif not self._dropping:
-                shown.append(line + b"\n")
-            elif line.startswith(b"note: "):
-                self._dropping = False
-        # A partial line (a progress display redraws one) goes out now, unless it may be
-        # the start of a panic report.
-        tail = self._pending
-        if not self._dropping and tail and _PANIC_START not in tail[-256:] and not _PANIC_START.startswith(tail[-8:]):
-            shown.append(tail)
-            self._pending = b""
-        return b"".join(shown)
-
-
-@contextlib.contextmanager
-def _quiet_stderr(stop: _StopBetweenSteps, show_panics: bool) -> Iterator[None]:
-    """Pass the process's stderr (fd 2) through a pipe: Rust writes there directly.
-
-    bytewax stops on a signal by a panic in a worker, and fails a run by one when a
-    step raises, and Rust prints each panic ("thread '<unnamed>' panicked at src/...")
-    with, maybe, a long backtrace. A stop is not a failure: once `stop` is under way
-    nothing more is shown. A failure reaches the caller as an exception, so its panic
-    report is shown only with `show_panics` (`--debug`).
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    panics = _PanicFilter()
-
-    def relay() -> None:
-        with open(read_end, "rb", buffering=0) as pipe:
-            while chunk := pipe.read(65536):
-                shown = chunk if show_panics else panics.feed(chunk)
-                if shown and not stop.stopping:
-                    os.write(saved, shown)
-
-    relaying = threading.Thread(target=relay, name="celltwin-stderr", daemon=True)
-    relaying.start()
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last write end: the relay reads to its end
-        relaying.join()
-        os.close(saved)
-
-
 def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | None = None,
              addresses: Sequence[str] | None = None) -> bool:
     """Run `flow` here: `workers` threads, optionally as process `process_id` of the cluster
@@ -297,11 +190,11 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
     processes = len(addresses) if addresses else 1
     recovery = _recovery(cfg, workers * processes, process_id)
     main_thread = threading.current_thread() is threading.main_thread()
-    stop = _StopBetweenSteps()
+    stop = StopBetweenSteps(run_flow.__code__)
     # Outside the main thread Python runs no signal handlers: nothing to install there.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
-        with _quiet_stderr(stop, debugging()) if main_thread else contextlib.nullcontext():
+        with quiet_stderr(stop, debugging()) if main_thread else contextlib.nullcontext():
             cli_main(
                 flow,
                 workers_per_process=workers,
@@ -313,10 +206,11 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
     except BytewaxRuntimeError as error:
         if not _interrupted(error):
             raise
-        stop.stopping = True
+        stop.finish()
         close_open_files()
         return False
     finally:
+        stop.finish()  # no signal sent again once the handlers are given back
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return True

@@ -117,7 +117,7 @@ def _print(now: dict, before: dict | None, rev: str | None) -> None:
         return "skipped" if value is None else f"{value:,.2f}"
 
     print(f"{'':36}{'now':>12}" + (f"{rev[:12]:>14}" if before else ""))
-    rows = [("waiting_s", "{:,} waiting samples, s"), ("waiting_then_meta_s", "  then their metadata (total), s"),
+    rows = [("waiting_s", "{:,} waiting samples, s"), ("waiting_then_meta_s", "{:,} waiting + metadata, stepped, s"),
             ("cells_s", "{:,} new cells, s")]
     for key, label in rows:
         for n, value in now[key].items():

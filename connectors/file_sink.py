@@ -1,22 +1,34 @@
 """Local output files of a run: Parquet tables of the twin's points, dead letters as JSONL.
 
-The Parquet layout is the one `pipeline.report` reads: per measurement a file named in
-contracts, columns `time` (epoch seconds), the measurement's tags, then its fields in
-contract order. Files are created when the flow starts (an empty alerts table is a
-result too) and row groups are written as points arrive; Parquet writes its footer on
-close, which bytewax calls when a finite run ends. A run stopped by a signal ends
-without closing its sinks, and a Parquet file without its footer cannot be read: the
-runner then calls `close_open_files` (`pipeline.dataflow.run_flow` does), so what the
-run had processed stays readable. A process killed outright (SIGKILL, power loss) leaves
-its files without footers, and a run resumed from a recovery folder starts its files
-afresh: results that must survive crashes belong in InfluxDB and Kafka.
+The Parquet layout is the one `pipeline.report` reads: per measurement a folder named in
+contracts (`estimates.parquet/`, ...) of part files, columns `time` (epoch seconds), the
+measurement's tags, then its fields in contract order. pyarrow, pandas, polars and DuckDB
+read such a folder as one table (`pq.read_table("out/estimates.parquet")`); `read_parts`
+reads it in the order it was written.
 
-The sink has one partition, so however many workers run, one writer owns each file;
-every run starts its files afresh. Dead letters are flushed per batch.
+Why part files: a Parquet file is readable only once its footer is written, so one
+growing file is lost to any stop that does not close it (SIGKILL, a second Ctrl-C,
+power loss). Each part is written to a hidden temporary name and renamed into place, so
+every part a reader sees is complete, whatever stops the run. Parts are committed
+when `rows_per_group` rows of a table are gathered, at the end, and at every snapshot
+(bytewax takes one per epoch) of a run with recovery (`exact`), which needs its files
+to match its snapshots; without recovery, at the first snapshot `commit_interval_s`
+after the last commit, which keeps the parts of a long run fewer. A schema-only
+part 0 makes an empty table readable. Dead letters are appended to deadletter.jsonl
+per batch.
+
+With recovery the sink's state is (next part number, length of deadletter.jsonl) as of
+the snapshot: a resumed run deletes the parts and cuts off the dead letters written
+after it (the resumed input brings them again, with the same values) and continues
+the folder. A run without a snapshot to resume starts its files afresh.
+
+The sink has one partition, so however many workers run, one writer owns each file.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,7 +53,7 @@ from pipeline.contracts import (
     TAG_PRESET,
 )
 
-__all__ = ["PARQUET_LAYOUT", "OutputFolderSink", "close_open_files"]
+__all__ = ["PARQUET_LAYOUT", "OutputFolderSink", "close_open_files", "read_parts"]
 
 _STRING_FIELDS = {"severity", "message"}
 _INT_FIELDS = {"cycle", "flags"}
@@ -64,39 +76,98 @@ Point = Mapping[str, Any]
 Record = Point | bytes  # a point, or a dead letter as one JSON document
 
 
-class OutputFolderSink(FixedPartitionedSink[Record, None]):
-    """Points (InfluxSink's item dicts) into the Parquet files of `out_dir`, dead letters
-    (JSON bytes) as lines of its deadletter.jsonl; items keyed by any string.
-    `rows_per_group` bounds the rows held in memory per file."""
+@dataclass(frozen=True)
+class FolderState:
+    """What a resumed run keeps of the folder: parts numbered below `next_part`, and the
+    first `letter_bytes` bytes of deadletter.jsonl."""
 
-    def __init__(self, out_dir: Path, rows_per_group: int = 50_000) -> None:
+    next_part: int
+    letter_bytes: int
+
+
+def _part_name(number: int) -> str:
+    return f"part-{number:06d}.parquet"
+
+
+def _part_number(path: Path) -> int | None:
+    stem = path.name.removeprefix("part-").removesuffix(".parquet")
+    return int(stem) if path.name.startswith("part-") and path.suffix == ".parquet" and stem.isdigit() else None
+
+
+def read_parts(path: Path) -> pa.Table:
+    """A table of the output folder (a folder of parts, in the order written), or a single
+    Parquet file."""
+    if not path.is_dir():
+        return pq.read_table(path)
+    parts = sorted((n, p) for p in path.iterdir() if (n := _part_number(p)) is not None)
+    tables = [pq.read_table(p) for _, p in parts]
+    if tables:
+        return pa.concat_tables(tables)
+    schema = next((s for name, s in PARQUET_LAYOUT.values() if name == path.name), None)
+    if schema is None:
+        raise FileNotFoundError(f"{path} holds no Parquet parts")
+    return schema.empty_table()
+
+
+class OutputFolderSink(FixedPartitionedSink[Record, FolderState]):
+    """Points (InfluxSink's item dicts) into the Parquet tables of `out_dir`, dead letters
+    (JSON bytes) as lines of its deadletter.jsonl; items keyed by any string."""
+
+    def __init__(self, out_dir: Path, exact: bool = False, rows_per_group: int = 50_000,
+                 commit_interval_s: float = 10.0) -> None:
         self._out = Path(out_dir)
+        self._exact = exact
         self._rows_per_group = rows_per_group
+        self._commit_interval_s = 0.0 if exact else commit_interval_s
 
     def list_parts(self) -> list[str]:
         return ["files"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> StatefulSinkPartition[Record, None]:
-        self._out.mkdir(parents=True, exist_ok=True)
-        return _FolderPartition(self._out, self._rows_per_group)
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: FolderState | None) -> StatefulSinkPartition[Record, FolderState]:
+        return _FolderPartition(self._out, self._rows_per_group, self._commit_interval_s, resume_state)
 
 
 _OPEN: set["_FolderPartition"] = set()  # partitions not closed yet
 
 
 def close_open_files() -> None:
-    """Write out and close the files of every partition bytewax has not closed."""
+    """Commit and close the files of every partition bytewax has not closed."""
     for partition in list(_OPEN):
         partition.close()
 
 
-class _FolderPartition(StatefulSinkPartition[Record, None]):
-    def __init__(self, out: Path, rows_per_group: int) -> None:
-        _OPEN.add(self)
+class _FolderPartition(StatefulSinkPartition[Record, FolderState]):
+    def __init__(self, out: Path, rows_per_group: int, commit_interval_s: float,
+                 resume: FolderState | None) -> None:
         self._rows_per_group = rows_per_group
-        self._writers = {m: pq.ParquetWriter(out / name, schema) for m, (name, schema) in PARQUET_LAYOUT.items()}
+        self._commit_interval_s = commit_interval_s
+        self._tables = {m: out / name for m, (name, _) in PARQUET_LAYOUT.items()}
         self._rows: dict[str, list[Point]] = {m: [] for m in PARQUET_LAYOUT}
-        self._letters = (out / OUT_DEADLETTER).open("wb")
+        self._next_part = resume.next_part if resume else 0
+        for table in self._tables.values():
+            self._clear(table, keep_below=self._next_part)
+        letters = out / OUT_DEADLETTER
+        with letters.open("ab") as handle:  # created if missing; cut to what the snapshot had
+            handle.truncate(resume.letter_bytes if resume else 0)
+        self._letters = letters.open("ab")
+        if resume is None:  # part 0 of every table: its schema, so an empty table reads
+            for measurement in PARQUET_LAYOUT:
+                self._write_part(measurement, PARQUET_LAYOUT[measurement][1].empty_table())
+            self._next_part += 1
+        self._committed_at = time.monotonic()
+        _OPEN.add(self)
+
+    @staticmethod
+    def _clear(table: Path, keep_below: int) -> None:
+        """Make `table` a folder holding only parts numbered below `keep_below`."""
+        if table.is_file():  # a single file of an older layout, or another run's
+            table.unlink()
+        table.mkdir(parents=True, exist_ok=True)
+        for path in table.iterdir():
+            number = _part_number(path)
+            if path.name.startswith(".part-") or (number is not None and number >= keep_below):
+                path.unlink()
 
     def write_batch(self, items: list[Record]) -> None:
         letters = []
@@ -107,13 +178,13 @@ class _FolderPartition(StatefulSinkPartition[Record, None]):
             rows = self._rows[item["measurement"]]
             rows.append(item)
             if len(rows) >= self._rows_per_group:
-                self._flush(item["measurement"])
+                self._commit(item["measurement"])
         if letters:
-            # Flushed per batch: a dead letter already reported is on disk even if the run dies.
+            # Written per batch: a dead letter already reported is on disk even if the run dies.
             self._letters.write(b"".join(letters))
             self._letters.flush()
 
-    def _flush(self, measurement: str) -> None:
+    def _commit(self, measurement: str) -> None:
         rows = self._rows[measurement]
         if not rows:
             return
@@ -122,18 +193,33 @@ class _FolderPartition(StatefulSinkPartition[Record, None]):
         for name in schema.names[1:]:
             part = "tags" if name in rows[0]["tags"] else "fields"
             columns[name] = [p[part].get(name) for p in rows]
-        self._writers[measurement].write_table(pa.table(columns, schema=schema))
+        self._write_part(measurement, pa.table(columns, schema=schema))
+        self._next_part += 1
         # Cleared only once written: a Ctrl-C in between leaves the rows for close().
         self._rows[measurement] = []
 
-    def snapshot(self) -> None:
-        return None
+    def _write_part(self, measurement: str, table: pa.Table) -> None:
+        """Write under a hidden name, then rename: readers (and pyarrow datasets, which skip
+        names starting with ".") never see a part half written."""
+        final = self._tables[measurement] / _part_name(self._next_part)
+        partial = final.with_name(f".{final.name}.tmp")
+        pq.write_table(table, partial)
+        partial.replace(final)
+
+    def _commit_all(self) -> None:
+        for measurement in PARQUET_LAYOUT:
+            self._commit(measurement)
+        self._committed_at = time.monotonic()
+
+    def snapshot(self) -> FolderState:
+        if time.monotonic() - self._committed_at >= self._commit_interval_s:
+            self._commit_all()
+        self._letters.flush()
+        return FolderState(self._next_part, self._letters.tell())
 
     def close(self) -> None:
         if self not in _OPEN:
             return
         _OPEN.discard(self)
-        for measurement, writer in self._writers.items():
-            self._flush(measurement)
-            writer.close()
+        self._commit_all()
         self._letters.close()

@@ -35,7 +35,7 @@ client's own table that this client does not know, is an error, as is a file set
 
     [influx]
     url = "http://influx:8086"
-    token = "..."
+    token_file = "/run/secrets/influx-token"   # or token = "..." (or $CELLTWIN_INFLUX_TOKEN)
     org = "lab"
     bucket = "celltwin"
 
@@ -74,6 +74,7 @@ __all__ = [
     "SimulatorConfig",
     "Config",
     "ENV_VARS",
+    "debugging",
     "load_config",
 ]
 
@@ -234,6 +235,7 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "kafka.group_id": _text,
     "influx.url": _text,
     "influx.token": _text,
+    "influx.token_file": _text,
     "influx.org": _text,
     "influx.bucket": _text,
     "simulator.cells": _integer,
@@ -252,6 +254,7 @@ ENV_VARS: Mapping[str, str] = MappingProxyType({
     "CELLTWIN_MAX_OUTAGE_S": "max_outage_s",
     "CELLTWIN_INFLUX_URL": "influx.url",
     "CELLTWIN_INFLUX_TOKEN": "influx.token",
+    "CELLTWIN_INFLUX_TOKEN_FILE": "influx.token_file",
     "CELLTWIN_INFLUX_ORG": "influx.org",
     "CELLTWIN_INFLUX_BUCKET": "influx.bucket",
     "CELLTWIN_OUT": "out",
@@ -263,6 +266,18 @@ ENV_VARS: Mapping[str, str] = MappingProxyType({
     "CELLTWIN_CLOSE_LAST_HALF": "close_last_half",
     "CELLTWIN_RECOVERY_DIR": "recovery_dir",
 })
+
+
+# Settings whose values never appear in a message.
+_SECRETS = frozenset({"influx.token"})
+
+
+def debugging() -> bool:
+    """`--debug` (or $CELLTWIN_DEBUG): show tracebacks and the dataflow's own error output."""
+    try:
+        return _flag(os.environ.get("CELLTWIN_DEBUG", ""))
+    except ValueError:
+        return False
 
 
 def _flatten(table: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -356,8 +371,21 @@ def load_config(
         try:
             values[name] = _SETTINGS[name](value)
         except (TypeError, ValueError) as error:
-            raise ConfigError(f"{source} = {value!r}: {error}") from None
+            shown = "" if name in _SECRETS else f" = {value!r}"
+            raise ConfigError(f"{source}{shown}: {error}") from None
     return _assemble(values, clients, _cells(cell_tables, str(path)))
+
+
+def _read_token(path: Path) -> str:
+    """The token in a file (a mounted secret, say): its text without surrounding space."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise ConfigError(f"cannot read the InfluxDB token file {path}: {reason}") from None
+    if not token:
+        raise ConfigError(f"the InfluxDB token file {path} is empty")
+    return token
 
 
 def _assemble(values: dict[str, Any], clients: dict[str, Any], cells: dict[str, CellMeta]) -> Config:
@@ -369,6 +397,10 @@ def _assemble(values: dict[str, Any], clients: dict[str, Any], cells: dict[str, 
         raise ConfigError("Kafka settings given but no broker: set kafka.bootstrap, $CELLTWIN_KAFKA or --kafka")
     influx = None
     given = _section(values, "influx")
+    if "token_file" in given:
+        if "token" in given:
+            raise ConfigError("InfluxDB token given twice: set the token or the token file, not both")
+        given["token"] = _read_token(Path(given.pop("token_file")))
     if given:
         missing = sorted({"url", "token", "org", "bucket"} - set(given))
         if missing:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -37,7 +38,7 @@ from connectors.kafka_sink import KafkaSink
 from connectors.kafka_source import KafkaMessage, KafkaSource
 from connectors.outage import OutageError
 from connectors.sim_source import SimulatorSource
-from pipeline.config import Config
+from pipeline.config import Config, debugging
 from pipeline.contracts import (
     MEAS_ALERT,
     MEAS_STATE,
@@ -52,6 +53,7 @@ from pipeline.decode import DeadLetter, Decoded, decode_message
 from pipeline.embedded import simulated_fleet
 from pipeline.health import HEALTH_KEY, HealthLogic, KafkaLag, Progress
 from pipeline.shards import shard_keys, shard_of
+from pipeline.stops import StopBetweenSteps, quiet_stderr
 from pipeline.twin_step import Point, ShardLogic, ShardStats
 
 __all__ = ["TOPIC_PARTITIONS", "build_flow", "point_message", "ensure_kafka_topics", "run_flow"]
@@ -129,7 +131,9 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
     if cfg.out is not None:
         letters = op.map("deadletter_json", deadletters, lambda letter: letter.to_json())
         records = op.merge("file_records", points, letters)
-        op.output("files_out", op.key_on("files_key", records, lambda _: "files"), OutputFolderSink(cfg.out))
+        # With recovery the files follow the snapshots exactly: a resumed run continues them.
+        files = OutputFolderSink(cfg.out, exact=cfg.recovery_dir is not None)
+        op.output("files_out", op.key_on("files_key", records, lambda _: "files"), files)
     if cfg.influx is not None:
         lag = KafkaLag(cfg.kafka.bootstrap, cfg.kafka.consumer_config()) if cfg.kafka is not None else None
         health = op.stateful_batch("health", op.key_on("health_key", stats, lambda _: HEALTH_KEY),
@@ -206,26 +210,30 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
     processes = len(addresses) if addresses else 1
     recovery = _recovery(cfg, workers * processes, process_id)
     main_thread = threading.current_thread() is threading.main_thread()
-    # bytewax stops cleanly on the KeyboardInterrupt of Ctrl-C; SIGTERM gets the same path.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None
+    stop = StopBetweenSteps(run_flow.__code__)
+    # Outside the main thread Python runs no signal handlers: nothing to install there.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
-        cli_main(
-            flow,
-            workers_per_process=workers,
-            process_id=process_id,
-            addresses=list(addresses) if addresses else None,
-            epoch_interval=timedelta(seconds=cfg.epoch_interval_s),
-            recovery_config=recovery,
-        )
+        with quiet_stderr(stop, debugging()) if main_thread else contextlib.nullcontext():
+            cli_main(
+                flow,
+                workers_per_process=workers,
+                process_id=process_id,
+                addresses=list(addresses) if addresses else None,
+                epoch_interval=timedelta(seconds=cfg.epoch_interval_s),
+                recovery_config=recovery,
+            )
     except BytewaxRuntimeError as error:
         outage = _outage(error)
         if outage is not None:
             raise outage from None  # its one line says it all (--max-outage)
         if not _interrupted(error):
             raise
+        stop.finish()
         close_open_files()
         return False
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        stop.finish()  # no signal sent again once the handlers are given back
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return True

@@ -23,6 +23,7 @@ from connectors.sim_producer import (
 )
 from pipeline.config import ConfigError, KafkaConfig, load_config
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
+from pipeline.preflight import check_kafka
 
 __all__ = ["produce", "parse_speedup", "kafka_settings"]
 
@@ -101,6 +102,7 @@ def produce(
     t0 = _default_start(cycles, c_rate, pace, dt) if start is None else start
     sim = simulation(cell_list, cycles, dt=dt, t0=t0, seed=seed, noise=noise)
 
+    check_kafka(settings.bootstrap, settings.admin_config())
     ensure_topics(settings.bootstrap, {topic: partitions, **({TOPIC_META: 1} if meta else {})},
                   admin_config=settings.admin_config())
     with Publisher(settings.bootstrap, producer_config=settings.producer_config()) as publisher:

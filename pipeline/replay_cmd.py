@@ -44,6 +44,7 @@ from connectors.sim_producer import Publisher
 from pipeline.config import Config, ConfigError, KafkaConfig, load_config
 from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
+from pipeline.preflight import check_kafka
 from pipeline.health import Progress as FlowProgress
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
 from pipeline.report import build_report
@@ -350,6 +351,8 @@ def replay(
         _check_generic_options(generic, preset, v_min, v_max)
     except (ValueError, ConfigError) as error:
         raise typer.BadParameter(str(error)) from None
+    if kafka:
+        check_kafka(kafka, cfg.kafka.admin_config() if cfg.kafka is not None else {})  # before reading the files
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=_err, transient=True) as bar:

@@ -158,7 +158,9 @@ def build_report(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     cells = load_cells(out_dir)
     path = out_dir / OUT_REPORT
-    path.write_text(_page(cells, load_validation(out_dir), out_dir), encoding="utf-8")
+    partial = path.with_name(f".{path.name}.tmp")  # renamed into place: a stop leaves no half page
+    partial.write_text(_page(cells, load_validation(out_dir), out_dir), encoding="utf-8")
+    partial.replace(path)
     return path
 
 

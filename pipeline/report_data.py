@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
+from connectors.file_sink import read_parts
 from pipeline.alert_catalogue import by_kind
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES
 
@@ -102,11 +102,11 @@ def _columns(table: pa.Table) -> Columns:
 
 
 def _read(path: Path, required: bool) -> Columns:
-    if not path.is_file():
+    if not path.exists():
         if required:
             raise FileNotFoundError(f"{path} is missing: is {path.parent} the output folder of a run?")
         return {}
-    return _columns(pq.read_table(path))
+    return _columns(read_parts(path))
 
 
 def _select(columns: Columns, mask: np.ndarray) -> Columns:

@@ -22,6 +22,7 @@ from connectors.outage import OutageError
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN
 from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
+from pipeline.preflight import check_folder, check_influx, check_kafka
 from pipeline.shards import shard_layout
 from pipeline.health import Progress
 from pipeline.report import build_report
@@ -65,7 +66,7 @@ def _where(cfg: Config, report: Path | None) -> list[str]:
     lines = []
     if cfg.out is not None:
         files = [cfg.out / name for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_ALERTS, OUT_DEADLETTER)]
-        written = [str(path) for path in files if path.is_file()]
+        written = [str(path) for path in files if path.exists()]
         lines.append(f"files: {', '.join(written)}" if written else f"files: none written to {cfg.out} (no data)")
     if report is not None:
         lines.append(f"report: {report}")
@@ -74,6 +75,18 @@ def _where(cfg: Config, report: Path | None) -> list[str]:
     if cfg.kafka is not None:
         lines.append(f"Kafka {cfg.kafka.bootstrap}: topics {TOPIC_TWIN}, {TOPIC_ALERTS}, {TOPIC_DEADLETTER}")
     return lines
+
+
+def _preflight(cfg: Config) -> None:
+    """Fail in seconds, with what to do, on what would otherwise fail inside the dataflow."""
+    if cfg.out is not None:
+        check_folder(cfg.out, "--out (or CELLTWIN_OUT)")
+    if cfg.recovery_dir is not None:
+        check_folder(cfg.recovery_dir, "--recovery-dir (or CELLTWIN_RECOVERY_DIR)")
+    if cfg.kafka is not None:
+        check_kafka(cfg.kafka.bootstrap, cfg.kafka.admin_config())
+    if cfg.influx is not None:
+        check_influx(cfg.influx.url, cfg.influx.token, cfg.influx.org, cfg.influx.bucket)
 
 
 def _run_with_display(flow, cfg: Config, progress: Progress, mode: str, workers: int,
@@ -96,7 +109,11 @@ def run(
                                                  "forever.")] = False,
     influx_url: Annotated[Optional[str], typer.Option(help="InfluxDB URL; with token, org and bucket, results "
                                                            "are written there (env CELLTWIN_INFLUX_URL).")] = None,
-    influx_token: Annotated[Optional[str], typer.Option(help="InfluxDB API token (env CELLTWIN_INFLUX_TOKEN).")] = None,
+    influx_token: Annotated[Optional[str], typer.Option(help="InfluxDB API token; better from the environment "
+                                                             "(CELLTWIN_INFLUX_TOKEN) or --influx-token-file: a flag "
+                                                             "shows in the process list.")] = None,
+    influx_token_file: Annotated[Optional[Path], typer.Option(help="File holding the InfluxDB API token (env "
+                                                                   "CELLTWIN_INFLUX_TOKEN_FILE).")] = None,
     influx_org: Annotated[Optional[str], typer.Option(help="InfluxDB organisation (env CELLTWIN_INFLUX_ORG).")] = None,
     influx_bucket: Annotated[Optional[str], typer.Option(help="InfluxDB bucket (env CELLTWIN_INFLUX_BUCKET).")] = None,
     cells: Annotated[Optional[int], typer.Option(help="Embedded: simulated cells, alternating nd4mg80ni8 and "
@@ -133,7 +150,8 @@ def run(
     """
     flags: dict[str, Any] = {
         "out": str(out) if out else None, "kafka.bootstrap": kafka, "kafka.exit_when_idle": exit_when_idle or None,  # unset: file/env decide
-        "influx.url": influx_url, "influx.token": influx_token, "influx.org": influx_org,
+        "influx.url": influx_url, "influx.token": influx_token,
+        "influx.token_file": str(influx_token_file) if influx_token_file else None, "influx.org": influx_org,
         "influx.bucket": influx_bucket, "simulator.cells": cells, "simulator.cycles": cycles,
         "simulator.c_rate": c_rate, "simulator.dt": dt, "simulator.seed": seed, "shards": shards,
         "estimate_interval_s": estimate_interval, "recovery_dir": str(recovery_dir) if recovery_dir else None,
@@ -148,6 +166,7 @@ def run(
     peers = [a.strip() for a in addresses.split(";") if a.strip()] if addresses else None
     if (process_id is None) != (peers is None):
         raise typer.BadParameter("--process-id and --addresses go together")
+    _preflight(cfg)
     if cfg.kafka is not None:
         ensure_kafka_topics(cfg)
     mode = "embedded" if cfg.embedded else f"Kafka {cfg.kafka.bootstrap}"
@@ -161,21 +180,21 @@ def run(
     except OutageError as error:
         _err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    if not finished:
+    if finished:
+        _err.print(_progress_view(progress, f"{mode}, done"))
+    else:
         resume = f"; the next run resumes from {cfg.recovery_dir}" if cfg.recovery_dir else ""
         _err.print(_progress_view(progress, f"{mode}, stopped") + Text(resume))
-        for line in _where(cfg, None):
-            typer.echo(line)  # what was processed up to the stop
-        raise typer.Exit(130)
-    _err.print(_progress_view(progress, f"{mode}, done"))
     report_path = None
     # In a cluster the output folder has one writer; process 0 alone reads it back.
     lead = process_id in (None, 0)
-    if lead and cfg.out is not None and (cfg.out / OUT_ESTIMATES).is_file():
+    if lead and cfg.out is not None and (cfg.out / OUT_ESTIMATES).exists():
         table = _summary_table(cfg.out)
         if table.row_count:
             Console().print(table)
         if report:
-            report_path = build_report(cfg.out)
+            report_path = build_report(cfg.out)  # also after a stop: of what was processed
     for line in _where(cfg, report_path):
         typer.echo(line)  # plain lines, unwrapped: paths for people and scripts alike
+    if not finished:
+        raise typer.Exit(130)

@@ -24,6 +24,10 @@ it arrives; what is still waiting then, or when the input ends, becomes an
 `unknown_cell` dead letter. Corrected metadata (another mass or electrode) restarts
 that cell's twin.
 
+Costs stay linear: a waiting queue keeps its sample count (no re-summing per frame),
+and new cells join the arrays once per batch, all together (`ShardLogic._grow`), not
+one copy of the whole tracker per cell; a correction overwrites its row in place.
+
 A half-cycle closes when the current reverses, so the last one of a stream stays
 open. With `close_at_end` the end of the input closes it: right when no later run
 continues this state (embedded runs, replays, a Kafka batch run without recovery),
@@ -34,8 +38,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict, deque
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
@@ -88,12 +92,13 @@ class ShardState:
     cells: list[str] = field(default_factory=list)
     metas: list[CellMeta] = field(default_factory=list)
     tracker: Tracker | None = None
-    last_t: np.ndarray = field(default_factory=lambda: np.empty(0))
+    last_t: list[float] = field(default_factory=list)  # a list: a joining cell needs it at once
     next_estimate_t: np.ndarray = field(default_factory=lambda: np.empty(0))
     flags_since: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     risks: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # crack, phase separation
     latch: np.ndarray = field(default_factory=lambda: new_latch(0))
-    waiting: dict[str, list[Frame]] = field(default_factory=dict)  # frames of cells without metadata
+    waiting: dict[str, deque[Frame]] = field(default_factory=dict)  # frames of cells without metadata
+    waiting_samples: dict[str, int] = field(default_factory=dict)  # samples in each queue of `waiting`
     waiting_since: dict[str, float] = field(default_factory=dict)  # wall time (epoch s) of the first
 
 
@@ -112,8 +117,10 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         self._meta_wait_s = meta_wait_s
         self._state = resume or ShardState()
         self._rows = {cell: row for row, cell in enumerate(self._state.cells)}
+        self._joining: list[CellMeta] = []  # cells past the end of the arrays, in row order
 
     def snapshot(self) -> ShardState:
+        self._grow()
         # The tracker is updated in place between snapshots; the snapshot must not move.
         return copy.deepcopy(self._state)
 
@@ -132,7 +139,8 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
                     pending.clear()
                 self._apply_meta(item)
                 self._state.waiting_since.pop(item.cell, None)
-                for frame in self._state.waiting.pop(item.cell, []):
+                self._state.waiting_samples.pop(item.cell, None)
+                for frame in self._state.waiting.pop(item.cell, ()):
                     self._admit(frame, pending, out)
                 continue
             if item.origin is not None and item.origin.offset is not None:
@@ -156,6 +164,7 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
     def on_eof(self) -> tuple[Iterable[_Out], bool]:
         # The input has ended: metadata that has not come will not come in this run.
         out = self._give_up(list(self._state.waiting))
+        self._grow()
         if self._close_at_end and self._state.tracker is not None:
             # The last half of each cell has no reversal to end it; this input will not go on.
             for half in finish(self._state.tracker):
@@ -176,41 +185,62 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         out: list[_Out] = []
         for cell in cells:
             self._state.waiting_since.pop(cell, None)
-            out.extend(("deadletter", _unknown_cell(frame)) for frame in self._state.waiting.pop(cell, []))
+            self._state.waiting_samples.pop(cell, None)
+            out.extend(("deadletter", _unknown_cell(frame)) for frame in self._state.waiting.pop(cell, ()))
         return out
 
     def _wait(self, frame: Frame, out: list[_Out]) -> None:
         """Hold a frame of a cell without metadata; beyond WAIT_SAMPLES the oldest give way."""
-        queue = self._state.waiting.setdefault(frame.cell, [])
+        st = self._state
+        queue = st.waiting.setdefault(frame.cell, deque())
         queue.append(frame)
-        self._state.waiting_since.setdefault(frame.cell, time.time())
-        while len(queue) > 1 and sum(len(f) for f in queue) > WAIT_SAMPLES:
-            out.append(("deadletter", _unknown_cell(queue.pop(0))))
+        st.waiting_since.setdefault(frame.cell, time.time())
+        held = st.waiting_samples.get(frame.cell, 0) + len(frame)
+        while len(queue) > 1 and held > WAIT_SAMPLES:
+            oldest = queue.popleft()
+            held -= len(oldest)
+            out.append(("deadletter", _unknown_cell(oldest)))
+        st.waiting_samples[frame.cell] = held
 
     def _apply_meta(self, meta: CellMeta) -> None:
         st = self._state
         row = self._rows.get(meta.cell)
         if row is not None and st.metas[row] == meta:
             return
-        fresh = new_tracker([meta.params()])
         if row is None:
             self._rows[meta.cell] = len(st.cells)
             st.cells.append(meta.cell)
             st.metas.append(meta)
-            st.tracker = fresh if st.tracker is None else concat([st.tracker, fresh])
-            st.last_t = np.append(st.last_t, np.nan)
-            st.next_estimate_t = np.append(st.next_estimate_t, np.nan)
-            st.flags_since = np.append(st.flags_since, 0)
-            st.risks = np.vstack([st.risks, np.zeros((1, 2))])
-            st.latch = np.vstack([st.latch, new_latch(1)])
+            st.last_t.append(np.nan)
+            self._joining.append(meta)
+            return
+        st.metas[row] = meta
+        grown = len(st.cells) - len(self._joining)
+        if row >= grown:  # not in the arrays yet: it joins with the corrected metadata
+            self._joining[row - grown] = meta
             return
         assert st.tracker is not None
-        st.metas[row] = meta
-        st.tracker = concat([st.tracker.take(slice(0, row)), fresh, st.tracker.take(slice(row + 1, None))])
+        fresh = new_tracker([meta.params()])
+        for name in (f.name for f in fields(Tracker)):
+            getattr(st.tracker, name)[row] = getattr(fresh, name)[0]
         st.next_estimate_t[row] = np.nan
         st.flags_since[row] = 0
         st.risks[row] = 0.0
         st.latch[row] = False
+
+    def _grow(self) -> None:
+        """Give the joining cells their rows of the arrays: one copy for all of them."""
+        joining, st = self._joining, self._state
+        if not joining:
+            return
+        count = len(joining)
+        fresh = new_tracker([meta.params() for meta in joining])
+        st.tracker = fresh if st.tracker is None else concat([st.tracker, fresh])
+        st.next_estimate_t = np.concatenate([st.next_estimate_t, np.full(count, np.nan)])
+        st.flags_since = np.concatenate([st.flags_since, np.zeros(count, dtype=np.int64)])
+        st.risks = np.concatenate([st.risks, np.zeros((count, 2))])
+        st.latch = np.concatenate([st.latch, new_latch(count)])
+        self._joining = []
 
     def _admit(self, frame: Frame, pending: dict[int, list[Frame]], out: list[_Out]) -> None:
         """Queue what the twin can take of a frame; dead-letter samples it has seen past."""
@@ -236,6 +266,7 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
 
     def _step(self, pending: Mapping[int, list[Frame]], out: list[_Out]) -> int:
         """Step every pending sample, sample k of all cells in one call."""
+        self._grow()
         st = self._state
         assert st.tracker is not None
         n = len(st.cells)

@@ -15,7 +15,7 @@ from rich.console import Console
 from connectors.grafana.datasource import InfluxSettings
 from connectors.grafana.dialects import DIALECTS, Dialect
 from connectors.grafana.generate import stale_files, write
-from connectors.grafana.notifications import EMAIL_ENV, WEBHOOK_ENV, Notify
+from connectors.grafana.notifications import Notify
 from connectors.grafana.publisher import PublishError, publish
 
 __all__ = ["grafana_app"]

@@ -49,7 +49,7 @@ def test_replay_prints_the_parse_report_and_leaves_run_outputs_and_validation(ce
     assert f"{len(cell[0].t)} rows read, {len(cell[0].t)} kept, 0 rejected" in output
     assert "units: " in output and "sign: " in output and "nd4mg80ni8" in output
     for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_DEADLETTER, VALIDATION_FILE, OUT_REPORT):
-        assert (out / name).is_file(), name
+        assert (out / name).exists(), name
     table = load_validation(out)
     assert table is not None and set(table["cell"]) == {"A7"}
     assert [v.tracks for v in verdicts(table)] == [True]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -12,6 +17,7 @@ from pipeline.cli import app
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS
 from pipeline.shards import LAYOUT_FILE
 
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = """
 [simulator]
 cells = 2
@@ -29,7 +35,7 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_ALERTS, OUT_DEADLETTER, OUT_REPORT):
-        assert (out / name).is_file(), name
+        assert (out / name).exists(), name
     estimates = pq.read_table(out / OUT_ESTIMATES)
     assert estimates.column_names == ["time", "cell", "preset", *STATE_FIELDS]
     assert set(estimates.column("cell").to_pylist()) == {"sim-01", "sim-02"}
@@ -68,3 +74,21 @@ def test_bad_settings_are_refused_with_the_reason(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "missing" in result.output and "token" in result.output
+
+
+def test_ctrl_c_stops_quietly_and_still_builds_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipeline.cli", "run", "--cells", "4", "--cycles", "40", "--out", str(out)]
+    run = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any((out / OUT_ESTIMATES).glob("part-*[1-9].parquet")):  # past part 0: data is flowing
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0]
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGINT)
+    output = run.communicate(timeout=120)[0]
+
+    assert run.returncode == 130, output
+    assert "panicked" not in output and "Traceback" not in output, output
+    assert "embedded, stopped" in output and f"report: {out / OUT_REPORT}" in output
+    assert "sim-01" in (out / OUT_REPORT).read_text()

@@ -214,3 +214,24 @@ def test_snapshot_resumes_to_the_same_results(samples) -> None:
     points += [v for k, v in resumed.on_batch(items[half:])[0] if k == "point"]
 
     assert _table(points) == _table(whole_points)
+
+
+def test_metadata_corrected_before_the_cell_joins_the_arrays_is_the_one_used(samples) -> None:
+    frames = [f for f in _frames(samples, [10]) if f.cell == "A1"][:2]
+    heavier = CellMeta("A1", 2.0, preset="nd4mg80ni8")
+    corrected = _run([METAS[1], METAS[0], heavier, *frames], shards=1, batch=10)
+    only = _run([METAS[1], heavier, *frames], shards=1, batch=10)
+
+    assert _table(corrected["point"]) == _table(only["point"])
+    assert sum(s.new_cells for s in corrected["stats"]) == 2
+
+
+def test_a_full_waiting_queue_gives_up_its_oldest_frames(samples, monkeypatch) -> None:
+    monkeypatch.setattr("pipeline.twin_step.WAIT_SAMPLES", 25)
+    x9 = [Frame("X9", f.t, f.v, f.i, f.temp_c) for f in _frames(samples, [10]) if f.cell == "A1"][:4]
+    results = _run([*x9, CellMeta("X9", 1.0, preset="nd4mg80ni8")], shards=1, batch=10)
+
+    letters = results["deadletter"]
+    assert [d.reason for d in letters] == ["unknown_cell", "unknown_cell"]
+    assert [json.loads(json.loads(d.to_json())["payload"])["t"] for d in letters] == [f.t.tolist() for f in x9[:2]]
+    assert sum(s.samples for s in results["stats"]) == 20  # the two newest frames waited and were stepped

@@ -60,9 +60,11 @@ def test_produce_takes_the_tls_and_client_tables_of_run(tmp_path: Path, monkeypa
         made["producer"] = (bootstrap, producer_config)
         raise _Recorded
 
+    monkeypatch.setattr("pipeline.produce_cmd.check_kafka", lambda bootstrap, client: made.update(preflight=(bootstrap, client)))
     monkeypatch.setattr("pipeline.produce_cmd.ensure_topics", topics)
     monkeypatch.setattr("pipeline.produce_cmd.Publisher", publisher)
     result = CliRunner().invoke(app, ["produce", "--config", str(config), "--cells", "1", "--cycles", "1"])
     assert isinstance(result.exception, _Recorded), result.output
     tls = {"security_protocol": "SSL", "ssl_cafile": str(ca)}
-    assert made == {"admin": ("broker:9093", tls), "producer": ("broker:9093", {**tls, "linger_ms": 7})}
+    assert made == {"preflight": ("broker:9093", tls), "admin": ("broker:9093", tls),
+                    "producer": ("broker:9093", {**tls, "linger_ms": 7})}

@@ -174,10 +174,12 @@ def default_influxd() -> Path:
 
 def start_influxdb(
     binary: Path | None = None, *, port: int | None = None, databases: tuple[str, ...] = (),
-    timeout_s: float = 60.0,
+    admin: tuple[str, str] | None = None, timeout_s: float = 60.0,
 ) -> RunningService:
-    """Start InfluxDB OSS 1.x on 127.0.0.1 with Flux enabled and auth off; ``address`` is its
-    base URL. ``databases`` are created (a v2 write's bucket is a database that must exist)."""
+    """Start InfluxDB OSS 1.x on 127.0.0.1 with Flux enabled; ``address`` is its base URL.
+    ``databases`` are created (a v2 write's bucket is a database that must exist). Auth is
+    off, or with ``admin = (user, password)`` on, with that admin user (a v2 token is
+    ``"user:password"``)."""
     binary = binary or default_influxd()
     if not os.access(binary, os.X_OK):
         raise ServiceError(f"influxdb: no influxd at {binary}; run `bash infra/influxdb/build.sh`")
@@ -197,6 +199,7 @@ def start_influxdb(
         "INFLUXDB_HTTP_FLUX_ENABLED": "true",
         "INFLUXDB_HTTP_LOG_ENABLED": "false",
         "INFLUXDB_MONITOR_STORE_ENABLED": "false",
+        "INFLUXDB_HTTP_AUTH_ENABLED": "true" if admin else "false",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")} | settings
     try:
@@ -213,8 +216,10 @@ def start_influxdb(
     service = _spawn("influxdb", [str(binary), "run", "-config", str(config)], workdir,
                      workdir / "influxdb.log", address=f"http://127.0.0.1:{port}")
     _wait_ready(service, lambda: _influxdb_serves(service.address, config), timeout_s)
+    if admin:  # the first user may be made without credentials, and must be an admin
+        _influxql(service.address, f"CREATE USER \"{admin[0]}\" WITH PASSWORD '{admin[1]}' WITH ALL PRIVILEGES")
     for database in databases:
-        _influxql(service.address, f'CREATE DATABASE "{database}"')
+        _influxql(service.address, f'CREATE DATABASE "{database}"', admin)
     return service
 
 
@@ -400,9 +405,11 @@ def _influxdb_serves(url: str, config: Path) -> bool:
         return False
 
 
-def _influxql(url: str, statement: str) -> None:
-    body = urllib.parse.urlencode({"q": statement}).encode()
-    with urllib.request.urlopen(f"{url}/query", data=body, timeout=10) as response:
+def _influxql(url: str, statement: str, user: tuple[str, str] | None = None) -> None:
+    request = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode({"q": statement}).encode())
+    if user:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:
         errors = [r["error"] for r in json.loads(response.read()).get("results", []) if "error" in r]
     if errors:
         raise ServiceError(f"influxdb: {statement!r} failed: {errors}")

@@ -5,13 +5,11 @@ there, no traceback (unless --debug), and never a token or password."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -89,39 +87,6 @@ def test_run_with_an_unreachable_store(closed_port, tmp_path, monkeypatch, capfd
 
     assert code == 1
     _assert_message(output, f"cannot reach InfluxDB at {url}", "--influx-url")
-
-
-@pytest.fixture
-def refusing_store() -> Iterator[str]:
-    """An HTTP endpoint that answers writes as InfluxDB 2 does a token it does not know
-    (no InfluxDB server can run here; VictoriaMetrics checks no tokens)."""
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            body = json.dumps({"code": "unauthorized", "message": "unauthorized access"}).encode()
-            self.send_response(401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-def test_run_with_a_refused_token_read_from_a_file(refusing_store, tmp_path, monkeypatch, capfd) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    code, output = _celltwin(["run", "--out", str(tmp_path / "out"), "--influx-url", refusing_store,
-                              "--influx-token-file", str(token_file), "--influx-org", "lab", "--influx-bucket", "b"],
-                             monkeypatch, capfd, token_in_env=False)
-
-    assert code == 2
-    _assert_message(output, "refused the token (401", "CELLTWIN_INFLUX_TOKEN")
 
 
 def test_an_unreadable_token_file_is_a_setting_to_fix(tmp_path, monkeypatch, capfd) -> None:

@@ -41,7 +41,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 __all__ = [
     "INFLUXD_ENV",
@@ -79,6 +79,7 @@ class RunningService:
     process: subprocess.Popen[bytes]
     workdir: Path  # temporary: data and log, removed by stop()
     log_path: Path
+    sasl_address: str | None = None  # Kafka started with SASL users: its SASL/PLAIN listener
     _stopped: bool = field(default=False, repr=False)
 
     def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
@@ -111,12 +112,15 @@ def default_kafka_libs() -> Path:
 
 
 def start_kafka(
-    libs: Path | None = None, *, port: int | None = None, timeout_s: float = 60.0
+    libs: Path | None = None, *, port: int | None = None, sasl_users: Mapping[str, str] | None = None,
+    timeout_s: float = 60.0,
 ) -> RunningService:
     """Start a single-node KRaft broker on 127.0.0.1; ``address`` is its bootstrap server.
 
     Topics are not auto-created (as on a production broker), so a dataflow that reads a
-    topic nobody created fails loudly instead of reading an empty one.
+    topic nobody created fails loudly instead of reading an empty one. With ``sasl_users``
+    (user -> password) the broker also listens for SASL_PLAINTEXT with PLAIN at
+    ``sasl_address``, where only those users get in.
     """
     libs = libs or default_kafka_libs()
     java = shutil.which("java")
@@ -126,9 +130,10 @@ def start_kafka(
         raise ServiceError(f"kafka: no broker jars in {libs}; run `bash infra/kafka/fetch.sh`")
 
     port, controller_port = (port, free_ports()[0]) if port else free_ports(2)
+    sasl_port = free_ports()[0] if sasl_users else None
     workdir = Path(tempfile.mkdtemp(prefix="celltwin-kafka-"))
     properties = workdir / "server.properties"
-    properties.write_text(_kafka_properties(port, controller_port, workdir / "data"))
+    properties.write_text(_kafka_properties(port, controller_port, workdir / "data", sasl_port, sasl_users))
     log_path = workdir / "kafka.log"
     cluster_id = _kafka_cluster_id()
     base = [
@@ -158,6 +163,7 @@ def start_kafka(
 
     service = _spawn("kafka", [*base, "kafka.Kafka", str(properties)], workdir, log_path,
                      address=f"127.0.0.1:{port}")
+    service.sasl_address = f"127.0.0.1:{sasl_port}" if sasl_port else None
     _wait_ready(service, lambda: _kafka_serves_metadata(service.address, cluster_id), timeout_s)
     return service
 
@@ -325,14 +331,24 @@ def _kafka_cluster_id() -> str:
             return cid
 
 
-def _kafka_properties(port: int, controller_port: int, data: Path) -> str:
+def _kafka_properties(port: int, controller_port: int, data: Path, sasl_port: int | None = None,
+                      sasl_users: Mapping[str, str] | None = None) -> str:
+    sasl = [f"SASL_PLAINTEXT://127.0.0.1:{sasl_port}"] if sasl_port else []
+    # PLAIN checks the users named in the listener's JAAS line (user_NAME="password").
+    accounts = " ".join(f'user_{user}="{password}"' for user, password in (sasl_users or {}).items())
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners=" + ",".join([f"PLAINTEXT://127.0.0.1:{port}", f"CONTROLLER://127.0.0.1:{controller_port}",
+                                     *sasl]),
+            "advertised.listeners=" + ",".join([f"PLAINTEXT://127.0.0.1:{port}", *sasl]),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            *([] if not sasl else [
+                "sasl.enabled.mechanisms=PLAIN",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {accounts};",
+            ]),
             "inter.broker.listener.name=PLAINTEXT",
             "controller.listener.names=CONTROLLER",
             f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",

@@ -17,6 +17,7 @@ import typer
 from connectors.grafana.cli import grafana_app
 
 from .config import ConfigError, debugging
+from .export_cmd import export
 from .preflight import USAGE, PreflightError
 from .produce_cmd import produce
 from .replay_cmd import replay
@@ -50,6 +51,7 @@ app.command(help="Refit the twin's shared constants to the published figures; pr
 app.command(help="Stream simulated cells into Kafka, paced like live cyclers.")(produce)
 app.command(help="Replay archived cycler files through the twin (embedded or into Kafka) and validate it.")(replay)
 app.command("report", help="Rebuild the HTML report of an output folder and print its path.")(report_command)
+app.command(help="Export an output folder as Battery Data Format CSV, battdat cycle statistics and metadata.")(export)
 app.add_typer(grafana_app, name="grafana", help="Grafana dashboards and alert rules as code: generate, publish.")
 
 

@@ -249,12 +249,18 @@ def normalise(
     return Archive(cells, report)
 
 
+def _file_cell(source: str) -> str:
+    """A one-cell file's cell: its name without the extension, nor BDF's ``.bdf`` before
+    one (``A7.bdf.csv`` holds cell A7)."""
+    return Path(source).stem.removesuffix(".bdf")
+
+
 def _cells(
     table: pa.Table, cols: dict[str, str], keep: np.ndarray, options: Options, report: ParseReport
 ) -> list[tuple[str, np.ndarray | slice]]:
     """Each cell's name and its kept rows (all of them in a one-cell file)."""
     if "cell" not in cols:
-        return [(options.cell or Path(report.source).stem, slice(None))]
+        return [(options.cell or _file_cell(report.source), slice(None))]
     names = as_strings(table.column(cols["cell"])).to_numpy(zero_copy_only=False)[keep]
     chosen = [n for n in dict.fromkeys(names.tolist()) if options.cell is None or n == options.cell]
     if options.cell is not None and not chosen:

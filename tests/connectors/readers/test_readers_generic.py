@@ -29,6 +29,7 @@ def test_bdf_round_trip_needs_no_mapping(tmp_path: Path) -> None:
     archive = read_archive(write_bdf(tmp_path / "x.bdf.csv", cell))
     got = archive.only()
     assert archive.report.format == "bdf"
+    assert got.cell == "x"  # BDF's ".bdf" before the extension is not part of the cell's name
     np.testing.assert_allclose(got.t, cell.t, atol=1e-3)
     np.testing.assert_allclose(got.v, cell.v, atol=1e-6)
     np.testing.assert_allclose(got.i, cell.i, atol=1e-6)

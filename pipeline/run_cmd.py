@@ -22,6 +22,7 @@ from connectors.outage import OutageError
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN
 from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
+from pipeline.flags import CONFIG, DT, REPORT, SEED
 from pipeline.preflight import check_folder, check_influx, check_kafka
 from pipeline.shards import shard_layout
 from pipeline.health import Progress
@@ -99,7 +100,7 @@ def _run_with_display(flow, cfg: Config, progress: Progress, mode: str, workers:
 
 def run(
     config: Annotated[Optional[Path], typer.Option("--config", envvar="CELLTWIN_CONFIG", exists=True, dir_okay=False,
-                                                   help="TOML file: settings, and cells.ID tables of cell metadata.")] = None,
+                                                   help=CONFIG)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder for Parquet files, dead letters and the "
                                                      f"report (embedded default: ./{DEFAULT_OUT}).")] = None,
     kafka: Annotated[Optional[str], typer.Option(help="Kafka bootstrap host:port: read cell.samples and cell.meta "
@@ -120,8 +121,8 @@ def run(
                                                       "mgh2 (default 6).")] = None,
     cycles: Annotated[Optional[int], typer.Option(help="Embedded: constant-current cycles (default 3).")] = None,
     c_rate: Annotated[Optional[float], typer.Option("--c-rate", help="Embedded: C-rate of the cycles (default 1).")] = None,
-    dt: Annotated[Optional[float], typer.Option(help="Embedded: sampling interval in s (default 10).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Embedded: random seed of cell spread and noise (default 0).")] = None,
+    dt: Annotated[Optional[float], typer.Option(help=f"{DT} Embedded; default 10.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"{SEED} Embedded; default 0.")] = None,
     shards: Annotated[Optional[int], typer.Option(help="State shards: cells of a shard are stepped together, "
                                                        "shards spread over workers (default: one per worker; a "
                                                        "recovery folder keeps the layout it started with).")] = None,
@@ -138,7 +139,7 @@ def run(
                                                       help="This process's index in --addresses.")] = None,
     addresses: Annotated[Optional[str], typer.Option("--addresses", "-a", help="All processes of a cluster, "
                                                      "'host:port;host:port' (same list everywhere).")] = None,
-    report: Annotated[bool, typer.Option(help="Build report.html in the output folder at the end.")] = True,
+    report: Annotated[bool, typer.Option(help=REPORT)] = True,
 ) -> None:
     """Run the twin: embedded (simulator in, files and a report out) or Kafka -> InfluxDB/Kafka.
 

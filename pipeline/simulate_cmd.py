@@ -22,6 +22,8 @@ from twin.params import preset as make_preset
 from twin.protocol import cc_cycles, gitt, rate_ladder
 from twin.simulator import Faults, SensorNoise, Simulation, cycle_table, vary
 
+from pipeline.flags import COMPOSITION, DT, MASS_MG, NOISE, SEED
+
 __all__ = ["simulate", "calibrate", "Protocol", "resolve_cell"]
 
 console = Console(stderr=True)
@@ -44,20 +46,18 @@ def resolve_cell(preset: str, composition: Optional[str], mass_mg: float):
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Per-cycle table (CSV) to write.")] = Path("cycles.csv"),
     preset: Annotated[str, typer.Option(help="Electrode preset: nd4mg80ni8 (the composite) or mgh2.")] = "nd4mg80ni8",
-    composition: Annotated[
-        Optional[str], typer.Option(help='Phase mass fractions instead of a preset, e.g. "MgH2=0.53,Mg2NiH4=0.28,Nd2H5=0.19".')
-    ] = None,
+    composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     c_rate: Annotated[float, typer.Option("--c-rate", help="C-rate of constant-current cycling (1C = 2038 mA/g with MgH2).")] = 0.1,
     cycles: Annotated[int, typer.Option(help="Cycles (cc), or cycles per rate (rate ladder).")] = 10,
     protocol: Annotated[Protocol, typer.Option(help="cc: constant current; rate: 0.1C..2C ladder then 0.5C; gitt: pulses.")] = Protocol.cc,
     cells: Annotated[int, typer.Option(help="Number of cells; more than one adds cell-to-cell variability.")] = 1,
-    mass_mg: Annotated[float, typer.Option("--mass-mg", help="Hydride mass per cell, mg.")] = 1.0,
-    dt: Annotated[float, typer.Option(help="Sampling interval, s.")] = 10.0,
+    mass_mg: Annotated[float, typer.Option("--mass-mg", help=MASS_MG)] = 1.0,
+    dt: Annotated[float, typer.Option(help=DT)] = 10.0,
     samples: Annotated[
         Optional[Path], typer.Option(help="Also write the sample stream (cell,t,v,i,temp_c,cycle,step) to this CSV/Parquet file.")
     ] = None,
-    noise: Annotated[bool, typer.Option(help="Add cycler sensor noise to the sample stream.")] = True,
-    seed: Annotated[int, typer.Option(help="Random seed (variability and noise).")] = 0,
+    noise: Annotated[bool, typer.Option(help=f"{NOISE} To the sample stream (--samples).")] = True,
+    seed: Annotated[int, typer.Option(help=SEED)] = 0,
 ) -> None:
     """Simulate cells on a cycler protocol and write the per-cycle table."""
     if cycles < 1 or cells < 1 or not (c_rate > 0 and math.isfinite(c_rate)):

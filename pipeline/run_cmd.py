@@ -27,7 +27,7 @@ from pipeline.preflight import check_folder, check_influx, check_kafka
 from pipeline.shards import shard_layout
 from pipeline.health import Progress
 from pipeline.report import build_report
-from pipeline.report_data import fmt, load_cells, summarize
+from pipeline.report_data import fmt, forget_other_jobs, load_cells, summarize
 
 __all__ = ["run", "DEFAULT_OUT"]
 
@@ -168,6 +168,8 @@ def run(
     if (process_id is None) != (peers is None):
         raise typer.BadParameter("--process-id and --addresses go together")
     _preflight(cfg)
+    if cfg.out is not None and process_id in (None, 0):
+        forget_other_jobs(cfg.out)
     if cfg.kafka is not None:
         ensure_kafka_topics(cfg)
     mode = "embedded" if cfg.embedded else f"Kafka {cfg.kafka.bootstrap}"

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS
+from pipeline.report_data import VALIDATION_COLUMNS, VALIDATION_FILE
 from pipeline.shards import LAYOUT_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,10 +31,15 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
     config = tmp_path / "celltwin.toml"
     config.write_text(CONFIG)
     out = tmp_path / "out"
+    out.mkdir()  # holding what an earlier replay left: its validation must not show in this report
+    (out / VALIDATION_FILE).write_text(",".join(VALIDATION_COLUMNS) + "\nreplayed-cell,1,1.0,1.0,1.0,1.0\n")
 
     result = CliRunner().invoke(app, ["run", "--config", str(config), "--out", str(out), "--seed", "4"])
 
     assert result.exit_code == 0, result.output
+    assert not (out / VALIDATION_FILE).exists()
+    # 2 cells x 2 cycles: both halves of every cycle, the last one closed at the end of the run.
+    assert pq.read_table(out / OUT_CYCLES).num_rows == 2 * 2 * 2
     for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_ALERTS, OUT_DEADLETTER, OUT_REPORT):
         assert (out / name).exists(), name
     estimates = pq.read_table(out / OUT_ESTIMATES)
@@ -44,6 +50,7 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
     assert f"report: {out / OUT_REPORT}" in result.output
     report = (out / OUT_REPORT).read_text()
     assert "sim-01" in report and "Plotly.newPlot(" in report
+    assert "replayed-cell" not in report and "id='validation'" not in report
 
 
 def test_recovery_folder_is_initialised_when_empty(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -46,20 +47,22 @@ def _progress_view(progress: Progress, mode: str) -> Text:
 
 
 def _summary_table(out: Path) -> Table:
-    table = Table(title="cells")
-    retention = "retention (twin)"  # measured, the twin's in brackets
-    for column in ("cell", "preset", "cycles", "capacity mAh/g", retention, "impedance growth",
-                   "crack risk", "phase-sep risk", "alerts"):
-        # The cell and the retention pair stay whole; on a narrow terminal rich shortens the rest.
+    """Per cell: its cycles, capacity, retention, risks and alerts, in 80 columns for a
+    cell id of up to 7 characters (headers over two lines, one space between columns)."""
+    table = Table(title="cells", box=box.SIMPLE_HEAD, show_edge=False, padding=0)  # a blank between columns
+    retention = "retention\n(twin)"  # measured, the twin's in brackets
+    for column in ("cell", "preset", "cycles", "capacity\nmAh/g", retention, "imped.\ngrowth",
+                   "crack\nrisk", "phase\nsep risk", "alerts\n(crit.)"):
+        # The retention pair stays whole; a longer cell id wraps rather than cut the rest.
         table.add_column(column, justify="left" if column in ("cell", "preset") else "right",
-                         no_wrap=column in ("cell", retention))
+                         no_wrap=column == retention, overflow="fold")
 
     for cell in load_cells(out):
         row = summarize(cell)
         table.add_row(row.cell, row.preset, str(row.cycles), fmt(row.capacity_mah_g, "{:.0f}"),
                       row.retention_text(), fmt(row.impedance_growth, "{:+.1%}"),
                       fmt(row.crack_risk, "{:.2f}"), fmt(row.phase_sep_risk, "{:.2f}"),
-                      f"{row.alerts} ({row.critical_alerts} critical)" if row.alerts else "0")
+                      f"{row.alerts} ({row.critical_alerts})")
     return table
 
 

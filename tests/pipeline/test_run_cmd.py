@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -11,11 +12,13 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from rich.console import Console
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS
 from pipeline.report_data import VALIDATION_COLUMNS, VALIDATION_FILE
+from pipeline.run_cmd import _summary_table
 from pipeline.shards import LAYOUT_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +54,12 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
     report = (out / OUT_REPORT).read_text()
     assert "sim-01" in report and "Plotly.newPlot(" in report
     assert "replayed-cell" not in report and "id='validation'" not in report
+    # The closing table fits an 80-column terminal (or a log) whole: nothing cut short.
+    narrow = Console(width=80, record=True, file=io.StringIO())
+    narrow.print(_summary_table(out))
+    text = narrow.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text, text
+    assert re.search(r"sim-01 +nd4mg80ni8 +2 +\d+ +(-|\d+\.\d%) \((-|\d+\.\d%)\) .* \d+ \(\d+\)\n", text), text
 
 
 def test_recovery_folder_is_initialised_when_empty(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from connectors.grafana.cli import grafana_app
 
 from .config import ConfigError, debugging
 from .export_cmd import export
+from .flags import hide_flag_types, package_version
 from .preflight import USAGE, PreflightError
 from .produce_cmd import produce
 from .replay_cmd import replay
@@ -33,13 +34,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+hide_flag_types()  # a flag that takes no value shows none in --help
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"celltwin {package_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", envvar="CELLTWIN_DEBUG",
                                         help="On a failure, show the traceback (and the dataflow's own output).")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     if debug:
         os.environ["CELLTWIN_DEBUG"] = "1"  # read by pipeline.config.debugging(), also in subprocesses

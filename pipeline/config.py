@@ -11,7 +11,8 @@ keys are errors: a misspelt `bootstrap` must not silently mean "run embedded".
     health_interval_s = 10.0        # pipeline_health points, wall time
     epoch_interval_s = 2.0          # bytewax epoch = snapshot interval with recovery
     meta_wait_s = 30.0              # frames of a cell without metadata wait this long for it
-    close_last_half = false         # close each cell's open half-cycle when a finite input ends
+    close_last_half = true          # a finite input's end closes each cell's open half-cycle
+                                    # (false: leave it open, as a run that is resumed later must)
     recovery_dir = "/var/lib/celltwin/recovery"
     max_outage_s = 600.0            # stop (exit 1) if the broker or store is away longer [no limit]
 
@@ -156,7 +157,7 @@ class Config:
     meta_wait_s: float = 30.0
     # When the input ends for good (embedded, replay, a Kafka batch run without recovery),
     # report each cell's last half-cycle, which no current reversal will close.
-    close_last_half: bool = False
+    close_last_half: bool = True
     recovery_dir: Path | None = None
     max_outage_s: float | None = None  # None: ride out broker and store outages however long
 
@@ -418,7 +419,7 @@ def _assemble(values: dict[str, Any], clients: dict[str, Any], cells: dict[str, 
         health_interval_s=values.get("health_interval_s", 10.0),
         epoch_interval_s=values.get("epoch_interval_s", 2.0),
         meta_wait_s=values.get("meta_wait_s", 30.0),
-        close_last_half=values.get("close_last_half", False),
+        close_last_half=values.get("close_last_half", True),
         recovery_dir=Path(values["recovery_dir"]) if "recovery_dir" in values else None,
         max_outage_s=values.get("max_outage_s"),
     )

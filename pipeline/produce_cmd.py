@@ -23,25 +23,13 @@ from connectors.sim_producer import (
 )
 from pipeline.config import ConfigError, KafkaConfig, load_config
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
+from pipeline.flags import COMPOSITION, CONFIG, DT, MASS_MG, NOISE, SEED, SPEED, START, parse_speed, parse_start
 from pipeline.preflight import check_kafka
 
-__all__ = ["produce", "parse_speedup", "kafka_settings"]
+__all__ = ["produce", "kafka_settings"]
 
 _err = Console(stderr=True)
 _out = Console()
-
-
-def parse_speedup(text: str) -> float | None:
-    """``"max"`` (None: no pacing) or a positive factor of sample time over wall time."""
-    if text.strip().lower() == "max":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise typer.BadParameter(f"--speedup takes a number > 0 or 'max', not {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise typer.BadParameter(f"--speedup must be > 0, not {text!r}")
-    return value
 
 
 def kafka_settings(config: Path | None, kafka: str | None) -> KafkaConfig:
@@ -63,25 +51,26 @@ def produce(
         "--kafka", help="Kafka bootstrap server(s), host:port[,host:port] (env CELLTWIN_KAFKA).")] = None,
     config: Annotated[Optional[Path], typer.Option(
         "--config", envvar="CELLTWIN_CONFIG", exists=True, dir_okay=False,
-        help="TOML file of `celltwin run`: its [kafka] tables give the broker and the TLS/SASL settings.")] = None,
+        help=f"{CONFIG} Its \\[kafka] tables give the broker and the TLS/SASL settings.")] = None,
     cells: Annotated[int, typer.Option(min=1, help="Number of simulated cells.")] = 8,
     preset: Annotated[str, typer.Option(
         help="nd4mg80ni8, mgh2, or mixed (alternating cell by cell).")] = "nd4mg80ni8",
-    composition: Annotated[Optional[str], typer.Option(
-        help='Phase mass fractions instead of a preset, e.g. "MgH2=0.53,Mg2NiH4=0.28,Nd2H5=0.19".')] = None,
+    composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     c_rate: Annotated[float, typer.Option("--c-rate", help="C-rate of constant-current cycling.")] = 1.0,
     cycles: Annotated[int, typer.Option(min=1, help="Full cycles per cell.")] = 2,
-    mass_mg: Annotated[float, typer.Option("--mass-mg", help="Hydride mass per cell, mg.")] = 1.0,
-    dt: Annotated[float, typer.Option(help="Sampling interval, s.")] = 10.0,
-    speedup: Annotated[str, typer.Option(
-        help="Sample time per wall time: 1 = live, 60 = a minute per second, max = unpaced.")] = "1",
+    mass_mg: Annotated[float, typer.Option("--mass-mg", help=MASS_MG)] = 1.0,
+    dt: Annotated[float, typer.Option(help=DT)] = 10.0,
+    speed: Annotated[str, typer.Option(help=SPEED)] = "1",
+    speedup: Annotated[Optional[str], typer.Option(hidden=True, help="The old name of --speed.")] = None,
     frame_size: Annotated[int, typer.Option(
         "--frame-size", min=1, help="Samples per message and cell; 1 sends single-sample messages.")] = 100,
-    start: Annotated[Optional[float], typer.Option(
-        help="Sample time of the start, s since the epoch (default: early enough that the "
-             "run ends no later than now, so dashboards never see future samples).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (cell-to-cell spread and sensor noise).")] = 0,
-    noise: Annotated[bool, typer.Option(help="Add cycler sensor noise.")] = True,
+    start: Annotated[Optional[str], typer.Option(
+        help=f"{START} Default: early enough that the run ends no later than now, so dashboards "
+             "never see future samples.")] = None,
+    tz: Annotated[Optional[str], typer.Option(help="Time zone of a --start without one, e.g. Europe/Berlin "
+                                                   "(default: UTC).")] = None,
+    seed: Annotated[int, typer.Option(help=SEED)] = 0,
+    noise: Annotated[bool, typer.Option(help=NOISE)] = True,
     prefix: Annotated[str, typer.Option(help="Cell ids are PREFIX000, PREFIX001, ...")] = "cell",
     topic: Annotated[str, typer.Option(help="Topic of the samples.")] = TOPIC_SAMPLES,
     partitions: Annotated[int, typer.Option(
@@ -90,7 +79,7 @@ def produce(
         "--meta/--no-meta", help=f"Publish each cell's metadata to {TOPIC_META} first.")] = True,
 ) -> None:
     """Stream simulated cells into Kafka (key = cell id), paced by sample time."""
-    pace = parse_speedup(speedup)
+    pace = parse_speed(speedup if speedup is not None else speed)
     settings = kafka_settings(config, kafka)
     if not (c_rate > 0 and math.isfinite(c_rate)) or not dt > 0 or not mass_mg > 0:
         raise typer.BadParameter("--c-rate, --dt and --mass-mg must be > 0")
@@ -99,7 +88,7 @@ def produce(
                           c_rate=c_rate, seed=seed, prefix=prefix)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    t0 = _default_start(cycles, c_rate, pace, dt) if start is None else start
+    t0 = _default_start(cycles, c_rate, pace, dt) if start is None else parse_start(start, tz)
     sim = simulation(cell_list, cycles, dt=dt, t0=t0, seed=seed, noise=noise)
 
     check_kafka(settings.bootstrap, settings.admin_config())

@@ -39,11 +39,12 @@ from connectors.readers import (
     read_archive,
 )
 from connectors.readers.tabular import ROLES
-from connectors.replay_source import ReplaySource, parse_speed, produce
+from connectors.replay_source import ReplaySource, produce
 from connectors.sim_producer import Publisher
 from pipeline.config import Config, ConfigError, KafkaConfig, load_config
 from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
+from pipeline.flags import COMPOSITION, CONFIG, MASS_MG, REPORT, SPEED, START, parse_speed, parse_start
 from pipeline.preflight import check_kafka
 from pipeline.health import Progress as FlowProgress
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
@@ -301,17 +302,16 @@ def replay(
                                                 "(several files of one cell are joined in time order).")],
     cell: Annotated[Optional[str], typer.Option(help="Cell id: names a one-cell file, or picks one cell of a "
                                                      "multi-cell table (default: the file name).")] = None,
-    mass_mg: Annotated[Optional[float], typer.Option("--mass-mg", help="Hydride mass of the cell(s), mg "
-                                                     "(else mass_mg of the cell in the config; no default).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Electrode: nd4mg80ni8, mgh2 or a composition like "
-                                                       "'MgH2=0.6,Nd2H5=0.4' (default: config, else "
-                                                       f"{DEFAULT_PRESET}).")] = None,
-    speed: Annotated[str, typer.Option(help="Pacing by the file's timestamps: 1 = as recorded, 10 = ten times "
-                                            "faster, max = as fast as the twin takes it.")] = "max",
+    mass_mg: Annotated[Optional[float], typer.Option("--mass-mg", help=f"{MASS_MG} Default: mass_mg of the "
+                                                     "cell in the config; there is no other.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Electrode preset: nd4mg80ni8 or mgh2 (default: config, "
+                                                       f"else {DEFAULT_PRESET}).")] = None,
+    composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
+    speed: Annotated[str, typer.Option(help=f"{SPEED} Paced by the file's timestamps.")] = "max",
     out: Annotated[Optional[Path], typer.Option(help=f"Output folder (default: config, else ./{DEFAULT_OUT}).")] = None,
     kafka: Annotated[Optional[str], typer.Option(help="Produce into cell.samples + cell.meta on this broker "
                                                       "(host:port) for a running pipeline instead; TLS/SASL "
-                                                      "settings from the [kafka] tables of --config.")] = None,
+                                                      "settings from the \\[kafka] tables of --config.")] = None,
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column of a role, repeatable: "
                                                       "--map current='Current(mA)'. Roles: "
                                                       f"{', '.join(ROLES)}.")] = None,
@@ -321,17 +321,15 @@ def replay(
                                                       "misstates it, repeatable: --unit current=mA.")] = None,
     format_: Annotated[Optional[str], typer.Option("--format", help=f"Reader: {', '.join(FORMATS)} "
                                                    "(default: detected).")] = None,
-    start: Annotated[Optional[str], typer.Option(help="Start of elapsed-only files: ISO time or epoch "
-                                                      "seconds.")] = None,
+    start: Annotated[Optional[str], typer.Option(help=f"{START} Of files with elapsed time only.")] = None,
     tz: Annotated[Optional[str], typer.Option(help="Time zone of timestamps printed without one, e.g. "
                                                    "Europe/Berlin (default: UTC).")] = None,
     discharge_positive: Annotated[Optional[bool], typer.Option(
         "--discharge-positive/--discharge-negative", help="The file's current sign, when it has no step labels "
         "(default: vendor convention, else detected from the voltage).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", envvar="CELLTWIN_CONFIG", exists=True,
-                                                   dir_okay=False, help="TOML file with settings and "
-                                                   "cell metadata (cells.ID tables).")] = None,
-    report: Annotated[bool, typer.Option(help="Build report.html in the output folder at the end.")] = True,
+                                                   dir_okay=False, help=CONFIG)] = None,
+    report: Annotated[bool, typer.Option(help=REPORT)] = True,
     generic: Annotated[bool, typer.Option("--generic", help="A cell of another chemistry: learn its open-circuit "
                                           "curve and capacity from the file's slowest full cycle.")] = False,
     v_min: Annotated[Optional[float], typer.Option("--v-min", help="Generic cells: lower end of the voltage "
@@ -342,13 +340,16 @@ def replay(
     """Replay archived cycler files through the twin and validate it against them."""
     try:
         pace = parse_speed(speed)
+        if preset and composition:
+            raise ValueError("give --preset or --composition, not both")
+        electrode = composition or preset
         cfg = load_config(config, flags={"out": str(out) if out else None, "kafka.bootstrap": kafka})
         columns = ColumnMapping.from_pairs(map_ or [])
         if mapping is not None:
             loaded = load_mapping(mapping)
             columns = dataclasses.replace(loaded, columns={**loaded.columns, **columns.columns})
         units = dict(ColumnMapping.from_pairs(unit or []).columns)
-        _check_generic_options(generic, preset, v_min, v_max)
+        _check_generic_options(generic, electrode, v_min, v_max)
     except (ValueError, ConfigError) as error:
         raise typer.BadParameter(str(error)) from None
     if kafka:
@@ -363,7 +364,7 @@ def replay(
 
             records, reports = read_files(
                 files, cell=cell, on_read=done, format=format_, mapping=columns, units=units or None,
-                start=_start(start), tz=tz,
+                start=parse_start(start, tz) if start is not None else None, tz=tz,
                 discharge_positive=discharge_positive,
             )
     except ReadFilesError as error:
@@ -373,7 +374,7 @@ def replay(
     if generic:
         metas = generic_metas(records, mass_mg, v_min, v_max)
     else:
-        metas = cell_metas([r.cell for r in records], cfg, mass_mg, preset)
+        metas = cell_metas([r.cell for r in records], cfg, mass_mg, electrode)
     _out.print(_metas_table(records, metas))
     if kafka:
         _to_kafka(cfg.kafka, records, metas, pace)
@@ -384,16 +385,8 @@ def replay(
 def _check_generic_options(generic: bool, preset: str | None, v_min: float | None, v_max: float | None) -> None:
     """--generic learns the cell from the data, so it takes no --preset; a window is its alone."""
     if generic and preset:
-        raise ValueError("--generic learns the cell from the data: it takes no --preset")
+        raise ValueError("--generic learns the cell from the data: it takes no --preset or --composition")
     if not generic and (v_min is not None or v_max is not None):
         raise ValueError("--v-min/--v-max set the window of a --generic cell; a preset carries its own window")
     if v_min is not None and v_max is not None and v_max <= v_min:
         raise ValueError(f"--v-max ({v_max:g} V) must be above --v-min ({v_min:g} V)")
-
-
-def _start(text: str | None) -> float | str | None:
-    """``--start`` as epoch seconds when it is a number, else as an ISO time for the reader."""
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return text

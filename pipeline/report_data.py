@@ -27,6 +27,7 @@ __all__ = [
     "SummaryRow",
     "fmt",
     "load_cells",
+    "forget_other_jobs",
     "load_validation",
     "minmax_indices",
     "summarize",
@@ -137,6 +138,12 @@ def load_cells(out_dir: Path) -> list[CellData]:
             alerts=_select(alerts, alerts["cell"] == name) if alerts else {},
         ))
     return cells
+
+
+def forget_other_jobs(out_dir: Path) -> None:
+    """Remove what a replay left in `out_dir` that a run does not write: its
+    validation would show in the run's report, for cells that are not in the run."""
+    (out_dir / VALIDATION_FILE).unlink(missing_ok=True)
 
 
 def load_validation(out_dir: Path) -> Columns | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -22,11 +23,12 @@ from connectors.outage import OutageError
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN
 from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
+from pipeline.flags import CONFIG, DT, REPORT, SEED
 from pipeline.preflight import check_folder, check_influx, check_kafka
 from pipeline.shards import shard_layout
 from pipeline.health import Progress
 from pipeline.report import build_report
-from pipeline.report_data import fmt, load_cells, summarize
+from pipeline.report_data import fmt, forget_other_jobs, load_cells, summarize
 
 __all__ = ["run", "DEFAULT_OUT"]
 
@@ -45,20 +47,22 @@ def _progress_view(progress: Progress, mode: str) -> Text:
 
 
 def _summary_table(out: Path) -> Table:
-    table = Table(title="cells")
-    retention = "retention (twin)"  # measured, the twin's in brackets
-    for column in ("cell", "preset", "cycles", "capacity mAh/g", retention, "impedance growth",
-                   "crack risk", "phase-sep risk", "alerts"):
-        # The cell and the retention pair stay whole; on a narrow terminal rich shortens the rest.
+    """Per cell: its cycles, capacity, retention, risks and alerts, in 80 columns for a
+    cell id of up to 7 characters (headers over two lines, one space between columns)."""
+    table = Table(title="cells", box=box.SIMPLE_HEAD, show_edge=False, padding=0)  # a blank between columns
+    retention = "retention\n(twin)"  # measured, the twin's in brackets
+    for column in ("cell", "preset", "cycles", "capacity\nmAh/g", retention, "imped.\ngrowth",
+                   "crack\nrisk", "phase\nsep risk", "alerts\n(crit.)"):
+        # The retention pair stays whole; a longer cell id wraps rather than cut the rest.
         table.add_column(column, justify="left" if column in ("cell", "preset") else "right",
-                         no_wrap=column in ("cell", retention))
+                         no_wrap=column == retention, overflow="fold")
 
     for cell in load_cells(out):
         row = summarize(cell)
         table.add_row(row.cell, row.preset, str(row.cycles), fmt(row.capacity_mah_g, "{:.0f}"),
                       row.retention_text(), fmt(row.impedance_growth, "{:+.1%}"),
                       fmt(row.crack_risk, "{:.2f}"), fmt(row.phase_sep_risk, "{:.2f}"),
-                      f"{row.alerts} ({row.critical_alerts} critical)" if row.alerts else "0")
+                      f"{row.alerts} ({row.critical_alerts})")
     return table
 
 
@@ -99,7 +103,7 @@ def _run_with_display(flow, cfg: Config, progress: Progress, mode: str, workers:
 
 def run(
     config: Annotated[Optional[Path], typer.Option("--config", envvar="CELLTWIN_CONFIG", exists=True, dir_okay=False,
-                                                   help="TOML file: settings, and cells.ID tables of cell metadata.")] = None,
+                                                   help=CONFIG)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder for Parquet files, dead letters and the "
                                                      f"report (embedded default: ./{DEFAULT_OUT}).")] = None,
     kafka: Annotated[Optional[str], typer.Option(help="Kafka bootstrap host:port: read cell.samples and cell.meta "
@@ -120,8 +124,8 @@ def run(
                                                       "mgh2 (default 6).")] = None,
     cycles: Annotated[Optional[int], typer.Option(help="Embedded: constant-current cycles (default 3).")] = None,
     c_rate: Annotated[Optional[float], typer.Option("--c-rate", help="Embedded: C-rate of the cycles (default 1).")] = None,
-    dt: Annotated[Optional[float], typer.Option(help="Embedded: sampling interval in s (default 10).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Embedded: random seed of cell spread and noise (default 0).")] = None,
+    dt: Annotated[Optional[float], typer.Option(help=f"{DT} Embedded; default 10.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"{SEED} Embedded; default 0.")] = None,
     shards: Annotated[Optional[int], typer.Option(help="State shards: cells of a shard are stepped together, "
                                                        "shards spread over workers (default: one per worker; a "
                                                        "recovery folder keeps the layout it started with).")] = None,
@@ -138,7 +142,7 @@ def run(
                                                       help="This process's index in --addresses.")] = None,
     addresses: Annotated[Optional[str], typer.Option("--addresses", "-a", help="All processes of a cluster, "
                                                      "'host:port;host:port' (same list everywhere).")] = None,
-    report: Annotated[bool, typer.Option(help="Build report.html in the output folder at the end.")] = True,
+    report: Annotated[bool, typer.Option(help=REPORT)] = True,
 ) -> None:
     """Run the twin: embedded (simulator in, files and a report out) or Kafka -> InfluxDB/Kafka.
 
@@ -167,6 +171,8 @@ def run(
     if (process_id is None) != (peers is None):
         raise typer.BadParameter("--process-id and --addresses go together")
     _preflight(cfg)
+    if cfg.out is not None and process_id in (None, 0):
+        forget_other_jobs(cfg.out)
     if cfg.kafka is not None:
         ensure_kafka_topics(cfg)
     mode = "embedded" if cfg.embedded else f"Kafka {cfg.kafka.bootstrap}"

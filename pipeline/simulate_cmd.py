@@ -22,7 +22,11 @@ from twin.params import preset as make_preset
 from twin.protocol import cc_cycles, gitt, rate_ladder
 from twin.simulator import Faults, SensorNoise, Simulation, cycle_table, vary
 
+from pipeline.flags import COMPOSITION, DT, MASS_MG, NOISE, SEED
+
 __all__ = ["simulate", "calibrate", "Protocol", "resolve_cell"]
+
+CYCLES_CSV = "cycles.csv"
 
 console = Console(stderr=True)
 
@@ -42,22 +46,21 @@ def resolve_cell(preset: str, composition: Optional[str], mass_mg: float):
 
 
 def simulate(
-    out: Annotated[Path, typer.Option("--out", help="Per-cycle table (CSV) to write.")] = Path("cycles.csv"),
+    out: Annotated[Path, typer.Option("--out", help=f"Output folder: the per-cycle table goes to {CYCLES_CSV} there "
+                                      "(a path ending in .csv names the file itself).")] = Path("."),
     preset: Annotated[str, typer.Option(help="Electrode preset: nd4mg80ni8 (the composite) or mgh2.")] = "nd4mg80ni8",
-    composition: Annotated[
-        Optional[str], typer.Option(help='Phase mass fractions instead of a preset, e.g. "MgH2=0.53,Mg2NiH4=0.28,Nd2H5=0.19".')
-    ] = None,
+    composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     c_rate: Annotated[float, typer.Option("--c-rate", help="C-rate of constant-current cycling (1C = 2038 mA/g with MgH2).")] = 0.1,
     cycles: Annotated[int, typer.Option(help="Cycles (cc), or cycles per rate (rate ladder).")] = 10,
     protocol: Annotated[Protocol, typer.Option(help="cc: constant current; rate: 0.1C..2C ladder then 0.5C; gitt: pulses.")] = Protocol.cc,
     cells: Annotated[int, typer.Option(help="Number of cells; more than one adds cell-to-cell variability.")] = 1,
-    mass_mg: Annotated[float, typer.Option("--mass-mg", help="Hydride mass per cell, mg.")] = 1.0,
-    dt: Annotated[float, typer.Option(help="Sampling interval, s.")] = 10.0,
+    mass_mg: Annotated[float, typer.Option("--mass-mg", help=MASS_MG)] = 1.0,
+    dt: Annotated[float, typer.Option(help=DT)] = 10.0,
     samples: Annotated[
         Optional[Path], typer.Option(help="Also write the sample stream (cell,t,v,i,temp_c,cycle,step) to this CSV/Parquet file.")
     ] = None,
-    noise: Annotated[bool, typer.Option(help="Add cycler sensor noise to the sample stream.")] = True,
-    seed: Annotated[int, typer.Option(help="Random seed (variability and noise).")] = 0,
+    noise: Annotated[bool, typer.Option(help=f"{NOISE} To the sample stream (--samples).")] = True,
+    seed: Annotated[int, typer.Option(help=SEED)] = 0,
 ) -> None:
     """Simulate cells on a cycler protocol and write the per-cycle table."""
     if cycles < 1 or cells < 1 or not (c_rate > 0 and math.isfinite(c_rate)):
@@ -66,7 +69,8 @@ def simulate(
     params = [base] if cells == 1 else vary(base, cells, np.random.default_rng(seed))
     steps = {Protocol.cc: lambda: cc_cycles(c_rate, cycles), Protocol.rate: lambda: rate_ladder(cycles), Protocol.gitt: gitt}[protocol]()
     sim = Simulation(params, steps, dt=dt, noise=SensorNoise() if noise else SensorNoise.none(), faults=Faults(), seed=seed)
-    writer = _SampleWriter(samples, [f"cell{k:03d}" for k in range(cells)]) if samples else None
+    names = [f"cell{k:03d}" for k in range(cells)]  # the same ids in the table, the samples and the summary
+    writer = _SampleWriter(samples, names) if samples else None
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("simulating", total=None)
         for block in sim.blocks(block_ticks=2048):
@@ -76,11 +80,14 @@ def simulate(
     if writer:
         writer.close()
     rows = cycle_table(sim.truth)
-    if cells == 1:
-        for r in rows:
+    for r in rows:
+        if cells == 1:
             r.pop("cell")
-    _write_csv(out, rows)
-    _print_summary(rows, out, samples)
+        else:
+            r["cell"] = names[r["cell"]]
+    table_path = out if out.suffix == ".csv" else out / CYCLES_CSV
+    _write_csv(table_path, rows)
+    _print_summary(rows, table_path, samples)
 
 
 def calibrate(
@@ -122,12 +129,13 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def _print_summary(rows: list[dict], out: Path, samples: Optional[Path]) -> None:
     table = Table(title=f"{len(rows)} cycle rows")
-    for col in ("cycle", "c_rate", "discharge mAh/g", "charge mAh/g", "CE", "retention"):
-        table.add_column(col, justify="right")
+    several = any("cell" in r for r in rows)
+    for col in ("cell",) * several + ("cycle", "c_rate", "discharge mAh/g", "charge mAh/g", "CE", "retention"):
+        table.add_column(col, justify="left" if col == "cell" else "right")
     shown = rows if len(rows) <= 12 else rows[:6] + rows[-6:]
     for r in shown:
         table.add_row(
-            str(r["cycle"]), f"{r['c_rate']:.2g}", f"{r.get('discharge_capacity_mah_g', float('nan')):.0f}",
+            *([r["cell"]] if several else []), str(r["cycle"]), f"{r['c_rate']:.2g}", f"{r.get('discharge_capacity_mah_g', float('nan')):.0f}",
             f"{r.get('charge_capacity_mah_g', float('nan')):.0f}", f"{r['coulombic_efficiency']:.3f}", f"{r['retention']:.3f}",
         )
     console.print(table)

@@ -31,7 +31,8 @@ one copy of the whole tracker per cell; a correction overwrites its row in place
 A half-cycle closes when the current reverses, so the last one of a stream stays
 open. With `close_at_end` the end of the input closes it: right when no later run
 continues this state (embedded runs, replays, a Kafka batch run without recovery),
-wrong when one does (a recovered run would see the rest of that half).
+wrong when one does (a recovered run would see the rest of that half). A half closed
+this way fires no alert: it may be a half the data stopped in.
 """
 
 from __future__ import annotations
@@ -167,10 +168,11 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         self._grow()
         if self._close_at_end and self._state.tracker is not None:
             # The last half of each cell has no reversal to end it; this input will not go on.
+            # No alerts on it: whether the data stopped at the cut-off or mid-half is not
+            # known here, and a half stopped early would read as lost capacity.
             for half in finish(self._state.tracker):
                 self._state.risks[half.cell] = half.crack_risk, half.phase_sep_risk
                 out.append(("point", self._cycle_point(half)))
-                out.extend(("point", self._alert_point(a)) for a in half_cycle_alerts(self._state.latch, half))
         return self._with_stats(out), self.RETAIN
 
     @staticmethod

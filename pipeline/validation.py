@@ -221,22 +221,26 @@ class Check:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether the twin tracks one cell: every check that could be made, passed."""
+    """Whether the twin tracks one cell: every check that could be made, passed, over at
+    least one complete cycle (a few samples of one half pass every check and show nothing)."""
 
     cell: str
     checks: tuple[Check, ...]
+    complete_cycles: int  # cycles with both a discharge and a charge counted
 
     @property
     def tracks(self) -> bool:
-        """True when every applicable check passed (and at least one applied)."""
+        """True when every applicable check passed (at least one applied) over a complete cycle."""
         applied = [c.passed for c in self.checks if c.passed is not None]
-        return bool(applied) and all(applied)
+        return bool(applied) and all(applied) and self.complete_cycles > 0
 
     def summary(self) -> str:
         """One line: tracks, or each failed check and by how much, or that nothing could be judged."""
         if self.tracks:
             return "tracks within its own uncertainty"
         failed = [f"{c.name} ({c.worst})" if c.worst else c.name for c in self.checks if c.passed is False]
+        if not failed and self.complete_cycles == 0:
+            return "no verdict: no complete cycle (a discharge and a charge) in the file"
         if not failed:
             return "no verdict: no check could be made"
         return "does not track: " + ", ".join(failed)
@@ -821,7 +825,8 @@ def _check_voltage(table: Columns) -> Check:
 def verdict(cell: str, table: Columns) -> Verdict:
     """The verdict on one cell from its rows of ``validation.csv``."""
     checks = (_check_count, _check_counter, _check_capacity, _check_soc_ends, _check_closure, _check_voltage)
-    return Verdict(cell, tuple(check(table) for check in checks))
+    complete = np.isfinite(_floats(table, "measured_discharge_mah")) & np.isfinite(_floats(table, "measured_charge_mah"))
+    return Verdict(cell, tuple(check(table) for check in checks), int(complete.sum()))
 
 
 def verdicts(table: Columns) -> list[Verdict]:

@@ -94,7 +94,7 @@ def detect_format(path: str | Path) -> str:
         return "mpr"
     if magic.startswith(b"PK\x03\x04") or b"\x00" in magic:
         raise UnsupportedFormatError(
-            f"{path} is a binary file of no supported format; pass format= one of {sorted(FORMATS)}"
+            f"{path} is a binary file of no supported format; give --format NAME (Python: format=), one of {sorted(FORMATS)}"
         )
     lines, _ = read_head(path, max_lines=40)
     for name, module in (("biologic", biologic), ("maccor", maccor), ("arbin", arbin), ("neware", neware)):

@@ -138,7 +138,7 @@ def read_mpt(
     layout.decimal_comma = any("," in f for f in first)
     report = ParseReport(source=str(path))
     if start is not None and options.tz is None:
-        report.warn("'Acquisition started on' carries no time zone; read as UTC (pass tz='Area/City')")
+        report.warn("'Acquisition started on' carries no time zone; read as UTC (give --tz Area/City; Python: tz=...)")
     if layout.columns.get("current") == CONTROL:
         report.warn(
             f"the file records no measured current: the current is the set point {CONTROL!r} of its "
@@ -176,5 +176,5 @@ def read_mpr(
     if stamp is not None:
         layout.start = parse_start(stamp.strftime("%Y-%m-%d %H:%M:%S.%f"), ("%Y-%m-%d %H:%M:%S.%f",), options.tz)
         if options.tz is None:
-            report.warn("the .mpr start time carries no time zone; read as UTC (pass tz='Area/City')")
+            report.warn("the .mpr start time carries no time zone; read as UTC (give --tz Area/City; Python: tz=...)")
     return normalise(table, layout, options, report)

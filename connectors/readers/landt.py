@@ -80,7 +80,7 @@ def read_landt_xlsx(
         if found is None:
             raise UnsupportedFormatError(
                 f"{path}: no sheet has a Landt header row (TestTime, SysTime) in its first {_HEADER_SEARCH_ROWS} "
-                f"rows; sheets are {[ws.title for ws in book.worksheets]}; pass format=... for another cycler"
+                f"rows; sheets are {[ws.title for ws in book.worksheets]}; give --format NAME (Python: format=...) for another cycler"
             )
         sheet, (row, header) = found
         columns = {role: col for role, names in _ALIASES.items() if (col := pick(header, names))}

@@ -75,7 +75,7 @@ def read_maccor(
     lines, encoding = read_head(path, max_lines=40)
     index = _header_index(lines)
     if index is None:
-        raise UnsupportedFormatError(f"{path}: no Maccor 'Rec#' header in the first 30 lines; pass format=...")
+        raise UnsupportedFormatError(f"{path}: no Maccor 'Rec#' header in the first 30 lines; give --format NAME (Python: format=...)")
     delimiter = sniff_delimiter(lines[index])
     header = split_line(lines[index], delimiter)
     columns = {role: col for role, names in _ALIASES.items() if (col := pick(header, names))}

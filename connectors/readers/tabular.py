@@ -154,13 +154,15 @@ def _apply_sign(
     if given is None:
         if score is None or abs(score) < 0.2:
             report.sign_convention = "kept as in the file (too little current to detect the convention)"
-            report.warn("current sign convention could not be detected; pass discharge_positive=True/False")
+            report.warn("current sign convention could not be detected; give --discharge-positive or "
+                        "--discharge-negative (Python: discharge_positive=True/False)")
             return i, False
         given, source = score < 0, f"detected from the voltage trend (score {score:+.2f})"
     elif score is not None and abs(score) >= 0.5 and (score < 0) != given:
         report.warn(
             f"the voltage trend (score {score:+.2f}) suggests discharge_positive={score < 0}, "
-            f"but {source} says {given}; check the channel wiring or pass discharge_positive"
+            f"but {source} says {given}; check the channel wiring or give --discharge-positive or "
+            "--discharge-negative"
         )
     report.sign_convention = f"discharge {'positive' if given else 'negative'} in the file ({source})" + (
         "; negated" if given else ""
@@ -178,13 +180,13 @@ def require(layout: Layout, header: Sequence[str] = ()) -> None:
     for role in ("voltage", "current"):
         if role not in cols:
             raise MissingColumnError(
-                f"{layout.format}: no {role} column found; pass mapping={{'{role}': 'COLUMN'}} "
-                f"(CLI: --map {role}=COLUMN){listing}"
+                f"{layout.format}: no {role} column found; give --map {role}=COLUMN "
+                f"(Python: mapping={{'{role}': 'COLUMN'}}){listing}"
             )
     if "time" not in cols and "timestamp" not in cols:
         raise MissingColumnError(
-            f"{layout.format}: no time column found; pass mapping={{'time': 'COLUMN'}} for elapsed "
-            f"time or {{'timestamp': 'COLUMN'}} for absolute time (CLI: --map time=COLUMN){listing}"
+            f"{layout.format}: no time column found; give --map time=COLUMN for elapsed time or "
+            f"--map timestamp=COLUMN for absolute time (Python: mapping={{'time': 'COLUMN'}}){listing}"
         )
 
 
@@ -305,7 +307,7 @@ def _drop_unusable_counters(layout: Layout, headers: dict[str, str], report: Par
             unit = layout.units.get(role)
             report.warn(
                 f"charge counter {column!r} left out: " + (f"unit {unit!r} is unknown" if unit else "no unit")
-                + f"; pass units={{'{role}': 'Ah'}} (CLI: --unit {role}=Ah) to read it"
+                + f"; give --unit {role}=Ah (Python: units={{'{role}': 'Ah'}}) to read it"
             )
 
 
@@ -382,7 +384,7 @@ def _convert(
         if naive and options.tz is None:
             report.warn(
                 f"timestamps in {header!r} carry no time zone; "
-                "read as UTC (pass tz='Area/City' for the cycler's local time)"
+                "read as UTC (give --tz Area/City for the cycler's local time; Python: tz=...)"
             )
     for role in ("cycle", "step"):
         if role in cols:
@@ -447,7 +449,8 @@ def _assemble_time(
         return layout.start + elapsed
     report.time_origin = f"default epoch {DEFAULT_EPOCH:.0f} + elapsed"
     report.start_assumed = True
-    report.warn("the file has elapsed time only and no start date; t starts at the default epoch (pass start=...)")
+    report.warn("the file has elapsed time only and no start date; t starts at the default epoch "
+                "(give --start 2026-03-01T09:00 or epoch seconds; Python: start=...)")
     return DEFAULT_EPOCH + elapsed
 
 

@@ -135,8 +135,8 @@ def conversion(quantity: str, unit: str | None, column: str) -> tuple[float, flo
     """
     if unit is None:
         raise AmbiguousUnitError(
-            f"column {column!r} ({quantity}) states no unit; pass units={{'{quantity}': "
-            f"'{WIRE_UNITS[quantity]}'}} (or [units] {quantity} = \"...\" in the mapping file)"
+            f"column {column!r} ({quantity}) states no unit; give --unit {quantity}={WIRE_UNITS[quantity]} "
+            f"(mapping file: [units] {quantity} = \"...\"; Python: units={{'{quantity}': ...}})"
         )
     table = QUANTITIES[quantity]
     key = canonical_unit(unit)
@@ -144,7 +144,7 @@ def conversion(quantity: str, unit: str | None, column: str) -> tuple[float, flo
         known = ", ".join(sorted(table))
         raise AmbiguousUnitError(
             f"column {column!r}: unit {unit!r} is not a known {quantity} unit ({known}); "
-            f"pass units={{'{quantity}': ...}} to state it"
+            f"give --unit {quantity}=UNIT (Python: units={{'{quantity}': ...}}) to state it"
         )
     return table[key]
 

@@ -51,7 +51,7 @@ def test_a_password_the_broker_refuses_is_a_setting_to_fix(sasl_broker, tmp_path
 def test_the_right_password_passes_the_check(sasl_broker, tmp_path, monkeypatch, capfd) -> None:
     # produce: past the check it creates its topics and sends, through the SASL listener.
     code, output = _celltwin(["produce", "--config", str(_config(tmp_path, RIGHT)), "--kafka", sasl_broker.sasl_address,
-                              "--cells", "1", "--cycles", "1", "--speedup", "max"], monkeypatch, capfd, token_in_env=False)
+                              "--cells", "1", "--cycles", "1", "--speed", "max"], monkeypatch, capfd, token_in_env=False)
 
     assert code == 0, output
     assert RIGHT not in output

@@ -28,7 +28,7 @@ def test_kafka_run_stores_what_the_embedded_run_computes(
     prefix = unique_prefix("e2e")
     produced = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "produce", "--kafka", fresh_kafka, "--cells", str(CELLS),
-         "--cycles", str(CYCLES), "--c-rate", "1", "--dt", "10", "--preset", "mixed", "--speedup", "max",
+         "--cycles", str(CYCLES), "--c-rate", "1", "--dt", "10", "--preset", "mixed", "--speed", "max",
          "--frame-size", "100", "--start", str(T0), "--seed", "0", "--prefix", prefix],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )

@@ -71,13 +71,6 @@ def test_demo_producer_uses_real_options() -> None:
     assert command[command.index("--kafka") + 1] == "kafka:9092"
 
 
-def test_example_config_loads() -> None:
-    cfg = load_config(INFRA / "celltwin.example.toml", env={})
-    assert cfg.kafka is not None and cfg.influx is not None and cfg.recovery_dir is not None
-    assert set(cfg.cells) == {"A01", "A02"}
-    assert cfg.cells["A02"].composition is not None
-
-
 def test_image_is_built_from_the_package_only() -> None:
     dockerfile = (INFRA / "Dockerfile").read_text()
     copied = re.findall(r"^COPY (?!--from)(\S+)", dockerfile, flags=re.MULTILINE)

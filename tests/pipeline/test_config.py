@@ -155,3 +155,29 @@ def test_max_outage_and_start_from_the_environment() -> None:
     assert cfg.max_outage_s == 90.0 and cfg.kafka is not None
     assert (cfg.kafka.start, cfg.kafka.group_id) == ("beginning", "lab-a")
     assert load_config(env={}).max_outage_s is None  # no limit unless asked
+
+
+EXAMPLE = Path(__file__).parents[2] / "infra" / "celltwin.example.toml"
+# The example's commented lines that switch a copy to Kafka + InfluxDB with recovery.
+_LIVE_KEYS = ("[kafka]", "bootstrap", "exit_when_idle", "start", "group_id",
+              "[influx]", "url", "token", "org", "bucket", "recovery_dir")
+
+
+def test_the_example_config_runs_embedded_and_documents_the_finite_run_keys(tmp_path: Path) -> None:
+    cfg = load_config(EXAMPLE, env={})
+    assert cfg.kafka is None and cfg.influx is None and cfg.recovery_dir is None
+    assert cfg.close_last_half is True and cfg.meta_wait_s == 30.0 and cfg.health_interval_s == 10.0
+    assert (cfg.simulator.cells, cfg.simulator.cycles) == (6, 3)
+    assert set(cfg.cells) == {"A01", "A02"} and cfg.cells["A02"].composition is not None
+
+    live = tmp_path / "live.toml"
+    live.write_text("\n".join(line[2:] if line.startswith("# ") and line[2:].startswith(_LIVE_KEYS) else line
+                              for line in EXAMPLE.read_text().splitlines()))
+    cfg = load_config(live, env={})
+    assert cfg.kafka is not None and cfg.kafka.bootstrap == "localhost:9094"
+    assert cfg.influx is not None and cfg.recovery_dir is not None
+
+
+def test_a_finite_run_closes_its_last_half_by_default() -> None:
+    assert load_config(env={}).close_last_half is True
+    assert load_config(env={"CELLTWIN_CLOSE_LAST_HALF": "false"}).close_last_half is False

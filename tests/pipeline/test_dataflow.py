@@ -47,7 +47,7 @@ def test_embedded_flow_writes_the_report_columns(tmp_path: Path) -> None:
     assert set(estimates.column("cell").to_pylist()) == {"sim-01", "sim-02", "sim-03"}
     assert set(estimates.column("preset").to_pylist()) == {"nd4mg80ni8", "mgh2"}
     halves = cycles.column("cell").to_pylist()
-    assert all(halves.count(cell) == 3 for cell in set(halves))  # 2 cycles; the last charge stays open
+    assert all(halves.count(cell) == 4 for cell in set(halves))  # 2 cycles; the end closes the last charge
     assert (tmp_path / OUT_DEADLETTER).read_bytes() == b""
     samples, cells, deadletters, _ = progress.snapshot()
     assert (cells, deadletters) == (3, 0) and samples > 3 * 100
@@ -55,11 +55,14 @@ def test_embedded_flow_writes_the_report_columns(tmp_path: Path) -> None:
     assert estimates.num_rows == samples
 
 
-def test_closing_the_last_half_at_the_end_is_a_setting(tmp_path: Path) -> None:
-    run_main(build_flow(_config(tmp_path, close_last_half=True)))
+def test_a_finite_run_closes_its_last_half_unless_told_not_to(tmp_path: Path) -> None:
+    run_main(build_flow(_config(tmp_path / "default")))
+    run_main(build_flow(_config(tmp_path / "open", close_last_half=False)))
 
-    halves = pq.read_table(tmp_path / OUT_CYCLES).column("half").to_pylist()
-    assert halves.count("discharge") == halves.count("charge") == 3 * 2
+    closed = pq.read_table(tmp_path / "default" / OUT_CYCLES).column("half").to_pylist()
+    assert closed.count("discharge") == closed.count("charge") == 3 * 2
+    kept_open = pq.read_table(tmp_path / "open" / OUT_CYCLES).column("half").to_pylist()
+    assert (kept_open.count("discharge"), kept_open.count("charge")) == (3 * 2, 3 * 1)
 
 
 def test_shards_and_workers_do_not_change_results(tmp_path: Path) -> None:

@@ -147,3 +147,24 @@ def test_generic_cell_of_another_chemistry_replays_with_a_learned_curve(tmp_path
         assert counted[(x.cycle, x.half)] == pytest.approx(x.capacity_mah, rel=0.02)
     estimates = pq.read_table(tmp_path / "out" / OUT_ESTIMATES).to_pylist()
     assert max(e["crack_risk"] for e in estimates) == 0.0
+
+
+def test_hints_are_flags_and_a_few_samples_get_no_verdict(tmp_path: Path) -> None:
+    """A 3-sample file with no complete cycle: the hints name the flags to give, and the
+    checks that pass on three samples do not make it "track"."""
+    path = tmp_path / "three.csv"
+    path.write_text("time,volts,amps\n0,0.50,-0.002\n10,0.49,-0.002\n20,0.48,-0.002\n")
+    args = [path, "--mass-mg", "1", "--map", "voltage=volts", "--map", "current=amps", "--out", tmp_path / "out",
+            "--no-report"]
+
+    def flat(text: str) -> str:  # the words, without the wrapping of a boxed error
+        return " ".join(text.replace("│", " ").split())
+
+    code, output = _replay(*args)
+    assert code == 2 and "give --unit voltage=V" in flat(output) and "pass units" not in output
+
+    code, output = _replay(*args, "--unit", "time=s", "--unit", "voltage=V", "--unit", "current=A")
+    assert code == 0, output
+    assert "give --start 2026-03-01T09:00" in flat(output)
+    assert "no verdict: no complete cycle" in flat(output) and "tracks within" not in output
+    assert [v.tracks for v in verdicts(load_validation(tmp_path / "out"))] == [False]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -11,10 +12,13 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from rich.console import Console
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS
+from pipeline.report_data import VALIDATION_COLUMNS, VALIDATION_FILE
+from pipeline.run_cmd import _summary_table
 from pipeline.shards import LAYOUT_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,10 +34,15 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
     config = tmp_path / "celltwin.toml"
     config.write_text(CONFIG)
     out = tmp_path / "out"
+    out.mkdir()  # holding what an earlier replay left: its validation must not show in this report
+    (out / VALIDATION_FILE).write_text(",".join(VALIDATION_COLUMNS) + "\nreplayed-cell,1,1.0,1.0,1.0,1.0\n")
 
     result = CliRunner().invoke(app, ["run", "--config", str(config), "--out", str(out), "--seed", "4"])
 
     assert result.exit_code == 0, result.output
+    assert not (out / VALIDATION_FILE).exists()
+    # 2 cells x 2 cycles: both halves of every cycle, the last one closed at the end of the run.
+    assert pq.read_table(out / OUT_CYCLES).num_rows == 2 * 2 * 2
     for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_ALERTS, OUT_DEADLETTER, OUT_REPORT):
         assert (out / name).exists(), name
     estimates = pq.read_table(out / OUT_ESTIMATES)
@@ -44,6 +53,13 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
     assert f"report: {out / OUT_REPORT}" in result.output
     report = (out / OUT_REPORT).read_text()
     assert "sim-01" in report and "Plotly.newPlot(" in report
+    assert "replayed-cell" not in report and "id='validation'" not in report
+    # The closing table fits an 80-column terminal (or a log) whole: nothing cut short.
+    narrow = Console(width=80, record=True, file=io.StringIO())
+    narrow.print(_summary_table(out))
+    text = narrow.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text, text
+    assert re.search(r"sim-01 +nd4mg80ni8 +2 +\d+ +(-|\d+\.\d%) \((-|\d+\.\d%)\) .* \d+ \(\d+\)\n", text), text
 
 
 def test_recovery_folder_is_initialised_when_empty(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from pipeline.contracts import MEAS_CYCLE, MEAS_STATE
+from pipeline.contracts import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE
 from pipeline.decode import Frame
 from pipeline.meta import CellMeta
 from pipeline.shards import shard_of
@@ -235,3 +235,24 @@ def test_a_full_waiting_queue_gives_up_its_oldest_frames(samples, monkeypatch) -
     assert [d.reason for d in letters] == ["unknown_cell", "unknown_cell"]
     assert [json.loads(json.loads(d.to_json())["payload"])["t"] for d in letters] == [f.t.tolist() for f in x9[:2]]
     assert sum(s.samples for s in results["stats"]) == 20  # the two newest frames waited and were stepped
+
+
+def test_a_half_closed_by_the_end_of_the_input_fires_no_alert() -> None:
+    """Data that stops a third into the second charge: the end closes that half, whose
+    small count is the data stopping, not a cell that lost capacity."""
+    meta = METAS[0]
+    sim = Simulation([meta.params()], cc_cycles(1.0, 2), dt=20.0, seed=3)
+    blocks = list(sim.blocks(block_ticks=4096))
+    parts = [(b.t[b.valid[0]], b.v[0, b.valid[0]], b.i[0, b.valid[0]], b.temp_c[0, b.valid[0]]) for b in blocks]
+    t, v, i, temp = (np.concatenate(column) for column in zip(*parts))
+    charging = np.flatnonzero(i > 0)
+    last_charge = charging[charging > np.flatnonzero(i < 0).max()]
+    stop = last_charge[len(last_charge) // 3]
+    items = [METAS[0], *_frames({meta.cell: (t[:stop], v[:stop], i[:stop], temp[:stop])}, [30])]
+
+    points = _run(items, shards=1, batch=50, close_at_end=True)["point"]
+
+    halves = [p for p in points if p["measurement"] == MEAS_CYCLE]
+    assert [h["tags"]["half"] for h in halves] == ["discharge", "charge", "discharge", "charge"]
+    assert halves[-1]["fields"]["measured_retention"] < 0.5  # it would cross the retention floor
+    assert not [p for p in points if p["measurement"] == MEAS_ALERT and p["time"] >= t[stop - 1]]

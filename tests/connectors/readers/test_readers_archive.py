@@ -35,7 +35,7 @@ def test_formats_are_detected_from_content_not_extension(tmp_path: Path, name: s
 def test_binary_of_unknown_kind_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "x.res"
     path.write_bytes(b"\x00\x01Standard Jet DB" + bytes(100))
-    with pytest.raises(UnsupportedFormatError, match="pass format="):
+    with pytest.raises(UnsupportedFormatError, match="--format NAME"):
         read_archive(path)
     with pytest.raises(UnsupportedFormatError, match="unknown format 'res'"):
         read_archive(path, format="res")

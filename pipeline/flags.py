@@ -1,0 +1,74 @@
+"""The flags several commands share: one name, one help text, one parser each.
+
+A flag that means the same thing in `run`, `simulate`, `produce` and `replay` reads the
+same in each `--help` (tests/pipeline/test_flags.py holds them to it); a command adds
+its own default after the shared text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import typer
+
+from connectors import replay_source
+
+COMPOSITION = 'Phase mass fractions instead of a preset, e.g. "MgH2=0.53,Mg2NiH4=0.28,Nd2H5=0.19".'
+SPEED = "Pacing, sample time per wall time: 1 = as recorded (live), 60 = a minute per second, max = unpaced."
+START = "Start time: ISO time (e.g. 2026-03-01T09:00, zone: --tz, else UTC) or epoch seconds."
+MASS_MG = "Hydride mass per cell, mg."
+DT = "Sampling interval, s."
+SEED = "Random seed (cell-to-cell spread and sensor noise)."
+NOISE = "Add cycler sensor noise."
+REPORT = "Build report.html in the output folder at the end."
+CONFIG = "TOML file: settings, and cells.ID tables of cell metadata."
+
+
+def parse_speed(text: str) -> float | None:
+    """``--speed``: ``"max"`` (None: no pacing) or a positive factor of sample time over wall time."""
+    try:
+        return replay_source.parse_speed(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"--{error}") from None
+
+
+def parse_start(text: str, tz: str | None = None) -> float:
+    """``--start``: epoch seconds, or an ISO time (in `tz`, else UTC, when it names no zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo(tz) if tz else timezone.utc)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise typer.BadParameter(f"--start takes an ISO time like 2026-03-01T09:00 or epoch seconds, "
+                                 f"not {text!r}") from None
+    return moment.timestamp()
+
+
+def package_version() -> str:
+    """The installed package's version, for `celltwin --version`."""
+    try:
+        return version("celltwin")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def hide_flag_types() -> None:
+    """No ``<bool>`` after a flag that takes no value in typer's --help (``--report``,
+    ``--help``): it reads as if the flag wanted one."""
+    from typer.core import TyperOption
+
+    typed = TyperOption.display_type_rich
+    if getattr(typed, "hides_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag and not self.count else typed(self, ctx)
+
+    display_type_rich.hides_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]

@@ -1,0 +1,78 @@
+"""One vocabulary of flags: a flag several commands share has one name and one help
+text everywhere, flags that take no value show none, and every command knows -h."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+import typer
+from typer.core import TyperOption
+from typer.testing import CliRunner
+
+from pipeline import flags
+from pipeline.cli import app
+
+COMMANDS = ("run", "simulate", "produce", "replay")
+# flag -> (its shared help text, the commands that take it)
+SHARED = {
+    "--composition": (flags.COMPOSITION, {"simulate", "produce", "replay"}),
+    "--speed": (flags.SPEED, {"produce", "replay"}),
+    "--start": (flags.START, {"produce", "replay"}),
+    "--mass-mg": (flags.MASS_MG, {"simulate", "produce", "replay"}),
+    "--dt": (flags.DT, {"run", "simulate", "produce"}),
+    "--seed": (flags.SEED, {"run", "simulate", "produce"}),
+    "--noise": (flags.NOISE, {"simulate", "produce"}),
+    "--report": (flags.REPORT, {"run", "replay"}),
+    "--config": (flags.CONFIG, {"run", "produce", "replay"}),
+}
+
+
+def _options(command: str) -> dict[str, TyperOption]:
+    cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    return {name: param for param in cmd.params if isinstance(param, TyperOption) and not param.hidden
+            for name in param.opts}
+
+
+@pytest.mark.parametrize("flag", sorted(SHARED))
+def test_a_shared_flag_has_one_name_and_one_help_in_every_command(flag: str) -> None:
+    text, expected = SHARED[flag]
+    having = {command for command in COMMANDS if flag in _options(command)}
+    assert having == expected
+    for command in having:
+        assert _options(command)[flag].help.startswith(text), (command, _options(command)[flag].help)
+
+
+def test_no_command_shows_an_old_or_a_second_name() -> None:
+    for command in COMMANDS:
+        assert "--speedup" not in _options(command)
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "calibrate", "report"])
+def test_help_takes_h_and_shows_no_value_after_a_flag(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "-h"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "Usage:" in result.output
+    assert "<bool>" not in result.output
+    assert "--help" in result.output
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("celltwin ")
+    assert result.output.split()[1][0].isdigit() or "unknown" in result.output
+
+
+def test_produce_still_takes_the_old_speedup_and_start_as_iso_or_epoch() -> None:
+    produce = typer.main.get_command(app).commands["produce"]  # type: ignore[attr-defined]
+    ctx = produce.make_context("produce", ["--speedup", "60", "--start", "2026-03-01T09:00"])
+    assert ctx.params["speedup"] == "60" and ctx.params["start"] == "2026-03-01T09:00"
+    assert flags.parse_speed("60") == 60.0 and flags.parse_speed("max") is None
+    iso = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc).timestamp()
+    assert flags.parse_start("2026-03-01T09:00") == iso
+    assert flags.parse_start(str(iso)) == iso
+    assert flags.parse_start("2026-03-01T10:00", "Europe/Berlin") == iso
+    for bad in ("yesterday", "2026-13-01"):
+        with pytest.raises(typer.BadParameter, match="--start takes an ISO time"):
+            flags.parse_start(bad)
+    with pytest.raises(typer.BadParameter, match="--speed"):
+        flags.parse_speed("fast")

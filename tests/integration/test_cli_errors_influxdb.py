@@ -9,8 +9,8 @@ from typing import Iterator
 
 import pytest
 
-from infra.services import ServiceError, start_influxdb
-from tests.integration.conftest import INFLUX_DATABASE, _services_required
+from infra.services import start_influxdb
+from tests.integration.conftest import INFLUX_DATABASE, _running
 from tests.pipeline.test_cli_errors import TOKEN, _assert_message, _celltwin
 
 pytestmark = pytest.mark.integration
@@ -21,16 +21,7 @@ ADMIN = ("lab", "lab-pw-77c1")
 @pytest.fixture(scope="module")
 def guarded_influx() -> Iterator[str]:
     """InfluxDB with auth on: only ADMIN's "user:password" token may write."""
-    try:
-        service = start_influxdb(databases=(INFLUX_DATABASE,), admin=ADMIN)
-    except ServiceError as error:
-        if _services_required():
-            pytest.fail(f"required service did not start: {error}", pytrace=False)
-        pytest.skip(f"service not available on this machine: {error}")
-    try:
-        yield service.address
-    finally:
-        service.stop()
+    yield from _running(lambda: start_influxdb(databases=(INFLUX_DATABASE,), admin=ADMIN))
 
 
 def _run(url: str, token_file: Path, out: Path) -> list[str]:

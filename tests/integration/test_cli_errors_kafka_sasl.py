@@ -9,8 +9,8 @@ from typing import Iterator
 
 import pytest
 
-from infra.services import RunningService, ServiceError, start_kafka
-from tests.integration.conftest import _services_required
+from infra.services import RunningService, start_kafka
+from tests.integration.conftest import _service
 from tests.pipeline.test_cli_errors import PASSWORD, _assert_message, _celltwin
 
 pytestmark = pytest.mark.integration
@@ -20,16 +20,7 @@ USER, RIGHT = "lab", "lab-kafka-pw-5d1e"
 
 @pytest.fixture(scope="module")
 def sasl_broker() -> Iterator[RunningService]:
-    try:
-        service = start_kafka(sasl_users={USER: RIGHT})
-    except ServiceError as error:
-        if _services_required():
-            pytest.fail(f"required service did not start: {error}", pytrace=False)
-        pytest.skip(f"service not available on this machine: {error}")
-    try:
-        yield service
-    finally:
-        service.stop()
+    yield from _service(lambda: start_kafka(sasl_users={USER: RIGHT}))
 
 
 def _config(tmp_path: Path, password: str) -> Path:

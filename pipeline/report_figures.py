@@ -169,7 +169,7 @@ def cycle_figure(cell: CellData) -> go.Figure:
         fig.add_trace(go.Scatter(x=cycle, y=dis["capacity_mah_g"], mode="lines+markers",
                                  name="measured [mAh/g]", line={"color": _MEASURED}), row=1, col=1)
         fig.add_trace(go.Scatter(x=cycle, y=dis["expected_mah_g"], mode="lines",
-                                 name="twin expectation [mAh/g]",
+                                 name="twin's prediction [mAh/g]",
                                  line={"color": _TWIN, "dash": "dash"}), row=1, col=1)
         _band(fig, cycle, dis["twin_capacity_mah"], dis["twin_capacity_std_mah"], 2,
               "twin capacity +/- 1 std", "rgba(214,39,40,0.2)")

@@ -116,10 +116,11 @@ class Fleet:
     def make_simulation(self) -> Any:
         return simulation(self.cells, self.cycles, dt=self.dt, t0=T0, seed=self.seed)
 
-    def write_config(self, path: Path, leave_out: Iterable[str] = (), **settings: float) -> Path:
+    def write_config(self, path: Path, leave_out: Iterable[str] = (), **settings: float | bool) -> Path:
         """A `celltwin run --config` file: top-level ``settings``, a ``[cells.<id>]`` per cell
         but those of ``leave_out``."""
-        lines = [f"{name} = {value!r}" for name, value in settings.items()]
+        lines = [f"{name} = {str(value).lower() if isinstance(value, bool) else repr(value)}"
+                 for name, value in settings.items()]
         for meta in (m for m in self.metas() if m.cell not in set(leave_out)):
             material = f'preset = "{meta.preset}"' if meta.preset else f'composition = "{meta.composition}"'
             lines += [f'[cells."{meta.cell}"]', material, f"mass_mg = {meta.mass_mg!r}", f"c_rate = {meta.c_rate!r}", ""]

@@ -7,6 +7,7 @@ its own default after the shared text.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,10 +37,8 @@ def parse_speed(text: str) -> float | None:
 
 def parse_start(text: str, tz: str | None = None) -> float:
     """``--start``: epoch seconds, or an ISO time (in `tz`, else UTC, when it names no zone)."""
-    try:
+    with contextlib.suppress(ValueError):  # not a number: an ISO time
         return float(text)
-    except ValueError:
-        pass
     try:
         moment = datetime.fromisoformat(text.strip())
         if moment.tzinfo is None:

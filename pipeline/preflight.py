@@ -43,8 +43,7 @@ def check_folder(folder: Path, option: str) -> None:
     """`folder` exists or can be made, and a file can be written in it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".celltwin-probe-"):
-            pass
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".celltwin-probe-").close()  # made, then removed
     except OSError as error:
         in_the_way = isinstance(error, (FileExistsError, NotADirectoryError))
         reason = "a file is in the way on that path" if in_the_way else _why(error)

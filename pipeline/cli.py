@@ -8,7 +8,9 @@ variables (typer can print them, and they hold tokens and passwords).
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -75,6 +77,8 @@ def _root(error: BaseException) -> BaseException:
 
 def main() -> None:
     """The `celltwin` console script: `app` with failures as short messages."""
+    # `kill -USR1 PID` prints every thread's stack to stderr: what a run that seems stuck is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
     except PreflightError as error:

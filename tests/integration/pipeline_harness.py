@@ -248,6 +248,15 @@ def log_tail(log: Path, chars: int = 6000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
 
 
+def stuck_report(process: subprocess.Popen, log: Path, chars: int = 20000) -> str:
+    """The log of a run that made no progress, ending with every thread's stack (the CLI
+    prints them on SIGUSR1): what it was waiting for."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGUSR1)
+        time.sleep(2.0)
+    return log_tail(log, chars)
+
+
 def reference_run(made: Fleet, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The embedded dataflow, in this process, on the samples of ``made``: the reference.
 

@@ -22,7 +22,7 @@ from pipeline.decode import MAX_DEADLETTER_BYTES, MAX_DEADLETTER_KEY_BYTES
 from tests.integration.hostile_records import garbage, interleave, named_metas, named_samples, send
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     fresh_kafka, T0, assert_same_points, kill, log_tail, parquet_points, pipeline_command, read_topic,
-    reference_run, simulated_fleet, start_pipeline, stored_points, timestamps_by_cell, unique_prefix,
+    reference_run, simulated_fleet, start_pipeline, stored_points, stuck_report, timestamps_by_cell, unique_prefix,
     with_last_halves_open,
 )
 
@@ -152,7 +152,7 @@ def test_bad_records_are_dead_lettered_and_good_ones_processed(
             assert time.monotonic() < deadline, (
                 f"{len(set(expected) & set(samples))} of {len(expected)} dead letters of samples, "
                 f"{len(set(expected_meta) & set(meta))} of {len(expected_meta)} of metadata, "
-                f"{sum(estimates.values())} of {made.sample_count} estimates:\n{log_tail(log)}")
+                f"{sum(estimates.values())} of {made.sample_count} estimates:\n{stuck_report(process, log)}")
             time.sleep(2.0)
         assert process.poll() is None, f"the pipeline stopped:\n{log_tail(log)}"
     finally:

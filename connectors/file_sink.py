@@ -57,11 +57,14 @@ __all__ = ["PARQUET_LAYOUT", "OutputFolderSink", "close_open_files", "read_parts
 
 _STRING_FIELDS = {"severity", "message"}
 _INT_FIELDS = {"cycle", "flags"}
+_BOOL_FIELDS = {"partial"}
 
 
 def _schema(tags: tuple[str, ...], fields: tuple[str, ...]) -> pa.Schema:
     def kind(name: str) -> pa.DataType:
-        return pa.string() if name in _STRING_FIELDS else pa.int64() if name in _INT_FIELDS else pa.float64()
+        if name in _STRING_FIELDS:
+            return pa.string()
+        return pa.int64() if name in _INT_FIELDS else pa.bool_() if name in _BOOL_FIELDS else pa.float64()
 
     return pa.schema([("time", pa.float64())] + [(t, pa.string()) for t in tags] + [(f, kind(f)) for f in fields])
 

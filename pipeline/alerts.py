@@ -95,7 +95,10 @@ def _judged(kind: AlertKind, half: HalfCycle) -> tuple[float, str]:
 
 
 def half_cycle_alerts(latch: np.ndarray, half: HalfCycle) -> list[Alert]:
-    """Alerts of a finished half-cycle of the cell in row `half.cell`."""
+    """Alerts of a finished half-cycle of the cell in row `half.cell`; none of a partial one
+    (the data stopped in it: its charge would read as lost capacity)."""
+    if half.partial:
+        return []
     alerts = []
     for kind in _HALF_KINDS:
         value, label = _judged(kind, half)

@@ -28,6 +28,7 @@ __all__ = [
     "TAG_KIND",
     "STATE_FIELDS",
     "CYCLE_FIELDS",
+    "FIELD_PARTIAL",
     "ALERT_FIELDS",
     "HEALTH_FIELDS",
     "OUT_ESTIMATES",
@@ -98,7 +99,9 @@ CYCLE_FIELDS: tuple[str, ...] = (
     "fade_per_cycle",  # recent capacity fade rate, fraction per cycle
     "c_rate",
     "nis",
+    "partial",  # bool: closed by the end of the data before its cut-off (no alert judges it)
 )
+FIELD_PARTIAL = "partial"
 
 # One point per alert, measurement twin_alert (tags cell, preset, kind).
 ALERT_FIELDS: tuple[str, ...] = ("value", "threshold", "severity", "message")

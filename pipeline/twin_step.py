@@ -32,7 +32,8 @@ A half-cycle closes when the current reverses, so the last one of a stream stays
 open. With `close_at_end` the end of the input closes it: right when no later run
 continues this state (embedded runs, replays, a Kafka batch run without recovery),
 wrong when one does (a recovered run would see the rest of that half). A half closed
-this way fires no alert: it may be a half the data stopped in.
+this way is marked `partial` when the data stopped before its cut-off, and a partial
+half fires no alert (it would read as lost capacity).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from bytewax.operators import StatefulBatchLogic
 from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
 from pipeline.contracts import (
     CYCLE_FIELDS,
+    FIELD_PARTIAL,
     MEAS_ALERT,
     MEAS_CYCLE,
     MEAS_STATE,
@@ -168,11 +170,7 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         self._grow()
         if self._close_at_end and self._state.tracker is not None:
             # The last half of each cell has no reversal to end it; this input will not go on.
-            # No alerts on it: whether the data stopped at the cut-off or mid-half is not
-            # known here, and a half stopped early would read as lost capacity.
-            for half in finish(self._state.tracker):
-                self._state.risks[half.cell] = half.crack_risk, half.phase_sep_risk
-                out.append(("point", self._cycle_point(half)))
+            out.extend(self._half_points(finish(self._state.tracker)))
         return self._with_stats(out), self.RETAIN
 
     @staticmethod
@@ -287,11 +285,8 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             res = step(st.tracker, t[:, k], v[:, k], i[:, k], twin_temp[:, k], present)
             st.flags_since |= np.where(present, res.flags, 0)
             alerts = sample_alerts(st.latch, present, t[:, k], v[:, k], temp[:, k])
-            for half in res.halves:
-                st.risks[half.cell] = half.crack_risk, half.phase_sep_risk
-                out.append(("point", self._cycle_point(half)))
-                alerts += half_cycle_alerts(st.latch, half)
             out.extend(("point", self._alert_point(a)) for a in alerts)
+            out.extend(self._half_points(res.halves))
             due = present & (np.isnan(st.next_estimate_t) | (t[:, k] >= st.next_estimate_t))
             if due.any():
                 out.extend(("point", p) for p in self._estimates(np.flatnonzero(due), res, t[:, k], v[:, k],
@@ -327,9 +322,18 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         st.flags_since[rows] = 0
         return points
 
+    def _half_points(self, halves: list[HalfCycle]) -> list[_Out]:
+        """The cycle_summary point of each closed half, then the alerts it raises."""
+        out: list[_Out] = []
+        for half in halves:
+            self._state.risks[half.cell] = half.crack_risk, half.phase_sep_risk
+            out.append(("point", self._cycle_point(half)))
+            out.extend(("point", self._alert_point(a)) for a in half_cycle_alerts(self._state.latch, half))
+        return out
+
     def _cycle_point(self, half: HalfCycle) -> Point:
-        fields = {name: float(getattr(half, name)) for name in CYCLE_FIELDS}
-        fields["cycle"] = int(half.cycle)
+        fields: dict[str, Any] = {name: float(getattr(half, name)) for name in CYCLE_FIELDS}
+        fields["cycle"], fields[FIELD_PARTIAL] = int(half.cycle), bool(half.partial)
         return {"measurement": MEAS_CYCLE, "tags": {**self._tags(half.cell), TAG_HALF: half.half},
                 "fields": fields, "time": float(half.t)}
 

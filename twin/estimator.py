@@ -52,7 +52,7 @@ few KB per cell, which the streaming layer snapshots.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from filterpy.kalman import predict as kf_predict
@@ -60,7 +60,7 @@ from filterpy.kalman import update as kf_update
 
 from . import degradation as deg
 from .model import ocv_inverse, temperature_factor, terminal_voltage
-from .params import CellParams, stack_ocv_tables, stack_params
+from .params import END_TOLERANCE, CellParams, stack_ocv_tables, stack_params
 
 __all__ = [
     "FLAG_NONFINITE",
@@ -162,6 +162,7 @@ class Tracker:
     seg_active_s: np.ndarray
     seg_i_end: np.ndarray  # A: the half's latest active current (a CV hold ends on its tail)
     seg_tail_n: np.ndarray  # active samples at the half's end below `_CV_TAIL` of its mean current
+    seg_v_end: np.ndarray  # V: the voltage of the half's latest active sample (NaN before one)
     cycle: np.ndarray  # completed lithiations
     psi: np.ndarray  # model phase-separation fraction, scaled to the observed fade
     crack: np.ndarray
@@ -238,6 +239,7 @@ class HalfCycle:
     fade_per_cycle: float
     c_rate: float
     nis: float
+    partial: bool = False  # closed by the end of the data before its cut-off (see `finish`)
 
 
 def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None, fresh: bool = True) -> Tracker:
@@ -272,6 +274,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         seg_active_s=zeros.copy(),
         seg_i_end=zeros.copy(),
         seg_tail_n=zeros.copy(),
+        seg_v_end=nan.copy(),
         cycle=zeros.copy(),
         psi=zeros.copy(),
         crack=zeros.copy(),
@@ -524,9 +527,15 @@ def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutpu
 
 def finish(tr: Tracker) -> list[HalfCycle]:
     """Close every half-cycle still open: at the end of a finite stream (a replay, an
-    embedded run) the last half has no reversal to end it."""
+    embedded run) the last half has no reversal to end it. One that did not get to its
+    cut-off (its last active voltage short of it by more than `END_TOLERANCE` of the window)
+    nor into a voltage hold is marked partial: the data stopped in it."""
     open_ = np.flatnonzero((tr.seg_sign != 0) & (tr.seg_active_s > 0))
-    halves = [_close_half(tr, k, float(tr.t_last[k])) for k in open_]
+    v_min, v_max = _c(tr, "v_min"), _c(tr, "v_max")
+    band = END_TOLERANCE * (v_max - v_min)
+    reached = np.where(tr.seg_sign < 0, tr.seg_v_end <= v_min + band, tr.seg_v_end >= v_max - band)
+    complete = reached | (tr.seg_tail_n >= _CV_SAMPLES)
+    halves = [replace(_close_half(tr, k, float(tr.t_last[k])), partial=not complete[k]) for k in open_]
     tr.seg_sign[open_] = 0.0
     return halves
 
@@ -615,7 +624,7 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
     pr.flags |= np.where(ok & ~converged, FLAG_UNCONVERGED, 0)
     tr.t_last = np.where(ok, t, tr.t_last)
     tr.irr_left_mah = np.where(ok, np.maximum(tr.irr_left_mah + pr.i * pr.sink * pr.dt / 3.6, 0.0), tr.irr_left_mah)
-    halves = _bookkeeping(tr, pr, t)
+    halves = _bookkeeping(tr, pr, t, v)
     return StepOutput(
         soc=tr.x[:, _IZ].copy(),
         soc_std=np.sqrt(tr.P[:, _IZ, _IZ]),
@@ -633,7 +642,7 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
     )
 
 
-def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray) -> list[HalfCycle]:
+def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray) -> list[HalfCycle]:
     """Coulomb counting per half-cycle; close a half when the current reverses."""
     one_c_a = _c(tr, "one_c_ma") / 1000.0
     # Active relative to the cell's own recent current, so a C/100 test is not "rest".
@@ -660,6 +669,7 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray) -> list[HalfCycle]:
     tail = np.where(starting, 0.0, tr.seg_tail_n)
     tr.seg_tail_n = np.where(same, np.where(low, tail + 1.0, 0.0), tail)
     tr.seg_i_end = np.where(same, np.abs(pr.i), tr.seg_i_end)
+    tr.seg_v_end = np.where(same & np.isfinite(v), v, np.where(starting, np.nan, tr.seg_v_end))
     tr.i_last = np.where(pr.ok, pr.i, tr.i_last)
     return halves
 

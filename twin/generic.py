@@ -83,12 +83,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import OCV_POINTS, CellParams
+from .params import END_TOLERANCE, OCV_POINTS, CellParams
 
 __all__ = ["DEFAULT_TAU_S", "Half", "LearnedOcv", "Window", "find_halves", "infer_window", "learn_ocv", "generic_params", "soc_grid"]
 
 REST_FRACTION = 0.002  # of the largest current: below it a sample is a rest
-END_TOLERANCE = 0.05  # of the window span: how close to each end a full half gets
 LONG_HALF = 0.5  # of the largest half's charge: the halves whose cut-offs define the window
 MIN_SAMPLES = 10  # of a half to learn a curve from
 SLOW_C_RATE = 0.5  # trusted without a note

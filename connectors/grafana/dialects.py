@@ -18,6 +18,7 @@ from connectors.grafana.flux import Flux, FluxQuery, Query, tag_values
 from connectors.grafana.influxql import InfluxQL, show_tag_values
 from pipeline.alert_catalogue import AlertKind
 from pipeline.contracts import (
+    FIELD_PARTIAL,
     MEAS_ALERT,
     MEAS_CYCLE,
     MEAS_HEALTH,
@@ -168,9 +169,12 @@ class FluxQueries:
             return (flux.then("derivative(unit: 1m, nonNegative: true)").window("mean", every="1m")
                     .group("_measurement", "_field").window("sum", every="1m").keep("_time", "_value")
                     .build())
-        if len(kind.fields) > 1:  # both values of one half in one row, then the first it has
-            flux = flux.pivot("_time").then(f"map(fn: (r) => ({{r with _value: {_coalesce(kind.fields)}}}))")
         if kind.scope == "half_cycle":
+            # One row per half with its partial mark (a half the data stopped in is not judged),
+            # then the first of the kind's values it has.
+            flux = (Flux(kind.measurement, (*kind.fields, FIELD_PARTIAL)).pivot("_time")
+                    .then(f"filter(fn: (r) => not exists r.{FIELD_PARTIAL} or not r.{FIELD_PARTIAL})")
+                    .then(f"map(fn: (r) => ({{r with _value: {_coalesce(kind.fields)}}}))"))
             flux = halves_in_time(flux)
         return self._labelled(flux.then("last()"))
 
@@ -287,7 +291,8 @@ class InfluxQLQueries:
             return (InfluxQL(kind.measurement)
                     .expression(f'non_negative_derivative(last("{field}"), 1m)', field, field)
                     .per_interval(fill="previous").build())
-        return InfluxQL(kind.measurement).field(kind.fields[0], "last").by(TAG_CELL, TAG_PRESET).build()
+        query = InfluxQL(kind.measurement).field(kind.fields[0], "last").by(TAG_CELL, TAG_PRESET)
+        return (query.unless(FIELD_PARTIAL) if kind.scope == "half_cycle" else query).build()
 
 
 def queries_for(dialect: Dialect) -> FluxQueries | InfluxQLQueries:

@@ -66,6 +66,11 @@ class InfluxQL:
         return replace(self, conditions=(*self.conditions, f"{_name(tag)} = '{value}'"),
                        tags=self.tags | {tag})
 
+    def unless(self, flag: str) -> InfluxQL:
+        """Leave out points whose boolean field ``flag`` is true."""
+        return replace(self, conditions=(*self.conditions, f"{_name(flag)} = false"),
+                       fields=self.fields | {flag})
+
     def by(self, *tags: str) -> InfluxQL:
         """One series per value of ``tags``: Grafana's labels."""
         return replace(self, group_by=(*self.group_by, *map(_name, tags)), tags=self.tags | set(tags))

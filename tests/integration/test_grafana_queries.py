@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -30,7 +31,7 @@ from connectors.grafana.dialects import AT_RISK, DIALECTS, FLEET_FIELDS, RETENTI
 from connectors.kafka_admin import empty_topic, ensure_topics
 from pipeline.alert_catalogue import CATALOGUE, by_kind
 from pipeline.contracts import (
-    MEAS_HEALTH, OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES, TAG_CELL, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN,
+    MEAS_HEALTH, OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES, TAG_CELL, THRESHOLDS, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN,
 )
 from tests.integration.conftest import INFLUX_DATABASE
 from tests.integration.grafana_eval import Table, Window, evaluate_rule, run_influxql, run_query, series_of
@@ -49,7 +50,8 @@ class Run:
     cells: list[str]
     out: Path
     data: Window  # the data's sample times, an hour either side
-    data_end: float  # the newest sample time: "now" for the alert rules
+    data_end: float  # just after the newest sample time: "now" for the alert rules (a range's
+    #                  stop is exclusive, and the end of the data closes the last halves there)
     wall: Window  # the run's wall-clock time: the health measurement's
 
     def alerts(self) -> list[dict[str, Any]]:
@@ -66,6 +68,25 @@ def _excursion(cell: str, start: float, *, v: float, temp_c: float, samples: int
     return cell.encode(), json.dumps(frame).encode()
 
 
+def _stopped_mid_half(samples: list[tuple[bytes, bytes]], cell: str, share: float = 0.65) -> list[tuple[bytes, bytes]]:
+    """``samples`` with ``cell``'s data ending ``share`` of the way through its last charge."""
+    mine = [json.loads(v) for k, v in samples if k == cell.encode()]
+    t = np.concatenate([f["t"] for f in mine])
+    i = np.concatenate([f["i"] for f in mine])
+    charging = np.flatnonzero(i > 0)
+    first = charging[np.flatnonzero(np.diff(charging) > 1)[-1] + 1]  # the last charge's first sample
+    cut = t[first] + share * (t[charging[-1]] - t[first])
+    kept = []
+    for key, value in samples:
+        frame = json.loads(value)
+        if key != cell.encode() or frame["t"][-1] <= cut:
+            kept.append((key, value))
+        elif frame["t"][0] <= cut:
+            n = sum(x <= cut for x in frame["t"])
+            kept.append((key, json.dumps({k: v[:n] if isinstance(v, list) else v for k, v in frame.items()}).encode()))
+    return kept
+
+
 @pytest.fixture(scope="module")
 def run(kafka_bootstrap: str, influx_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     topics = {TOPIC_SAMPLES: SAMPLE_PARTITIONS, TOPIC_META: 1, TOPIC_DEADLETTER: 1, TOPIC_TWIN: SAMPLE_PARTITIONS,
@@ -79,14 +100,14 @@ def run(kafka_bootstrap: str, influx_url: str, tmp_path_factory: pytest.TempPath
     extra = [_excursion(made.ids[0], last_t, v=0.9, temp_c=100.0),
              _excursion(made.ids[1], last_t, v=0.2, temp_c=130.0)]
     dead = [(made.ids[2].encode(), b"not json")] * _DEAD
-    publish(kafka_bootstrap, [*made.samples, *extra, *dead])
+    # The third cell's data stops in its last half: the end of the input closes that half as
+    # partial, which neither the stream nor a rule judges; the others' last halves are complete.
+    publish(kafka_bootstrap, [*_stopped_mid_half(made.samples, made.ids[2]), *extra, *dead])
     started = time.time()
-    # The last halves stay open: the stream raises no alert on a half closed by the end of the
-    # input (it may be partial), and no output field marks one yet, so a rule would judge it.
-    config = made.write_config(tmp / "cells.toml", health_interval_s=1.0, close_last_half=False)
+    config = made.write_config(tmp / "cells.toml", health_interval_s=1.0)
     run_pipeline(pipeline_command(kafka_bootstrap, influx_url, tmp / "out", extra=["--config", str(config)]),
                  tmp / "run.log", timeout_s=300)
-    data_end = last_t + 600.0
+    data_end = last_t + 600.0 + 1.0
     yield Run(influx_url, made.ids, tmp / "out", Window(T0 - 3600, data_end + 3600),
               data_end, Window(started - 60, time.time() + 60, interval_s=10))
     empty_topic(kafka_bootstrap, TOPIC_SAMPLES)
@@ -218,7 +239,8 @@ def _stream_end_state(run: Run) -> set[tuple[str, str, str]]:
         if kind.scope == "store":
             continue
         for cell in run.cells:
-            rows = sorted((r for r in tables[kind.scope] if r[TAG_CELL] == cell), key=lambda r: r["time"])
+            rows = sorted((r for r in tables[kind.scope] if r[TAG_CELL] == cell and not r.get("partial")),
+                          key=lambda r: r["time"])
             judged = [v for v in (_first_value(r, kind.fields) for r in rows) if math.isfinite(v)]
             limit = kind.crossed(judged[-1]) if judged else None
             if limit is not None:
@@ -262,6 +284,17 @@ def test_alert_rules_fire_where_the_stream_alerts_hold(run: Run, dialect: str) -
     # Every alert the stream still holds was raised by it (and re-armed ones are not held).
     fired = {(a[TAG_CELL], a["kind"], a["severity"]) for a in run.alerts()}
     assert stream <= fired, f"held but never raised: {sorted(stream - fired)}"
+
+
+def test_a_half_the_data_stopped_in_is_partial_and_raises_nothing(run: Run) -> None:
+    rows = [r for r in pq.read_table(run.out / OUT_CYCLES).to_pylist() if r[TAG_CELL] in run.cells]
+    stopped = max((r for r in rows if r[TAG_CELL] == run.cells[2]), key=lambda r: r["time"])
+    assert [r for r in rows if r["partial"]] == [stopped]
+    # Every last half was closed by the end of the input; the complete ones are judged.
+    assert all(run.halves(cell) == 8 for cell in run.cells)
+    # Two thirds of a charge of a healthy cell: judged, it would read as lost capacity.
+    assert stopped["measured_retention"] < THRESHOLDS.retention_floor
+    assert not [a for a in run.alerts() if a[TAG_CELL] == run.cells[2] and a["kind"] == "retention_floor"]
 
 
 def test_every_name_grafana_reads_is_written(run: Run) -> None:

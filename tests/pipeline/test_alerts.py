@@ -12,7 +12,7 @@ from twin.estimator import HalfCycle
 from twin.params import V_MIN
 
 
-def _half(cell: int = 0, **values: float) -> HalfCycle:
+def _half(cell: int = 0, **values: float | bool) -> HalfCycle:
     base = dict(cell=cell, t=1000.0, cycle=5, half="charge", capacity_mah=1.0, capacity_mah_g=1000.0,
                 expected_mah_g=1000.0, coulombic_efficiency=0.99, measured_retention=0.96, retention=0.95,
                 twin_capacity_mah=1.01, twin_capacity_std_mah=0.01, impedance_growth=0.1, crack_risk=0.1,
@@ -75,6 +75,13 @@ def test_half_cycle_limits_fire_once_each() -> None:
     assert half_cycle_alerts(latch, _half(cell=1, crack_risk=0.9))[0].row == 1  # another cell has its own latch
     assert half_cycle_alerts(latch, _half(cell=2)) == []  # all back inside: re-armed
     assert [a.kind for a in half_cycle_alerts(latch, _half(cell=2, crack_risk=0.95))] == ["crack_risk"]
+
+
+def test_a_partial_half_raises_nothing_and_leaves_the_latch() -> None:
+    latch = new_latch(1)
+    bad = dict(crack_risk=0.9, measured_retention=0.5)
+    assert half_cycle_alerts(latch, _half(partial=True, **bad)) == []
+    assert {a.kind for a in half_cycle_alerts(latch, _half(**bad))} == {"crack_risk", "retention_floor"}
 
 
 def test_retention_floor_follows_the_measured_retention_where_there_is_one() -> None:

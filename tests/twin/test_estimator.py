@@ -141,4 +141,20 @@ def test_finish_closes_the_last_half_cycle():
     last = est.finish(tr)
     assert [h.half for h in last] == ["charge"]
     assert last[0].coulombic_efficiency == pytest.approx(sim.truth[1].capacity_mah / sim.truth[0].capacity_mah, rel=0.01)
+    assert not last[0].partial  # the charge got to its cut-off before the data ended
     assert est.finish(tr) == []
+
+
+@pytest.mark.parametrize("share", [0.3, 0.8])
+def test_a_half_the_data_stops_in_is_closed_as_partial(share):
+    cell = preset("nd4mg80ni8")
+    sim = Simulation([cell], cc_cycles(1.0, 1), dt=10.0, seed=1)
+    t, v, i = (np.concatenate([getattr(b, name).reshape(-1) for b in sim.blocks()]) for name in ("t", "v", "i"))
+    charging = np.flatnonzero(i > 0)
+    end = charging[0] + int(share * charging.size)  # stop this far into the charge
+    tr = est.new_tracker([cell])
+    for k in range(end):
+        est.step(tr, t[k], v[k], i[k])
+    (last,) = est.finish(tr)
+    assert last.half == "charge" and last.partial
+    assert last.capacity_mah < 0.9 * sim.truth[1].capacity_mah

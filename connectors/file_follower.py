@@ -283,7 +283,7 @@ class Follower:
             old.first_t), last_t=dict(old.last_t))
         new.consumed, new.mtime_ns, new.inode, new.sidecar_mtime_ns = end, stat.st_mtime_ns, stat.st_ino, sidecar_mtime
         notes: list[str] = []
-        verdict = self._continuity(key, old, archive.cells, stat.st_ino, now) if old is not None else "same"
+        verdict = self._continuity(key, old, archive.cells, stat.st_ino, end, now) if old is not None else "same"
         if verdict == "wait":
             return None
         if verdict != "same":
@@ -311,7 +311,8 @@ class Follower:
         except (ReaderError, OSError):
             return False
 
-    def _continuity(self, key: str, old: FileState, cells: Mapping[str, CellRecord], inode: int, now: float) -> str:
+    def _continuity(self, key: str, old: FileState, cells: Mapping[str, CellRecord], inode: int, size: int,
+                    now: float) -> str:
         """"same" stream, "wait" (shorter: maybe a rewrite in progress), or why it is a new stream."""
         shorter = False
         for name, sent in old.rows.items():
@@ -322,7 +323,9 @@ class Follower:
                 shorter = True
                 continue
             if abs(float(record.t[0]) - old.first_t[name]) > _SAME_T_S:
-                return "replaced by a new inode with other rows" if inode != old.inode else "rewritten with other rows"
+                if inode != old.inode:
+                    return "replaced by a new inode with other rows"
+                return "truncated and written anew" if size < old.consumed else "rewritten with other rows"
             if len(record) < sent:
                 shorter = True
             elif abs(float(record.t[sent - 1]) - old.last_t[name]) > _SAME_T_S:

@@ -156,7 +156,7 @@ def test_a_file_restarted_with_other_rows_is_a_new_stream_at_once(tmp_path: Path
         handle.write(HEADER + _rows(range(2), offset=100.0))  # the channel restarted its log
     updates, times = _sent(follower)
     np.testing.assert_array_equal(times["A1"], T0 + 100 + np.arange(2))
-    assert "rewritten with other rows; following it afresh from its first row as stream 2" in _notes(updates)
+    assert "truncated and written anew; following it afresh from its first row as stream 2" in _notes(updates)
 
 
 def test_a_truncated_file_that_outgrows_the_old_one_is_a_new_stream_at_once(tmp_path: Path) -> None:

@@ -13,8 +13,7 @@ How a file is read, and what it costs: a file whose size, modification time and 
 are unchanged costs one ``stat``. A changed file is read whole and parsed whole, up to
 its last complete line (its copy is parsed, so a line being written never is), and the
 rows past those already sent are new. Per changed file and poll that is one read and one
-parse of the whole file: linear in its size (a 10 MB export parses in well under a
-second), which keeps every whole-file rule of the readers (time anchoring, sign
+parse of the whole file: linear in its size, which keeps every whole-file rule of the readers (time anchoring, sign
 detection, repeated timestamps) exactly as a replay of the final file applies them.
 
 Rules, per file:

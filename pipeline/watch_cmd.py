@@ -184,8 +184,11 @@ def watch(
     copy sends only its new rows; a truncated or rotated file is sent afresh from its first
     row as a new stream of its cell (the output says so); a file that stops growing for
     --idle seconds is reported finished. Metadata per file: a sidecar <file>.toml
-    (mass_mg, preset or composition, c_rate, cell), else the flags, else [cells.ID] of the
-    config.
+    (mass_mg, preset or composition, c_rate, cell), else the flags, else \\[cells.ID] of the
+    config. How far each file got is kept in --state, so a restart (also after a kill)
+    resumes without gaps or repeats.
+
+    Kafka only: a running `celltwin run --kafka` computes the twin from what watch sends.
     """
     settings = kafka_settings(config, kafka)
     try:

@@ -158,7 +158,7 @@ class Update:
     records: list[CellRecord]  # only the new rows, per cell, in file order
     sidecar: dict[str, Any] | None  # the file's <file>.toml, if any
     notes: list[str]
-    state: FileState  # the file's state once these rows are delivered
+    state: FileState | None  # the file's state once these rows are delivered (None: unchanged)
 
     @property
     def rows(self) -> int:
@@ -229,7 +229,11 @@ class Follower:
 
     def commit(self, update: Update) -> None:
         """Count ``update``'s rows as sent (call once they are acknowledged; then save the state)."""
+        if update.state is None:  # nothing was read
+            return
         self.state.files[_key(update.path)] = update.state
+        for cell in update.state.rows:  # counted in the state from now on
+            self._delivered.pop(cell, None)
 
     # ------------------------------------------------------------------ one file
 
@@ -267,14 +271,14 @@ class Follower:
         try:
             sidecar = _read_sidecar(sidecar_path) if sidecar_mtime else None
         except ValueError as error:
-            return self._problem(path, old, str(error))
+            return self._problem(path, str(error))
         cell = (sidecar or {}).get("cell") or self._cell(path) or None
         copy = Path(self._scratch.name) / path.name
         copy.write_bytes(data[:end])
         try:
             archive = read_archive(copy, cell=cell, **self._options)
         except ReaderError as error:
-            return self._problem(path, old, str(error).replace(str(copy), str(path)))
+            return self._problem(path, str(error).replace(str(copy), str(path)))
         finally:
             copy.unlink()
         self._said.pop(key, None)
@@ -341,7 +345,7 @@ class Follower:
     def _new_rows(self, record: CellRecord, state: FileState, notes: list[str], path: Path) -> CellRecord:
         """The rows of ``record`` past those sent, counted in ``state`` as sent."""
         start = state.rows.get(record.cell, 0)
-        delivered = self._delivered.pop(record.cell, None)
+        delivered = self._delivered.get(record.cell)
         if delivered is not None:  # sent just before a kill, before the state was saved
             skipped = int(np.searchsorted(record.t[start:], delivered, side="right"))
             if skipped:
@@ -364,13 +368,13 @@ class Follower:
         cells = ", ".join(f"{c} ({n:,} rows)" for c, n in state.rows.items())
         return f"{path.name}: finished, no growth for {self._idle_s:g} s: {cells}"
 
-    def _problem(self, path: Path, old: FileState | None, message: str) -> Update | None:
+    def _problem(self, path: Path, message: str) -> Update | None:
         """A file the reader refuses now (often: a header without rows yet); said once until it changes."""
         key = _key(path)
         if self._said.get(key) == message:
             return None
         self._said[key] = message
-        return Update(path, [], None, [f"{path.name}: not read yet: {message}"], old or FileState())
+        return Update(path, [], None, [f"{path.name}: not read yet: {message}"], None)
 
 
 def _tail(record: CellRecord, start: int) -> CellRecord:

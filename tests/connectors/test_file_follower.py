@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from connectors.file_follower import Follower, Update, WatchState, cell_matcher
-from tests.connectors.readers.cycler_writers import synthetic_cell, write_mpt
+from tests.connectors.readers.cycler_writers import synthetic_cell, write_mpt, write_neware_xlsx
 
 T0 = 1_767_225_600.0
 HEADER = "Unix Time / s,Voltage / V,Current / A\n"
@@ -249,3 +249,19 @@ def test_a_growing_biologic_file(tmp_path: Path) -> None:
     got = np.concatenate(sent)
     assert len(got) == 15
     np.testing.assert_array_equal(np.diff(got), np.ones(14))
+
+
+def test_a_binary_export_is_read_once_it_holds_still(tmp_path: Path) -> None:
+    pytest.importorskip("openpyxl")
+    cell = synthetic_cell(n_per_step=4, cycles=1)
+    path = write_neware_xlsx(tmp_path / "N3.xlsx", cell)
+    follower, _ = _follower(tmp_path)
+
+    assert follower.poll() == []  # first seen: it may still be being written
+    _, times = _sent(follower)
+    np.testing.assert_array_equal(times["N3"], cell.t)
+    write_neware_xlsx(path, synthetic_cell(n_per_step=6, cycles=1))  # the next, longer export
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))  # a new time even if it is quick
+    assert follower.poll() == []
+    _, times = _sent(follower)
+    assert len(times["N3"]) == 18 - 12

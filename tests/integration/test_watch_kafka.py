@@ -130,7 +130,7 @@ class Lab(threading.Thread):
         """The channel's log restarts: once the watcher has sent what it holds (else those rows
         were never seen, by anyone), it is cut to nothing and written on from its header."""
         deadline = time.monotonic() + 30
-        while self._rows_sent(path) < rows:
+        while self.rows_sent(path) < rows:
             assert time.monotonic() < deadline, "the watcher did not catch up before the truncation"
             time.sleep(0.1)
         self.before_truncation = path.read_bytes()
@@ -138,7 +138,8 @@ class Lab(threading.Thread):
             handle.truncate(0)
             handle.write(header)  # and the rows after it follow as before
 
-    def _rows_sent(self, path: Path) -> int:
+    def rows_sent(self, path: Path) -> int:
+        """The rows of ``path`` the watcher's state file counts as sent."""
         try:
             files = json.loads(self.state.read_text())["files"]
         except (FileNotFoundError, ValueError):
@@ -182,6 +183,7 @@ def test_watch_sends_each_row_once_in_order_through_a_kill_rewrites_and_a_trunca
         lab.start()
         while lab.written < KILL_AT * lab.rows and lab.is_alive():
             time.sleep(0.05)
+        assert sum(lab.rows_sent(path) for path in lab.paths) > 0, log_tail(log)  # killed mid-stream
         kill(watcher, signal.SIGKILL)
         assert watcher.returncode == -signal.SIGKILL
         watcher = start_pipeline(watch, log)

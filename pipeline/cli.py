@@ -27,6 +27,7 @@ from .replay_cmd import replay
 from .report import report_command
 from .run_cmd import run
 from .simulate_cmd import calibrate, simulate
+from .watch_cmd import watch
 
 __all__ = ["app", "main"]
 
@@ -63,6 +64,7 @@ app.command(help="Simulate cells on a cycler protocol and write the per-cycle ta
 app.command(help="Refit the twin's shared constants to the published figures; print residuals.")(calibrate)
 app.command(help="Stream simulated cells into Kafka, paced like live cyclers.")(produce)
 app.command(help="Replay archived cycler files through the twin (embedded or into Kafka) and validate it.")(replay)
+app.command()(watch)  # its docstring is the help
 app.command("report", help="Rebuild the HTML report of an output folder and print its path.")(report_command)
 app.command(help="Export an output folder as Battery Data Format CSV, battdat cycle statistics and metadata.")(export)
 app.add_typer(grafana_app, name="grafana", help="Grafana dashboards and alert rules as code: generate, publish.")

@@ -12,9 +12,15 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import dataclasses
+from pathlib import Path
+from typing import Any
+
 import typer
 
 from connectors import replay_source
+from connectors.readers import FORMATS, ColumnMapping, load_mapping
+from connectors.readers.tabular import ROLES
 
 COMPOSITION = 'Phase mass fractions instead of a preset, e.g. "MgH2=0.53,Mg2NiH4=0.28,Nd2H5=0.19".'
 SPEED = "Pacing, sample time per wall time: 1 = as recorded (live), 60 = a minute per second, max = unpaced."
@@ -25,6 +31,14 @@ SEED = "Random seed (cell-to-cell spread and sensor noise)."
 NOISE = "Add cycler sensor noise."
 REPORT = "Build report.html in the output folder at the end."
 CONFIG = "TOML file: settings, and cells.ID tables of cell metadata."
+# How cycler files are read (replay, watch): see connectors/readers.
+MAP = f"Column of a role, repeatable: --map current='Current(mA)'. Roles: {', '.join(ROLES)}."
+MAPPING = "Mapping TOML file with columns, units and options tables."
+UNIT = "Unit of a role when the header lacks or misstates it, repeatable: --unit current=mA."
+FORMAT = f"Reader: {', '.join(FORMATS)} (default: detected)."
+TZ = "Time zone of timestamps printed without one, e.g. Europe/Berlin (default: UTC)."
+DISCHARGE = ("The file's current sign, when it has no step labels (default: vendor convention, else "
+             "detected from the voltage).")
 
 
 def parse_speed(text: str) -> float | None:
@@ -47,6 +61,25 @@ def parse_start(text: str, tz: str | None = None) -> float:
         raise typer.BadParameter(f"--start takes an ISO time like 2026-03-01T09:00 or epoch seconds, "
                                  f"not {text!r}") from None
     return moment.timestamp()
+
+
+def read_options(
+    map_: list[str] | None, mapping: Path | None, unit: list[str] | None, format_: str | None,
+    start: str | None, tz: str | None, discharge_positive: bool | None,
+) -> dict[str, Any]:
+    """The reader flags (--map, --mapping, --unit, --format, --start, --tz, --discharge-positive)
+    as keyword arguments of :func:`connectors.readers.read_archive`."""
+    try:
+        columns = ColumnMapping.from_pairs(map_ or [])
+        if mapping is not None:
+            loaded = load_mapping(mapping)
+            columns = dataclasses.replace(loaded, columns={**loaded.columns, **columns.columns})
+        units = dict(ColumnMapping.from_pairs(unit or []).columns)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return {"format": format_, "mapping": columns, "units": units or None,
+            "start": parse_start(start, tz) if start is not None else None, "tz": tz,
+            "discharge_positive": discharge_positive}
 
 
 def package_version() -> str:

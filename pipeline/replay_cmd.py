@@ -29,22 +29,16 @@ from rich.table import Table
 from rich.text import Text
 
 from connectors.kafka_admin import ensure_topics
-from connectors.readers import (
-    FORMATS,
-    CellRecord,
-    ColumnMapping,
-    ParseReport,
-    ReaderError,
-    load_mapping,
-    read_archive,
-)
-from connectors.readers.tabular import ROLES
+from connectors.readers import CellRecord, ParseReport, ReaderError, read_archive
 from connectors.replay_source import ReplaySource, produce
 from connectors.sim_producer import Publisher
 from pipeline.config import Config, ConfigError, KafkaConfig, load_config
 from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
-from pipeline.flags import COMPOSITION, CONFIG, MASS_MG, REPORT, SPEED, START, parse_speed, parse_start
+from pipeline.flags import (
+    COMPOSITION, CONFIG, DISCHARGE, FORMAT, MAP, MAPPING, MASS_MG, REPORT, SPEED, START, TZ, UNIT, parse_speed,
+    read_options,
+)
 from pipeline.preflight import check_kafka
 from pipeline.health import Progress as FlowProgress
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
@@ -312,21 +306,14 @@ def replay(
     kafka: Annotated[Optional[str], typer.Option(help="Produce into cell.samples + cell.meta on this broker "
                                                       "(host:port) for a running pipeline instead; TLS/SASL "
                                                       "settings from the \\[kafka] tables of --config.")] = None,
-    map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column of a role, repeatable: "
-                                                      "--map current='Current(mA)'. Roles: "
-                                                      f"{', '.join(ROLES)}.")] = None,
-    mapping: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Mapping TOML file "
-                                                    "with columns, units and options tables.")] = None,
-    unit: Annotated[Optional[list[str]], typer.Option("--unit", help="Unit of a role when the header lacks or "
-                                                      "misstates it, repeatable: --unit current=mA.")] = None,
-    format_: Annotated[Optional[str], typer.Option("--format", help=f"Reader: {', '.join(FORMATS)} "
-                                                   "(default: detected).")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP)] = None,
+    mapping: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help=MAPPING)] = None,
+    unit: Annotated[Optional[list[str]], typer.Option("--unit", help=UNIT)] = None,
+    format_: Annotated[Optional[str], typer.Option("--format", help=FORMAT)] = None,
     start: Annotated[Optional[str], typer.Option(help=f"{START} Of files with elapsed time only.")] = None,
-    tz: Annotated[Optional[str], typer.Option(help="Time zone of timestamps printed without one, e.g. "
-                                                   "Europe/Berlin (default: UTC).")] = None,
+    tz: Annotated[Optional[str], typer.Option(help=TZ)] = None,
     discharge_positive: Annotated[Optional[bool], typer.Option(
-        "--discharge-positive/--discharge-negative", help="The file's current sign, when it has no step labels "
-        "(default: vendor convention, else detected from the voltage).")] = None,
+        "--discharge-positive/--discharge-negative", help=DISCHARGE)] = None,
     config: Annotated[Optional[Path], typer.Option("--config", envvar="CELLTWIN_CONFIG", exists=True,
                                                    dir_okay=False, help=CONFIG)] = None,
     report: Annotated[bool, typer.Option(help=REPORT)] = True,
@@ -344,14 +331,10 @@ def replay(
             raise ValueError("give --preset or --composition, not both")
         electrode = composition or preset
         cfg = load_config(config, flags={"out": str(out) if out else None, "kafka.bootstrap": kafka})
-        columns = ColumnMapping.from_pairs(map_ or [])
-        if mapping is not None:
-            loaded = load_mapping(mapping)
-            columns = dataclasses.replace(loaded, columns={**loaded.columns, **columns.columns})
-        units = dict(ColumnMapping.from_pairs(unit or []).columns)
         _check_generic_options(generic, electrode, v_min, v_max)
     except (ValueError, ConfigError) as error:
         raise typer.BadParameter(str(error)) from None
+    options = read_options(map_, mapping, unit, format_, start, tz, discharge_positive)
     if kafka:
         check_kafka(kafka, cfg.kafka.admin_config() if cfg.kafka is not None else {})  # before reading the files
     try:
@@ -362,11 +345,7 @@ def replay(
             def done(path: Path) -> None:
                 bar.update(task, advance=1, description=f"read {path.name}")
 
-            records, reports = read_files(
-                files, cell=cell, on_read=done, format=format_, mapping=columns, units=units or None,
-                start=parse_start(start, tz) if start is not None else None, tz=tz,
-                discharge_positive=discharge_positive,
-            )
+            records, reports = read_files(files, cell=cell, on_read=done, **options)
     except ReadFilesError as error:
         _print_reports(error.reports)  # the reports the message points to, printed after the bar is gone
         raise typer.BadParameter(str(error)) from None

@@ -73,7 +73,8 @@ def test_run_with_an_unreachable_broker(closed_port, sasl_config, monkeypatch, c
 
 def test_produce_and_replay_with_an_unreachable_broker(closed_port, tmp_path, monkeypatch, capfd) -> None:
     broker = f"localhost:{closed_port}"
-    for args in (["produce", "--kafka", broker], ["replay", str(ARCHIVE), "--kafka", broker, "--mass-mg", "1"]):
+    for args in (["produce", "--kafka", broker], ["replay", str(ARCHIVE), "--kafka", broker, "--mass-mg", "1"],
+                 ["watch", str(ARCHIVE), "--kafka", broker, "--state", str(tmp_path / "state.json")]):
         code, output = _celltwin(args, monkeypatch, capfd, token_in_env=False)
 
         assert code == 1, args

@@ -13,18 +13,24 @@ from typer.testing import CliRunner
 from pipeline import flags
 from pipeline.cli import app
 
-COMMANDS = ("run", "simulate", "produce", "replay")
+COMMANDS = ("run", "simulate", "produce", "replay", "watch")
 # flag -> (its shared help text, the commands that take it)
 SHARED = {
-    "--composition": (flags.COMPOSITION, {"simulate", "produce", "replay"}),
+    "--composition": (flags.COMPOSITION, {"simulate", "produce", "replay", "watch"}),
     "--speed": (flags.SPEED, {"produce", "replay"}),
-    "--start": (flags.START, {"produce", "replay"}),
-    "--mass-mg": (flags.MASS_MG, {"simulate", "produce", "replay"}),
+    "--start": (flags.START, {"produce", "replay", "watch"}),
+    "--mass-mg": (flags.MASS_MG, {"simulate", "produce", "replay", "watch"}),
     "--dt": (flags.DT, {"run", "simulate", "produce"}),
     "--seed": (flags.SEED, {"run", "simulate", "produce"}),
     "--noise": (flags.NOISE, {"simulate", "produce"}),
     "--report": (flags.REPORT, {"run", "replay"}),
-    "--config": (flags.CONFIG, {"run", "produce", "replay"}),
+    "--config": (flags.CONFIG, {"run", "produce", "replay", "watch"}),
+    # how cycler files are read
+    "--map": (flags.MAP, {"replay", "watch"}),
+    "--mapping": (flags.MAPPING, {"replay", "watch"}),
+    "--unit": (flags.UNIT, {"replay", "watch"}),
+    "--format": (flags.FORMAT, {"replay", "watch"}),
+    "--discharge-positive": (flags.DISCHARGE, {"replay", "watch"}),
 }
 
 

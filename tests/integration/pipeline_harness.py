@@ -59,6 +59,8 @@ __all__ = [
     "fresh_kafka",
     "publish",
     "read_topic",
+    "topic_ends",
+    "stuck_report",
     "pipeline_command",
     "start_pipeline",
     "run_pipeline",
@@ -174,20 +176,35 @@ def publish(bootstrap: str, records: Iterable[KeyValue], topic: str = TOPIC_SAMP
         publisher.flush()
 
 
-def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` from its start up to its current end."""
+def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of each partition of ``topic``: where records written from now on start."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str, since: Mapping[int, int] | None = None,
+               timeout_s: float = 30.0) -> list[Any]:
+    """Every record of ``topic`` from its start (or the offsets ``since``, per partition) up to
+    its current end."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                              auto_offset_reset="earliest")
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if since is not None and tp.partition in since:
+                consumer.seek(tp, since[tp.partition])
         ends = consumer.end_offsets(tps)
         records: list[Any] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             if time.monotonic() > deadline:
-                raise AssertionError(f"could not read {topic} to its end within 30 s")
+                raise AssertionError(f"could not read {topic} to its end within {timeout_s:.0f} s")
             for batch in consumer.poll(timeout_ms=500).values():
                 records.extend(r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)])
         return records

@@ -2,8 +2,8 @@
 one is dead-lettered with its reason, every good sample is processed, the running pipeline
 never stops, and a later start is not stopped by the bad metadata it re-reads either.
 
-Load is bounded for CI: GARBAGE random records here; benchmarks/hostile_bench.py sends 10^5
-and more and prints records/s."""
+GARBAGE = 10^5 seeded random records (about 120 MB on the topic, a few minutes); the same
+load, and more, in benchmarks/hostile_bench.py, which prints records/s."""
 
 from __future__ import annotations
 
@@ -17,19 +17,21 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from connectors.kafka_admin import empty_topic
 from pipeline.contracts import OUT_DEADLETTER, OUT_UNDELIVERED, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from pipeline.decode import MAX_DEADLETTER_BYTES, MAX_DEADLETTER_KEY_BYTES
 from tests.integration.hostile_records import garbage, interleave, named_metas, named_samples, send
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     fresh_kafka, T0, assert_same_points, kill, log_tail, parquet_points, pipeline_command, read_topic,
-    reference_run, simulated_fleet, start_pipeline, stored_points, stuck_report, timestamps_by_cell, unique_prefix,
+    reference_run, simulated_fleet, start_pipeline, stored_points, stuck_report, timestamps_by_cell, topic_ends,
+    unique_prefix,
     with_last_halves_open,
 )
 
 pytestmark = pytest.mark.integration
 
 MAX_RECORD = 4 << 20  # the test topic's limit, so that a record over the pipeline's 1 MiB arrives
-GARBAGE = 10_000  # seeded random bad records
+GARBAGE = 100_000  # seeded random bad records
 # cell.deadletter's limit in this test: the largest dead letters are refused and must land in
 # the output folder's file instead, the rest must still reach the topic.
 DEADLETTER_LIMIT = 128 * 1024
@@ -69,10 +71,10 @@ def _bad_records(prefix: str, good: str) -> list[tuple[bytes | None, bytes | Non
     ]
 
 
-def _dead_letters(bootstrap: str, out: Path) -> list[dict]:
-    """Every dead letter on the topic, each within the size limits, and in the output folder's
-    file of those the broker refused (larger than the topic's limit)."""
-    records = read_topic(bootstrap, TOPIC_DEADLETTER)
+def _dead_letters(bootstrap: str, out: Path, since: dict[int, int]) -> list[dict]:
+    """Every dead letter on the topic from the offsets ``since``, each within the size limits, and
+    in the output folder's file of those the broker refused (larger than the topic's limit)."""
+    records = read_topic(bootstrap, TOPIC_DEADLETTER, since, timeout_s=300)
     assert all(len(r.value) <= MAX_DEADLETTER_BYTES and len(r.key or b"") <= MAX_DEADLETTER_KEY_BYTES for r in records)
     refused = [json.loads(line) for line in (out / OUT_UNDELIVERED).read_text().splitlines()] \
         if (out / OUT_UNDELIVERED).exists() else []
@@ -82,12 +84,14 @@ def _dead_letters(bootstrap: str, out: Path) -> list[dict]:
 
 @pytest.fixture
 def small_deadletter_topic(fresh_kafka: str) -> Iterator[str]:
-    """The broker, with cell.deadletter's max.message.bytes at DEADLETTER_LIMIT for this test."""
+    """The broker, with cell.deadletter's max.message.bytes at DEADLETTER_LIMIT for this test;
+    emptied afterwards, so that later tests do not read this test's 10^5 dead letters."""
     _limit_records(fresh_kafka, TOPIC_DEADLETTER, DEADLETTER_LIMIT)
     try:
         yield fresh_kafka
     finally:
         _limit_records(fresh_kafka, TOPIC_DEADLETTER, 1048588)  # the broker's default
+        empty_topic(fresh_kafka, TOPIC_DEADLETTER)
 
 
 def _limit_records(bootstrap: str, topic: str, limit: int) -> None:
@@ -96,6 +100,12 @@ def _limit_records(bootstrap: str, topic: str, limit: int) -> None:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(limit)})])
     finally:
         admin.close()
+
+
+def _undelivered(out: Path) -> int:
+    """Dead letters the topic refused, set aside in the output folder's file."""
+    path = out / OUT_UNDELIVERED
+    return sum(1 for _ in path.open("rb")) if path.exists() else 0
 
 
 def _by_position_all(letters: list[dict], topic: str) -> list[tuple[int, int]]:
@@ -136,24 +146,30 @@ def test_bad_records_are_dead_lettered_and_good_ones_processed(
     # Frames of a cell without metadata wait meta_wait_s for it before they are refused.
     config = made.write_config(tmp_path / "cells.toml", leave_out=[on_topic], meta_wait_s=10.0)
     command = pipeline_command(bootstrap, victoria_url, out, exit_when_idle=False, extra=["--config", str(config)])
+    since = topic_ends(bootstrap, TOPIC_DEADLETTER)
     expected_meta = send(bootstrap, TOPIC_META, metas, MAX_RECORD)
     process = start_pipeline(command, log)
     try:
         expected = send(bootstrap, TOPIC_SAMPLES, records, MAX_RECORD)
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 900
+        samples, meta, estimates = {}, {}, {}
         while True:
-            letters = _dead_letters(bootstrap, out)
-            samples, meta = _by_position(letters, TOPIC_SAMPLES), _by_position(letters, TOPIC_META)
-            estimates = timestamps_by_cell(stored_points(victoria_url, prefix), "twin_state_soc") \
-                if set(expected) <= set(samples) and set(expected_meta) <= set(meta) else {}
-            if sum(estimates.values()) >= made.sample_count:
-                break
+            # Counting is cheap, reading 10^5 dead letters is not: read once they are all there.
+            written = sum(topic_ends(bootstrap, TOPIC_DEADLETTER).values()) - sum(since.values())
+            if written + _undelivered(out) >= len(expected) + len(expected_meta):
+                letters = _dead_letters(bootstrap, out, since)
+                samples, meta = _by_position(letters, TOPIC_SAMPLES), _by_position(letters, TOPIC_META)
+                if set(expected) <= set(samples) and set(expected_meta) <= set(meta):
+                    estimates = timestamps_by_cell(stored_points(victoria_url, prefix), "twin_state_soc")
+                    if sum(estimates.values()) >= made.sample_count:
+                        break
             assert process.poll() is None, f"the pipeline stopped:\n{log_tail(log)}"
             assert time.monotonic() < deadline, (
-                f"{len(set(expected) & set(samples))} of {len(expected)} dead letters of samples, "
+                f"{written} dead letters on the topic, {_undelivered(out)} in the file; "
+                f"{len(set(expected) & set(samples))} of {len(expected)} of samples, "
                 f"{len(set(expected_meta) & set(meta))} of {len(expected_meta)} of metadata, "
                 f"{sum(estimates.values())} of {made.sample_count} estimates:\n{stuck_report(process, log)}")
-            time.sleep(2.0)
+            time.sleep(5.0)
         assert process.poll() is None, f"the pipeline stopped:\n{log_tail(log)}"
     finally:
         kill(process)
@@ -178,7 +194,8 @@ def test_bad_records_are_dead_lettered_and_good_ones_processed(
     try:
         time.sleep(20.0)
         assert again.poll() is None, f"the restarted pipeline stopped:\n{log_tail(tmp_path / 'again.log')}"
-        seen = Counter(p for p in _by_position_all(_dead_letters(bootstrap, out), TOPIC_META) if p in expected_meta)
+        seen = Counter(p for p in _by_position_all(_dead_letters(bootstrap, out, since), TOPIC_META)
+                       if p in expected_meta)
         assert all(seen[p] == 1 for p in expected_meta), seen
     finally:
         kill(again)

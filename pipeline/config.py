@@ -77,6 +77,7 @@ __all__ = [
     "ENV_VARS",
     "debugging",
     "load_config",
+    "kafka_config",
 ]
 
 
@@ -375,6 +376,16 @@ def load_config(
             shown = "" if name in _SECRETS else f" = {value!r}"
             raise ConfigError(f"{source}{shown}: {error}") from None
     return _assemble(values, clients, _cells(cell_tables, str(path)))
+
+
+def kafka_config(path: Path | None, bootstrap: str | None) -> KafkaConfig:
+    """The broker and kafka-python settings (TLS/SASL) of `celltwin run`: ``bootstrap``
+    (``--kafka``), else ``$CELLTWIN_KAFKA``, else the config file's [kafka] table, which
+    also holds the client settings. ConfigError if none names a broker."""
+    cfg = load_config(path, flags={"kafka.bootstrap": bootstrap})
+    if cfg.kafka is None:
+        raise ConfigError("no Kafka broker: give --kafka, $CELLTWIN_KAFKA or [kafka] bootstrap in the --config file")
+    return cfg.kafka
 
 
 def _read_token(path: Path) -> str:

@@ -19,6 +19,7 @@ stays finite.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import reprlib
@@ -104,6 +105,11 @@ class CellMeta:
             return generic_params(self.cell, g["capacity_mah"], g["v_min"], g["v_max"], np.array(g["ocv"]),
                                   g.get("r_ohm", 0.05), self.mass_mg, g.get("tau_diff_s", DEFAULT_TAU_S))
         return preset(self.label, mass_mg=self.mass_mg)
+
+    def to_json(self) -> bytes:
+        """The ``cell.meta`` record, as ``meta_from_mapping`` reads it back (unset fields left out)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return json.dumps(fields, allow_nan=False).encode()
 
 
 def _number(cell: str, name: str, value: Any) -> float:

@@ -369,7 +369,9 @@ def replay(
             )
     except ReadFilesError as error:
         _print_reports(error.reports)  # the reports the message points to, printed after the bar is gone
-        raise typer.BadParameter(str(error)) from None
+        also = ("" if generic or mass_mg is not None or cfg.cells else
+                "\nAlso needed once the file reads: --mass-mg (hydride mass per cell, mg; no default).")
+        raise typer.BadParameter(f"{error}{also}") from None
     _print_reports(reports)
     if generic:
         metas = generic_metas(records, mass_mg, v_min, v_max)

@@ -23,7 +23,9 @@ from connectors.sim_producer import (
 )
 from pipeline.config import ConfigError, KafkaConfig, kafka_config
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
-from pipeline.flags import COMPOSITION, CONFIG, DT, MASS_MG, NOISE, SEED, SPEED, START, parse_speed, parse_start
+from pipeline.flags import (
+    COMPOSITION, CONFIG, DT, MASS_MG, MIXED_CELLS, NOISE, PRESET, SEED, SPEED, START, parse_speed, parse_start,
+)
 from pipeline.preflight import check_kafka
 
 __all__ = ["produce", "kafka_settings"]
@@ -47,8 +49,7 @@ def produce(
         "--config", envvar="CELLTWIN_CONFIG", exists=True, dir_okay=False,
         help=f"{CONFIG} Its \\[kafka] tables give the broker and the TLS/SASL settings.")] = None,
     cells: Annotated[int, typer.Option(min=1, help="Number of simulated cells.")] = 8,
-    preset: Annotated[str, typer.Option(
-        help="nd4mg80ni8, mgh2, or mixed (alternating cell by cell).")] = "nd4mg80ni8",
+    preset: Annotated[str, typer.Option(help=PRESET + MIXED_CELLS)] = "nd4mg80ni8",
     composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     c_rate: Annotated[float, typer.Option("--c-rate", help="C-rate of constant-current cycling.")] = 1.0,
     cycles: Annotated[int, typer.Option(min=1, help="Full cycles per cell.")] = 2,

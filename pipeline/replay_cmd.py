@@ -44,7 +44,7 @@ from connectors.sim_producer import Publisher
 from pipeline.config import Config, ConfigError, KafkaConfig, load_config
 from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
-from pipeline.flags import COMPOSITION, CONFIG, MASS_MG, REPORT, SPEED, START, parse_speed, parse_start
+from pipeline.flags import COMPOSITION, CONFIG, MASS_MG, PRESET, REPORT, SPEED, START, parse_speed, parse_start
 from pipeline.preflight import check_kafka
 from pipeline.health import Progress as FlowProgress
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
@@ -53,6 +53,7 @@ from pipeline.report_data import load_cells, load_validation
 from pipeline.run_cmd import DEFAULT_OUT
 from pipeline.validation import GAP_S, validate, verdicts, write_validation
 from twin.generic import LearnedOcv, learn_ocv
+from twin.params import MIXED
 
 __all__ = [
     "replay", "read_files", "ReadFilesError", "cell_metas", "replay_config", "replay_flow", "DEFAULT_PRESET",
@@ -304,8 +305,7 @@ def replay(
                                                      "multi-cell table (default: the file name).")] = None,
     mass_mg: Annotated[Optional[float], typer.Option("--mass-mg", help=f"{MASS_MG} Default: mass_mg of the "
                                                      "cell in the config; there is no other.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Electrode preset: nd4mg80ni8 or mgh2 (default: config, "
-                                                       f"else {DEFAULT_PRESET}).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help=f"{PRESET} Default: config, else {DEFAULT_PRESET}.")] = None,
     composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     speed: Annotated[str, typer.Option(help=f"{SPEED} Paced by the file's timestamps.")] = "max",
     out: Annotated[Optional[Path], typer.Option(help=f"Output folder (default: config, else ./{DEFAULT_OUT}).")] = None,
@@ -342,6 +342,9 @@ def replay(
         pace = parse_speed(speed)
         if preset and composition:
             raise ValueError("give --preset or --composition, not both")
+        if preset and preset.strip().lower() == MIXED:
+            raise ValueError(f"--preset {MIXED} alternates the presets over simulated cells; a replayed cell has one "
+                             "electrode: give --preset nd4mg80ni8 or mgh2, or --composition")
         electrode = composition or preset
         cfg = load_config(config, flags={"out": str(out) if out else None, "kafka.bootstrap": kafka})
         columns = ColumnMapping.from_pairs(map_ or [])

@@ -23,7 +23,7 @@ from connectors.outage import OutageError
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN
 from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
-from pipeline.flags import CONFIG, DT, REPORT, SEED
+from pipeline.flags import COMPOSITION, CONFIG, DT, MIXED_CELLS, PRESET, REPORT, SEED
 from pipeline.preflight import check_folder, check_influx, check_kafka
 from pipeline.shards import shard_layout
 from pipeline.health import Progress
@@ -120,8 +120,9 @@ def run(
                                                                    "CELLTWIN_INFLUX_TOKEN_FILE).")] = None,
     influx_org: Annotated[Optional[str], typer.Option(help="InfluxDB organisation (env CELLTWIN_INFLUX_ORG).")] = None,
     influx_bucket: Annotated[Optional[str], typer.Option(help="InfluxDB bucket (env CELLTWIN_INFLUX_BUCKET).")] = None,
-    cells: Annotated[Optional[int], typer.Option(help="Embedded: simulated cells, alternating nd4mg80ni8 and "
-                                                      "mgh2 (default 6).")] = None,
+    cells: Annotated[Optional[int], typer.Option(help="Embedded: simulated cells (default 6).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help=f"{PRESET}{MIXED_CELLS} Embedded; default mixed.")] = None,
+    composition: Annotated[Optional[str], typer.Option(help=f"{COMPOSITION} Embedded.")] = None,
     cycles: Annotated[Optional[int], typer.Option(help="Embedded: constant-current cycles (default 3).")] = None,
     c_rate: Annotated[Optional[float], typer.Option("--c-rate", help="Embedded: C-rate of the cycles (default 1).")] = None,
     dt: Annotated[Optional[float], typer.Option(help=f"{DT} Embedded; default 10.")] = None,
@@ -156,7 +157,8 @@ def run(
         "out": str(out) if out else None, "kafka.bootstrap": kafka, "kafka.exit_when_idle": exit_when_idle or None,  # unset: file/env decide
         "influx.url": influx_url, "influx.token": influx_token,
         "influx.token_file": str(influx_token_file) if influx_token_file else None, "influx.org": influx_org,
-        "influx.bucket": influx_bucket, "simulator.cells": cells, "simulator.cycles": cycles,
+        "influx.bucket": influx_bucket, "simulator.cells": cells,
+        "simulator.preset": preset, "simulator.composition": composition, "simulator.cycles": cycles,
         "simulator.c_rate": c_rate, "simulator.dt": dt, "simulator.seed": seed, "shards": shards,
         "estimate_interval_s": estimate_interval, "recovery_dir": str(recovery_dir) if recovery_dir else None,
         "epoch_interval_s": epoch_interval, "max_outage_s": max_outage,

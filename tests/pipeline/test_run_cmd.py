@@ -85,6 +85,20 @@ def test_help_explains_both_modes() -> None:
     assert "embedded" in result.output
 
 
+def test_the_simulated_cells_take_a_preset_mixed_or_a_composition(tmp_path: Path) -> None:
+    base = ["run", "--cells", "2", "--cycles", "1", "--dt", "30", "--no-report"]
+    for flags, expected in ((["--preset", "mgh2"], {"mgh2"}), ([], {"nd4mg80ni8", "mgh2"}),
+                            (["--composition", "MgH2=0.6,Nd2H5=0.4"], {"MgH2=0.6,Nd2H5=0.4"})):
+        out = tmp_path / "-".join(flags or ["default"]).replace("=", "")
+        result = CliRunner().invoke(app, [*base, *flags, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert set(pq.read_table(out / OUT_CYCLES).column("preset").to_pylist()) == expected
+    for flags, words in ((["--preset", "graphite"], "unknown preset"),
+                         (["--preset", "mgh2", "--composition", "MgH2=1"], "a preset or a composition, not both")):
+        result = CliRunner().invoke(app, [*base, *flags, "--out", str(tmp_path / "bad")])
+        assert result.exit_code == 2 and words in " ".join(result.output.replace("│", " ").split()), result.output
+
+
 def test_bad_settings_are_refused_with_the_reason(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--influx-url", "http://localhost:8086", "--out", str(tmp_path)])
 

@@ -62,7 +62,7 @@ class SimCell:
     composition: str | None = None
 
     def meta(self) -> dict[str, Any]:
-        """The ``cell.meta`` record: the cell's material, active mass and nominal C-rate."""
+        """The ``cell.meta`` record: the cell's material, hydride mass and nominal C-rate."""
         material = {"preset": self.preset} if self.preset else {"composition": self.composition}
         return {"cell": self.cell, **material, "mass_mg": self.mass_mg, "c_rate": self.c_rate}
 

@@ -21,7 +21,7 @@ MIXED_CELLS = " Or mixed: the two in turn, cell by cell."
 COMPOSITION = 'Phase mass fractions instead of a preset, e.g. "MgH2=0.53,Mg2NiH4=0.28,Nd2H5=0.19".'
 SPEED = "Pacing, sample time per wall time: 1 = as recorded (live), 60 = a minute per second, max = unpaced."
 START = "Start time: ISO time (e.g. 2026-03-01T09:00, zone: --tz, else UTC) or epoch seconds."
-MASS_MG = "Hydride mass per cell, mg."
+MASS_MG = "Hydride mass per cell, mg: the whole hydrogenated alloy (with an inert framework), not the composite."
 DT = "Sampling interval, s."
 SEED = "Random seed (cell-to-cell spread and sensor noise)."
 NOISE = "Add cycler sensor noise."

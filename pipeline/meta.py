@@ -2,7 +2,7 @@
 
 The same record comes from a `[cells.<id>]` table of the config file and from a JSON
 message on the compacted `cell.meta` topic, so both go through `meta_from_mapping`.
-The active mass has no default on purpose: capacities per gram, the 1C current and the
+The hydride mass has no default on purpose: capacities per gram, the 1C current and the
 model's absolute capacity all scale with it, and a guessed mass would make every
 number the twin reports wrong without anyone noticing.
 

@@ -7,7 +7,7 @@ dataflow into the output folder, and checked against themselves
 the replay is produced into ``cell.samples`` (metadata first on ``cell.meta``)
 for a pipeline that is already running, paced like the cycler was.
 
-A cell's active mass comes from ``--mass-mg`` or the config file's
+A cell's hydride mass comes from ``--mass-mg`` or the config file's
 ``[cells.ID]``; there is no default, because every capacity the twin reports
 scales with it.
 """
@@ -176,7 +176,7 @@ def cell_metas(
         mass = mass_mg if mass_mg is not None else (known.mass_mg if known else None)
         if mass is None:
             raise typer.BadParameter(
-                f"cell {name!r} has no active mass: pass --mass-mg, or add [cells.{name}] with mass_mg to the "
+                f"cell {name!r} has no hydride mass: pass --mass-mg, or add [cells.{name}] with mass_mg to the "
                 "config file (--config); there is no default, every capacity scales with it"
             )
         label = electrode or (known.label if known else DEFAULT_PRESET)

@@ -62,7 +62,7 @@ def test_without_a_mass_the_replay_stops_and_says_how_to_give_one(cell, tmp_path
     code, output = _replay(path, "--out", tmp_path / "out")
 
     assert code == 2
-    assert "has no active mass" in output and "--mass-mg" in output
+    assert "has no hydride mass" in output and "--mass-mg" in output
     assert not (tmp_path / "out").exists()
 
     config = tmp_path / "cells.toml"

@@ -8,6 +8,7 @@ its own default after the shared text.
 from __future__ import annotations
 
 import contextlib
+import shlex
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,6 +50,32 @@ def parse_start(text: str, tz: str | None = None) -> float:
         raise typer.BadParameter(f"--start takes an ISO time like 2026-03-01T09:00 or epoch seconds, "
                                  f"not {text!r}") from None
     return moment.timestamp()
+
+
+def invocation(ctx: typer.Context) -> str:
+    """The command as given, to repeat it: ``celltwin`` and the subcommand, then each argument
+    and option set on the command line or in the environment, never a token or password."""
+    names, level = [], ctx
+    while level.parent is not None:  # the root's name is however the program was started
+        names.insert(0, level.info_name or "")
+        level = level.parent
+    words = ["celltwin", *names]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)  # typer's own click: its enum, compared by name
+        if source is None or source.name not in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        if any(secret in param.name for secret in ("token", "password")):
+            continue
+        value = ctx.params[param.name]
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name == "argument":
+            words += map(str, values)
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        else:
+            for item in values:
+                words += [param.opts[0], str(item.value if hasattr(item, "value") else item)]
+    return shlex.join(words)
 
 
 def package_version() -> str:

@@ -44,12 +44,14 @@ from connectors.sim_producer import Publisher
 from pipeline.config import Config, ConfigError, KafkaConfig, load_config
 from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
-from pipeline.flags import COMPOSITION, CONFIG, MASS_MG, PRESET, REPORT, SPEED, START, parse_speed, parse_start
+from pipeline.flags import (
+    COMPOSITION, CONFIG, MASS_MG, PRESET, REPORT, SPEED, START, invocation, parse_speed, parse_start,
+)
 from pipeline.preflight import check_kafka
 from pipeline.health import Progress as FlowProgress
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
 from pipeline.report import build_report
-from pipeline.report_data import load_cells, load_validation
+from pipeline.report_data import load_cells, load_validation, write_run_info
 from pipeline.run_cmd import DEFAULT_OUT
 from pipeline.validation import GAP_S, validate, verdicts, write_validation
 from twin.generic import LearnedOcv, learn_ocv
@@ -299,6 +301,7 @@ def _to_kafka(kafka: KafkaConfig, records: list[CellRecord], metas: dict[str, Ce
 
 
 def replay(
+    ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Archived cycler files "
                                                 "(several files of one cell are joined in time order).")],
     cell: Annotated[Optional[str], typer.Option(help="Cell id: names a one-cell file, or picks one cell of a "
@@ -384,7 +387,12 @@ def replay(
     if kafka:
         _to_kafka(cfg.kafka, records, metas, pace)
     else:
-        _embedded(cfg, cfg.out or DEFAULT_OUT, records, metas, pace, report)
+        out_dir = cfg.out or DEFAULT_OUT
+        write_run_info(out_dir, invocation(ctx), {
+            "input": "replay of " + ", ".join(str(f) for f in files),
+            "C-rate": ", ".join(f"{c}: {m.c_rate:g}C" if m.c_rate else f"{c}: not given" for c, m in metas.items()),
+        })
+        _embedded(cfg, out_dir, records, metas, pace, report)
 
 
 def _check_generic_options(generic: bool, preset: str | None, v_min: float | None, v_max: float | None) -> None:

@@ -53,6 +53,8 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
     assert f"report: {out / OUT_REPORT}" in result.output
     report = (out / OUT_REPORT).read_text()
     assert "sim-01" in report and "Plotly.newPlot(" in report
+    header = report[report.index("<table id='run'>"):]
+    assert f"celltwin run --config {config} --out {out} --seed 4" in header and "1C" in header
     assert "replayed-cell" not in report and "id='validation'" not in report
     # The closing table fits an 80-column terminal (or a log) whole: nothing cut short.
     narrow = Console(width=80, record=True, file=io.StringIO())

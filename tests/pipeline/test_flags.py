@@ -92,3 +92,11 @@ def test_mixed_is_one_word_for_every_command_that_simulates_cells(tmp_path) -> N
     assert presets == {"cell000": "nd4mg80ni8", "cell001": "mgh2"}
     result = CliRunner().invoke(app, ["replay", str(tmp_path / "cycles.csv"), "--preset", "mixed"])
     assert result.exit_code == 2 and "a replayed cell has one electrode" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_the_report_repeats_the_command_as_given_without_secrets() -> None:
+    group = typer.main.get_command(app)
+    parent = group.make_context("python -m pipeline.cli", ["run"], resilient_parsing=True)
+    args = ["--cells", "2", "--influx-token", "s3cret", "--no-report", "--preset", "mgh2"]
+    ctx = group.commands["run"].make_context("run", args, parent=parent)  # type: ignore[attr-defined]
+    assert flags.invocation(ctx) == "celltwin run --cells 2 --preset mgh2 --no-report"

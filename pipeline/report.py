@@ -99,7 +99,8 @@ def _plotly_loader() -> str:
     packed = base64.b64encode(gzip.compress(PLOTLY_JS.read_bytes(), 9, mtime=0)).decode("ascii")
     return (f"<script type='application/octet-stream' id='plotly-gz'>{packed}</script>\n<script>\n"
             "const plotlyReady = (async () => {\n"
-            "  const bytes = Uint8Array.from(atob(document.getElementById('plotly-gz').textContent), c => c.charCodeAt(0));\n"
+            "  const text = atob(document.getElementById('plotly-gz').textContent);\n"
+            "  const bytes = Uint8Array.from(text, c => c.charCodeAt(0));\n"
             "  const unpacked = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));\n"
             "  (0, eval)(await new Response(unpacked).text());  // global: defines window.Plotly\n"
             "})();\n"

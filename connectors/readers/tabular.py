@@ -205,8 +205,8 @@ def _unit_problems(layout: Layout, table: pa.Table | None) -> list[str]:
         if column is None or role not in _QUANTITY:
             continue
         unit = layout.units.get(role)
-        if role == "time" and unit is None and (
-                table is None or looks_like_durations(table.column(column)) or _holds_dates(table.column(column), layout)):
+        if role == "time" and unit is None and (table is None or looks_like_durations(table.column(column))
+                                                or _holds_dates(table.column(column), layout)):
             continue  # h:mm:ss text, or dates (read as absolute time), need no unit
         try:
             conversion(_QUANTITY[role], unit, layout.headers.get(column, column))

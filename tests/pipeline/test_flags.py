@@ -91,7 +91,8 @@ def test_mixed_is_one_word_for_every_command_that_simulates_cells(tmp_path) -> N
     presets = {row.split(",")[header.index("cell")]: row.split(",")[header.index("preset")] for row in rows[1:]}
     assert presets == {"cell000": "nd4mg80ni8", "cell001": "mgh2"}
     result = CliRunner().invoke(app, ["replay", str(tmp_path / "cycles.csv"), "--preset", "mixed"])
-    assert result.exit_code == 2 and "a replayed cell has one electrode" in " ".join(result.output.replace("│", " ").split())
+    words = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "a replayed cell has one electrode" in words
 
 
 def test_the_report_repeats_the_command_as_given_without_secrets() -> None:

@@ -24,7 +24,6 @@ pipeline that is already running.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -60,7 +59,6 @@ __all__ = [
     "encode",
     "ReplaySource",
     "produce",
-    "meta_json",
 ]
 
 WireFrame = dict[str, Any]
@@ -275,7 +273,7 @@ def produce(
     missing = [r.cell for r in records if r.cell not in metas]
     if missing:
         raise ValueError(f"no metadata for cell(s) {missing}: the pipeline would dead-letter their samples")
-    publisher.send(TOPIC_META, [(r.cell.encode(), meta_json(metas[r.cell])) for r in records])
+    publisher.send(TOPIC_META, [(r.cell.encode(), metas[r.cell].to_json()) for r in records])
     publisher.flush()
     origin = origin_of(records)
     pacers = [Pacer(r, origin, speed, max_frame=max_frame) for r in records]
@@ -297,8 +295,3 @@ def produce(
     publisher.flush()
     return sent
 
-
-def meta_json(meta: CellMeta) -> bytes:
-    """A ``cell.meta`` record as ``meta_from_mapping`` reads it back (unset fields left out)."""
-    fields = {k: v for k, v in dataclasses.asdict(meta).items() if v is not None}
-    return json.dumps(fields, allow_nan=False).encode()

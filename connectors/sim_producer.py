@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from kafka import KafkaProducer
 
-from twin.params import PRESETS, CellParams
+from twin.params import MIXED, CellParams, fleet_labels
 from twin.params import preset as make_preset
 from twin.protocol import cc_cycles
 from twin.simulator import SampleBlock, SensorNoise, Simulation, vary
@@ -43,7 +43,6 @@ __all__ = [
     "stream",
 ]
 
-MIXED = "mixed"  # a fleet alternating between the named presets
 # Simulator ticks per block. Fixed, not derived from the frame size: the sensor noise is
 # drawn block by block, so the same options give the same samples however they are framed.
 BLOCK_TICKS = 2048
@@ -63,7 +62,7 @@ class SimCell:
     composition: str | None = None
 
     def meta(self) -> dict[str, Any]:
-        """The ``cell.meta`` record: the cell's material, active mass and nominal C-rate."""
+        """The ``cell.meta`` record: the cell's material, hydride mass and nominal C-rate."""
         material = {"preset": self.preset} if self.preset else {"composition": self.composition}
         return {"cell": self.cell, **material, "mass_mg": self.mass_mg, "c_rate": self.c_rate}
 
@@ -109,11 +108,8 @@ def fleet(
         raise ValueError(f"a fleet needs at least one cell, not {n}")
     if composition:
         materials: list[tuple[str | None, str | None]] = [(None, composition)] * n
-    elif preset == MIXED:
-        names = list(PRESETS)  # nd4mg80ni8 first, as in the embedded run
-        materials = [(names[k % len(names)], None) for k in range(n)]
     else:
-        materials = [(preset, None)] * n
+        materials = [(name, None) for name in fleet_labels(preset, n)]
     rng = np.random.default_rng(seed)
     params: list[CellParams | None] = [None] * n
     for material in dict.fromkeys(materials):

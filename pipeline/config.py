@@ -41,6 +41,7 @@ client's own table that this client does not know, is an error, as is a file set
     bucket = "celltwin"
 
     [simulator]                     # embedded mode only
+    preset = "mixed"                # nd4mg80ni8, mgh2, or mixed (alternating); or composition = "..."
     cells = 6
     cycles = 3
     c_rate = 1.0
@@ -67,6 +68,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from connectors.kafka_source import START_POLICIES
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
+from twin.params import MIXED, PRESETS, preset
 
 __all__ = [
     "ConfigError",
@@ -77,6 +79,7 @@ __all__ = [
     "ENV_VARS",
     "debugging",
     "load_config",
+    "kafka_config",
 ]
 
 
@@ -131,6 +134,8 @@ class InfluxConfig:
 class SimulatorConfig:
     """The embedded run's cells: alternating composite and MgH2 electrodes, CC cycling."""
 
+    preset: str = MIXED  # a preset name or MIXED
+    composition: str | None = None  # instead of the preset: phase mass fractions
     cells: int = 6
     cycles: int = 3
     c_rate: float = 1.0
@@ -212,6 +217,18 @@ def _start(value: Any) -> str:
     return text
 
 
+def _preset(value: Any) -> str:
+    name = _text(value).lower()
+    if name != MIXED and name not in PRESETS:
+        raise ValueError(f"unknown preset: choose one of {sorted(PRESETS)} or {MIXED} (alternating)")
+    return name
+
+
+def _composition(value: Any) -> str:
+    preset(_text(value))  # ValueError saying what does not parse
+    return _text(value)
+
+
 def _seed(value: Any) -> int:
     if isinstance(value, bool) or int(value) != float(value):
         raise ValueError("expected an integer")
@@ -239,6 +256,8 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "influx.token_file": _text,
     "influx.org": _text,
     "influx.bucket": _text,
+    "simulator.preset": _preset,
+    "simulator.composition": _composition,
     "simulator.cells": _integer,
     "simulator.cycles": _integer,
     "simulator.c_rate": _positive,
@@ -377,6 +396,22 @@ def load_config(
     return _assemble(values, clients, _cells(cell_tables, str(path)))
 
 
+def kafka_config(path: Path | None, bootstrap: str | None) -> KafkaConfig:
+    """The broker and kafka-python settings (TLS/SASL) of `celltwin run`: ``bootstrap``
+    (``--kafka``), else ``$CELLTWIN_KAFKA``, else the config file's [kafka] table, which
+    also holds the client settings. ConfigError if none names a broker."""
+    cfg = load_config(path, flags={"kafka.bootstrap": bootstrap})
+    if cfg.kafka is None:
+        raise ConfigError("no Kafka broker: give --kafka, $CELLTWIN_KAFKA or [kafka] bootstrap in the --config file")
+    return cfg.kafka
+
+
+def _simulator(values: dict[str, Any]) -> SimulatorConfig:
+    if "preset" in values and "composition" in values:
+        raise ConfigError("give the simulator a preset or a composition, not both")
+    return SimulatorConfig(**values)
+
+
 def _read_token(path: Path) -> str:
     """The token in a file (a mounted secret, say): its text without surrounding space."""
     try:
@@ -412,7 +447,7 @@ def _assemble(values: dict[str, Any], clients: dict[str, Any], cells: dict[str, 
         kafka=kafka,
         influx=influx,
         out=Path(values["out"]) if "out" in values else None,
-        simulator=SimulatorConfig(**_section(values, "simulator")),
+        simulator=_simulator(_section(values, "simulator")),
         cells=dict(cells),
         shards=values.get("shards"),
         estimate_interval_s=values.get("estimate_interval_s", 10.0),

@@ -18,6 +18,7 @@ __all__ = [
     "TOPIC_DEADLETTER",
     "TOPIC_TWIN",
     "TOPIC_ALERTS",
+    "TOPIC_PARTITIONS",
     "MEAS_STATE",
     "MEAS_CYCLE",
     "MEAS_ALERT",
@@ -46,6 +47,8 @@ TOPIC_META = "cell.meta"  # compacted: key = cell id, value = CellMeta JSON
 TOPIC_DEADLETTER = "cell.deadletter"
 TOPIC_TWIN = "cell.twin"
 TOPIC_ALERTS = "cell.alerts"
+# Partitions of the topics celltwin creates where they do not exist yet (existing ones are kept).
+TOPIC_PARTITIONS = {TOPIC_SAMPLES: 8, TOPIC_META: 1, TOPIC_TWIN: 8, TOPIC_ALERTS: 1, TOPIC_DEADLETTER: 1}
 
 # InfluxDB measurements. Timestamps are sample times, so re-writing is idempotent.
 MEAS_STATE = "twin_state"

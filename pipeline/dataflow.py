@@ -45,6 +45,7 @@ from pipeline.contracts import (
     OUT_UNDELIVERED,
     TOPIC_ALERTS,
     TOPIC_DEADLETTER,
+    TOPIC_PARTITIONS,
     TOPIC_META,
     TOPIC_SAMPLES,
     TOPIC_TWIN,
@@ -57,9 +58,6 @@ from pipeline.stops import StopBetweenSteps, quiet_stderr
 from pipeline.twin_step import Point, ShardLogic, ShardStats
 
 __all__ = ["TOPIC_PARTITIONS", "build_flow", "point_message", "ensure_kafka_topics", "run_flow"]
-
-# Partitions of topics created by `ensure_kafka_topics` (existing topics are kept as they are).
-TOPIC_PARTITIONS = {TOPIC_SAMPLES: 8, TOPIC_META: 1, TOPIC_TWIN: 8, TOPIC_ALERTS: 1, TOPIC_DEADLETTER: 1}
 
 
 def point_message(point: Point) -> tuple[bytes, bytes]:

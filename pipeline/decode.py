@@ -54,6 +54,8 @@ __all__ = [
     "Frame",
     "DeadLetter",
     "Decoded",
+    "Rejected",
+    "check_samples",
     "decode_message",
     "decode_samples",
     "decode_meta",
@@ -157,7 +159,10 @@ def _payload_text(raw: bytes | None) -> str | None:
         return base64.b64encode(raw[: MAX_PAYLOAD_CHARS * 3 // 4]).decode("ascii")
 
 
-class _Reject(Exception):
+class Rejected(ValueError):
+    """Why a record or a sample cannot be used: a short machine-readable ``reason`` (the dead
+    letter's) and a sentence for a person (``error``, the exception's message)."""
+
     def __init__(self, reason: str, error: str) -> None:
         super().__init__(error)
         self.reason = reason
@@ -170,29 +175,29 @@ def _origin(msg: KafkaMessage) -> Origin:
 
 def _object(value: bytes | None) -> dict[str, Any]:
     if value is None:
-        raise _Reject("not_json", "empty record (no value)")
+        raise Rejected("not_json", "empty record (no value)")
     if len(value) > MAX_MESSAGE_BYTES:
-        raise _Reject("oversized", f"record of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
+        raise Rejected("oversized", f"record of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
     try:
         body = json.loads(value)
     except RecursionError:
-        raise _Reject("not_json", "JSON nested deeper than the parser follows") from None
+        raise Rejected("not_json", "JSON nested deeper than the parser follows") from None
     except ValueError as error:  # also: not UTF-8, an integer of more than 4300 digits
-        raise _Reject("not_json", f"not JSON: {error}") from None
+        raise Rejected("not_json", f"not JSON: {error}") from None
     if not isinstance(body, dict):
-        raise _Reject("not_object", f"expected a JSON object, got {type(body).__name__}")
+        raise Rejected("not_object", f"expected a JSON object, got {type(body).__name__}")
     return body
 
 
 def _cell(body: dict[str, Any], key: bytes | None) -> str:
     if "cell" not in body:
-        raise _Reject("missing_field", "missing field 'cell'")
+        raise Rejected("missing_field", "missing field 'cell'")
     cell = body["cell"]
     problem = name_error("'cell'", cell)
     if problem:
-        raise _Reject("bad_cell_id" if isinstance(cell, str) else "wrong_type", problem)
+        raise Rejected("bad_cell_id" if isinstance(cell, str) else "wrong_type", problem)
     if key is not None and key != cell.encode():
-        raise _Reject("key_mismatch", f"record key {shown.repr(key.decode('utf-8', 'replace'))} is not its cell {cell!r}")
+        raise Rejected("key_mismatch", f"record key {shown.repr(key.decode('utf-8', 'replace'))} is not its cell {cell!r}")
     return cell
 
 
@@ -203,18 +208,18 @@ def _numbers(body: dict[str, Any], name: str, frame: bool) -> np.ndarray:
     value = body[name]
     if frame != isinstance(value, list):
         shape = "an array (the record is a frame: 't' is an array)" if frame else "a number"
-        raise _Reject("wrong_type", f"'{name}' must be {shape}, got {type(value).__name__}")
+        raise Rejected("wrong_type", f"'{name}' must be {shape}, got {type(value).__name__}")
     items = value if frame else [value]
     kinds = set(map(type, items))  # JSON gives exact types; one pass in C
     if not kinds <= _NUMBER_TYPES:
         if bool in kinds:
-            raise _Reject("wrong_type", f"'{name}' must hold numbers, not true/false")
+            raise Rejected("wrong_type", f"'{name}' must hold numbers, not true/false")
         bad = next(x for x in items if type(x) not in _NUMBER_TYPES)
-        raise _Reject("wrong_type", f"'{name}' must hold numbers, got {type(bad).__name__} {shown.repr(bad)}")
+        raise Rejected("wrong_type", f"'{name}' must hold numbers, got {type(bad).__name__} {shown.repr(bad)}")
     try:
         return np.array(items, dtype=float)
     except OverflowError:  # a JSON integer with hundreds of digits
-        raise _Reject("not_finite", f"'{name}' holds an integer too large for a float") from None
+        raise Rejected("not_finite", f"'{name}' holds an integer too large for a float") from None
 
 
 # Checked per row of a frame stacked as [t, v, i, temp_c]: name, bounds, reason, unit hint.
@@ -232,51 +237,71 @@ def _check_values(data: np.ndarray, temp_given: bool) -> None:
     finite = np.isfinite(data[:rows])
     if not finite.all():
         row, k = np.unravel_index(int(np.argmin(finite)), finite.shape)
-        raise _Reject("not_finite", f"{_ROWS[row]} at sample {k} is {data[row, k]}")
+        raise Rejected("not_finite", f"{_ROWS[row]}{_at(k, data)} is {data[row, k]}")
     outside = (data < _LOW) | (data > _HIGH)  # NaN compares false: passes
     if outside.any():
         row, k = np.unravel_index(int(np.argmax(outside)), outside.shape)
         reason, hint = _RANGE_REASONS[row]
-        raise _Reject(reason, f"{_ROWS[row]} = {data[row, k]:g} at sample {k} is outside "
-                              f"{_LOW[row, 0]:g} .. {_HIGH[row, 0]:g}{hint}")
+        raise Rejected(reason, f"{_ROWS[row]} = {data[row, k]:g}{_at(k, data)} is outside "
+                               f"{_LOW[row, 0]:g} .. {_HIGH[row, 0]:g}{hint}")
 
 
-def _frame(body: dict[str, Any], cell: str, origin: Origin) -> Frame:
-    for name in ("t", "v", "i"):
-        if name not in body:
-            raise _Reject("missing_field", f"missing field {name!r}")
-    frame = isinstance(body["t"], list)
-    t, v, i = (_numbers(body, name, frame) for name in ("t", "v", "i"))
+def _at(k: int, data: np.ndarray) -> str:
+    """Which sample, where there are several to tell apart."""
+    return f" at sample {k}" if data.shape[1] > 1 else ""
+
+
+def check_samples(
+    t: np.ndarray, v: np.ndarray, i: np.ndarray, temp_c: np.ndarray | float | None = None, *,
+    after: float | None = None,
+) -> np.ndarray:
+    """The samples of one cell as rows ``[t, v, i, temp_c]`` (temperature NaN where not
+    reported), or :class:`Rejected` naming the first problem: lengths, finite values,
+    the plausible ranges, strictly increasing time (also past ``after``, the time of the
+    cell's previous sample, where the caller knows it). What the pipeline's decoder
+    checks of every frame, and what a producer checks before it sends."""
     if not (t.size == v.size == i.size):
-        raise _Reject("length_mismatch", f"t, v and i have {t.size}, {v.size} and {i.size} values")
+        raise Rejected("length_mismatch", f"t, v and i have {t.size}, {v.size} and {i.size} values")
     if t.size == 0:
-        raise _Reject("empty_frame", "frame without samples")
-    temp_given = body.get("temp_c") is not None
-    temp = np.nan
-    if temp_given:
-        temp = (_numbers(body, "temp_c", True) if isinstance(body["temp_c"], list)
-                else _numbers(body, "temp_c", False)[0])
-        if np.ndim(temp) and temp.size != t.size:
-            raise _Reject("length_mismatch", f"temp_c has {temp.size} values for {t.size} samples")
+        raise Rejected("empty_frame", "frame without samples")
+    if np.ndim(temp_c) and np.size(temp_c) != t.size:
+        raise Rejected("length_mismatch", f"temp_c has {np.size(temp_c)} values for {t.size} samples")
     data = np.empty((4, t.size))
-    data[0], data[1], data[2], data[3] = t, v, i, temp
-    _check_values(data, temp_given)
+    data[0], data[1], data[2], data[3] = t, v, i, np.nan if temp_c is None else temp_c
+    _check_values(data, temp_c is not None)
+    if after is not None and t[0] <= after:
+        raise Rejected("time_order", f"t = {t[0]:.3f} is not after the previous sample's {after:.3f}: "
+                                     "samples must be in time order")
     if t.size > 1:
         steps = np.diff(t)
         if (steps <= 0).any():
             k = int(np.argmax(steps <= 0)) + 1
             what = "repeats" if steps[k - 1] == 0 else f"goes back to {t[k]:.3f} after"
-            raise _Reject("time_order", f"t {what} {t[k - 1]:.3f} at sample {k}: samples must be in time order")
+            raise Rejected("time_order", f"t {what} {t[k - 1]:.3f} at sample {k}: samples must be in time order")
+    return data
+
+
+def _frame(body: dict[str, Any], cell: str, origin: Origin) -> Frame:
+    for name in ("t", "v", "i"):
+        if name not in body:
+            raise Rejected("missing_field", f"missing field {name!r}")
+    frame = isinstance(body["t"], list)
+    t, v, i = (_numbers(body, name, frame) for name in ("t", "v", "i"))
+    temp = None
+    if body.get("temp_c") is not None:
+        temp = (_numbers(body, "temp_c", True) if isinstance(body["temp_c"], list)
+                else _numbers(body, "temp_c", False)[0])
+    data = check_samples(t, v, i, temp)
     return Frame(cell, data[0], data[1], data[2], data[3], origin)
 
 
-def _unforeseen(error: Exception) -> _Reject:
+def _unforeseen(error: Exception) -> Rejected:
     """Whatever else a record made the decoder raise: a dead letter, never the end of the run."""
     try:
         text = shown.repr(str(error))
     except Exception:  # noqa: BLE001 (a message that cannot even be shown)
         text = "(no message)"
-    return _Reject("undecodable", f"the record could not be decoded: {type(error).__name__}: {text}")
+    return Rejected("undecodable", f"the record could not be decoded: {type(error).__name__}: {text}")
 
 
 def decode_samples(msg: KafkaMessage) -> Frame | DeadLetter:
@@ -287,7 +312,7 @@ def decode_samples(msg: KafkaMessage) -> Frame | DeadLetter:
         cell = _cell(body, msg.key)
         return _frame(body, cell, origin)
     except Exception as error:  # noqa: BLE001 (see _unforeseen)
-        rejected = error if isinstance(error, _Reject) else _unforeseen(error)
+        rejected = error if isinstance(error, Rejected) else _unforeseen(error)
         return DeadLetter(rejected.reason, rejected.error, origin, msg.value, cell)
 
 
@@ -296,7 +321,7 @@ def decode_meta(msg: KafkaMessage) -> CellMeta | DeadLetter:
     origin, cell = _origin(msg), None
     try:
         if msg.value is None:
-            raise _Reject("bad_meta", "metadata tombstone: removing a cell's metadata is not supported, "
+            raise Rejected("bad_meta", "metadata tombstone: removing a cell's metadata is not supported, "
                                       "publish corrected metadata instead")
         body = _object(msg.value)
         cell = _cell(body, msg.key)
@@ -304,7 +329,7 @@ def decode_meta(msg: KafkaMessage) -> CellMeta | DeadLetter:
     except MetaError as error:
         return DeadLetter("bad_meta", str(error), origin, msg.value, cell)
     except Exception as error:  # noqa: BLE001 (see _unforeseen)
-        rejected = error if isinstance(error, _Reject) else _unforeseen(error)
+        rejected = error if isinstance(error, Rejected) else _unforeseen(error)
         return DeadLetter(rejected.reason, rejected.error, origin, msg.value, cell)
 
 

@@ -8,13 +8,13 @@ its own default after the shared text.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import shlex
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import dataclasses
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
@@ -22,10 +22,12 @@ from connectors import replay_source
 from connectors.readers import FORMATS, ColumnMapping, load_mapping
 from connectors.readers.tabular import ROLES
 
+PRESET = "Electrode preset: nd4mg80ni8 (the composite) or mgh2."
+MIXED_CELLS = " Or mixed: the two in turn, cell by cell."
 COMPOSITION = 'Phase mass fractions instead of a preset, e.g. "MgH2=0.53,Mg2NiH4=0.28,Nd2H5=0.19".'
 SPEED = "Pacing, sample time per wall time: 1 = as recorded (live), 60 = a minute per second, max = unpaced."
 START = "Start time: ISO time (e.g. 2026-03-01T09:00, zone: --tz, else UTC) or epoch seconds."
-MASS_MG = "Hydride mass per cell, mg."
+MASS_MG = "Hydride mass per cell, mg: the whole hydrogenated alloy (with an inert framework), not the composite."
 DT = "Sampling interval, s."
 SEED = "Random seed (cell-to-cell spread and sensor noise)."
 NOISE = "Add cycler sensor noise."
@@ -80,6 +82,32 @@ def read_options(
     return {"format": format_, "mapping": columns, "units": units or None,
             "start": parse_start(start, tz) if start is not None else None, "tz": tz,
             "discharge_positive": discharge_positive}
+
+
+def invocation(ctx: typer.Context) -> str:
+    """The command as given, to repeat it: ``celltwin`` and the subcommand, then each argument
+    and option set on the command line or in the environment, never a token or password."""
+    names, level = [], ctx
+    while level.parent is not None:  # the root's name is however the program was started
+        names.insert(0, level.info_name or "")
+        level = level.parent
+    words = ["celltwin", *names]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)  # typer's own click: its enum, compared by name
+        if source is None or source.name not in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        if any(secret in param.name for secret in ("token", "password")):
+            continue
+        value = ctx.params[param.name]
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name == "argument":
+            words += map(str, values)
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        else:
+            for item in values:
+                words += [param.opts[0], str(item.value if hasattr(item, "value") else item)]
+    return shlex.join(words)
 
 
 def package_version() -> str:

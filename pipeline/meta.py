@@ -2,7 +2,7 @@
 
 The same record comes from a `[cells.<id>]` table of the config file and from a JSON
 message on the compacted `cell.meta` topic, so both go through `meta_from_mapping`.
-The active mass has no default on purpose: capacities per gram, the 1C current and the
+The hydride mass has no default on purpose: capacities per gram, the 1C current and the
 model's absolute capacity all scale with it, and a guessed mass would make every
 number the twin reports wrong without anyone noticing.
 
@@ -19,6 +19,7 @@ stays finite.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import reprlib
@@ -104,6 +105,11 @@ class CellMeta:
             return generic_params(self.cell, g["capacity_mah"], g["v_min"], g["v_max"], np.array(g["ocv"]),
                                   g.get("r_ohm", 0.05), self.mass_mg, g.get("tau_diff_s", DEFAULT_TAU_S))
         return preset(self.label, mass_mg=self.mass_mg)
+
+    def to_json(self) -> bytes:
+        """The ``cell.meta`` record, as ``meta_from_mapping`` reads it back (unset fields left out)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return json.dumps(fields, allow_nan=False).encode()
 
 
 def _number(cell: str, name: str, value: Any) -> float:

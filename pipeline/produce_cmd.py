@@ -21,9 +21,11 @@ from connectors.kafka_admin import ensure_topics
 from connectors.sim_producer import (
     ProduceStats, Publisher, fleet, meta_messages, simulation, stream,
 )
-from pipeline.config import ConfigError, KafkaConfig, load_config
+from pipeline.config import ConfigError, KafkaConfig, kafka_config
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
-from pipeline.flags import COMPOSITION, CONFIG, DT, MASS_MG, NOISE, SEED, SPEED, START, parse_speed, parse_start
+from pipeline.flags import (
+    COMPOSITION, CONFIG, DT, MASS_MG, MIXED_CELLS, NOISE, PRESET, SEED, SPEED, START, parse_speed, parse_start,
+)
 from pipeline.preflight import check_kafka
 
 __all__ = ["produce", "kafka_settings"]
@@ -33,17 +35,11 @@ _out = Console()
 
 
 def kafka_settings(config: Path | None, kafka: str | None) -> KafkaConfig:
-    """The broker and kafka-python settings (TLS/SASL) of `celltwin run`: ``--kafka``,
-    else ``$CELLTWIN_KAFKA``, else the config file's [kafka] table, which also holds the
-    client settings. A usage error if none names a broker."""
+    """:func:`pipeline.config.kafka_config`, its errors as usage errors."""
     try:
-        cfg = load_config(config, flags={"kafka.bootstrap": kafka})
+        return kafka_config(config, kafka)
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from None
-    if cfg.kafka is None:
-        raise typer.BadParameter("no Kafka broker: give --kafka, $CELLTWIN_KAFKA or [kafka] bootstrap "
-                                 "in the --config file")
-    return cfg.kafka
 
 
 def produce(
@@ -53,8 +49,7 @@ def produce(
         "--config", envvar="CELLTWIN_CONFIG", exists=True, dir_okay=False,
         help=f"{CONFIG} Its \\[kafka] tables give the broker and the TLS/SASL settings.")] = None,
     cells: Annotated[int, typer.Option(min=1, help="Number of simulated cells.")] = 8,
-    preset: Annotated[str, typer.Option(
-        help="nd4mg80ni8, mgh2, or mixed (alternating cell by cell).")] = "nd4mg80ni8",
+    preset: Annotated[str, typer.Option(help=PRESET + MIXED_CELLS)] = "nd4mg80ni8",
     composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     c_rate: Annotated[float, typer.Option("--c-rate", help="C-rate of constant-current cycling.")] = 1.0,
     cycles: Annotated[int, typer.Option(min=1, help="Full cycles per cell.")] = 2,

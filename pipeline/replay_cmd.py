@@ -7,7 +7,7 @@ dataflow into the output folder, and checked against themselves
 the replay is produced into ``cell.samples`` (metadata first on ``cell.meta``)
 for a pipeline that is already running, paced like the cycler was.
 
-A cell's active mass comes from ``--mass-mg`` or the config file's
+A cell's hydride mass comes from ``--mass-mg`` or the config file's
 ``[cells.ID]``; there is no default, because every capacity the twin reports
 scales with it.
 """
@@ -36,17 +36,18 @@ from pipeline.config import Config, ConfigError, KafkaConfig, load_config
 from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
 from pipeline.flags import (
-    COMPOSITION, CONFIG, DISCHARGE, FORMAT, MAP, MAPPING, MASS_MG, REPORT, SPEED, START, TZ, UNIT, parse_speed,
-    read_options,
+    COMPOSITION, CONFIG, DISCHARGE, FORMAT, MAP, MAPPING, MASS_MG, PRESET, REPORT, SPEED, START, TZ, UNIT,
+    invocation, parse_speed, read_options,
 )
 from pipeline.preflight import check_kafka
 from pipeline.health import Progress as FlowProgress
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
 from pipeline.report import build_report
-from pipeline.report_data import load_cells, load_validation
+from pipeline.report_data import load_cells, load_validation, write_run_info
 from pipeline.run_cmd import DEFAULT_OUT
 from pipeline.validation import GAP_S, validate, verdicts, write_validation
 from twin.generic import LearnedOcv, learn_ocv
+from twin.params import MIXED
 
 __all__ = [
     "replay", "read_files", "ReadFilesError", "cell_metas", "replay_config", "replay_flow", "DEFAULT_PRESET",
@@ -169,7 +170,7 @@ def cell_metas(
         mass = mass_mg if mass_mg is not None else (known.mass_mg if known else None)
         if mass is None:
             raise typer.BadParameter(
-                f"cell {name!r} has no active mass: pass --mass-mg, or add [cells.{name}] with mass_mg to the "
+                f"cell {name!r} has no hydride mass: pass --mass-mg, or add [cells.{name}] with mass_mg to the "
                 "config file (--config); there is no default, every capacity scales with it"
             )
         label = electrode or (known.label if known else DEFAULT_PRESET)
@@ -292,14 +293,14 @@ def _to_kafka(kafka: KafkaConfig, records: list[CellRecord], metas: dict[str, Ce
 
 
 def replay(
+    ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Archived cycler files "
                                                 "(several files of one cell are joined in time order).")],
     cell: Annotated[Optional[str], typer.Option(help="Cell id: names a one-cell file, or picks one cell of a "
                                                      "multi-cell table (default: the file name).")] = None,
     mass_mg: Annotated[Optional[float], typer.Option("--mass-mg", help=f"{MASS_MG} Default: mass_mg of the "
                                                      "cell in the config; there is no other.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Electrode preset: nd4mg80ni8 or mgh2 (default: config, "
-                                                       f"else {DEFAULT_PRESET}).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help=f"{PRESET} Default: config, else {DEFAULT_PRESET}.")] = None,
     composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     speed: Annotated[str, typer.Option(help=f"{SPEED} Paced by the file's timestamps.")] = "max",
     out: Annotated[Optional[Path], typer.Option(help=f"Output folder (default: config, else ./{DEFAULT_OUT}).")] = None,
@@ -329,6 +330,9 @@ def replay(
         pace = parse_speed(speed)
         if preset and composition:
             raise ValueError("give --preset or --composition, not both")
+        if preset and preset.strip().lower() == MIXED:
+            raise ValueError(f"--preset {MIXED} alternates the presets over simulated cells; a replayed cell has one "
+                             "electrode: give --preset nd4mg80ni8 or mgh2, or --composition")
         electrode = composition or preset
         cfg = load_config(config, flags={"out": str(out) if out else None, "kafka.bootstrap": kafka})
         _check_generic_options(generic, electrode, v_min, v_max)
@@ -348,7 +352,9 @@ def replay(
             records, reports = read_files(files, cell=cell, on_read=done, **options)
     except ReadFilesError as error:
         _print_reports(error.reports)  # the reports the message points to, printed after the bar is gone
-        raise typer.BadParameter(str(error)) from None
+        also = ("" if generic or mass_mg is not None or cfg.cells else
+                "\nAlso needed once the file reads: --mass-mg (hydride mass per cell, mg; no default).")
+        raise typer.BadParameter(f"{error}{also}") from None
     _print_reports(reports)
     if generic:
         metas = generic_metas(records, mass_mg, v_min, v_max)
@@ -358,7 +364,12 @@ def replay(
     if kafka:
         _to_kafka(cfg.kafka, records, metas, pace)
     else:
-        _embedded(cfg, cfg.out or DEFAULT_OUT, records, metas, pace, report)
+        out_dir = cfg.out or DEFAULT_OUT
+        write_run_info(out_dir, invocation(ctx), {
+            "input": "replay of " + ", ".join(str(f) for f in files),
+            "C-rate": ", ".join(f"{c}: {m.c_rate:g}C" if m.c_rate else f"{c}: not given" for c, m in metas.items()),
+        })
+        _embedded(cfg, out_dir, records, metas, pace, report)
 
 
 def _check_generic_options(generic: bool, preset: str | None, v_min: float | None, v_max: float | None) -> None:

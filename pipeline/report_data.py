@@ -7,8 +7,10 @@ come back as numpy arrays; no data-frame library is needed for a few Parquet fil
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +20,13 @@ import pyarrow.csv as pacsv
 from connectors.file_sink import read_parts
 from pipeline.alert_catalogue import by_kind
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES
+from pipeline.flags import package_version
 
 __all__ = [
     "VALIDATION_FILE",
+    "RUN_FILE",
+    "write_run_info",
+    "load_run_info",
     "VALIDATION_COLUMNS",
     "Columns",
     "CellData",
@@ -34,6 +40,7 @@ __all__ = [
 ]
 
 VALIDATION_FILE = "validation.csv"
+RUN_FILE = "run.json"  # the job that filled the folder, for the report's header
 VALIDATION_COLUMNS = ("cell", "cycle", "measured_discharge_mah", "measured_charge_mah",
                       "coulombic_efficiency", "twin_capacity_mah")
 
@@ -144,6 +151,21 @@ def forget_other_jobs(out_dir: Path) -> None:
     """Remove what a replay left in `out_dir` that a run does not write: its
     validation would show in the run's report, for cells that are not in the run."""
     (out_dir / VALIDATION_FILE).unlink(missing_ok=True)
+
+
+def write_run_info(out_dir: Path, command: str, facts: dict[str, str]) -> None:
+    """What the report's header says of the job that filled ``out_dir``: the command, the
+    version that ran it, when, and ``facts`` (input, C-rate, seed...), in order."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = {"command": command, "version": package_version(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **facts}
+    (out_dir / RUN_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
+
+
+def load_run_info(out_dir: Path) -> dict[str, str]:
+    """The facts :func:`write_run_info` left, or none (a folder from an older version)."""
+    path = out_dir / RUN_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def load_validation(out_dir: Path) -> Columns | None:

@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from pipeline.alert_catalogue import CATALOGUE
 from pipeline.contracts import THRESHOLDS
 from pipeline.report_data import CellData, Columns, minmax_indices
 from twin.estimator import FLAG_RECOVERED, FLAG_UNCONVERGED
@@ -81,15 +82,16 @@ def timeline_figure(cell: CellData, max_points: int = MAX_POINTS) -> go.Figure:
                                         "Alerts"))
     decimated = False
 
-    def trace(name: str) -> tuple[np.ndarray, np.ndarray]:
+    def trace(name: str, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         nonlocal decimated
-        values = state[name]
+        values = state[name] * scale
         keep = minmax_indices(values, max_points)
         decimated |= keep.size < values.size
         return hours[keep], values[keep]
 
     fig.add_trace(_line(*trace("v"), "voltage [V]", _MEASURED), row=1, col=1)
-    fig.add_trace(_line(*trace("i"), "current [A]", "#2ca02c"), row=1, col=1, secondary_y=True)
+    # Milliamperes: mg-scale cells draw a few mA, which in A reads as 0.00204.
+    fig.add_trace(_line(*trace("i", 1000.0), "current [mA]", "#2ca02c"), row=1, col=1, secondary_y=True)
 
     keep = minmax_indices(state["soc"], max_points)
     _band(fig, hours[keep], state["soc"][keep], state["soc_std"][keep], 2, "soc +/- soc_std",
@@ -98,12 +100,14 @@ def timeline_figure(cell: CellData, max_points: int = MAX_POINTS) -> go.Figure:
     _flag_markers(fig, state, hours, max_points)
 
     fig.add_trace(_line(*trace("impedance_growth"), "impedance growth", "#8c564b"), row=3, col=1)
-    _limit(fig, THRESHOLDS.impedance_growth, 3, "limit")
+    _limit(fig, THRESHOLDS.impedance_growth, 3, f"limit {THRESHOLDS.impedance_growth:+.0%}")
     fig.add_trace(_line(*trace("crack_risk"), "crack risk", _TWIN), row=4, col=1)
     fig.add_trace(_line(*trace("phase_sep_risk"), "phase-separation risk", _RISK2), row=4, col=1)
-    _limit(fig, THRESHOLDS.crack_risk, 4, "crack limit")
-    if THRESHOLDS.phase_sep_risk != THRESHOLDS.crack_risk:
-        _limit(fig, THRESHOLDS.phase_sep_risk, 4, "phase-separation limit")
+    if THRESHOLDS.phase_sep_risk == THRESHOLDS.crack_risk:
+        _limit(fig, THRESHOLDS.crack_risk, 4, f"crack and phase-separation limit {THRESHOLDS.crack_risk:g}")
+    else:
+        _limit(fig, THRESHOLDS.crack_risk, 4, f"crack limit {THRESHOLDS.crack_risk:g}")
+        _limit(fig, THRESHOLDS.phase_sep_risk, 4, f"phase-separation limit {THRESHOLDS.phase_sep_risk:g}")
 
     _alert_markers(fig, cell.alerts, t0, hours)
     start = datetime.fromtimestamp(t0, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -113,9 +117,11 @@ def timeline_figure(cell: CellData, max_points: int = MAX_POINTS) -> go.Figure:
                       legend={"orientation": "h", "y": -0.04})
     fig.update_xaxes(title_text="hours on test", row=5, col=1)
     fig.update_yaxes(title_text="V", row=1, col=1)
-    fig.update_yaxes(title_text="A", row=1, col=1, secondary_y=True)
-    fig.update_yaxes(range=[-0.05, 1.05], row=2, col=1)
-    fig.update_yaxes(range=[-0.02, 1.02], row=4, col=1)
+    # Ticks of its own (round numbers), not the voltage grid's positions.
+    fig.update_yaxes(title_text="mA", row=1, col=1, secondary_y=True, tickmode="auto", showgrid=False)
+    fig.update_yaxes(title_text="SOC (1 = charged)", range=[-0.05, 1.05], row=2, col=1)
+    fig.update_yaxes(title_text="growth", tickformat="+.0%", row=3, col=1)
+    fig.update_yaxes(title_text="risk (0..1)", range=[-0.02, 1.02], row=4, col=1)
     return fig
 
 
@@ -128,12 +134,17 @@ def _alert_markers(fig: go.Figure, alerts: Columns, t0: float, hours: np.ndarray
                                  showlegend=False, hoverinfo="skip"), row=5, col=1)
         fig.update_yaxes(showticklabels=False, row=5, col=1)
         return
+    # Rows named as the alert catalogue names the kinds, in its order.
+    titles = {k.kind: k.title for k in CATALOGUE}
+    shown = [titles.get(str(kind), str(kind)) for kind in alerts["kind"]]
+    fig.update_yaxes(categoryorder="array", row=5, col=1,
+                     categoryarray=[k.title for k in CATALOGUE if k.title in shown][::-1])
     for severity, colour in _SEVERITY_COLOUR.items():
         mask = alerts["severity"] == severity
         if not mask.any():
             continue
         fig.add_trace(go.Scatter(
-            x=(alerts["time"][mask] - t0) / 3600.0, y=alerts["kind"][mask], mode="markers",
+            x=(alerts["time"][mask] - t0) / 3600.0, y=np.array(shown, dtype=object)[mask], mode="markers",
             marker={"color": colour, "size": 9, "symbol": "diamond"}, name=f"{severity} alert",
             text=alerts["message"][mask], hovertemplate="%{y}: %{text}<extra></extra>",
         ), row=5, col=1)
@@ -188,9 +199,18 @@ def cycle_figure(cell: CellData) -> go.Figure:
                       margin={"l": 60, "r": 60, "t": 80, "b": 40},
                       legend={"orientation": "h", "y": -0.06})
     fig.update_xaxes(title_text="cycle", row=4, col=1)
+    _whole_cycles(fig, np.concatenate([dis.get("cycle", np.array([])), chg.get("cycle", np.array([]))]))
     fig.update_yaxes(title_text="mAh/g", row=1, col=1)
     fig.update_yaxes(title_text="mAh", row=2, col=1)
+    fig.update_yaxes(title_text="retention", row=3, col=1)
+    fig.update_yaxes(title_text="CE", row=4, col=1)
     return fig
+
+
+def _whole_cycles(fig: go.Figure, cycles: np.ndarray) -> None:
+    """Cycle ticks on whole numbers only (plotly would put one at 1.5), about ten of them."""
+    last = float(np.nanmax(cycles)) if cycles.size else 1.0
+    fig.update_xaxes(tick0=0, dtick=max(1, int(np.ceil(last / 10))), tickformat="d")
 
 
 def validation_figure(cell: str, rows: Columns) -> go.Figure:
@@ -252,6 +272,7 @@ def validation_figure(cell: str, rows: Columns) -> go.Figure:
                       margin={"l": 60, "r": 60, "t": 60, "b": 40},
                       legend={"orientation": "h", "y": -0.12})
     fig.update_xaxes(title_text="cycle", row=panels, col=1)
+    _whole_cycles(fig, cycle.astype(float))
     fig.update_yaxes(title_text="mAh", row=1, col=1, secondary_y=False)
     fig.update_yaxes(title_text="CE", row=1, col=1, secondary_y=True)
     return fig

@@ -23,12 +23,12 @@ from connectors.outage import OutageError
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN
 from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
-from pipeline.flags import CONFIG, DT, REPORT, SEED
+from pipeline.flags import COMPOSITION, CONFIG, DT, MIXED_CELLS, PRESET, REPORT, SEED, invocation
 from pipeline.preflight import check_folder, check_influx, check_kafka
 from pipeline.shards import shard_layout
 from pipeline.health import Progress
 from pipeline.report import build_report
-from pipeline.report_data import fmt, forget_other_jobs, load_cells, summarize
+from pipeline.report_data import fmt, forget_other_jobs, load_cells, summarize, write_run_info
 
 __all__ = ["run", "DEFAULT_OUT"]
 
@@ -101,7 +101,18 @@ def _run_with_display(flow, cfg: Config, progress: Progress, mode: str, workers:
         return run_flow(flow, cfg, workers=workers, process_id=process_id, addresses=peers)
 
 
+def _run_facts(cfg: Config) -> dict[str, str]:
+    """The report header's account of a run's input."""
+    if cfg.kafka is not None:
+        return {"input": f"Kafka {cfg.kafka.bootstrap}, topic cell.samples", "C-rate": "per cell, from its metadata"}
+    sim = cfg.simulator
+    return {"input": f"simulator: {sim.cells} cells ({sim.composition or sim.preset}), {sim.cycles} cycles, "
+                     f"a sample every {sim.dt:g} s",
+            "C-rate": f"{sim.c_rate:g}C", "seed": str(sim.seed)}
+
+
 def run(
+    ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option("--config", envvar="CELLTWIN_CONFIG", exists=True, dir_okay=False,
                                                    help=CONFIG)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder for Parquet files, dead letters and the "
@@ -120,8 +131,9 @@ def run(
                                                                    "CELLTWIN_INFLUX_TOKEN_FILE).")] = None,
     influx_org: Annotated[Optional[str], typer.Option(help="InfluxDB organisation (env CELLTWIN_INFLUX_ORG).")] = None,
     influx_bucket: Annotated[Optional[str], typer.Option(help="InfluxDB bucket (env CELLTWIN_INFLUX_BUCKET).")] = None,
-    cells: Annotated[Optional[int], typer.Option(help="Embedded: simulated cells, alternating nd4mg80ni8 and "
-                                                      "mgh2 (default 6).")] = None,
+    cells: Annotated[Optional[int], typer.Option(help="Embedded: simulated cells (default 6).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help=f"{PRESET}{MIXED_CELLS} Embedded; default mixed.")] = None,
+    composition: Annotated[Optional[str], typer.Option(help=f"{COMPOSITION} Embedded.")] = None,
     cycles: Annotated[Optional[int], typer.Option(help="Embedded: constant-current cycles (default 3).")] = None,
     c_rate: Annotated[Optional[float], typer.Option("--c-rate", help="Embedded: C-rate of the cycles (default 1).")] = None,
     dt: Annotated[Optional[float], typer.Option(help=f"{DT} Embedded; default 10.")] = None,
@@ -156,7 +168,8 @@ def run(
         "out": str(out) if out else None, "kafka.bootstrap": kafka, "kafka.exit_when_idle": exit_when_idle or None,  # unset: file/env decide
         "influx.url": influx_url, "influx.token": influx_token,
         "influx.token_file": str(influx_token_file) if influx_token_file else None, "influx.org": influx_org,
-        "influx.bucket": influx_bucket, "simulator.cells": cells, "simulator.cycles": cycles,
+        "influx.bucket": influx_bucket, "simulator.cells": cells,
+        "simulator.preset": preset, "simulator.composition": composition, "simulator.cycles": cycles,
         "simulator.c_rate": c_rate, "simulator.dt": dt, "simulator.seed": seed, "shards": shards,
         "estimate_interval_s": estimate_interval, "recovery_dir": str(recovery_dir) if recovery_dir else None,
         "epoch_interval_s": epoch_interval, "max_outage_s": max_outage,
@@ -173,6 +186,7 @@ def run(
     _preflight(cfg)
     if cfg.out is not None and process_id in (None, 0):
         forget_other_jobs(cfg.out)
+        write_run_info(cfg.out, invocation(ctx), _run_facts(cfg))
     if cfg.kafka is not None:
         ensure_kafka_topics(cfg)
     mode = "embedded" if cfg.embedded else f"Kafka {cfg.kafka.bootstrap}"

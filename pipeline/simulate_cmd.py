@@ -18,13 +18,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from twin import calibration
-from twin.params import preset as make_preset
 from twin.protocol import cc_cycles, gitt, rate_ladder
-from twin.simulator import Faults, SensorNoise, Simulation, cycle_table, vary
+from twin.simulator import Faults, SensorNoise, Simulation, cycle_table
 
-from pipeline.flags import COMPOSITION, DT, MASS_MG, NOISE, SEED
+from connectors.sim_producer import SimCell, fleet
+from pipeline.flags import COMPOSITION, DT, MASS_MG, MIXED_CELLS, NOISE, PRESET, SEED
 
-__all__ = ["simulate", "calibrate", "Protocol", "resolve_cell"]
+__all__ = ["simulate", "calibrate", "Protocol", "resolve_cells"]
 
 CYCLES_CSV = "cycles.csv"
 
@@ -37,10 +37,10 @@ class Protocol(str, Enum):
     gitt = "gitt"
 
 
-def resolve_cell(preset: str, composition: Optional[str], mass_mg: float):
-    """Cell parameters from a preset name or a composition string, with a clear error."""
+def resolve_cells(preset: str, composition: Optional[str], cells: int, mass_mg: float, seed: int) -> list[SimCell]:
+    """The simulated cells (a preset, mixed, or a composition), with a clear error."""
     try:
-        return make_preset(composition or preset, mass_mg=mass_mg)
+        return fleet(cells, preset, composition=composition, mass_mg=mass_mg, seed=seed)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
 
@@ -48,7 +48,7 @@ def resolve_cell(preset: str, composition: Optional[str], mass_mg: float):
 def simulate(
     out: Annotated[Path, typer.Option("--out", help=f"Output folder: the per-cycle table goes to {CYCLES_CSV} there "
                                       "(a path ending in .csv names the file itself).")] = Path("."),
-    preset: Annotated[str, typer.Option(help="Electrode preset: nd4mg80ni8 (the composite) or mgh2.")] = "nd4mg80ni8",
+    preset: Annotated[str, typer.Option(help=PRESET + MIXED_CELLS)] = "nd4mg80ni8",
     composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     c_rate: Annotated[float, typer.Option("--c-rate", help="C-rate of constant-current cycling (1C = 2038 mA/g with MgH2).")] = 0.1,
     cycles: Annotated[int, typer.Option(help="Cycles (cc), or cycles per rate (rate ladder).")] = 10,
@@ -65,11 +65,11 @@ def simulate(
     """Simulate cells on a cycler protocol and write the per-cycle table."""
     if cycles < 1 or cells < 1 or not (c_rate > 0 and math.isfinite(c_rate)):
         raise typer.BadParameter("--cycles and --cells must be >= 1 and --c-rate > 0")
-    base = resolve_cell(preset, composition, mass_mg)
-    params = [base] if cells == 1 else vary(base, cells, np.random.default_rng(seed))
+    members = resolve_cells(preset, composition, cells, mass_mg, seed)
+    params = [c.params for c in members]
     steps = {Protocol.cc: lambda: cc_cycles(c_rate, cycles), Protocol.rate: lambda: rate_ladder(cycles), Protocol.gitt: gitt}[protocol]()
     sim = Simulation(params, steps, dt=dt, noise=SensorNoise() if noise else SensorNoise.none(), faults=Faults(), seed=seed)
-    names = [f"cell{k:03d}" for k in range(cells)]  # the same ids in the table, the samples and the summary
+    names = [c.cell for c in members]  # the same ids in the table, the samples and the summary
     writer = _SampleWriter(samples, names) if samples else None
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("simulating", total=None)
@@ -84,7 +84,8 @@ def simulate(
         if cells == 1:
             r.pop("cell")
         else:
-            r["cell"] = names[r["cell"]]
+            member = members[r["cell"]]
+            r["cell"], r["preset"] = member.cell, member.preset or member.composition
     table_path = out if out.suffix == ".csv" else out / CYCLES_CSV
     _write_csv(table_path, rows)
     _print_summary(rows, table_path, samples)

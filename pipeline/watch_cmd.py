@@ -30,13 +30,13 @@ from rich.text import Text
 from connectors.file_follower import Follower, Update, WatchState, cell_matcher, sidecar_of
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_tail import TopicTail
-from connectors.replay_source import encode, meta_json, wire_frames
+from connectors.replay_source import encode, wire_frames
 from connectors.sim_producer import Publisher
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS
 from pipeline.flags import (
-    COMPOSITION, CONFIG, DISCHARGE, FORMAT, MAP, MAPPING, MASS_MG, START, TZ, UNIT, read_options,
+    COMPOSITION, CONFIG, DISCHARGE, FORMAT, MAP, MAPPING, MASS_MG, PRESET, START, TZ, UNIT, read_options,
 )
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
 from pipeline.preflight import check_kafka
@@ -106,7 +106,7 @@ class _Sender:
                 self.say(f"{update.path.name}: {error}", "yellow")
                 continue
             ready.append(update)
-        changed = [(cell.encode(), meta_json(meta)) for cell, meta in metas.items()
+        changed = [(cell.encode(), meta.to_json()) for cell, meta in metas.items()
                    if self._published.get(cell) != meta]
         if changed:
             self._publisher.send(TOPIC_META, changed)
@@ -152,8 +152,7 @@ def watch(
         "(default: every file; the cell is the file name without its extension).")] = None,
     mass_mg: Annotated[Optional[float], typer.Option("--mass-mg", help=f"{MASS_MG} For cells whose sidecar "
                                                      "<file>.toml gives none (else \\[cells.ID] of the config).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Electrode preset: nd4mg80ni8 or mgh2 (default: sidecar, "
-                                                       f"config, else {DEFAULT_PRESET}).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help=f"{PRESET} Default: sidecar, config, else {DEFAULT_PRESET}.")] = None,
     composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     state: Annotated[Path, typer.Option(
         "--state", dir_okay=False, help="JSON file remembering how far each file was sent; replaced atomically "

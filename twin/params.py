@@ -23,7 +23,9 @@ __all__ = [
     "CALIBRATION",
     "CellParams",
     "PRESETS",
+    "MIXED",
     "preset",
+    "fleet_labels",
     "params_from_composition",
     "one_c_ma_g",
     "li_diffusion_cm2_s",
@@ -226,6 +228,18 @@ PRESETS = {
         Composition({"MgH2": 1.0}), "mgh2", mass_mg, cal
     ),
 }
+
+
+MIXED = "mixed"  # a fleet alternating cell by cell between the PRESETS, the composite first
+
+
+def fleet_labels(name: str, n: int) -> list[str]:
+    """The electrode of each of ``n`` cells: ``name`` (a preset or a composition) for all,
+    or with ``name == MIXED`` the PRESETS in turn, so even two cells show the framework's effect."""
+    if name.strip().lower() != MIXED:
+        return [name] * n
+    names = list(PRESETS)
+    return [names[k % len(names)] for k in range(n)]
 
 
 def preset(name: str, mass_mg: float = 1.0, cal: Calibration = CALIBRATION) -> CellParams:

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from .model import Archive, MissingColumnError, ParseReport, ReaderError
 from .tabular import ROLES, Layout, Options, header_key, normalise, pick, read_text, require
 from .text import read_head, split_line
-from .units import DATENUM, split_header
+from .units import DATENUM, QUANTITIES, canonical_unit, split_header
 
 __all__ = [
     "BDF_COLUMNS",
@@ -89,8 +89,8 @@ _WIRE_UNITS = {"timestamp": "s", "voltage": "V", "current": "A", "temperature": 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "time": ("test time", "elapsed time", "total time", "testtime", "elapsed", "time"),
     "timestamp": ("unix time", "timestamp", "date time", "datetime", "date", "datenum"),
-    "voltage": ("voltage", "cell voltage", "potential", "ewe", "ecell", "u", "v"),
-    "current": ("current", "cell current", "i"),
+    "voltage": ("voltage", "cell voltage", "potential", "ewe", "ecell", "u", "v", "volts", "volt", "millivolts", "mv"),
+    "current": ("current", "cell current", "i", "amps", "amp", "amperes", "ampere", "milliamps", "ma"),
     "temperature": ("cell temperature", "temperature", "temp", "t1"),
     "cycle": ("cycle index", "cycle number", "cycle count", "cycle"),
     "step": ("step index", "step number", "step count", "step"),
@@ -103,6 +103,10 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "net_capacity": ("net capacity", "net charge", "(q-qo)"),
     "frequency": ("frequency", "freq"),
 }
+
+
+# Quantities whose column may be named by its unit alone ("volts", "amps", "mA").
+_NAMED_BY_UNIT = ("voltage", "current")
 
 
 @dataclass
@@ -199,7 +203,9 @@ def generic_layout(header: Sequence[str], mapping: ColumnMapping, fmt: str = "ta
         del columns["timestamp"]
     for role, column in columns.items():
         if role not in units:
-            unit = split_header(column)[1]
+            name, unit = split_header(column)
+            if unit is None and role in _NAMED_BY_UNIT and canonical_unit(name) in QUANTITIES[role]:
+                unit = name  # a column called "volts" or "mA" holds just that
             if unit is not None:
                 units[role] = unit
     if header_key(columns.get("timestamp", "")) == DATENUM:  # "Datenum_d" counts days since year 0

@@ -40,7 +40,9 @@ import pyarrow.compute as pc
 
 from . import counters, repeats
 from .convert import as_strings, durations, looks_like_durations, looks_numeric, numbers, timestamps
-from .model import MAX_EXAMPLES, Archive, CellRecord, MissingColumnError, ParseReport, ReaderError, RejectedRow
+from .model import (
+    MAX_EXAMPLES, AmbiguousUnitError, Archive, CellRecord, MissingColumnError, ParseReport, ReaderError, RejectedRow,
+)
 from .text import TextTable, read_delimited
 from .units import DATENUM, WIRE_UNITS, conversion, epoch_conversion, split_header
 
@@ -173,30 +175,53 @@ def _apply_sign(
 # --------------------------------------------------------------------------- normalise
 
 
-def require(layout: Layout, header: Sequence[str] = ()) -> None:
-    """Raise :class:`MissingColumnError` unless voltage, current and a time are mapped."""
+def require(layout: Layout, header: Sequence[str] = (), table: pa.Table | None = None) -> None:
+    """Raise one error listing everything a file lacks to be read: each of voltage, current
+    and a time without a column, and each unit neither its header states nor was given
+    (:class:`MissingColumnError` if a column is missing, else :class:`AmbiguousUnitError`),
+    so a person fixes them in one go. A time column's missing unit is only known with the
+    ``table`` (``h:mm:ss`` text and dates need none)."""
     cols = layout.columns
-    listing = f"; the file's columns are {list(header)}" if header else ""
-    for role in ("voltage", "current"):
-        if role not in cols:
-            raise MissingColumnError(
-                f"{layout.format}: no {role} column found; give --map {role}=COLUMN "
-                f"(Python: mapping={{'{role}': 'COLUMN'}}){listing}"
-            )
+    missing = [f"no {role} column found; give --map {role}=COLUMN (Python: mapping={{'{role}': 'COLUMN'}})"
+               for role in ("voltage", "current") if role not in cols]
     if "time" not in cols and "timestamp" not in cols:
-        raise MissingColumnError(
-            f"{layout.format}: no time column found; give --map time=COLUMN for elapsed time or "
-            f"--map timestamp=COLUMN for absolute time (Python: mapping={{'time': 'COLUMN'}}){listing}"
-        )
+        missing.append("no time column found; give --map time=COLUMN for elapsed time or --map timestamp=COLUMN "
+                       "for absolute time (Python: mapping={'time': 'COLUMN'})")
+    problems = missing + _unit_problems(layout, table)
+    if not problems:
+        return
+    if len(problems) == 1:
+        text, listing = problems[0], f"; the file's columns are {list(header)}"
+    else:
+        text, listing = "".join(f"\n  - {p}" for p in problems), f"\n  (the file's columns are {list(header)})"
+    raise (MissingColumnError if missing else AmbiguousUnitError)(f"{layout.format}: {text}{listing if header else ''}")
+
+
+def _unit_problems(layout: Layout, table: pa.Table | None) -> list[str]:
+    """Why each unit of voltage, current, temperature and time cannot be read (see require)."""
+    problems = []
+    for role in ("voltage", "current", "time", "temperature"):
+        column = layout.columns.get(role)
+        if column is None or role not in _QUANTITY:
+            continue
+        unit = layout.units.get(role)
+        if role == "time" and unit is None and (table is None or looks_like_durations(table.column(column))
+                                                or _holds_dates(table.column(column), layout)):
+            continue  # h:mm:ss text, or dates (read as absolute time), need no unit
+        try:
+            conversion(_QUANTITY[role], unit, layout.headers.get(column, column))
+        except AmbiguousUnitError as error:
+            problems.append(str(error))
+    return problems
 
 
 def normalise(
     source: pa.Table | TextTable, layout: Layout, options: Options, report: ParseReport
 ) -> Archive:
     """Convert a vendor table to wire-unit cells, rejecting rows that fail."""
-    require(layout)
     text = source if isinstance(source, TextTable) else None
     table = text.table if text else source
+    require(layout, table=table)
     cols = layout.columns
     if "time" in cols and "timestamp" not in cols and _holds_dates(table.column(cols["time"]), layout):
         cols["timestamp"] = cols.pop("time")  # a "Time" column of dates is absolute time
@@ -590,7 +615,6 @@ def read_text(
     report: ParseReport,
 ) -> Archive:
     """Read a delimited file whose ``layout`` names columns by their header text."""
-    require(layout, header)
     wanted = list(layout.columns.values())
     text = read_delimited(
         path, header_line=header_line, delimiter=delimiter, encoding=encoding, header=header, wanted=wanted
@@ -598,6 +622,7 @@ def read_text(
     position = {name: f"c{header.index(name)}" for name in wanted}
     layout.columns = {role: position[name] for role, name in layout.columns.items()}
     layout.headers = {position[name]: name for name in wanted}
+    require(layout, header, text.table)  # with the data: a time column of h:mm:ss needs no unit
     return normalise(text, layout, options, report)
 
 

@@ -26,6 +26,9 @@ QUANTITIES: dict[str, dict[str, tuple[float, float]]] = {
         "amp": (1.0, 0.0),
         "amps": (1.0, 0.0),
         "ma": (1e-3, 0.0),
+        "milliamp": (1e-3, 0.0),
+        "milliamps": (1e-3, 0.0),
+        "milliampere": (1e-3, 0.0),
         "ua": (1e-6, 0.0),
         "na": (1e-9, 0.0),
     },
@@ -34,6 +37,8 @@ QUANTITIES: dict[str, dict[str, tuple[float, float]]] = {
         "volt": (1.0, 0.0),
         "volts": (1.0, 0.0),
         "mv": (1e-3, 0.0),
+        "millivolt": (1e-3, 0.0),
+        "millivolts": (1e-3, 0.0),
     },
     "time": {
         "s": (1.0, 0.0),

@@ -1,6 +1,6 @@
 """What a person sees when a real broker (SASL_PLAINTEXT, PLAIN) refuses the password: two
 lines, exit status 2 (a setting to fix), no traceback, the password never shown; with the
-right password the same check lets the command through."""
+right password the same check lets the command through, and the producer API in."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from typing import Iterator
 
 import pytest
 
+from connectors.kafka_source import KafkaMessage
+from connectors.producer import CellStream
 from infra.services import RunningService, start_kafka
+from pipeline.contracts import TOPIC_SAMPLES
+from pipeline.decode import decode_samples
+from pipeline.preflight import PreflightError
 from tests.integration.conftest import _service
+from tests.integration.pipeline_harness import read_topic
 from tests.pipeline.test_cli_errors import PASSWORD, _assert_message, _celltwin
 
 pytestmark = pytest.mark.integration
@@ -46,3 +52,18 @@ def test_the_right_password_passes_the_check(sasl_broker, tmp_path, monkeypatch,
 
     assert code == 0, output
     assert RIGHT not in output
+
+
+def test_the_producer_api_takes_tls_sasl_from_the_same_config(sasl_broker, tmp_path) -> None:
+    cell = "sasl-bridge-A01"
+    with CellStream(cell, preset="mgh2", mass_mg=1.0, kafka=sasl_broker.sasl_address,
+                    config=_config(tmp_path, RIGHT)) as stream:
+        for k in range(3):
+            stream.send(1_767_225_600.0 + k, 0.5, -1e-3)
+    # Read back through the broker's plain listener: the records went through the SASL one.
+    (frame,) = [decode_samples(KafkaMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp))
+                for r in read_topic(sasl_broker.address, TOPIC_SAMPLES) if r.key == cell.encode()]
+    assert len(frame) == 3
+    with pytest.raises(PreflightError, match="refused the credentials|no Kafka session came up"):
+        CellStream(cell, preset="mgh2", mass_mg=1.0, kafka=sasl_broker.sasl_address,
+                   config=_config(tmp_path, PASSWORD), create_topics=False)

@@ -16,7 +16,8 @@ from pipeline.cli import app
 COMMANDS = ("run", "simulate", "produce", "replay", "watch")
 # flag -> (its shared help text, the commands that take it)
 SHARED = {
-    "--composition": (flags.COMPOSITION, {"simulate", "produce", "replay", "watch"}),
+    "--preset": (flags.PRESET, {"run", "simulate", "produce", "replay", "watch"}),
+    "--composition": (flags.COMPOSITION, {"run", "simulate", "produce", "replay", "watch"}),
     "--speed": (flags.SPEED, {"produce", "replay"}),
     "--start": (flags.START, {"produce", "replay", "watch"}),
     "--mass-mg": (flags.MASS_MG, {"simulate", "produce", "replay", "watch"}),
@@ -82,3 +83,27 @@ def test_produce_still_takes_the_old_speedup_and_start_as_iso_or_epoch() -> None
             flags.parse_start(bad)
     with pytest.raises(typer.BadParameter, match="--speed"):
         flags.parse_speed("fast")
+
+
+def test_mixed_is_one_word_for_every_command_that_simulates_cells(tmp_path) -> None:
+    for command in ("run", "simulate", "produce"):
+        assert flags.MIXED_CELLS in _options(command)["--preset"].help, command
+    assert "mixed" not in _options("replay")["--preset"].help  # a replayed cell has one electrode
+    result = CliRunner().invoke(app, ["simulate", "--preset", "mixed", "--cells", "2", "--cycles", "1",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "cycles.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    presets = {row.split(",")[header.index("cell")]: row.split(",")[header.index("preset")] for row in rows[1:]}
+    assert presets == {"cell000": "nd4mg80ni8", "cell001": "mgh2"}
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "cycles.csv"), "--preset", "mixed"])
+    words = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "a replayed cell has one electrode" in words
+
+
+def test_the_report_repeats_the_command_as_given_without_secrets() -> None:
+    group = typer.main.get_command(app)
+    parent = group.make_context("python -m pipeline.cli", ["run"], resilient_parsing=True)
+    args = ["--cells", "2", "--influx-token", "s3cret", "--no-report", "--preset", "mgh2"]
+    ctx = group.commands["run"].make_context("run", args, parent=parent)  # type: ignore[attr-defined]
+    assert flags.invocation(ctx) == "celltwin run --cells 2 --preset mgh2 --no-report"

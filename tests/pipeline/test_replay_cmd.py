@@ -62,7 +62,7 @@ def test_without_a_mass_the_replay_stops_and_says_how_to_give_one(cell, tmp_path
     code, output = _replay(path, "--out", tmp_path / "out")
 
     assert code == 2
-    assert "has no active mass" in output and "--mass-mg" in output
+    assert "has no hydride mass" in output and "--mass-mg" in output
     assert not (tmp_path / "out").exists()
 
     config = tmp_path / "cells.toml"
@@ -70,6 +70,23 @@ def test_without_a_mass_the_replay_stops_and_says_how_to_give_one(cell, tmp_path
     code, output = _replay(path, "--config", config, "--out", tmp_path / "out", "--no-report")
     assert code == 0, output
     assert not (tmp_path / "out" / OUT_REPORT).exists()
+
+
+def test_a_csv_of_time_volts_amps_needs_one_error_to_be_read(cell, tmp_path: Path) -> None:
+    synthetic, _ = cell
+    path = tmp_path / "A7.csv"
+    rows = zip((synthetic.t - synthetic.t[0]).tolist(), synthetic.v.tolist(), synthetic.i.tolist())
+    path.write_text("time,volts,amps\n" + "".join(f"{t:g},{v!r},{i!r}\n" for t, v, i in rows))
+
+    code, output = _replay(path, "--out", tmp_path / "out", "--no-report")
+    assert code == 2
+    words = " ".join(output.replace("│", " ").split())
+    assert "--unit time=s" in words and "--mass-mg" in words  # everything still needed, in one message
+    code, output = _replay(path, "--unit", "time=s", "--mass-mg", "1", "--start", "2026-01-01T00:00",
+                           "--out", tmp_path / "out", "--no-report")
+    assert code == 0, output
+    assert "columns: time='time', voltage='volts', current='amps'" in output
+    assert [v.tracks for v in verdicts(load_validation(tmp_path / "out"))] == [True]
 
 
 def test_a_header_that_lies_about_the_unit_is_caught_and_fixed(cell, tmp_path: Path) -> None:
@@ -161,9 +178,9 @@ def test_hints_are_flags_and_a_few_samples_get_no_verdict(tmp_path: Path) -> Non
         return " ".join(text.replace("│", " ").split())
 
     code, output = _replay(*args)
-    assert code == 2 and "give --unit voltage=V" in flat(output) and "pass units" not in output
+    assert code == 2 and "give --unit time=s" in flat(output) and "pass units" not in output
 
-    code, output = _replay(*args, "--unit", "time=s", "--unit", "voltage=V", "--unit", "current=A")
+    code, output = _replay(*args, "--unit", "time=s")  # volts and amps say their units
     assert code == 0, output
     assert "give --start 2026-03-01T09:00" in flat(output)
     assert "no verdict: no complete cycle" in flat(output) and "tracks within" not in output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import html
 import json
 import os
@@ -16,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
-from plotly.offline import get_plotlyjs
+from plotly.offline import get_plotlyjs_version
 from typer.testing import CliRunner
 
 from pipeline.contracts import (
@@ -28,8 +30,9 @@ from pipeline.contracts import (
     STATE_FIELDS,
     THRESHOLDS,
 )
-from pipeline.report import build_report, report_command
-from pipeline.report_data import VALIDATION_COLUMNS, load_cells, minmax_indices, summarize
+from pipeline.alert_catalogue import by_kind
+from pipeline.report import PLOTLY_JS, build_report, report_command
+from pipeline.report_data import VALIDATION_COLUMNS, load_cells, minmax_indices, summarize, write_run_info
 from pipeline.report_figures import MAX_POINTS, cycle_figure, timeline_figure
 from twin.estimator import FLAG_GAP, FLAG_RECOVERED, FLAG_UNCONVERGED
 
@@ -192,10 +195,16 @@ def test_report_is_one_offline_page_with_every_figure(run_dir: Path) -> None:
 
     assert path == run_dir / OUT_REPORT
     page = path.read_text()
-    assert page.count(get_plotlyjs()) == 1
-    assert "<script src=" not in page and "cdn.plot.ly" not in page.replace(get_plotlyjs(), "")
+    # plotly.js once, packed: the vendored bundle, of the major version plotly.py writes figures for.
+    (packed,) = re.findall(r"<script type='application/octet-stream' id='plotly-gz'>([^<]*)</script>", page)
+    bundle = gzip.decompress(base64.b64decode(packed))
+    assert bundle == PLOTLY_JS.read_bytes()
+    vendored = re.search(r"plotly\.js \(basic - minified\) v(\d+)\.", bundle[:200].decode())
+    assert vendored and vendored.group(1) == get_plotlyjs_version().split(".")[0]
+    assert "<script src=" not in page and "cdn.plot.ly" not in page
     assert page.count("Plotly.newPlot(") == 2 * len(CELLS)
-    fleet = page[page.index("<table id='fleet'>"):page.index("</table>")]
+    start = page.index("<table id='fleet'>")
+    fleet = page[start:page.index("</table>", start)]
     a01 = fleet[fleet.index("#cell-A01"):fleet.index("#cell-A02")]
     assert a01.count("class=\"bad\"") == 3  # retention, crack risk, a critical alert
     assert "73.0% (75.0%)" in a01 and "0.850" in a01
@@ -270,10 +279,50 @@ def test_page_stays_small_for_long_runs(tmp_path: Path) -> None:
 
     page = build_report(out).read_text()
 
-    data_bytes = len(page) - len(get_plotlyjs())
-    # 3 cells x 100k samples: bounded by the decimation, about 0.41 MB each with flag markers and
-    # the per-cycle capacity band and retentions.
-    assert data_bytes < 3 * 450_000, data_bytes
+    # 3 cells x 100k samples: bounded by the decimation (float32 coordinates), about 0.2 MB a cell
+    # with flag markers and the per-cycle capacity band and retentions, plus 0.53 MB of plotly.js.
+    assert len(page) < 530_000 + 3 * 230_000, len(page)
+
+
+def test_a_six_cell_run_gives_a_page_well_under_2_mb(tmp_path: Path) -> None:
+    out = tmp_path / "six"
+    out.mkdir()
+    _write(out / OUT_ESTIMATES, _concat([_estimates(f"C{k:02d}", "p", 20_000, 0.9, 0.3) for k in range(6)]),
+           int_columns=("flags",))
+    _write(out / OUT_CYCLES, _concat([_cycles(f"C{k:02d}", "p", 20, 0.9) for k in range(6)]), int_columns=("cycle",))
+
+    page = build_report(out).read_text()
+
+    assert len(page) < 1_800_000, len(page)
+    specs = re.findall(r"const spec = (\{.*?\}); Plotly", page)
+    assert len(specs) == 2 * 6
+    for spec in specs:  # every trace within the decimation
+        for trace in json.loads(spec)["data"]:
+            x = trace.get("x", [])
+            n = len(base64.b64decode(x["bdata"])) // np.dtype(x["dtype"]).itemsize if isinstance(x, dict) else len(x)
+            assert n <= MAX_POINTS, (trace.get("name"), n)
+
+
+def test_header_axes_and_alert_rows_read_as_a_lab_reads_them(run_dir: Path) -> None:
+    write_run_info(run_dir, "celltwin run --seed 4", {"C-rate": "0.5C", "seed": "4"})
+    page = build_report(run_dir).read_text()
+    header = page[page.index("<table id='run'>"):page.index("</table>")]
+    for text in ("celltwin run --seed 4", "version", "date", "0.5C", ">4<"):
+        assert text in header, text
+
+    cell = load_cells(run_dir)[0]
+    timeline = timeline_figure(cell)
+    current = next(t for t in timeline.data if t.name == "current [mA]")
+    assert np.nanmax(np.abs(current.y)) == pytest.approx(1000 * np.nanmax(np.abs(cell.state["i"])))
+    titles = {axis.title.text for axis in (timeline.layout[name] for name in timeline.layout
+                                           if name.startswith("yaxis")) if axis.title.text}
+    assert {"V", "mA", "SOC (1 = charged)", "growth", "risk (0..1)"} <= titles
+    limits = [a.text for a in timeline.layout.annotations if "limit" in (a.text or "")]
+    assert f"crack and phase-separation limit {THRESHOLDS.crack_risk:g}" in limits
+    alert_rows = {str(y) for t in timeline.data if (t.name or "").endswith(" alert") for y in t.y}
+    assert alert_rows == {by_kind("crack_risk").title, by_kind("retention_floor").title}
+    cycles = cycle_figure(cell)
+    assert cycles.layout.xaxis4.tickformat == "d" and float(cycles.layout.xaxis4.dtick).is_integer()
 
 
 def test_missing_or_empty_alerts_still_build(run_dir: Path) -> None:

@@ -53,6 +53,8 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
     assert f"report: {out / OUT_REPORT}" in result.output
     report = (out / OUT_REPORT).read_text()
     assert "sim-01" in report and "Plotly.newPlot(" in report
+    header = report[report.index("<table id='run'>"):]
+    assert f"celltwin run --config {config} --out {out} --seed 4" in header and "1C" in header
     assert "replayed-cell" not in report and "id='validation'" not in report
     # The closing table fits an 80-column terminal (or a log) whole: nothing cut short.
     narrow = Console(width=80, record=True, file=io.StringIO())
@@ -83,6 +85,20 @@ def test_help_explains_both_modes() -> None:
                  "--process-id", "--addresses", "--recovery-dir"):
         assert flag in result.output, flag
     assert "embedded" in result.output
+
+
+def test_the_simulated_cells_take_a_preset_mixed_or_a_composition(tmp_path: Path) -> None:
+    base = ["run", "--cells", "2", "--cycles", "1", "--dt", "30", "--no-report"]
+    for flags, expected in ((["--preset", "mgh2"], {"mgh2"}), ([], {"nd4mg80ni8", "mgh2"}),
+                            (["--composition", "MgH2=0.6,Nd2H5=0.4"], {"MgH2=0.6,Nd2H5=0.4"})):
+        out = tmp_path / "-".join(flags or ["default"]).replace("=", "")
+        result = CliRunner().invoke(app, [*base, *flags, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert set(pq.read_table(out / OUT_CYCLES).column("preset").to_pylist()) == expected
+    for flags, words in ((["--preset", "graphite"], "unknown preset"),
+                         (["--preset", "mgh2", "--composition", "MgH2=1"], "a preset or a composition, not both")):
+        result = CliRunner().invoke(app, [*base, *flags, "--out", str(tmp_path / "bad")])
+        assert result.exit_code == 2 and words in " ".join(result.output.replace("│", " ").split()), result.output
 
 
 def test_bad_settings_are_refused_with_the_reason(tmp_path: Path) -> None:

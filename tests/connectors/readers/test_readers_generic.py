@@ -131,6 +131,39 @@ def test_missing_voltage_names_the_columns_and_the_option(tmp_path: Path) -> Non
         ColumnMapping({"volts": "x"})
 
 
+def test_columns_named_by_their_unit_are_read_in_it(tmp_path: Path) -> None:
+    path = tmp_path / "lab.csv"
+    path.write_text("time,volts,amps\n0,0.5,-0.002\n10,0.45,-0.002\n")
+    # Voltage and current found by their names, in V and A; elapsed time states no unit: the one fix.
+    with pytest.raises(AmbiguousUnitError) as raised:
+        read_archive(path)
+    message = str(raised.value)
+    assert "--unit time=s" in message and "volts" in message.split("columns are")[-1]
+    assert "voltage" not in message.split("columns are")[0] and "current" not in message.split("columns are")[0]
+    got = read_archive(path, units={"time": "s"}).only()
+    np.testing.assert_allclose(got.v, [0.5, 0.45])
+    np.testing.assert_allclose(got.i, [-0.002, -0.002])
+    path.write_text("Elapsed (min),mV,milliamps\n0,500,-2\n1,450,-2\n")
+    got = read_archive(path).only()
+    np.testing.assert_allclose(got.v, [0.5, 0.45])
+    np.testing.assert_allclose(got.i, [-0.002, -0.002])
+    np.testing.assert_allclose(np.diff(got.t), [60.0])
+
+
+def test_everything_a_file_lacks_is_listed_in_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "bare.csv"
+    path.write_text("time,voltage,current\n0,0.5,-0.002\n")
+    with pytest.raises(AmbiguousUnitError) as raised:
+        read_archive(path)
+    for fix in ("--unit time=s", "--unit voltage=V", "--unit current=A"):
+        assert fix in str(raised.value)
+    path.write_text("x,y,Temperature\n0,0.5,130\n")
+    with pytest.raises(MissingColumnError) as raised:  # the missing columns and the unit of the one found
+        read_archive(path)
+    for fix in ("--map voltage=COLUMN", "--map current=COLUMN", "--map time=COLUMN", "--unit temperature="):
+        assert fix in str(raised.value)
+
+
 def test_broken_rows_are_reported_good_rows_kept_and_gaps_stay(tmp_path: Path) -> None:
     path = tmp_path / "dirty.csv"
     path.write_text(

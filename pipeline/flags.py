@@ -13,7 +13,7 @@ import shlex
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
@@ -41,6 +41,16 @@ FORMAT = f"Reader: {', '.join(FORMATS)} (default: detected)."
 TZ = "Time zone of timestamps printed without one, e.g. Europe/Berlin (default: UTC)."
 DISCHARGE = ("The file's current sign, when it has no step labels (default: vendor convention, else "
              "detected from the voltage).")
+
+# The reader flags of the commands that read cycler files (replay, watch), declared once;
+# `read_options` turns their values into the readers' arguments.
+MapFlag = Annotated[Optional[list[str]], typer.Option("--map", help=MAP)]
+MappingFlag = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help=MAPPING)]
+UnitFlag = Annotated[Optional[list[str]], typer.Option("--unit", help=UNIT)]
+FormatFlag = Annotated[Optional[str], typer.Option("--format", help=FORMAT)]
+StartFlag = Annotated[Optional[str], typer.Option(help=f"{START} Of files with elapsed time only.")]
+TzFlag = Annotated[Optional[str], typer.Option(help=TZ)]
+DischargeFlag = Annotated[Optional[bool], typer.Option("--discharge-positive/--discharge-negative", help=DISCHARGE)]
 
 
 def parse_speed(text: str) -> float | None:

@@ -36,8 +36,8 @@ from pipeline.config import Config, ConfigError, KafkaConfig, load_config
 from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
 from pipeline.flags import (
-    COMPOSITION, CONFIG, DISCHARGE, FORMAT, MAP, MAPPING, MASS_MG, PRESET, REPORT, SPEED, START, TZ, UNIT,
-    invocation, parse_speed, read_options,
+    COMPOSITION, CONFIG, MASS_MG, PRESET, REPORT, SPEED, DischargeFlag, FormatFlag, MapFlag, MappingFlag,
+    StartFlag, TzFlag, UnitFlag, invocation, parse_speed, read_options,
 )
 from pipeline.preflight import check_kafka
 from pipeline.health import Progress as FlowProgress
@@ -307,14 +307,13 @@ def replay(
     kafka: Annotated[Optional[str], typer.Option(help="Produce into cell.samples + cell.meta on this broker "
                                                       "(host:port) for a running pipeline instead; TLS/SASL "
                                                       "settings from the \\[kafka] tables of --config.")] = None,
-    map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP)] = None,
-    mapping: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help=MAPPING)] = None,
-    unit: Annotated[Optional[list[str]], typer.Option("--unit", help=UNIT)] = None,
-    format_: Annotated[Optional[str], typer.Option("--format", help=FORMAT)] = None,
-    start: Annotated[Optional[str], typer.Option(help=f"{START} Of files with elapsed time only.")] = None,
-    tz: Annotated[Optional[str], typer.Option(help=TZ)] = None,
-    discharge_positive: Annotated[Optional[bool], typer.Option(
-        "--discharge-positive/--discharge-negative", help=DISCHARGE)] = None,
+    map_: MapFlag = None,
+    mapping: MappingFlag = None,
+    unit: UnitFlag = None,
+    format_: FormatFlag = None,
+    start: StartFlag = None,
+    tz: TzFlag = None,
+    discharge_positive: DischargeFlag = None,
     config: Annotated[Optional[Path], typer.Option("--config", envvar="CELLTWIN_CONFIG", exists=True,
                                                    dir_okay=False, help=CONFIG)] = None,
     report: Annotated[bool, typer.Option(help=REPORT)] = True,

@@ -36,7 +36,8 @@ from pipeline.config import Config, ConfigError, load_config
 from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS
 from pipeline.flags import (
-    COMPOSITION, CONFIG, DISCHARGE, FORMAT, MAP, MAPPING, MASS_MG, PRESET, START, TZ, UNIT, read_options,
+    COMPOSITION, CONFIG, MASS_MG, PRESET, DischargeFlag, FormatFlag, MapFlag, MappingFlag, StartFlag, TzFlag,
+    UnitFlag, read_options,
 )
 from pipeline.meta import CellMeta, MetaError, meta_from_mapping
 from pipeline.preflight import check_kafka
@@ -166,14 +167,13 @@ def watch(
         min=0.0, help="Seconds a file that got shorter may take to grow back (an export rewritten in place) "
         "before it counts as truncated and is sent afresh as a new stream of its cell.")] = 5.0,
     once: Annotated[bool, typer.Option("--once", help="One pass: send what the files hold now, then exit.")] = False,
-    map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP)] = None,
-    mapping: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help=MAPPING)] = None,
-    unit: Annotated[Optional[list[str]], typer.Option("--unit", help=UNIT)] = None,
-    format_: Annotated[Optional[str], typer.Option("--format", help=FORMAT)] = None,
-    start: Annotated[Optional[str], typer.Option(help=f"{START} Of files with elapsed time only.")] = None,
-    tz: Annotated[Optional[str], typer.Option(help=TZ)] = None,
-    discharge_positive: Annotated[Optional[bool], typer.Option(
-        "--discharge-positive/--discharge-negative", help=DISCHARGE)] = None,
+    map_: MapFlag = None,
+    mapping: MappingFlag = None,
+    unit: UnitFlag = None,
+    format_: FormatFlag = None,
+    start: StartFlag = None,
+    tz: TzFlag = None,
+    discharge_positive: DischargeFlag = None,
 ) -> None:
     """Follow the files cyclers write and send each new row once, in order, to Kafka.
 

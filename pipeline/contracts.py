@@ -102,6 +102,9 @@ CYCLE_FIELDS: tuple[str, ...] = (
     "fade_per_cycle",  # recent capacity fade rate, fraction per cycle
     "c_rate",
     "nis",
+    "eol_cycles",  # forecast cycles from this half until the retention reaches the floor (median) ...
+    "eol_low",  # ... and its 90 % interval (5th, 95th percentile); NaN while unknown,
+    "eol_high",  #     HORIZON_CYCLES (1000) means at least that (twin.forecast)
     "partial",  # bool: closed by the end of the data before its cut-off (no alert judges it)
 )
 FIELD_PARTIAL = "partial"

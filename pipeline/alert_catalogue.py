@@ -91,6 +91,11 @@ CATALOGUE: tuple[AlertKind, ...] = (
     AlertKind("retention_floor", "Capacity retention", "half_cycle", MEAS_CYCLE, ("measured_retention", "retention"),
               ("measured retention", "twin retention"),
               (Limit("below", _T.retention_floor, "critical", "end of life"),), hold="10m"),
+    # The forecast's 5 % bound: the floor may come within the horizon (the median is later).
+    AlertKind("eol_horizon", "End of life within the horizon", "half_cycle", MEAS_CYCLE, ("eol_low",),
+              ("end-of-life forecast, lower bound",),
+              (Limit("below", _T.eol_horizon_cycles, "warning", "the retention may reach the floor this soon"),),
+              hold="0s", unit=" cycles", fmt=".0f"),
     AlertKind("fade_rate_jump", "Capacity fade per cycle", "half_cycle", MEAS_CYCLE, ("fade_per_cycle",),
               ("capacity fade per cycle",),
               (Limit("above", _T.fade_rate_jump, "warning"),), hold="0s"),

@@ -102,6 +102,9 @@ CYCLE_FIELDS: tuple[str, ...] = (
     "fade_per_cycle",  # recent capacity fade rate, fraction per cycle
     "c_rate",
     "nis",
+    "eol_cycles",  # forecast cycles from this half until the retention reaches the floor (median) ...
+    "eol_low",  # ... and its 90 % interval (5th, 95th percentile); NaN while unknown,
+    "eol_high",  #     HORIZON_CYCLES (1000) means at least that (twin.forecast)
     "partial",  # bool: closed by the end of the data before its cut-off (no alert judges it)
 )
 FIELD_PARTIAL = "partial"
@@ -134,6 +137,7 @@ class AlertThresholds:
     crack_risk: float = RISK_AT_FLOOR  # risk scale: 0.7 = on course to the floor in 100 cycles
     phase_sep_risk: float = RISK_AT_FLOOR
     retention_floor: float = RETENTION_FLOOR
+    eol_horizon_cycles: float = 20.0  # the forecast's lower bound (eol_low) of cycles to the floor
     fade_rate_jump: float = 0.01  # fraction of capacity lost per cycle
     impedance_growth: float = 0.5  # +50 % over the cell's own baseline
     temp_low_c: float = 120.0  # LiBH4 loses its conduction below ~107 C

@@ -17,6 +17,7 @@ from pipeline.alert_catalogue import CATALOGUE
 from pipeline.contracts import THRESHOLDS
 from pipeline.report_data import CellData, Columns, minmax_indices
 from twin.estimator import FLAG_RECOVERED, FLAG_UNCONVERGED
+from twin.forecast import HORIZON_CYCLES
 
 __all__ = ["MAX_POINTS", "timeline_figure", "cycle_figure", "validation_figure"]
 
@@ -165,10 +166,33 @@ def _retentions(fig: go.Figure, halves: Columns, kind: str, symbol: str, dash: s
                              line={"color": _TWIN, "width": 1.2, "dash": dash}), row=3, col=1)
 
 
+def _eol_fan(fig: go.Figure, halves: Columns) -> None:
+    """The newest end-of-life forecast as a fan on the retention plot: from the newest half's
+    twin retention, straight to the floor at the forecast's median cycle and its 90 % interval.
+    None where the forecast is unknown, or its upper bound is only "at least the horizon"."""
+    if any(name not in halves for name in ("eol_low", "eol_cycles", "eol_high")):
+        return  # an output folder written before the forecast existed
+    known = np.flatnonzero(np.isfinite(halves["eol_cycles"]) & np.isfinite(halves["retention"])
+                           & (halves["eol_high"] < HORIZON_CYCLES))
+    if not known.size:
+        return
+    k = known[-1]
+    now, start, floor = float(halves["cycle"][k]), float(halves["retention"][k]), THRESHOLDS.retention_floor
+    for name, label, style in (
+        ("eol_low", None, {"width": 0}),
+        ("eol_high", "end-of-life forecast, 90 % interval", {"width": 0}),
+        ("eol_cycles", "end-of-life forecast, median", {"color": _TWIN, "dash": "dash"}),
+    ):
+        fig.add_trace(go.Scatter(x=[now, now + float(halves[name][k])], y=[start, floor], mode="lines",
+                                 name=label, showlegend=label is not None, line=style,
+                                 fill="tonexty" if name == "eol_high" else None,
+                                 fillcolor="rgba(214,39,40,0.15)"), row=3, col=1)
+
+
 def cycle_figure(cell: CellData) -> go.Figure:
     """Per discharge: capacity against the twin's expectation and its own estimate (+/- 1 std);
-    per half of either kind: retention measured (markers) and the twin's (line); per charge:
-    Coulombic efficiency."""
+    per half of either kind: retention measured (markers) and the twin's (line), and the newest
+    end-of-life forecast as a fan to the floor; per charge: Coulombic efficiency."""
     dis, chg = cell.discharge, cell.charge
     fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.05,
                         subplot_titles=("Discharge capacity per gram vs the twin's expectation",
@@ -191,6 +215,8 @@ def cycle_figure(cell: CellData) -> go.Figure:
     _retentions(fig, chg, "charge", "circle-open", "dot")
     if _has_halves(dis) or _has_halves(chg):  # a line on an empty subplot lands elsewhere
         _limit(fig, THRESHOLDS.retention_floor, 3, "floor")
+    if _has_halves(chg):
+        _eol_fan(fig, chg)
     if _has_halves(chg):
         fig.add_trace(go.Scatter(x=chg["cycle"], y=chg["coulombic_efficiency"],
                                  mode="lines+markers", name="Coulombic efficiency",

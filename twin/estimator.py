@@ -59,6 +59,7 @@ from filterpy.kalman import predict as kf_predict
 from filterpy.kalman import update as kf_update
 
 from . import degradation as deg
+from . import forecast
 from .model import ocv_inverse, temperature_factor, terminal_voltage
 from .params import END_TOLERANCE, CellParams, stack_ocv_tables, stack_params
 
@@ -239,6 +240,11 @@ class HalfCycle:
     fade_per_cycle: float
     c_rate: float
     nis: float
+    # End of life (`twin.forecast`): cycles from this half until the retention reaches the
+    # floor, median and 90 % interval; NaN while unknown (before the first full cycle).
+    eol_cycles: float = float("nan")
+    eol_low: float = float("nan")
+    eol_high: float = float("nan")
     partial: bool = False  # closed by the end of the data before its cut-off (see `finish`)
 
 
@@ -734,6 +740,8 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     measured_retention, retention = _retention(tr, k, discharge, c_rate, mah, _at_rate_mah(tr, k, c, c_rate, discharge),
                                                deep, measures)
     psi_risk, crack_risk = _risks(tr, k, growth, c)
+    eol = forecast.end_of_life(tr.cycle[k], tr.psi[k], tr.crack[k], c["ps_saturation"], tr.capacity_mah[k],
+                               tr.capacity_var[k], tr.first_capacity_mah[k], RETENTION_FLOOR)
     grams = c["mass_mg"] / 1000.0
     return HalfCycle(
         cell=k,
@@ -754,6 +762,9 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
         fade_per_cycle=float(tr.fade_per_cycle[k]),
         c_rate=float(c_rate),
         nis=float(tr.nis[k]),
+        eol_cycles=eol.cycles,
+        eol_low=eol.low,
+        eol_high=eol.high,
     )
 
 

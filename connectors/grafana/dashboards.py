@@ -163,6 +163,13 @@ def cell_drilldown(dialect: Dialect = "flux") -> dict[str, Any]:
                    [q.cycle_series("discharge", *RETENTIONS)], unit="percentunit",
                    thresholds=below(_T.retention_floor), points=True,
                    overrides=[_points_only("measured_retention")], description=_RETENTION_NOTE),
+        timeseries("End of life: cycles to the retention floor, forecast per charge",
+                   [q.cycle_series("charge", "eol_cycles", "eol_low", "eol_high")], unit="none", points=True,
+                   overrides=[override(name, **{"custom.lineStyle": {"fill": "dash", "dash": [10, 10]}})
+                              for name in ("eol_low", "eol_high")],
+                   description="The twin's forecast after each charge: median (eol_cycles) and 90 % "
+                               "interval (eol_low, eol_high) of the cycles until the retention is below "
+                               "the floor; 1000 means at least 1000."),
         timeseries("Coulombic efficiency per cycle",
                    [q.cycle_series("charge", "coulombic_efficiency")], unit="percentunit",
                    points=True),

@@ -62,11 +62,11 @@ def test_voltage_below_window_is_critical_but_the_cut_off_itself_is_not() -> Non
 def test_half_cycle_limits_fire_once_each() -> None:
     latch = new_latch(3)
     bad = dict(crack_risk=0.9, phase_sep_risk=0.8, measured_retention=0.7, fade_per_cycle=0.02,
-               impedance_growth=0.6)
+               impedance_growth=0.6, eol_low=5.0)
 
     alerts = half_cycle_alerts(latch, _half(cell=2, **bad))
-    assert {a.kind for a in alerts} == {"crack_risk", "phase_sep_risk", "retention_floor", "fade_rate_jump",
-                                        "impedance_growth"}
+    assert {a.kind for a in alerts} == {"crack_risk", "phase_sep_risk", "retention_floor", "eol_horizon",
+                                        "fade_rate_jump", "impedance_growth"}
     assert {a.row for a in alerts} == {2}
     retention = next(a for a in alerts if a.kind == "retention_floor")
     assert (retention.severity, retention.value, retention.threshold) == ("critical", 0.7, THRESHOLDS.retention_floor)

@@ -85,7 +85,7 @@ def _cycles(cell: str, preset: str, cycles: int, retention: float) -> dict[str, 
                           measured_retention=np.nan if cell == NO_REFERENCE else fade - 0.02,
                           twin_capacity_mah=1.2 * fade + 0.01, twin_capacity_std_mah=0.02,
                           coulombic_efficiency=0.98 if half == "charge" else np.nan,
-                          crack_risk=0.1, c_rate=0.2)
+                          crack_risk=0.1, c_rate=0.2, eol_cycles=10.0, eol_low=5.0, eol_high=20.0)
             rows["time"].append(T0 + cycle * 7200.0 + k * 3600.0)
             rows["cell"].append(cell)
             rows["preset"].append(preset)
@@ -218,6 +218,15 @@ def test_long_series_are_decimated_and_say_so(run_dir: Path) -> None:
     assert len(titles) == len(CELLS)
     assert [("downsampled" in t) for t in titles] == [True, False, False]
     assert f"downsampled to <= {MAX_POINTS} points per trace (min/max kept)" in titles[0]
+
+
+def test_cycle_figure_fans_the_newest_end_of_life_forecast_to_the_floor(run_dir: Path) -> None:
+    cell = load_cells(run_dir)[0]
+    traces = {trace.name: trace for trace in cycle_figure(cell).data if trace.name}
+    last, start = cell.charge["cycle"][-1], cell.charge["retention"][-1]
+    median, interval = traces["end-of-life forecast, median"], traces["end-of-life forecast, 90 % interval"]
+    assert list(median.x) == [last, last + 10.0] and list(median.y) == pytest.approx([start, THRESHOLDS.retention_floor])
+    assert list(interval.x) == [last, last + 20.0] and interval.fill == "tonexty"
 
 
 def test_cycle_figure_shows_both_retentions_and_the_capacity_band(run_dir: Path) -> None:

@@ -110,6 +110,7 @@ EXPECTED_RULES = {
     "celltwin-crack-risk": ("gt", [THRESHOLDS.crack_risk], "warning"),
     "celltwin-phase-sep-risk": ("gt", [THRESHOLDS.phase_sep_risk], "warning"),
     "celltwin-retention-floor": ("lt", [THRESHOLDS.retention_floor], "critical"),
+    "celltwin-eol-horizon": ("lt", [THRESHOLDS.eol_horizon_cycles], "warning"),
     "celltwin-fade-rate-jump": ("gt", [THRESHOLDS.fade_rate_jump], "warning"),
     "celltwin-impedance-growth": ("gt", [THRESHOLDS.impedance_growth], "warning"),
     "celltwin-temperature": ("outside_range", [THRESHOLDS.temp_low_c, THRESHOLDS.temp_high_c], "warning"),

@@ -17,6 +17,8 @@ the config; without an active mass its rows wait (the pipeline would refuse them
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -227,12 +229,25 @@ def watch(
 
 
 def _follow(follower: Follower, sender: _Sender, poll: float, once: bool, view: Any) -> None:
-    with Live(get_renderable=view, console=_err, refresh_per_second=2, transient=True):
-        try:
-            while True:
+    """Poll and send until done (``once``) or stopped. Ctrl-C or SIGTERM stops after the pass
+    under way, never inside the Kafka client (an interrupt there can leave it unable to close);
+    a second Ctrl-C interrupts at once. The state holds every acknowledged row either way."""
+    stop = threading.Event()
+
+    def ask_stop(signum: int, _frame: Any) -> None:
+        stop.set()
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+    previous = {sig: signal.signal(sig, ask_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Live(get_renderable=view, console=_err, refresh_per_second=2, transient=True):
+            while not stop.is_set():
                 sender.deliver(follower.poll())
                 if once:
                     return
-                time.sleep(poll)
-        except KeyboardInterrupt:
-            pass  # the state holds every acknowledged row: a restart resumes there
+                stop.wait(poll)
+    except KeyboardInterrupt:
+        pass  # the second Ctrl-C: what was acknowledged is in the state
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

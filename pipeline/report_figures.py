@@ -225,7 +225,7 @@ def cycle_figure(cell: CellData) -> go.Figure:
                       margin={"l": 60, "r": 60, "t": 80, "b": 40},
                       legend={"orientation": "h", "y": -0.06})
     fig.update_xaxes(title_text="cycle", row=4, col=1)
-    _whole_cycles(fig, np.concatenate([dis.get("cycle", np.array([])), chg.get("cycle", np.array([]))]))
+    _whole_cycles(fig)
     fig.update_yaxes(title_text="mAh/g", row=1, col=1)
     fig.update_yaxes(title_text="mAh", row=2, col=1)
     fig.update_yaxes(title_text="retention", row=3, col=1)
@@ -233,9 +233,11 @@ def cycle_figure(cell: CellData) -> go.Figure:
     return fig
 
 
-def _whole_cycles(fig: go.Figure, cycles: np.ndarray) -> None:
-    """Cycle ticks on whole numbers only (plotly would put one at 1.5), about ten of them."""
-    last = float(np.nanmax(cycles)) if cycles.size else 1.0
+def _whole_cycles(fig: go.Figure) -> None:
+    """Cycle ticks on whole numbers only (plotly would put one at 1.5), about ten of them over
+    everything drawn: the cycles of the data, and the forecast's fan beyond them."""
+    ends = [float(np.nanmax(np.asarray(t.x, dtype=float))) for t in fig.data if t.x is not None and len(t.x)]
+    last = max([e for e in ends if np.isfinite(e)], default=1.0)
     fig.update_xaxes(tick0=0, dtick=max(1, int(np.ceil(last / 10))), tickformat="d")
 
 
@@ -298,7 +300,7 @@ def validation_figure(cell: str, rows: Columns) -> go.Figure:
                       margin={"l": 60, "r": 60, "t": 60, "b": 40},
                       legend={"orientation": "h", "y": -0.12})
     fig.update_xaxes(title_text="cycle", row=panels, col=1)
-    _whole_cycles(fig, cycle.astype(float))
+    _whole_cycles(fig)
     fig.update_yaxes(title_text="mAh", row=1, col=1, secondary_y=False)
     fig.update_yaxes(title_text="CE", row=1, col=1, secondary_y=True)
     return fig

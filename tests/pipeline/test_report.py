@@ -332,6 +332,9 @@ def test_header_axes_and_alert_rows_read_as_a_lab_reads_them(run_dir: Path) -> N
     assert alert_rows == {by_kind("crack_risk").title, by_kind("retention_floor").title}
     cycles = cycle_figure(cell)
     assert cycles.layout.xaxis4.tickformat == "d" and float(cycles.layout.xaxis4.dtick).is_integer()
+    # About ten ticks over all that is drawn, the forecast's fan included: not one per cycle.
+    drawn = max(float(np.nanmax(np.asarray(t.x, dtype=float))) for t in cycles.data if t.x is not None and len(t.x))
+    assert drawn / float(cycles.layout.xaxis4.dtick) <= 12
 
 
 def test_missing_or_empty_alerts_still_build(run_dir: Path) -> None:

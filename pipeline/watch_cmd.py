@@ -16,6 +16,7 @@ the config; without an active mass its rows wait (the pipeline would refuse them
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import threading
@@ -240,14 +241,14 @@ def _follow(follower: Follower, sender: _Sender, poll: float, once: bool, view: 
 
     previous = {sig: signal.signal(sig, ask_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Live(get_renderable=view, console=_err, refresh_per_second=2, transient=True):
+        # A second Ctrl-C ends the loop at once: what was acknowledged is in the state.
+        with contextlib.suppress(KeyboardInterrupt), Live(get_renderable=view, console=_err,
+                                                          refresh_per_second=2, transient=True):
             while not stop.is_set():
                 sender.deliver(follower.poll())
                 if once:
                     return
                 stop.wait(poll)
-    except KeyboardInterrupt:
-        pass  # the second Ctrl-C: what was acknowledged is in the state
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -435,23 +435,37 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     sink = np.where((i < 0) & (tr.irr_left_mah > 0), tr.irr_left_mah / (tr.irr_left_mah + tr.capacity_mah), 0.0)
     act = deg.activation(c[:, _C["activation_factor"]], c[:, _C["activation_cycles"]], tr.cycle)
     tau_d = c[:, _C["tau_diff_s"]] * deg.tau_multiplier(act)
-    a_h = np.exp(-np.abs(i) * c[:, _C["hysteresis_rate"]] * dt / q_as)
-    a_1 = np.exp(-dt / c[:, _C["tau1_s"]])
-    a_d = np.exp(-10.0 * dt / tau_d)
+    a_h, a_1, b_1, a_d, bu_z, bu_h, bu_d = _transition_terms(i, dt, g, q_as, sink, tau_d, c[:, _C["hysteresis_rate"]],
+                                                             c[:, _C["tau1_s"]])
     Bu = np.zeros((len(tr), N_X))
-    Bu[:, _IZ] = i * (1.0 - sink) * dt / q_as
-    Bu[:, _IH] = (1.0 - a_h) * np.sign(i)
-    Bu[:, _ID] = (1.0 - a_d) * i * tau_d / (3.0 * q_as)
+    Bu[:, _IZ], Bu[:, _IH], Bu[:, _ID] = bu_z, bu_h, bu_d
     scale = np.ones((len(tr), N_X))
     scale[:, _IR0 : _IR1 + 1] = tr.x[:, _IR0 : _IR1 + 1]
     q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > _GAP_S, 10.0, 1.0))[:, None]
-    # Capacity is a "consider" parameter: its error makes the counted SOC drift in one
-    # direction, so the variance grows with the square of the charge counted since the
-    # half-cycle began, not linearly (white noise would hide a 2 % capacity error).
-    counted = np.abs(tr.seg_mah / (tr.capacity_mah))
-    step_z = np.abs(i * (1.0 - sink) * dt / q_as)
-    q_diag[:, _IZ] += tr.capacity_var / tr.capacity_mah**2 * ((counted + step_z) ** 2 - counted**2)
-    return _Prepared(ok, use_v, flags, a_h, a_1, (1.0 - a_1) * i * g, a_d, Bu, q_diag, dt, i, g, sink)
+    q_diag[:, _IZ] += _consider_soc_q(tr.seg_mah, tr.capacity_mah, tr.capacity_var, bu_z)
+    return _Prepared(ok, use_v, flags, a_h, a_1, b_1, a_d, Bu, q_diag, dt, i, g, sink)
+
+
+# `_transition_terms` and `_consider_soc_q` use arithmetic and ufuncs only: the numpy
+# path runs them on arrays of cells, `twin.kernel` compiles them as they are for scalars.
+
+
+def _transition_terms(i, dt, g, q_as, sink, tau_d, gamma, tau1):
+    """The non-identity entries of F (a_h, a_1, b_1 = dv1/dr1, a_d) and the input Bu (z, h, d)."""
+    a_h = np.exp(-np.abs(i) * gamma * dt / q_as)
+    a_1 = np.exp(-dt / tau1)
+    a_d = np.exp(-10.0 * dt / tau_d)
+    bu_z = i * (1.0 - sink) * dt / q_as
+    return a_h, a_1, (1.0 - a_1) * i * g, a_d, bu_z, (1.0 - a_h) * np.sign(i), (1.0 - a_d) * i * tau_d / (3.0 * q_as)
+
+
+def _consider_soc_q(seg_mah, capacity_mah, capacity_var, bu_z):
+    """Capacity is a "consider" parameter: its error makes the counted SOC drift in one
+    direction, so the variance grows with the square of the charge counted since the
+    half-cycle began, not linearly (white noise would hide a 2 % capacity error)."""
+    counted = np.abs(seg_mah / capacity_mah)
+    step_z = np.abs(bu_z)
+    return capacity_var / capacity_mah**2 * ((counted + step_z) ** 2 - counted**2)
 
 
 def _propagate(pr: _Prepared, x: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -65,21 +65,40 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _branches(z, ni_share):
+# The cores below (`_plateau_branches`, `_plateau_slopes`, `_mix`, `_temperature_core`)
+# use arithmetic and ufuncs only, so they run on numpy arrays here and, compiled as they
+# are, on scalars in `twin.kernel`: one definition of the curve for both paths.
+
+
+def _switch_soc(ni_share) -> np.ndarray:
+    """Where the plateau switches phase; a missing phase moves the switch off the range."""
+    ni_share = np.asarray(ni_share, dtype=float)
+    return np.where(ni_share <= 0, 2.0, np.where(ni_share >= 1, -1.0, 1.0 - ni_share))
+
+
+def _plateau_branches(z, loc):
     # Past the ends the knees would grow as exp(overshoot / 3 mSOC): a state that strays
     # there (a filter that has lost the cell) would predict 1e26 V. Clipped, they stay
     # the window-end potentials, and the slope at the end still points the filter back.
-    z = np.clip(np.asarray(z, dtype=float), 0.0, 1.0)
-    ni_share = np.asarray(ni_share, dtype=float)
-    # Where the plateau switches phase; a missing phase moves the switch off the range.
-    loc = np.where(ni_share <= 0, 2.0, np.where(ni_share >= 1, -1.0, 1.0 - ni_share))
-    s = _sigmoid((z - loc) / _STEP_WIDTH)
+    z = np.minimum(np.maximum(z, 0.0), 1.0)
+    s = 0.5 * (1.0 + np.tanh(0.5 * ((z - loc) / _STEP_WIDTH)))
     low = np.exp(-z / _END_WIDTH)
     high = np.exp(-(1.0 - z) / _END_WIDTH)
     slope = _PLATEAU_SLOPE * (z - 0.5)
     e_lith = E_LITH_MGH2 + (E_LITH_MG2NIH4 - E_LITH_MGH2) * s + slope - _LOW_KNEE * low
     e_delith = E_DELITH_MGH2 + (E_DELITH_MG2NIH4 - E_DELITH_MGH2) * s + slope + _HIGH_KNEE * high
     return e_lith, e_delith, s, low, high
+
+
+def _plateau_slopes(s, low, high):
+    ds = s * (1 - s) / _STEP_WIDTH
+    de_lith = (E_LITH_MG2NIH4 - E_LITH_MGH2) * ds + _PLATEAU_SLOPE + _LOW_KNEE * low / _END_WIDTH
+    de_delith = (E_DELITH_MG2NIH4 - E_DELITH_MGH2) * ds + _PLATEAU_SLOPE + _HIGH_KNEE * high / _END_WIDTH
+    return de_lith, de_delith
+
+
+def _branches(z, ni_share):
+    return _plateau_branches(np.asarray(z, dtype=float), _switch_soc(ni_share))
 
 
 def ocv_branches(z: np.ndarray, ni_share: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -89,10 +108,7 @@ def ocv_branches(z: np.ndarray, ni_share: np.ndarray) -> tuple[np.ndarray, ...]:
     last), MgH2 the rest. Returns (e_lith, e_delith, de_lith, de_delith).
     """
     e_lith, e_delith, s, low, high = _branches(z, ni_share)
-    ds = s * (1 - s) / _STEP_WIDTH
-    de_lith = (E_LITH_MG2NIH4 - E_LITH_MGH2) * ds + _PLATEAU_SLOPE + _LOW_KNEE * low / _END_WIDTH
-    de_delith = (E_DELITH_MG2NIH4 - E_DELITH_MGH2) * ds + _PLATEAU_SLOPE + _HIGH_KNEE * high / _END_WIDTH
-    return e_lith, e_delith, de_lith, de_delith
+    return (e_lith, e_delith, *_plateau_slopes(s, low, high))
 
 
 def _mix(h, e_l, e_d, de_l, de_d):
@@ -150,11 +166,15 @@ def temperature_factor(temp_c: np.ndarray, table: np.ndarray | None = None) -> n
 
     The law is the hydride cell's (its LiBH4 electrolyte); cells with a learned OCV
     table (generic cells, another chemistry) have no temperature model: 1."""
-    t_k = np.asarray(temp_c, dtype=float) + 273.15
-    arrhenius = np.exp(_EA_EV / _KB_EV * (1.0 / t_k - 1.0 / T_REF_K))
-    jump = 1.0 + _LOW_PHASE_FACTOR * _sigmoid((_T_TRANSITION_K - t_k) / _TRANSITION_WIDTH_K)
-    factor = arrhenius * jump / _JUMP_REF
+    factor = _temperature_core(np.asarray(temp_c, dtype=float))
     return factor if table is None else np.where(np.isnan(table[:, 0, 0]), factor, 1.0)
+
+
+def _temperature_core(temp_c):
+    t_k = temp_c + 273.15
+    arrhenius = np.exp(_EA_EV / _KB_EV * (1.0 / t_k - 1.0 / T_REF_K))
+    jump = 1.0 + _LOW_PHASE_FACTOR * (0.5 * (1.0 + np.tanh(0.5 * ((_T_TRANSITION_K - t_k) / _TRANSITION_WIDTH_K))))
+    return arrhenius * jump / _JUMP_REF
 
 
 _JUMP_REF = 1.0 + _LOW_PHASE_FACTOR * _sigmoid((_T_TRANSITION_K - T_REF_K) / _TRANSITION_WIDTH_K)

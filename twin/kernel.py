@@ -1,0 +1,369 @@
+"""The estimator compiled: a frame of samples per cell, the time loop inside compiled code.
+
+`estimator.step` is numpy batched over cells: some 150 small array calls per sample, so a
+cell alone runs at a few thousand samples/s. `step_frame` runs the same equations on
+scalars with numba, cell after cell and sample after sample, and returns what `step`
+would have returned for each sample, stacked.
+
+What is rare and involved stays in Python, defined once in `twin.estimator`: a cell's
+first sample (its SOC read off the voltage), a gated sample that may be a knee, a filter
+that has lost the cell (restart) and the end of a half-cycle (capacity update, ageing,
+risks, end of life). The kernel stops a cell *before* such a sample, its state
+untouched; `step_frame` steps that one sample with `estimator.step` and resumes the
+kernel after it. The kernel holds the hot path only: time update, measurement, gate,
+EKF update, commit and Coulomb counting.
+
+The open-circuit curve, the temperature law, the transition terms and the activation are
+the very functions the numpy path runs (`model._plateau_branches`, `model._mix`,
+`estimator._transition_terms`, `degradation.activation`, ...), compiled here for
+scalars. The estimator's tuning constants reach the kernel as an argument (`_limits`),
+so numba's on-disk cache (`cache=True`, which watches this file only) cannot hold stale
+ones. The first call in a fresh install compiles (see README); later runs load the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+from numba import njit
+
+from . import degradation as deg
+from . import estimator as est
+from . import model
+
+__all__ = ["FrameOutput", "step_frame"]
+
+# The compiled shared cores (see the module docstring).
+_plateau_branches = njit(model._plateau_branches)
+_plateau_slopes = njit(model._plateau_slopes)
+_mix = njit(model._mix)
+_temperature_core = njit(model._temperature_core)
+_transition_terms = njit(est._transition_terms)
+_consider_soc_q = njit(est._consider_soc_q)
+_activation = njit(deg.activation)
+_tau_multiplier = njit(deg.tau_multiplier)
+
+# Per-cell scalars of the tracker the hot path reads or writes, packed as columns.
+_STATE = ("t_last", "i_last", "rejected", "nis", "settled", "i_scale", "irr_left_mah", "capacity_mah",
+          "capacity_var", "cycle", "seg_sign", "seg_mah", "seg_soc0", "seg_soc_var0", "seg_d0", "seg_active_s",
+          "seg_i_end", "seg_tail_n", "seg_v_end")
+(_T_LAST, _I_LAST, _REJECTED, _NIS, _SETTLED, _I_SCALE, _IRR_LEFT, _CAP, _CAP_VAR, _CYCLE, _SEG_SIGN, _SEG_MAH,
+ _SEG_SOC0, _SEG_SOC_VAR0, _SEG_D0, _SEG_ACTIVE_S, _SEG_I_END, _SEG_TAIL_N, _SEG_V_END) = range(len(_STATE))
+
+# Per-cell model constants, in this order (see `_cell_params`).
+_PARAMS = ("one_c_ma", "v_min", "v_max", "activation_factor", "activation_cycles", "tau_diff_s", "hysteresis_rate",
+           "tau1_s", "ocv_shift_v")
+_ONE_C, _V_MIN, _V_MAX, _ACT_FACTOR, _ACT_CYCLES, _TAU_DIFF, _GAMMA, _TAU1, _SHIFT, _LOC, _GENERIC = range(11)
+
+# The estimator's constants, in this order; then _Q_RATE, _FAST_LOW, _FAST_HIGH.
+_LIMIT_NAMES = ("_MAX_C_RATE", "_WINDOW_MARGIN_V", "_GAP_S", "_GATE_NIS", "_MAX_RESIDUAL_V", "_MAX_REJECTED",
+                "_LOST_NIS", "_SETTLE_SAMPLES", "_CONVERGED_SOC_STD", "_ACTIVE_C", "_ACTIVE_SCALE", "_ACTIVE_FLOOR_C",
+                "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD")
+(_L_MAX_C, _L_MARGIN, _L_GAP, _L_GATE, _L_MAX_RES, _L_MAX_REJ, _L_LOST_NIS, _L_SETTLE, _L_CONV_SD, _L_ACTIVE_C,
+ _L_ACTIVE_SCALE, _L_FLOOR_C, _L_CV_TAIL, _L_MEMORY, _L_KNEE_BAND, _L_V_STD) = range(len(_LIMIT_NAMES))
+_L_T_LOW, _L_T_HIGH = len(_LIMIT_NAMES), len(_LIMIT_NAMES) + 1
+_L_Q = _L_T_HIGH + 1
+_L_LOW = _L_Q + est.N_X
+_L_HIGH = _L_LOW + 4
+_N_OUT = 11  # float outputs per sample, in the order of `_OUTPUTS`
+_OUTPUTS = ("soc", "soc_std", "capacity_mah", "r0_ohm", "r1_ohm", "hysteresis", "v_residual", "nis",
+            "capacity_std_mah", "r0_std_ohm", "r1_std_ohm")
+
+
+def _limits() -> np.ndarray:
+    scalars = [float(getattr(est, name)) for name in _LIMIT_NAMES] + list(est._TEMP_RANGE_C)
+    return np.concatenate([scalars, est._Q_RATE, est._FAST_LOW, est._FAST_HIGH])
+
+
+def _cell_params(tr: est.Tracker) -> np.ndarray:
+    """(N, 11) the constants of `_PARAMS`, the SOC of the phase switch and 1 for a tabled (generic) cell."""
+    columns = [tr.consts[:, est._C[name]] for name in _PARAMS]
+    columns += [model._switch_soc(tr.consts[:, est._C["ni_share"]]), (~np.isnan(tr.ocv_table[:, 0, 0])).astype(float)]
+    return np.ascontiguousarray(np.column_stack(columns))
+
+
+@njit(cache=True)
+def _table_branches(zz: float, table: np.ndarray) -> tuple[float, float, float, float]:
+    """`model.table_branches` of one cell: linear on a uniform grid, extrapolated past the ends."""
+    k = table.shape[1] - 1
+    x = zz * k
+    j = 0 if np.isnan(x) else int(min(max(np.floor(x), 0.0), k - 1.0))
+    lo_l, hi_l, lo_d, hi_d = table[0, j], table[0, j + 1], table[1, j], table[1, j + 1]
+    return lo_l + (x - j) * (hi_l - lo_l), lo_d + (x - j) * (hi_d - lo_d), (hi_l - lo_l) * k, (hi_d - lo_d) * k
+
+
+@njit(cache=True)
+def _forward_mah(sign: float, i0: float, i1: float, dt: float) -> float:
+    """`estimator._forward_mah` of one cell: mAh passed in direction `sign` on a linear ramp."""
+    a, b = sign * i0, sign * i1
+    lo, hi = min(a, b), max(a, b)
+    if lo >= 0:
+        mean = 0.5 * (a + b)
+    elif hi > 0:
+        mean = 0.5 * hi * hi / max(hi - lo, 1e-300)
+    else:
+        mean = 0.0
+    return mean * dt / 3.6
+
+
+@njit(cache=True)
+def _clip(a: float, lo: float, hi: float) -> float:
+    return np.minimum(np.maximum(a, lo), hi)  # ufuncs: NaN stays NaN, as in np.clip
+
+
+@njit(cache=True)
+def _write(out, flags, k, j, x, P, s, y, f) -> None:
+    out[0, k, j] = x[0]
+    out[1, k, j] = np.sqrt(P[0, 0])
+    out[2, k, j] = s[_CAP]
+    out[3, k, j] = x[4]
+    out[4, k, j] = x[5]
+    out[5, k, j] = x[1]
+    out[6, k, j] = y
+    out[7, k, j] = s[_NIS]
+    out[8, k, j] = np.sqrt(s[_CAP_VAR])
+    out[9, k, j] = np.sqrt(P[4, 4])
+    out[10, k, j] = np.sqrt(P[5, 5])
+    flags[k, j] = f
+
+
+@njit(cache=True)
+def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, flags) -> int:
+    """Step cell k from sample pos[k] up to count[k]; stop before a sample Python must take.
+
+    Writes x, P, s and the outputs in place; leaves pos[k] at the stopping sample (count[k]
+    when done). Returns how many cells stopped early. State indices: z, h, v1, d, r0, r1, e."""
+    n_x = x.shape[1]
+    stopped = 0
+    xn = np.empty(n_x)
+    Pn = np.empty((n_x, n_x))
+    H = np.empty(n_x)
+    PHt = np.empty(n_x)
+    q = np.empty(n_x)
+    for k in range(x.shape[0]):
+        p, xk, Pk, sk = params[k], x[k], P[k], s[k]
+        one_c_a = p[_ONE_C] / 1000.0
+        j = pos[k]
+        while j < count[k]:
+            tj, vj, ij, tc = t[k, j], v[k, j], i[k, j], temp[k, j]
+            if not present[k, j]:
+                _write(out, flags, k, j, xk, Pk, sk, np.nan, 0)
+                j += 1
+                continue
+            finite = np.isfinite(tj) and np.isfinite(vj) and np.isfinite(ij) and np.isfinite(tc)
+            implausible = finite and (abs(ij) > lim[_L_MAX_C] * p[_ONE_C] / 1000.0 or tc < lim[_L_T_LOW]
+                                      or tc > lim[_L_T_HIGH])
+            first = np.isnan(sk[_T_LAST])
+            dt = 0.0 if first else tj - sk[_T_LAST]
+            backwards = finite and not first and not dt > 0
+            if not finite or backwards or implausible:
+                f = (est.FLAG_NONFINITE if not finite else 0) | (est.FLAG_TIME if backwards else 0) | (
+                    est.FLAG_IMPLAUSIBLE if implausible else 0)
+                _write(out, flags, k, j, xk, Pk, sk, np.nan, f)
+                j += 1
+                continue
+            if first:
+                break  # the SOC from the first voltage: estimator._start
+            # The half-cycle bookkeeping's direction first: a reversal closes a half in Python.
+            i_scale = np.maximum(abs(ij), sk[_I_SCALE] * np.exp(-dt / lim[_L_MEMORY]))
+            threshold = np.maximum(np.minimum(lim[_L_ACTIVE_C], lim[_L_ACTIVE_SCALE] * i_scale / one_c_a),
+                                   lim[_L_FLOOR_C]) * one_c_a
+            sign = np.sign(ij) if abs(ij) > threshold else 0.0
+            seg_sign = sk[_SEG_SIGN]
+            if sign != 0 and seg_sign != 0 and sign != seg_sign:
+                break
+            below = vj < p[_V_MIN]
+            above = vj > p[_V_MAX] + lim[_L_MARGIN]
+            f = (est.FLAG_GAP if dt > lim[_L_GAP] else 0) | (est.FLAG_BELOW_WINDOW if below else 0) | (
+                est.FLAG_ABOVE_WINDOW if above else 0)
+            use_v = not below and not above
+            g = 1.0 if p[_GENERIC] > 0 else _temperature_core(tc)
+            # Time update (estimator._prepare, _propagate).
+            cap = sk[_CAP]
+            q_as = cap * 3.6
+            irr = sk[_IRR_LEFT]
+            sink = irr / (irr + cap) if ij < 0 and irr > 0 else 0.0
+            tau_d = p[_TAU_DIFF] * _tau_multiplier(_activation(p[_ACT_FACTOR], p[_ACT_CYCLES], sk[_CYCLE]))
+            a_h, a_1, b_1, a_d, bu_z, bu_h, bu_d = _transition_terms(ij, dt, g, q_as, sink, tau_d, p[_GAMMA], p[_TAU1])
+            gap = dt * (10.0 if dt > lim[_L_GAP] else 1.0)
+            for m in range(n_x):
+                scale = xk[m] if m == 4 or m == 5 else 1.0
+                q[m] = lim[_L_Q + m] * scale**2 * gap
+            q[0] += _consider_soc_q(sk[_SEG_MAH], cap, sk[_CAP_VAR], bu_z)
+            xn[:] = xk
+            xn[2] = a_1 * xk[2] + b_1 * xk[5]
+            xn[1] *= a_h
+            xn[3] *= a_d
+            xn[0] += bu_z
+            xn[1] += bu_h
+            xn[3] += bu_d
+            Pn[:, :] = Pk
+            for c in range(n_x):
+                Pn[2, c] = a_1 * Pk[2, c] + b_1 * Pk[5, c]
+                Pn[1, c] = a_h * Pk[1, c]
+                Pn[3, c] = a_d * Pk[3, c]
+            for r in range(n_x):
+                Pn[r, 2] = a_1 * Pn[r, 2] + b_1 * Pn[r, 5]
+                Pn[r, 1] = a_h * Pn[r, 1]
+                Pn[r, 3] = a_d * Pn[r, 3]
+            for m in range(n_x):
+                Pn[m, m] += q[m]
+            # Measurement (estimator._measurement, model.terminal_voltage).
+            zz = xn[0] + xn[3]
+            if p[_GENERIC] > 0:
+                e_l, e_d, de_l, de_d = _table_branches(zz, tables[k])
+            else:
+                e_l, e_d, s_, low, high = _plateau_branches(zz, p[_LOC])
+                de_l, de_d = _plateau_slopes(s_, low, high)
+            e, de_dz, de_dh = _mix(xn[1], e_l, e_d, de_l, de_d)
+            y = vj - (e + p[_SHIFT] + ij * xn[4] * g + xn[2] + xn[6])
+            H[0], H[1], H[2], H[3], H[4], H[5], H[6] = de_dz, de_dh, 1.0, de_dz, ij * g, 0.0, 1.0
+            # Gate and EKF update (estimator._gate; a gated sample near the knee the current
+            # heads for may be read off the knee: Python, estimator._knee_update).
+            rejected, nis = sk[_REJECTED], sk[_NIS]
+            use = False
+            if use_v:
+                S = lim[_L_V_STD] ** 2
+                for r in range(n_x):
+                    acc = 0.0
+                    for c in range(n_x):
+                        acc += Pn[r, c] * H[c]
+                    PHt[r] = acc
+                acc = 0.0
+                for r in range(n_x):
+                    acc += H[r] * PHt[r]
+                S += acc
+                nis_y = y * y / S
+                if nis_y > lim[_L_GATE] or abs(y) > lim[_L_MAX_RES]:
+                    span = p[_V_MAX] - p[_V_MIN]
+                    if (ij < 0 and vj < p[_V_MIN] + lim[_L_KNEE_BAND] * span) or (
+                            ij > 0 and vj > p[_V_MAX] - lim[_L_KNEE_BAND] * span):
+                        break
+                    f |= est.FLAG_OUTLIER
+                    rejected += 1.0
+                else:
+                    use = True
+                    rejected = 0.0
+                    nis = 0.99 * nis + 0.01 * min(nis_y, lim[_L_GATE])
+                    for r in range(n_x):
+                        xn[r] += PHt[r] / S * y
+                    for r in range(n_x):
+                        for c in range(n_x):
+                            Pn[r, c] -= PHt[r] * (PHt[c] / S)
+            # Commit (estimator._commit); a lost filter restarts in Python.
+            for m in range(4):
+                xn[m] = _clip(xn[m], lim[_L_LOW + m], lim[_L_HIGH + m])
+            xn[0] = _clip(xn[0], -xn[3], 1.0 - xn[3])
+            xn[4] = np.maximum(xn[4], 1e-6)
+            xn[5] = np.maximum(xn[5], 1e-6)
+            if (not np.isfinite(xn).all() or not np.isfinite(Pn).all() or (np.diag(Pn) < 0).any()
+                    or rejected >= lim[_L_MAX_REJ] or nis > lim[_L_LOST_NIS]):
+                break
+            sk[_REJECTED], sk[_NIS] = rejected, nis
+            if use:
+                sk[_SETTLED] += 1.0
+            xk[:] = xn
+            for r in range(n_x):
+                for c in range(n_x):
+                    Pk[r, c] = 0.5 * (Pn[r, c] + Pn[c, r])
+            if not (sk[_SETTLED] >= lim[_L_SETTLE] and Pk[0, 0] <= lim[_L_CONV_SD] ** 2):
+                f |= est.FLAG_UNCONVERGED
+            sk[_T_LAST] = tj
+            sk[_IRR_LEFT] = np.maximum(irr + ij * sink * dt / 3.6, 0.0)
+            # Coulomb counting per half-cycle (estimator._bookkeeping, no closing here).
+            sk[_I_SCALE] = i_scale
+            sk[_SEG_MAH] += _forward_mah(seg_sign, sk[_I_LAST], ij, dt)
+            starting = sign != 0 and seg_sign == 0
+            if starting:
+                sk[_SEG_SIGN] = seg_sign = sign
+                sk[_SEG_MAH] = _forward_mah(sign, sk[_I_LAST], ij, dt)
+                sk[_SEG_ACTIVE_S] = 0.0
+                sk[_SEG_SOC0] = xk[0] - bu_z
+                sk[_SEG_SOC_VAR0] = Pk[0, 0]
+                sk[_SEG_D0] = xk[3] - bu_d
+                sk[_SEG_TAIL_N] = 0.0
+                sk[_SEG_V_END] = np.nan
+            if seg_sign != 0 and sign != 0:
+                sk[_SEG_ACTIVE_S] += dt
+            if sign != 0 and sign == seg_sign:
+                tail_low = sk[_SEG_ACTIVE_S] > 0 and abs(ij) * sk[_SEG_ACTIVE_S] < lim[_L_CV_TAIL] * sk[_SEG_MAH] * 3.6
+                sk[_SEG_TAIL_N] = sk[_SEG_TAIL_N] + 1.0 if tail_low else 0.0
+                sk[_SEG_I_END] = abs(ij)
+                if np.isfinite(vj):
+                    sk[_SEG_V_END] = vj
+            sk[_I_LAST] = ij
+            _write(out, flags, k, j, xk, Pk, sk, y if use_v else np.nan, f)
+            j += 1
+        pos[k] = j
+        stopped += j < count[k]
+    return stopped
+
+
+@dataclass
+class FrameOutput:
+    """What `estimator.step` returns for each sample of a frame, stacked: arrays (N, T)."""
+
+    soc: np.ndarray
+    soc_std: np.ndarray
+    capacity_mah: np.ndarray
+    r0_ohm: np.ndarray
+    r1_ohm: np.ndarray
+    hysteresis: np.ndarray
+    v_residual: np.ndarray
+    nis: np.ndarray
+    capacity_std_mah: np.ndarray
+    r0_std_ohm: np.ndarray
+    r1_std_ohm: np.ndarray
+    flags: np.ndarray  # (N, T) int64
+    halves: list[est.HalfCycle]  # in the order successive `step` calls give them
+    half_samples: list[int]  # the sample index (column) that closed each half
+
+
+def _frame(a, n: int, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 1 and n == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n}, T), got {a.shape}")
+    return a
+
+
+def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOutput:
+    """Step T samples of each of the N cells of `tr`: arrays (N, T) (a one-cell tracker also
+    takes (T,)); sample k of all cells is what `estimator.step` would take in its k-th call.
+    `temp_c` and `present` may be scalars. Same results as those T `step` calls."""
+    n = len(tr)
+    t = np.ascontiguousarray(_frame(t, n, "t"), dtype=float)
+    shape = t.shape
+    v, i = (np.ascontiguousarray(_frame(a, n, name), dtype=float) for a, name in ((v, "v"), (i, "i")))
+    temp_c, present = (np.ascontiguousarray(np.broadcast_to(a, shape), dtype=dtype)
+                       for a, dtype in ((temp_c, float), (present, bool)))
+    if v.shape != shape or i.shape != shape:
+        raise ValueError(f"t, v and i must have one shape, got {shape}, {v.shape}, {i.shape}")
+    params, tables, lim = _cell_params(tr), np.ascontiguousarray(np.nan_to_num(tr.ocv_table)), _limits()
+    out, flags = np.empty((_N_OUT, *shape)), np.zeros(shape, dtype=np.int64)
+    count, pos = np.full(n, shape[1], dtype=np.int64), np.zeros(n, dtype=np.int64)
+    halves: list[tuple[int, int, est.HalfCycle]] = []
+    while True:
+        x, P = np.ascontiguousarray(tr.x, dtype=float), np.ascontiguousarray(tr.P, dtype=float)
+        s = np.column_stack([getattr(tr, name) for name in _STATE]).astype(float)
+        stopped = _run(params, tables, lim, x, P, s, t, v, i, temp_c, present, count, pos, out, flags)
+        tr.x, tr.P = x, P
+        for col, name in enumerate(_STATE):
+            setattr(tr, name, s[:, col].copy())
+        if not stopped:
+            break
+        rows = np.flatnonzero(pos < count)
+        cols = pos[rows]
+        sub = tr.take(rows)
+        res = est.step(sub, t[rows, cols], v[rows, cols], i[rows, cols], temp_c[rows, cols])
+        for f in fields(est.Tracker):
+            getattr(tr, f.name)[rows] = getattr(sub, f.name)
+        for m, name in enumerate(_OUTPUTS):
+            out[m, rows, cols] = getattr(res, name)
+        flags[rows, cols] = res.flags
+        halves.extend((int(cols[h.cell]), int(rows[h.cell]), replace(h, cell=int(rows[h.cell]))) for h in res.halves)
+        pos[rows] += 1
+    halves.sort(key=lambda item: item[:2])
+    return FrameOutput(*out, flags=flags, halves=[h for _, _, h in halves], half_samples=[j for j, _, _ in halves])

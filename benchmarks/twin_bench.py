@@ -2,16 +2,27 @@
 
     python benchmarks/twin_bench.py
 
+The estimator three ways in one run: the batched numpy path, the filterpy path (both one
+sample per call) and the compiled kernel (`twin.kernel.step_frame`, a frame per call),
+then what the kernel's compilation costs a first run, with a cold and a warm cache.
+
 Timings on a shared machine are noisy: compare ratios from one run.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 
 from twin import estimator as est
+from twin import kernel
 from twin.params import preset
 from twin.protocol import cc_cycles
 from twin.simulator import SensorNoise, Simulation
@@ -42,8 +53,8 @@ def simulator() -> None:
     print(f"simulate 10 cycles, 100 cells, 1C, dt=10 s: {el:6.2f} s  ({100 * ticks / el:,.0f} cell-samples/s)")
 
 
-def _stream(n_cells: int, n_ticks: int):
-    sim = Simulation([preset("nd4mg80ni8")] * n_cells, cc_cycles(1.0, 1), dt=1.0, noise=SensorNoise())
+def _stream(n_cells: int, n_ticks: int, cycles: int = 1):
+    sim = Simulation([preset("nd4mg80ni8")] * n_cells, cc_cycles(1.0, cycles), dt=1.0, noise=SensorNoise())
     b = next(sim.blocks(block_ticks=n_ticks))
     return b
 
@@ -63,11 +74,49 @@ def estimator() -> None:
 
             el = _best_of(run, 1)
             print(f"{label + ',':<20}{n_cells:>5} cells: {n_cells * b.t.size / el:>12,.0f} updates/s")
+    # The kernel: whole frames per call, its rare events (first sample, knees, half-cycle
+    # ends) stepped by the numpy path inside; the 1-cell stream spans several half-cycles.
+    for n_cells, n_ticks, cycles in ((1, 200_000, 30), (1000, 2000, 1)):
+        b = _stream(n_cells, n_ticks, cycles)
+        t = np.broadcast_to(b.t, b.v.shape)
+        kernel.step_frame(est.new_tracker([cell] * n_cells), t[:, :50], b.v[:, :50], b.i[:, :50], b.temp_c[:, :50])
+        trackers = [est.new_tracker([cell] * n_cells) for _ in range(3)]
+        el = _best_of(lambda: kernel.step_frame(trackers.pop(), t, b.v, b.i, b.temp_c, b.valid))
+        print(f"{'compiled kernel,':<20}{n_cells:>5} cells: {b.v.size / el:>12,.0f} updates/s "
+              f"({b.t.size} samples per cell, one core)")
     one = est.new_tracker([cell])
     print(f"pickled state of one cell: {len(pickle.dumps(one))} bytes; "
           f"per cell in a 1000-cell tracker: {len(pickle.dumps(est.new_tracker([cell] * 1000))) / 1000:.0f} bytes")
 
 
+_FIRST_CALL = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+from twin import estimator as est, kernel
+from twin.params import preset
+t1 = time.perf_counter()
+tr = est.new_tracker([preset("mgh2")])
+t = np.arange(100.0)
+kernel.step_frame(tr, t, np.full(100, 0.5), np.full(100, -1e-3))
+t2 = time.perf_counter()
+kernel.step_frame(tr, t + 100.0, np.full(100, 0.5), np.full(100, -1e-3))
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def compile_cost() -> None:
+    """A fresh process: import, then the first step_frame call (compile or cache load)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        for label in ("cold cache (a fresh install)", "warm cache (every later run)"):
+            out = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, check=True, capture_output=True, text=True)
+            imported, first, second = map(float, out.stdout.split())
+            print(f"kernel first call, {label}: {first:6.2f} s (import {imported:.2f} s, next call {second * 1e3:.1f} ms)")
+
+
 if __name__ == "__main__":
     simulator()
     estimator()
+    compile_cost()

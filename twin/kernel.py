@@ -26,13 +26,20 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
-from numba import njit
+from numba import njit as _numba_njit
 
 from . import degradation as deg
 from . import estimator as est
 from . import model
 
 __all__ = ["FrameOutput", "step_frame"]
+
+
+def njit(fn):
+    """Compiled, cached on disk, and dividing like numpy (inf/NaN, never ZeroDivisionError):
+    the numpy path's semantics, and less code to compile."""
+    return _numba_njit(cache=True, error_model="numpy")(fn)
+
 
 # The compiled shared cores (see the module docstring).
 _plateau_branches = njit(model._plateau_branches)
@@ -83,7 +90,7 @@ def _cell_params(tr: est.Tracker) -> np.ndarray:
     return np.ascontiguousarray(np.column_stack(columns))
 
 
-@njit(cache=True)
+@njit
 def _table_branches(zz: float, table: np.ndarray) -> tuple[float, float, float, float]:
     """`model.table_branches` of one cell: linear on a uniform grid, extrapolated past the ends."""
     k = table.shape[1] - 1
@@ -93,7 +100,7 @@ def _table_branches(zz: float, table: np.ndarray) -> tuple[float, float, float, 
     return lo_l + (x - j) * (hi_l - lo_l), lo_d + (x - j) * (hi_d - lo_d), (hi_l - lo_l) * k, (hi_d - lo_d) * k
 
 
-@njit(cache=True)
+@njit
 def _forward_mah(sign: float, i0: float, i1: float, dt: float) -> float:
     """`estimator._forward_mah` of one cell: mAh passed in direction `sign` on a linear ramp."""
     a, b = sign * i0, sign * i1
@@ -107,12 +114,24 @@ def _forward_mah(sign: float, i0: float, i1: float, dt: float) -> float:
     return mean * dt / 3.6
 
 
-@njit(cache=True)
+@njit
 def _clip(a: float, lo: float, hi: float) -> float:
     return np.minimum(np.maximum(a, lo), hi)  # ufuncs: NaN stays NaN, as in np.clip
 
 
-@njit(cache=True)
+@njit
+def _lost(x: np.ndarray, P: np.ndarray) -> bool:
+    """A state or covariance no longer finite, or a negative variance (loops: no allocation per sample)."""
+    for r in range(x.size):
+        if not np.isfinite(x[r]) or P[r, r] < 0:
+            return True
+        for c in range(x.size):
+            if not np.isfinite(P[r, c]):
+                return True
+    return False
+
+
+@njit
 def _write(out, flags, k, j, x, P, s, y, f) -> None:
     out[0, k, j] = x[0]
     out[1, k, j] = np.sqrt(P[0, 0])
@@ -128,7 +147,7 @@ def _write(out, flags, k, j, x, P, s, y, f) -> None:
     flags[k, j] = f
 
 
-@njit(cache=True)
+@njit
 def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, flags) -> int:
     """Step cell k from sample pos[k] up to count[k]; stop before a sample Python must take.
 
@@ -147,8 +166,9 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
         j = pos[k]
         while j < count[k]:
             tj, vj, ij, tc = t[k, j], v[k, j], i[k, j], temp[k, j]
+            f = 0
             if not present[k, j]:
-                _write(out, flags, k, j, xk, Pk, sk, np.nan, 0)
+                _write(out, flags, k, j, xk, Pk, sk, np.nan, f)
                 j += 1
                 continue
             finite = np.isfinite(tj) and np.isfinite(vj) and np.isfinite(ij) and np.isfinite(tc)
@@ -191,14 +211,18 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 scale = xk[m] if m == 4 or m == 5 else 1.0
                 q[m] = lim[_L_Q + m] * scale**2 * gap
             q[0] += _consider_soc_q(sk[_SEG_MAH], cap, sk[_CAP_VAR], bu_z)
-            xn[:] = xk
+            # Element loops, not slice assignment: numba's slice assignment brings in ~20 s of
+            # compiling its error messages (string formatting) on a fresh install.
+            for r in range(n_x):
+                xn[r] = xk[r]
+                for c in range(n_x):
+                    Pn[r, c] = Pk[r, c]
             xn[2] = a_1 * xk[2] + b_1 * xk[5]
             xn[1] *= a_h
             xn[3] *= a_d
             xn[0] += bu_z
             xn[1] += bu_h
             xn[3] += bu_d
-            Pn[:, :] = Pk
             for c in range(n_x):
                 Pn[2, c] = a_1 * Pk[2, c] + b_1 * Pk[5, c]
                 Pn[1, c] = a_h * Pk[1, c]
@@ -257,14 +281,13 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             xn[0] = _clip(xn[0], -xn[3], 1.0 - xn[3])
             xn[4] = np.maximum(xn[4], 1e-6)
             xn[5] = np.maximum(xn[5], 1e-6)
-            if (not np.isfinite(xn).all() or not np.isfinite(Pn).all() or (np.diag(Pn) < 0).any()
-                    or rejected >= lim[_L_MAX_REJ] or nis > lim[_L_LOST_NIS]):
+            if _lost(xn, Pn) or rejected >= lim[_L_MAX_REJ] or nis > lim[_L_LOST_NIS]:
                 break
             sk[_REJECTED], sk[_NIS] = rejected, nis
             if use:
                 sk[_SETTLED] += 1.0
-            xk[:] = xn
             for r in range(n_x):
+                xk[r] = xn[r]
                 for c in range(n_x):
                     Pk[r, c] = 0.5 * (Pn[r, c] + Pn[c, r])
             if not (sk[_SETTLED] >= lim[_L_SETTLE] and Pk[0, 0] <= lim[_L_CONV_SD] ** 2):
@@ -334,19 +357,20 @@ def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOut
     takes (T,)); sample k of all cells is what `estimator.step` would take in its k-th call.
     `temp_c` and `present` may be scalars. Same results as those T `step` calls."""
     n = len(tr)
-    t = np.ascontiguousarray(_frame(t, n, "t"), dtype=float)
+    # Fresh writable C arrays of one dtype each: one compiled signature (a read-only or
+    # strided input would make numba compile the kernel again).
+    t, v, i = (np.array(_frame(a, n, name), dtype=float, order="C") for a, name in ((t, "t"), (v, "v"), (i, "i")))
     shape = t.shape
-    v, i = (np.ascontiguousarray(_frame(a, n, name), dtype=float) for a, name in ((v, "v"), (i, "i")))
-    temp_c, present = (np.ascontiguousarray(np.broadcast_to(a, shape), dtype=dtype)
-                       for a, dtype in ((temp_c, float), (present, bool)))
     if v.shape != shape or i.shape != shape:
         raise ValueError(f"t, v and i must have one shape, got {shape}, {v.shape}, {i.shape}")
-    params, tables, lim = _cell_params(tr), np.ascontiguousarray(np.nan_to_num(tr.ocv_table)), _limits()
+    temp_c, present = (np.array(np.broadcast_to(a, shape), dtype=dtype, order="C")
+                       for a, dtype in ((temp_c, float), (present, bool)))
+    params, tables, lim = _cell_params(tr), np.array(np.nan_to_num(tr.ocv_table), order="C"), _limits()
     out, flags = np.empty((_N_OUT, *shape)), np.zeros(shape, dtype=np.int64)
     count, pos = np.full(n, shape[1], dtype=np.int64), np.zeros(n, dtype=np.int64)
     halves: list[tuple[int, int, est.HalfCycle]] = []
     while True:
-        x, P = np.ascontiguousarray(tr.x, dtype=float), np.ascontiguousarray(tr.P, dtype=float)
+        x, P = np.array(tr.x, dtype=float, order="C"), np.array(tr.P, dtype=float, order="C")
         s = np.column_stack([getattr(tr, name) for name in _STATE]).astype(float)
         stopped = _run(params, tables, lim, x, P, s, t, v, i, temp_c, present, count, pos, out, flags)
         tr.x, tr.P = x, P

@@ -76,7 +76,7 @@ def estimator() -> None:
             print(f"{label + ',':<20}{n_cells:>5} cells: {n_cells * b.t.size / el:>12,.0f} updates/s")
     # The kernel: whole frames per call, its rare events (first sample, knees, half-cycle
     # ends) stepped by the numpy path inside; the 1-cell stream spans several half-cycles.
-    for n_cells, n_ticks, cycles in ((1, 200_000, 30), (1000, 2000, 1)):
+    for n_cells, n_ticks, cycles in ((1, 80_000, 10), (1000, 2000, 1)):
         b = _stream(n_cells, n_ticks, cycles)
         t = np.broadcast_to(b.t, b.v.shape)
         kernel.step_frame(est.new_tracker([cell] * n_cells), t[:, :50], b.v[:, :50], b.i[:, :50], b.temp_c[:, :50])

@@ -1,10 +1,10 @@
 """The stateful twin step: one bytewax state per shard of cells, stepped in lockstep.
 
-Why shards and not one state per cell: the estimator is numpy over arrays of cells,
-~1M cell-updates/s when a thousand cells share a call and ~2k/s when a cell is alone.
-Keying by `pipeline.shards.shard_of(cell)` puts a few dozen cells into one `Tracker`, and `on_batch`
-steps all cells of a batch together: sample k of every cell in one `step` call, with
-`present` masking cells that have fewer samples. Each cell's numbers depend only on
+Why shards and not one state per cell: the estimator steps a `Tracker` of many cells per
+call, so what a call costs is shared. Keying by `pipeline.shards.shard_of(cell)` puts a few
+dozen cells into one `Tracker`, and `on_batch` steps all cells of a batch together: every
+sample of every cell in one `twin.kernel.step_frame` call (compiled, the time loop inside),
+with `present` masking cells that have fewer samples. Each cell's numbers depend only on
 its own samples, so results do not depend on shard count, worker count or how the
 stream was cut into batches.
 
@@ -62,7 +62,8 @@ from pipeline.contracts import (
 )
 from pipeline.decode import DeadLetter, Frame
 from pipeline.meta import CellMeta
-from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker, step
+from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker
+from twin.kernel import step_frame
 from twin.params import T_REF_C
 
 __all__ = ["WAIT_SAMPLES", "Point", "ShardStats", "ShardState", "ShardLogic"]
@@ -265,7 +266,7 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             pending[row].append(kept)
 
     def _step(self, pending: Mapping[int, list[Frame]], out: list[_Out]) -> int:
-        """Step every pending sample, sample k of all cells in one call."""
+        """Step every pending sample of all cells in one call, then emit sample k of all cells in turn."""
         self._grow()
         st = self._state
         assert st.tracker is not None
@@ -280,9 +281,10 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             counts[row] = m
             t[row, :m], v[row, :m], i[row, :m], temp[row, :m] = ct, cv, ci, ctemp
         twin_temp = np.where(np.isnan(temp), T_REF_C, temp)  # not reported: the test temperature
+        frame = step_frame(st.tracker, t, v, i, twin_temp, np.arange(width) < counts[:, None])
         for k in range(width):
             present = counts > k
-            res = step(st.tracker, t[:, k], v[:, k], i[:, k], twin_temp[:, k], present)
+            res = frame.at(k)
             st.flags_since |= np.where(present, res.flags, 0)
             alerts = sample_alerts(st.latch, present, t[:, k], v[:, k], temp[:, k])
             out.extend(("point", self._alert_point(a)) for a in alerts)
@@ -298,14 +300,13 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
 
     def _estimates(self, rows: np.ndarray, res, t, v, i, temp) -> list[Point]:
         st = self._state
-        tr = st.tracker
-        first = tr.first_capacity_mah[rows]
-        base = tr.r_base[rows]
+        first = res.first_capacity_mah[rows]
+        base = res.r_base[rows]
         columns = {
             "v": v[rows], "i": i[rows], "temp_c": temp[rows], "soc": res.soc[rows], "soc_std": res.soc_std[rows],
             "capacity_mah": res.capacity_mah[rows],
             "capacity_std_mah": res.capacity_std_mah[rows],
-            "retention": np.where(np.isfinite(first), tr.capacity_mah[rows] / first, 1.0),
+            "retention": np.where(np.isfinite(first), res.capacity_mah[rows] / first, 1.0),
             "r0_ohm": res.r0_ohm[rows], "rct_ohm": res.r1_ohm[rows],
             "r0_std_ohm": res.r0_std_ohm[rows], "rct_std_ohm": res.r1_std_ohm[rows],
             "impedance_growth": np.where(np.isfinite(base), (res.r0_ohm[rows] + res.r1_ohm[rows]) / base - 1.0, 0.0),

@@ -215,6 +215,8 @@ class StepOutput:
     capacity_std_mah: np.ndarray
     r0_std_ohm: np.ndarray
     r1_std_ohm: np.ndarray
+    first_capacity_mah: np.ndarray  # retention's reference: the first full reversible capacity (NaN until known)
+    r_base: np.ndarray  # impedance growth's reference: (r0 + r1) of the first full cycle (NaN until known)
     halves: list["HalfCycle"]
 
 
@@ -658,6 +660,8 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
         capacity_std_mah=np.sqrt(tr.capacity_var),
         r0_std_ohm=np.sqrt(tr.P[:, _IR0, _IR0]),
         r1_std_ohm=np.sqrt(tr.P[:, _IR1, _IR1]),
+        first_capacity_mah=tr.first_capacity_mah.copy(),
+        r_base=tr.r_base.copy(),
         halves=halves,
     )
 

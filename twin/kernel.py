@@ -23,6 +23,7 @@ ones. The first call in a fresh install compiles (see README); later runs load t
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -54,9 +55,10 @@ _tau_multiplier = njit(deg.tau_multiplier)
 # Per-cell scalars of the tracker the hot path reads or writes, packed as columns.
 _STATE = ("t_last", "i_last", "rejected", "nis", "settled", "i_scale", "irr_left_mah", "capacity_mah",
           "capacity_var", "cycle", "seg_sign", "seg_mah", "seg_soc0", "seg_soc_var0", "seg_d0", "seg_active_s",
-          "seg_i_end", "seg_tail_n", "seg_v_end")
+          "seg_i_end", "seg_tail_n", "seg_v_end", "first_capacity_mah", "r_base")
 (_T_LAST, _I_LAST, _REJECTED, _NIS, _SETTLED, _I_SCALE, _IRR_LEFT, _CAP, _CAP_VAR, _CYCLE, _SEG_SIGN, _SEG_MAH,
- _SEG_SOC0, _SEG_SOC_VAR0, _SEG_D0, _SEG_ACTIVE_S, _SEG_I_END, _SEG_TAIL_N, _SEG_V_END) = range(len(_STATE))
+ _SEG_SOC0, _SEG_SOC_VAR0, _SEG_D0, _SEG_ACTIVE_S, _SEG_I_END, _SEG_TAIL_N, _SEG_V_END, _FIRST_CAP,
+ _R_BASE) = range(len(_STATE))
 
 # Per-cell model constants, in this order (see `_cell_params`).
 _PARAMS = ("one_c_ma", "v_min", "v_max", "activation_factor", "activation_cycles", "tau_diff_s", "hysteresis_rate",
@@ -73,9 +75,9 @@ _L_T_LOW, _L_T_HIGH = len(_LIMIT_NAMES), len(_LIMIT_NAMES) + 1
 _L_Q = _L_T_HIGH + 1
 _L_LOW = _L_Q + est.N_X
 _L_HIGH = _L_LOW + 4
-_N_OUT = 11  # float outputs per sample, in the order of `_OUTPUTS`
+# Float outputs per sample, in this order.
 _OUTPUTS = ("soc", "soc_std", "capacity_mah", "r0_ohm", "r1_ohm", "hysteresis", "v_residual", "nis",
-            "capacity_std_mah", "r0_std_ohm", "r1_std_ohm")
+            "capacity_std_mah", "r0_std_ohm", "r1_std_ohm", "first_capacity_mah", "r_base")
 
 
 def _limits() -> np.ndarray:
@@ -144,6 +146,8 @@ def _write(out, flags, k, j, x, P, s, y, f) -> None:
     out[8, k, j] = np.sqrt(s[_CAP_VAR])
     out[9, k, j] = np.sqrt(P[4, 4])
     out[10, k, j] = np.sqrt(P[5, 5])
+    out[11, k, j] = s[_FIRST_CAP]
+    out[12, k, j] = s[_R_BASE]
     flags[k, j] = f
 
 
@@ -338,9 +342,17 @@ class FrameOutput:
     capacity_std_mah: np.ndarray
     r0_std_ohm: np.ndarray
     r1_std_ohm: np.ndarray
+    first_capacity_mah: np.ndarray
+    r_base: np.ndarray
     flags: np.ndarray  # (N, T) int64
     halves: list[est.HalfCycle]  # in the order successive `step` calls give them
     half_samples: list[int]  # the sample index (column) that closed each half
+
+    def at(self, k: int) -> est.StepOutput:
+        """Sample k of every cell: what the k-th of those `step` calls returned."""
+        lo, hi = bisect_left(self.half_samples, k), bisect_right(self.half_samples, k)
+        return est.StepOutput(**{name: getattr(self, name)[:, k] for name in (*_OUTPUTS, "flags")},
+                              halves=self.halves[lo:hi])
 
 
 def _frame(a, n: int, name: str) -> np.ndarray:
@@ -366,7 +378,7 @@ def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOut
     temp_c, present = (np.array(np.broadcast_to(a, shape), dtype=dtype, order="C")
                        for a, dtype in ((temp_c, float), (present, bool)))
     params, tables, lim = _cell_params(tr), np.array(np.nan_to_num(tr.ocv_table), order="C"), _limits()
-    out, flags = np.empty((_N_OUT, *shape)), np.zeros(shape, dtype=np.int64)
+    out, flags = np.empty((len(_OUTPUTS), *shape)), np.zeros(shape, dtype=np.int64)
     count, pos = np.full(n, shape[1], dtype=np.int64), np.zeros(n, dtype=np.int64)
     halves: list[tuple[int, int, est.HalfCycle]] = []
     while True:

@@ -23,7 +23,7 @@ from twin.simulator import Faults, SensorNoise, Simulation, vary
 
 TOL = 1e-9
 _VALUES = ("soc", "soc_std", "capacity_mah", "r0_ohm", "r1_ohm", "hysteresis", "v_residual", "nis",
-           "capacity_std_mah", "r0_std_ohm", "r1_std_ohm")
+           "capacity_std_mah", "r0_std_ohm", "r1_std_ohm", "first_capacity_mah", "r_base")
 
 
 def _stream(sim: Simulation) -> dict[str, np.ndarray]:
@@ -128,6 +128,12 @@ def test_one_cell_long_stream_matches_numpy_step():
     assert [h.t for h in got.halves] == [h.t for h in ref_halves] and len(ref_halves) >= 10
     np.testing.assert_allclose([h.crack_risk for h in got.halves], [h.crack_risk for h in ref_halves], rtol=0, atol=TOL)
     assert got.half_samples == [int(np.flatnonzero(s["t"][0] == h.t)[0]) for h in ref_halves]
+    for k in (0, got.half_samples[3], s["t"].shape[1] - 1):
+        one = got.at(k)
+        assert one.halves == [h for h, j in zip(got.halves, got.half_samples) if j == k]
+        assert one.flags[0] == ref["flags"][0, k]
+        np.testing.assert_allclose(one.r_base[0], ref["r_base"][0, k], rtol=0, atol=TOL, equal_nan=True)
+    assert np.isnan(ref["first_capacity_mah"][0, 0]) and np.isfinite(ref["first_capacity_mah"][0, -1])
 
 
 def _generic_cell(name: str, capacity_mah: float, r_ohm: float):

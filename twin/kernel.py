@@ -328,24 +328,10 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
 
 
 @dataclass
-class FrameOutput:
-    """What `estimator.step` returns for each sample of a frame, stacked: arrays (N, T)."""
+class FrameOutput(est.StepOutput):
+    """The `StepOutput` of each sample of a frame, stacked: arrays (N, T), the halves in the
+    order successive `step` calls give them."""
 
-    soc: np.ndarray
-    soc_std: np.ndarray
-    capacity_mah: np.ndarray
-    r0_ohm: np.ndarray
-    r1_ohm: np.ndarray
-    hysteresis: np.ndarray
-    v_residual: np.ndarray
-    nis: np.ndarray
-    capacity_std_mah: np.ndarray
-    r0_std_ohm: np.ndarray
-    r1_std_ohm: np.ndarray
-    first_capacity_mah: np.ndarray
-    r_base: np.ndarray
-    flags: np.ndarray  # (N, T) int64
-    halves: list[est.HalfCycle]  # in the order successive `step` calls give them
     half_samples: list[int]  # the sample index (column) that closed each half
 
     def at(self, k: int) -> est.StepOutput:
@@ -402,4 +388,5 @@ def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOut
         halves.extend((int(cols[h.cell]), int(rows[h.cell]), replace(h, cell=int(rows[h.cell]))) for h in res.halves)
         pos[rows] += 1
     halves.sort(key=lambda item: item[:2])
-    return FrameOutput(*out, flags=flags, halves=[h for _, _, h in halves], half_samples=[j for j, _, _ in halves])
+    return FrameOutput(**dict(zip(_OUTPUTS, out)), flags=flags, halves=[h for _, _, h in halves],
+                       half_samples=[j for j, _, _ in halves])

@@ -167,6 +167,10 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
     for k in range(x.shape[0]):
         p, xk, Pk, sk = params[k], x[k], P[k], s[k]
         one_c_a = p[_ONE_C] / 1000.0
+        # Constant between Python's events (the cycle count changes at a half's end) and
+        # while the temperature holds: computed once, not per sample.
+        tau_d = p[_TAU_DIFF] * _tau_multiplier(_activation(p[_ACT_FACTOR], p[_ACT_CYCLES], sk[_CYCLE]))
+        g, g_temp = 1.0, np.nan
         j = pos[k]
         while j < count[k]:
             tj, vj, ij, tc = t[k, j], v[k, j], i[k, j], temp[k, j]
@@ -202,13 +206,13 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             f = (est.FLAG_GAP if dt > lim[_L_GAP] else 0) | (est.FLAG_BELOW_WINDOW if below else 0) | (
                 est.FLAG_ABOVE_WINDOW if above else 0)
             use_v = not below and not above
-            g = 1.0 if p[_GENERIC] > 0 else _temperature_core(tc)
+            if p[_GENERIC] == 0 and tc != g_temp:
+                g, g_temp = _temperature_core(tc), tc
             # Time update (estimator._prepare, _propagate).
             cap = sk[_CAP]
             q_as = cap * 3.6
             irr = sk[_IRR_LEFT]
             sink = irr / (irr + cap) if ij < 0 and irr > 0 else 0.0
-            tau_d = p[_TAU_DIFF] * _tau_multiplier(_activation(p[_ACT_FACTOR], p[_ACT_CYCLES], sk[_CYCLE]))
             a_h, a_1, b_1, a_d, bu_z, bu_h, bu_d = _transition_terms(ij, dt, g, q_as, sink, tau_d, p[_GAMMA], p[_TAU1])
             gap = dt * (10.0 if dt > lim[_L_GAP] else 1.0)
             for m in range(n_x):

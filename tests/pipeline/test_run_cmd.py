@@ -110,7 +110,8 @@ def test_bad_settings_are_refused_with_the_reason(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_quietly_and_still_builds_the_report(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "pipeline.cli", "run", "--cells", "4", "--cycles", "40", "--out", str(out)]
+    # Enough cycles that the run cannot end by itself before the signal, on a fast machine.
+    command = [sys.executable, "-m", "pipeline.cli", "run", "--cells", "4", "--cycles", "400", "--out", str(out)]
     run = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120

@@ -53,7 +53,9 @@ from connectors.sim_producer import (  # noqa: E402
     BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, simulation, stream,
 )
 from infra.services import free_ports, start_kafka, start_victoria  # noqa: E402
-from pipeline.contracts import MEAS_STATE, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN  # noqa: E402
+from connectors.wire import (  # noqa: E402
+    MEAS_STATE, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN,
+)
 
 _T0 = 1_767_225_600.0
 _INFLUX = ["--influx-token", "bench", "--influx-org", "bench", "--influx-bucket", "bench"]
@@ -234,7 +236,7 @@ class _Enough(Exception):
 def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, dt: float, top: int) -> None:
     from bytewax.testing import run_main
 
-    from pipeline.config import load_config
+    from connectors.config import load_config
     from pipeline.dataflow import build_flow
 
     prefix = "profile-"

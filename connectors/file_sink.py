@@ -36,21 +36,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from pipeline.contracts import (
-    ALERT_FIELDS,
-    CYCLE_FIELDS,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_STATE,
-    OUT_ALERTS,
-    OUT_CYCLES,
-    OUT_DEADLETTER,
-    OUT_ESTIMATES,
-    STATE_FIELDS,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
+from connectors.wire import (
+    ALERT_FIELDS, CYCLE_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER,
+    OUT_ESTIMATES, STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET,
 )
 
 __all__ = ["PARQUET_LAYOUT", "OutputFolderSink", "close_open_files", "read_parts"]

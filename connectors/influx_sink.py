@@ -44,7 +44,7 @@ from influxdb_client.rest import ApiException
 
 from connectors.line_protocol import to_line
 from connectors.outage import Outage
-from pipeline.contracts import MEAS_HEALTH
+from connectors.wire import MEAS_HEALTH
 
 __all__ = ["InfluxSink", "InfluxWriteError"]
 

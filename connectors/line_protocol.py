@@ -20,7 +20,7 @@ backslash. So ``x\,y`` or a trailing backslash cannot be written the same for bo
 (the client's trailing space makes a value InfluxDB reads as ending in a space), and the
 tab and line-break escapes are not unescaped in tag values at all. Cell ids and electrode
 labels, the tag values that come from outside, are checked against this before they get
-here (`pipeline.meta.name_error`).
+here (`connectors.meta.name_error`).
 """
 
 from __future__ import annotations

@@ -31,26 +31,19 @@ from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
+from connectors.config import Config, debugging
+from connectors.decode import decode_message
 from connectors.file_sink import OutputFolderSink, close_open_files
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
-from connectors.kafka_source import KafkaMessage, KafkaSource
+from connectors.kafka_source import KafkaSource
 from connectors.outage import OutageError
 from connectors.sim_source import SimulatorSource
-from pipeline.config import Config, debugging
-from pipeline.contracts import (
-    MEAS_ALERT,
-    MEAS_STATE,
-    OUT_UNDELIVERED,
-    TOPIC_ALERTS,
-    TOPIC_DEADLETTER,
-    TOPIC_PARTITIONS,
-    TOPIC_META,
-    TOPIC_SAMPLES,
-    TOPIC_TWIN,
+from connectors.wire import (
+    MEAS_ALERT, MEAS_STATE, OUT_UNDELIVERED, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_PARTITIONS,
+    TOPIC_SAMPLES, TOPIC_TWIN, DeadLetter, Decoded, KafkaMessage,
 )
-from pipeline.decode import DeadLetter, Decoded, decode_message
 from pipeline.embedded import simulated_fleet
 from pipeline.health import HEALTH_KEY, HealthLogic, KafkaLag, Progress
 from pipeline.shards import shard_keys, shard_of

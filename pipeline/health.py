@@ -33,7 +33,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from connectors.outage import take_stall
-from pipeline.contracts import MEAS_HEALTH, TOPIC_SAMPLES
+from connectors.wire import MEAS_HEALTH, TOPIC_SAMPLES
 from pipeline.twin_step import Point, ShardStats
 
 __all__ = ["HEALTH_KEY", "Progress", "HealthTotals", "HealthLogic", "KafkaLag"]

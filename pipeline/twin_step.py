@@ -48,20 +48,11 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
-from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
-from pipeline.contracts import (
-    CYCLE_FIELDS,
-    FIELD_PARTIAL,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_STATE,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
+from connectors.wire import (
+    CYCLE_FIELDS, FIELD_PARTIAL, MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, CellMeta,
+    DeadLetter, Frame,
 )
-from pipeline.decode import DeadLetter, Frame
-from pipeline.meta import CellMeta
+from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
 from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker, step
 from twin.params import T_REF_C
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from connectors.file_sink import FolderState, OutputFolderSink, read_parts
-from pipeline.contracts import MEAS_STATE, OUT_ALERTS, OUT_DEADLETTER, OUT_ESTIMATES, STATE_FIELDS
+from connectors.wire import MEAS_STATE, OUT_ALERTS, OUT_DEADLETTER, OUT_ESTIMATES, STATE_FIELDS
 
 
 def _point(t: float) -> dict:

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.influx_sink import InfluxSink, InfluxWriteError
 from connectors.outage import OutageError
-from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
+from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET
 
 
 def _item(**fields: float) -> dict:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from influxdb_client import Point, WritePrecision
 
 from connectors.line_protocol import to_line
-from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
+from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET
 
 
 def _reference(item: dict) -> str | None:

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from connectors.influx_sink import InfluxSink, InfluxWriteError
-from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
+from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET
 from tests.integration.conftest import INFLUX_DATABASE
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from connectors.influx_sink import InfluxSink
-from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
-from pipeline.meta import name_error
+from connectors.meta import name_error
+from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ import pytest
 
 from connectors.kafka_admin import ensure_topics
 from infra.services import RunningService, pause_service, resume_service
-from pipeline.contracts import MEAS_HEALTH, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN
+from connectors.wire import MEAS_HEALTH, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     Fleet, assert_same_points, fresh_kafka, stored_estimates, kill, log_tail, parquet_points, pipeline_command, publish, read_topic,
     reference_run, simulated_fleet, start_pipeline, stored_points, unique_prefix, with_last_halves_open,

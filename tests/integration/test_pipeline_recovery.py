@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.file_sink import read_parts
-from pipeline.contracts import (
+from connectors.wire import (
     MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_DEADLETTER, TOPIC_TWIN,
 )
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)

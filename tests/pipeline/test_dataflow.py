@@ -11,15 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from bytewax.testing import cluster_main, run_main
 
-from pipeline.config import load_config
-from pipeline.contracts import (
-    ALERT_FIELDS,
-    CYCLE_FIELDS,
-    OUT_ALERTS,
-    OUT_CYCLES,
-    OUT_DEADLETTER,
-    OUT_ESTIMATES,
-    STATE_FIELDS,
+from connectors.config import load_config
+from connectors.wire import (
+    ALERT_FIELDS, CYCLE_FIELDS, OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, STATE_FIELDS,
 )
 from pipeline.dataflow import build_flow, point_message, run_flow
 from pipeline.health import Progress

@@ -14,9 +14,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
+from connectors.config import load_config
+from connectors.wire import MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN
 from pipeline.cli import app
-from pipeline.config import load_config
-from pipeline.contracts import MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN
 from pipeline.dataflow import ensure_kafka_topics
 from twin.params import preset
 from twin.protocol import cc_cycles

@@ -10,9 +10,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from pipeline.contracts import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE
-from pipeline.decode import Frame
-from pipeline.meta import CellMeta
+from connectors.wire import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, CellMeta, Frame
 from pipeline.shards import shard_of
 from pipeline.twin_step import ShardLogic
 from twin.estimator import new_tracker, step

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contracts import (
-    ALERT_FIELDS, CYCLE_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, STATE_FIELDS,
-    TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, THRESHOLDS,
+from connectors.wire import (
+    ALERT_FIELDS, CYCLE_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, STATE_FIELDS, TAG_CELL,
+    TAG_HALF, TAG_KIND, TAG_PRESET, THRESHOLDS,
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"

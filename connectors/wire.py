@@ -18,7 +18,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -67,6 +67,10 @@ __all__ = [
     "DeadLetter",
     "Rejected",
     "Decoded",
+    "Point",
+    "Batch",
+    "batches",
+    "frame_rows",
 ]
 
 # Kafka topics (key = cell id on every per-cell topic).
@@ -295,6 +299,92 @@ class CellMeta:
 
 
 Decoded = Frame | CellMeta | DeadLetter
+
+Point = Mapping[str, Any]  # one row: {"measurement", "tags": {...}, "fields": {...}, "time": epoch s}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows of one measurement, column by column: what the twin step emits and every sink
+    writes as it is (a Parquet table, line protocol, one ``cell.twin`` frame per cell).
+
+    ``time`` holds epoch seconds; each tag and field one value per row: float64 (NaN: no
+    value), int64, bool, or objects (strings; None where a row has no value)."""
+
+    measurement: str
+    time: np.ndarray
+    tags: Mapping[str, np.ndarray]
+    fields: Mapping[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.time.size)
+
+    def frames(self) -> list[tuple[bytes, bytes]]:
+        """One Kafka record per cell (key = cell id): its tags, then ``time`` and every field
+        as arrays in row order, NaN as null, e.g. ``{"cell": "A1", "preset": "mgh2",
+        "time": [1767225600.0, ...], "soc": [0.4, ...], ...}``; ``frame_rows`` reads it back."""
+        tag_rows = list(zip(*(column.tolist() for column in self.tags.values())))
+        names = list(self.tags)
+        groups: dict[tuple, list[int]] = {}
+        for row, values in enumerate(tag_rows):
+            groups.setdefault(values, []).append(row)
+        columns = {"time": self.time.tolist(), **{name: _json_values(c) for name, c in self.fields.items()}}
+        records = []
+        for values, rows in groups.items():
+            body = dict(zip(names, values))
+            body.update((name, [column[r] for r in rows]) for name, column in columns.items())
+            records.append((str(body[TAG_CELL]).encode(), json.dumps(body, separators=(",", ":")).encode()))
+        return records
+
+    def records(self) -> list[tuple[bytes, bytes]]:
+        """One Kafka record per row (key = cell id): its tags, ``time`` and fields, NaN as null
+        (the ``cell.alerts`` records)."""
+        names = [*self.tags, "time", *self.fields]
+        columns = [c.tolist() for c in self.tags.values()] + [self.time.tolist()] + \
+                  [_json_values(c) for c in self.fields.values()]
+        bodies = (dict(zip(names, values)) for values in zip(*columns))
+        return [(str(body[TAG_CELL]).encode(), json.dumps(body, separators=(",", ":")).encode()) for body in bodies]
+
+
+def _json_values(column: np.ndarray) -> list[Any]:
+    """A column as JSON values: NaN and infinities (which JSON cannot carry) as null."""
+    if column.dtype.kind == "f":
+        return np.where(np.isfinite(column), column, None).tolist()
+    return [None if isinstance(x, float) and not math.isfinite(x) else x for x in column.tolist()]
+
+
+def batches(points: Sequence[Point]) -> list[Batch]:
+    """Row-wise points as batches, one per measurement in order of first appearance. A column
+    whose values are all floats (ints, bools) becomes a float64 (int64, bool) array; any other
+    (strings, a value missing from some rows) an object array with None where missing."""
+    grouped: dict[str, list[Point]] = {}
+    for point in points:
+        grouped.setdefault(point["measurement"], []).append(point)
+    return [Batch(measurement, np.array([p["time"] for p in rows], dtype=float),
+                  _columns([p["tags"] for p in rows]), _columns([p["fields"] for p in rows]))
+            for measurement, rows in grouped.items()]
+
+
+_DTYPES = {frozenset({float}): np.float64, frozenset({int}): np.int64, frozenset({bool}): np.bool_}
+
+
+def _columns(rows: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    names = dict.fromkeys(name for row in rows for name in row)
+    columns = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        column = np.empty(len(values), dtype=_DTYPES.get(frozenset(map(type, values)), object))
+        column[:] = values  # element by element: strings and None stay objects
+        columns[name] = column
+    return columns
+
+
+def frame_rows(value: bytes) -> list[dict[str, Any]]:
+    """A ``cell.twin`` frame as one dict per row (tags, ``time`` and fields), in time order."""
+    body = json.loads(value)
+    arrays = {name: v for name, v in body.items() if isinstance(v, list)}
+    tags = {name: v for name, v in body.items() if name not in arrays}
+    return [{**tags, **dict(zip(arrays, values))} for values in zip(*arrays.values())]
 
 
 def _escaped(text: str | None, budget: int) -> str:

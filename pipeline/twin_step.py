@@ -24,6 +24,11 @@ it arrives; what is still waiting then, or when the input ends, becomes an
 `unknown_cell` dead letter. Corrected metadata (another mass or electrode) restarts
 that cell's twin.
 
+Results leave as columns (`connectors.wire.Batch`): the estimates of one pass over a batch
+are one twin_state batch, the arrays the estimator returned, gathered in step order; the
+rare cycle summaries and alerts are built as rows and gathered into a batch per
+measurement. No dict per estimate is made on the way to the sinks.
+
 Costs stay linear: a waiting queue keeps its sample count (no re-summing per frame),
 and new cells join the arrays once per batch, all together (`ShardLogic._grow`), not
 one copy of the whole tracker per cell; a correction overwrites its row in place.
@@ -48,28 +53,18 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
-from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
-from pipeline.contracts import (
-    CYCLE_FIELDS,
-    FIELD_PARTIAL,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_STATE,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
+from connectors.wire import (
+    CYCLE_FIELDS, FIELD_PARTIAL, MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, Batch,
+    CellMeta, DeadLetter, Frame, Point, batches,
 )
-from pipeline.decode import DeadLetter, Frame
-from pipeline.meta import CellMeta
+from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
 from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker, step
 from twin.params import T_REF_C
 
-__all__ = ["WAIT_SAMPLES", "Point", "ShardStats", "ShardState", "ShardLogic"]
+__all__ = ["WAIT_SAMPLES", "ShardStats", "ShardState", "ShardLogic"]
 
 WAIT_SAMPLES = 100_000  # per cell waiting for its metadata; older frames go to the dead letters
-
-Point = dict[str, Any]  # {"measurement", "tags", "fields", "time"}: InfluxSink's item
+_Estimates = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]  # rows of the tracker, times, twin_state fields
 
 
 def _unknown_cell(frame: Frame) -> DeadLetter:
@@ -106,7 +101,9 @@ class ShardState:
 
 
 _Item = Frame | CellMeta
-_Out = tuple[str, Any]  # ("point", Point) | ("deadletter", DeadLetter) | ("stats", ShardStats)
+# Out of the step: ("batch", Batch) | ("deadletter", DeadLetter) | ("stats", ShardStats); inside it
+# also ("point", Point), the rare cycle and alert rows, gathered into batches by _with_stats.
+_Out = tuple[str, Any]
 
 
 class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
@@ -177,6 +174,8 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
     def _with_stats(out: list[_Out], new_cells: int = 0, samples: int = 0,
                     positions: Mapping[str, int] | None = None) -> list[_Out]:
         deadletters = sum(1 for kind, _ in out if kind == "deadletter")
+        points = [item for kind, item in out if kind == "point"]
+        out = [entry for entry in out if entry[0] != "point"] + [("batch", b) for b in batches(points)]
         out.append(("stats", ShardStats(new_cells, samples, deadletters, dict(positions or {}))))
         return out
 
@@ -280,6 +279,7 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             counts[row] = m
             t[row, :m], v[row, :m], i[row, :m], temp[row, :m] = ct, cv, ci, ctemp
         twin_temp = np.where(np.isnan(temp), T_REF_C, temp)  # not reported: the test temperature
+        estimates: list[_Estimates] = []
         for k in range(width):
             present = counts > k
             res = step(st.tracker, t[:, k], v[:, k], i[:, k], twin_temp[:, k], present)
@@ -289,14 +289,16 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             out.extend(self._half_points(res.halves))
             due = present & (np.isnan(st.next_estimate_t) | (t[:, k] >= st.next_estimate_t))
             if due.any():
-                out.extend(("point", p) for p in self._estimates(np.flatnonzero(due), res, t[:, k], v[:, k],
-                                                                   i[:, k], temp[:, k]))
+                estimates.append(self._estimates(np.flatnonzero(due), res, t[:, k], v[:, k], i[:, k], temp[:, k]))
+        if estimates:
+            out.append(("batch", self._estimate_batch(estimates)))
         return int(counts.sum())
 
     def _tags(self, row: int) -> dict[str, str]:
         return {TAG_CELL: self._state.cells[row], TAG_PRESET: self._state.metas[row].label}
 
-    def _estimates(self, rows: np.ndarray, res, t, v, i, temp) -> list[Point]:
+    def _estimates(self, rows: np.ndarray, res, t, v, i, temp) -> _Estimates:
+        """The twin_state columns of the cells in `rows`, due at this step: (rows, times, fields)."""
         st = self._state
         tr = st.tracker
         first = tr.first_capacity_mah[rows]
@@ -312,15 +314,19 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             "crack_risk": st.risks[rows, 0], "phase_sep_risk": st.risks[rows, 1], "hysteresis": res.hysteresis[rows],
             "v_residual": res.v_residual[rows], "nis": res.nis[rows], "flags": st.flags_since[rows],
         }
-        names = list(columns)
-        # Column-wise numpy, then tolist(): plain Python floats/ints without a per-value call.
-        points = [
-            {"measurement": MEAS_STATE, "tags": self._tags(row), "fields": dict(zip(names, values)), "time": time}
-            for row, time, values in zip(rows.tolist(), t[rows].tolist(), zip(*(c.tolist() for c in columns.values())))
-        ]
-        st.next_estimate_t[rows] = t[rows] + self._interval
+        times = t[rows]
+        st.next_estimate_t[rows] = times + self._interval
         st.flags_since[rows] = 0
-        return points
+        return rows, times, columns
+
+    def _estimate_batch(self, parts: list[_Estimates]) -> Batch:
+        """The twin_state rows of one pass over a batch, in step order, as one batch."""
+        rows = np.concatenate([part[0] for part in parts])
+        st = self._state
+        tags = {TAG_CELL: np.array(st.cells, dtype=object)[rows],
+                TAG_PRESET: np.array([meta.label for meta in st.metas], dtype=object)[rows]}
+        fields = {name: np.concatenate([part[2][name] for part in parts]) for name in parts[0][2]}
+        return Batch(MEAS_STATE, np.concatenate([part[1] for part in parts]), tags, fields)
 
     def _half_points(self, halves: list[HalfCycle]) -> list[_Out]:
         """The cycle_summary point of each closed half, then the alerts it raises."""

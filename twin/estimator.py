@@ -60,6 +60,7 @@ from filterpy.kalman import update as kf_update
 
 from . import degradation as deg
 from . import forecast
+from .forecast import RETENTION_FLOOR, RISK_AT_FLOOR
 from .model import ocv_inverse, temperature_factor, terminal_voltage
 from .params import END_TOLERANCE, CellParams, stack_ocv_tables, stack_params
 
@@ -135,8 +136,6 @@ _OCV_OFFSET_SD = 3e-3  # V: cell-to-cell spread of the plateau potentials
 _CAPACITY_SD = 0.02  # relative: prior spread of a cell's capacity around its preset
 _CAPACITY_WALK = 0.01**2  # relative capacity variance added per half-cycle
 RISK_HORIZON_CYCLES = 100.0
-RETENTION_FLOOR = 0.8  # end of life: risks measure the way to it
-RISK_AT_FLOOR = 0.7  # the risk of a mechanism on course to the floor within the horizon
 _RISK_AT_FLOOR = -np.log(1.0 - RISK_AT_FLOOR)
 _FADE_SMOOTHING = 0.3
 

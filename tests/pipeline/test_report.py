@@ -21,16 +21,8 @@ import typer
 from plotly.offline import get_plotlyjs_version
 from typer.testing import CliRunner
 
-from pipeline.contracts import (
-    CYCLE_FIELDS,
-    OUT_ALERTS,
-    OUT_CYCLES,
-    OUT_ESTIMATES,
-    OUT_REPORT,
-    STATE_FIELDS,
-    THRESHOLDS,
-)
-from pipeline.alert_catalogue import by_kind
+from connectors.alert_catalogue import by_kind
+from connectors.wire import CYCLE_FIELDS, OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS, THRESHOLDS
 from pipeline.report import PLOTLY_JS, build_report, report_command
 from pipeline.report_data import VALIDATION_COLUMNS, load_cells, minmax_indices, summarize, write_run_info
 from pipeline.report_figures import MAX_POINTS, cycle_figure, timeline_figure

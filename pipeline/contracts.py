@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twin.analytics import FIELDS as _ANALYTICS_FIELDS
 from twin.estimator import RETENTION_FLOOR, RISK_AT_FLOOR
 
 __all__ = [
@@ -23,18 +24,23 @@ __all__ = [
     "MEAS_CYCLE",
     "MEAS_ALERT",
     "MEAS_HEALTH",
+    "MEAS_DQDV",
     "TAG_CELL",
     "TAG_PRESET",
     "TAG_HALF",
     "TAG_KIND",
+    "TAG_VOLTAGE",
     "STATE_FIELDS",
     "CYCLE_FIELDS",
+    "ANALYTICS_FIELDS",
+    "DQDV_FIELDS",
     "FIELD_PARTIAL",
     "ALERT_FIELDS",
     "HEALTH_FIELDS",
     "OUT_ESTIMATES",
     "OUT_CYCLES",
     "OUT_ALERTS",
+    "OUT_DQDV",
     "OUT_DEADLETTER",
     "OUT_REPORT",
     "AlertThresholds",
@@ -55,11 +61,13 @@ MEAS_STATE = "twin_state"
 MEAS_CYCLE = "cycle_summary"
 MEAS_ALERT = "twin_alert"
 MEAS_HEALTH = "pipeline_health"
+MEAS_DQDV = "dqdv"  # the dQ/dV curve of each half-cycle: one point per voltage bin
 
 TAG_CELL = "cell"
 TAG_PRESET = "preset"
 TAG_HALF = "half"  # "discharge" | "charge" on cycle_summary
 TAG_KIND = "kind"  # alert kind on twin_alert
+TAG_VOLTAGE = "v_mv"  # bin centre in mV on dqdv: each bin its own series, all at the half's end time
 
 # Per-sample estimate (rate-limited per cell), measurement twin_state.
 STATE_FIELDS: tuple[str, ...] = (
@@ -105,9 +113,18 @@ CYCLE_FIELDS: tuple[str, ...] = (
     "eol_cycles",  # forecast cycles from this half until the retention reaches the floor (median) ...
     "eol_low",  # ... and its 90 % interval (5th, 95th percentile); NaN while unknown,
     "eol_high",  #     HORIZON_CYCLES (1000) means at least that (twin.forecast)
+    "r0_ohm",  # the twin's R0 at the end of the half (130 C reference), beside pulse_r_ohm
+    "rct_ohm",  # the twin's R_ct, the same
     "partial",  # bool: closed by the end of the data before its cut-off (no alert judges it)
-)
+) + _ANALYTICS_FIELDS
 FIELD_PARTIAL = "partial"
+# Of those, measured from the data alone (twin.analytics; README "Output columns" says how):
+# energy, mean voltage, energy efficiency and hysteresis (charge halves), up to three dQ/dV
+# peaks (voltage, height, time at that plateau), pulse resistance from current steps.
+ANALYTICS_FIELDS: tuple[str, ...] = _ANALYTICS_FIELDS
+
+# The dQ/dV curve of each half, measurement dqdv (tags cell, preset, half, v_mv).
+DQDV_FIELDS: tuple[str, ...] = ("cycle", "v", "dqdv_mah_v")
 
 # One point per alert, measurement twin_alert (tags cell, preset, kind).
 ALERT_FIELDS: tuple[str, ...] = ("value", "threshold", "severity", "message")
@@ -125,6 +142,7 @@ HEALTH_FIELDS: tuple[str, ...] = (
 OUT_ESTIMATES = "estimates.parquet"
 OUT_CYCLES = "cycles.parquet"
 OUT_ALERTS = "alerts.parquet"
+OUT_DQDV = "dqdv.parquet"
 OUT_DEADLETTER = "deadletter.jsonl"
 OUT_UNDELIVERED = "deadletter-undelivered.jsonl"  # dead letters the broker refused (also without --out: ./)
 OUT_REPORT = "report.html"

@@ -240,6 +240,8 @@ class HalfCycle:
     fade_per_cycle: float
     c_rate: float
     nis: float
+    r0_ohm: float  # the twin's ohmic resistance at the end of the half, at 130 C
+    rct_ohm: float  # the twin's charge-transfer + interphase resistance, the same
     # End of life (`twin.forecast`): cycles from this half until the retention reaches the
     # floor, median and 90 % interval; NaN while unknown (before the first full cycle).
     eol_cycles: float = float("nan")
@@ -762,6 +764,8 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
         fade_per_cycle=float(tr.fade_per_cycle[k]),
         c_rate=float(c_rate),
         nis=float(tr.nis[k]),
+        r0_ohm=float(tr.x[k, _IR0]),
+        rct_ohm=float(tr.x[k, _IR1]),
         eol_cycles=eol.cycles,
         eol_low=eol.low,
         eol_high=eol.high,

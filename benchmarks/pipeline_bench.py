@@ -58,8 +58,9 @@ from connectors.sim_producer import (  # noqa: E402
     BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, simulation, stream,
 )
 from infra.services import free_ports, start_kafka, start_victoria  # noqa: E402
-from pipeline.contracts import OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES  # noqa: E402
-from pipeline.contracts import MEAS_STATE, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN  # noqa: E402
+from pipeline.contracts import (  # noqa: E402
+    MEAS_STATE, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN,
+)
 
 _T0 = 1_767_225_600.0
 _INFLUX = ["--influx-token", "bench", "--influx-org", "bench", "--influx-bucket", "bench"]

@@ -246,12 +246,13 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         if not joining:
             return
         count = len(joining)
-        params = [meta.params() for meta in joining]
-        fresh = new_tracker(params)
+        fresh = new_tracker([meta.params() for meta in joining])
         st.tracker = fresh if st.tracker is None else concat([st.tracker, fresh])
         if self._measure:
-            measured = analytics.for_cells(params)
-            st.measured = measured if st.measured is None else analytics.concat([st.measured, measured])
+            # The cells without accumulators: the joining ones (all, in a state saved without any).
+            have = 0 if st.measured is None else len(st.measured.v_lo)
+            added = analytics.for_cells([meta.params() for meta in st.metas[have:]])
+            st.measured = added if st.measured is None else analytics.concat([st.measured, added])
         st.next_estimate_t = np.concatenate([st.next_estimate_t, np.full(count, np.nan)])
         st.flags_since = np.concatenate([st.flags_since, np.zeros(count, dtype=np.int64)])
         st.risks = np.concatenate([st.risks, np.zeros((count, 2))])

@@ -164,8 +164,8 @@ def new_analytics(v_min: np.ndarray, v_max: np.ndarray, one_c_a: np.ndarray, gra
     n = v_min.size
     return Analytics(
         v_lo=v_min.copy(), v_step=(v_max - v_min) / GRID_BINS, one_c_a=np.asarray(one_c_a, dtype=float).copy(),
-        grams=np.asarray(grams, dtype=float).copy(), last=np.full((n, 4), np.nan), direction=np.zeros(n), q=np.zeros((n, 2)),
-        e=np.zeros((n, 2)), hist_q=np.zeros((n, 2, GRID_BINS)), hist_s=np.zeros((n, 2, GRID_BINS)),
+        grams=np.asarray(grams, dtype=float).copy(), last=np.full((n, 4), np.nan), direction=np.zeros(n),
+        q=np.zeros((n, 2)), e=np.zeros((n, 2)), hist_q=np.zeros((n, 2, GRID_BINS)), hist_s=np.zeros((n, 2, GRID_BINS)),
         pulses=[[] for _ in range(n)], hold=np.full((n, 7), np.nan), discharge=np.full((n, 2), np.nan),
     )
 

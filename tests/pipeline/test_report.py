@@ -476,7 +476,8 @@ def test_analytics_figure_overlays_dqdv_of_selected_cycles_coloured_by_cycle(run
     overlays = [t for t in analytics_figure(cell).data if t.name and t.name.startswith("cycle ")]
 
     assert overlaid_cycles(np.arange(1, 11)) == [1, 3, 5, 6, 8, 10]
-    assert sorted({t.name for t in overlays}, key=lambda n: int(n.split()[1])) == [f"cycle {c}" for c in (1, 3, 5, 6, 8, 10)]
+    drawn = sorted({t.name for t in overlays}, key=lambda n: int(n.split()[1]))
+    assert drawn == [f"cycle {c}" for c in (1, 3, 5, 6, 8, 10)]
     assert len(overlays) == 12 and len({t.line.color for t in overlays}) == 6  # one colour per cycle
     lithiation = [t for t in overlays if min(t.y) < 0]
     assert len(lithiation) == 6 and all(abs(t.x[int(np.argmin(t.y))] - 0.40) < 0.01 for t in lithiation)

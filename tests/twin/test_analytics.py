@@ -71,7 +71,8 @@ def test_energy_and_mean_voltages_match_the_truth_from_noisy_coarse_samples() ->
         assert figures.energy_mwh == pytest.approx(mwh, rel=0.01)
         assert figures.energy_mwh_g == pytest.approx(figures.energy_mwh / (cell.mass_mg / 1000.0))
         assert abs(figures.mean_v - mwh / mah) < 0.002
-    for discharge, charge, (dis_mwh, dis_mah), (ch_mwh, ch_mah) in zip(halves[::2], halves[1::2], truth[::2], truth[1::2]):
+    pairs = zip(halves[::2], halves[1::2], truth[::2], truth[1::2])
+    for discharge, charge, (dis_mwh, dis_mah), (ch_mwh, ch_mah) in pairs:
         assert np.isnan(discharge.energy_efficiency) and np.isnan(discharge.hysteresis_v)
         assert charge.energy_efficiency == pytest.approx(dis_mwh / ch_mwh, rel=0.01)
         assert abs(charge.hysteresis_v - (ch_mwh / ch_mah - dis_mwh / dis_mah)) < 0.002

@@ -308,17 +308,22 @@ def _follow(an: Analytics, batch: Batch, row: int, now: tuple[np.ndarray, ...], 
         batch.pulses[row].append((held[0], (held[2] - v0) / (i1 - i0), held[1] - t0))
 
 
-def _take(an: Analytics, batch: Batch | None, row: int, upto: int) -> None:
+def _add(an: Analytics, batch: Batch, rows: np.ndarray, cols: np.ndarray) -> None:
+    """Add the intervals (rows[j], cols[j]), in sample order, to the open halves. np.add.at adds
+    them one by one, so a half's sums do not depend on where the batches split it."""
+    bins = batch.bins[rows, cols]
+    for d in (_DISCHARGE, _CHARGE):
+        q = batch.q[rows, d, cols]
+        np.add.at(an.q[:, d], rows, q)
+        np.add.at(an.e[:, d], rows, batch.e[rows, d, cols])
+        np.add.at(an.hist_q[:, d], (rows, bins), q)
+        np.add.at(an.hist_s[:, d], (rows, bins), batch.s[rows, d, cols])
+
+
+def _take(an: Analytics, batch: Batch, row: int, upto: int) -> None:
     """Add intervals pos..upto-1 of a row of the batch to the open half's accumulators."""
-    if batch is None:
-        return
-    span = slice(int(batch.pos[row]), upto)
-    if span.start < span.stop:
-        an.q[row] += batch.q[row, :, span].sum(axis=1)
-        an.e[row] += batch.e[row, :, span].sum(axis=1)
-        for d in (_DISCHARGE, _CHARGE):
-            an.hist_q[row, d] += np.bincount(batch.bins[row, span], batch.q[row, d, span], GRID_BINS)
-            an.hist_s[row, d] += np.bincount(batch.bins[row, span], batch.s[row, d, span], GRID_BINS)
+    cols = np.arange(int(batch.pos[row]), upto)
+    _add(an, batch, np.full(cols.size, row), cols)
     taken = [p for p in batch.pulses[row] if p[0] < upto]
     an.pulses[row] += [(ohm, hold) for _, ohm, hold in taken]
     batch.pulses[row] = batch.pulses[row][len(taken):]
@@ -363,15 +368,9 @@ def close(an: Analytics, batch: Batch | None, row: int, sample: int, discharge: 
 def end(an: Analytics, batch: Batch) -> None:
     """Accumulate what is left of the batch into the open halves."""
     width = batch.q.shape[2]
-    mask = (np.arange(width)[None, :] >= batch.pos[:, None]) & (np.arange(width)[None, :] < batch.counts[:, None])
-    an.q += np.where(mask[:, None, :], batch.q, 0.0).sum(axis=2)
-    an.e += np.where(mask[:, None, :], batch.e, 0.0).sum(axis=2)
-    # One bincount for all cells and both directions: cell, direction and bin in one index.
-    n = batch.q.shape[0]
-    index = (np.arange(n)[:, None, None] * 2 + np.arange(2)[None, :, None]) * GRID_BINS + batch.bins[:, None, :]
-    keep = np.broadcast_to(mask[:, None, :], index.shape)
-    for hist, values in ((an.hist_q, batch.q), (an.hist_s, batch.s)):
-        hist += np.bincount(index[keep], values[keep], n * 2 * GRID_BINS).reshape(n, 2, GRID_BINS)
+    rows, cols = np.nonzero((np.arange(width)[None, :] >= batch.pos[:, None])
+                            & (np.arange(width)[None, :] < batch.counts[:, None]))
+    _add(an, batch, rows, cols)
     batch.pos = np.maximum(batch.pos, batch.counts)
     for row, left in enumerate(batch.pulses):
         an.pulses[row] += [(ohm, hold) for _, ohm, hold in left]

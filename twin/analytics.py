@@ -24,7 +24,8 @@ What a lab reads off every half-cycle of a cycler file, computed as the samples 
   0.42 V, the delithiation ones near 0.57 and 0.65 V; for other cells whatever is there.
 * **Pulse / DC resistance** from current steps in the data (HPPC, GITT, a rest before
   a constant-current step, an interruption): a change of at least :data:`STEP_C` of 1C
-  between consecutive samples. Its resistance is dV/dI between the sample before the
+  between consecutive samples, after a steady current, that does not reverse the cell's
+  direction of work (see :func:`_measure_steps`). Its resistance is dV/dI between the sample before the
   step and the last sample of the hold after it: the current stays within
   :data:`HOLD_TOLERANCE` of the step, no other step comes, and at most
   :data:`HOLD_CAP_S` after the step (enough for a charge-transfer RC of tens of seconds

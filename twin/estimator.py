@@ -240,13 +240,13 @@ class HalfCycle:
     fade_per_cycle: float
     c_rate: float
     nis: float
-    r0_ohm: float  # the twin's ohmic resistance at the end of the half, at 130 C
-    rct_ohm: float  # the twin's charge-transfer + interphase resistance, the same
     # End of life (`twin.forecast`): cycles from this half until the retention reaches the
     # floor, median and 90 % interval; NaN while unknown (before the first full cycle).
     eol_cycles: float = float("nan")
     eol_low: float = float("nan")
     eol_high: float = float("nan")
+    r0_ohm: float = float("nan")  # the twin's ohmic resistance at the end of the half, at 130 C
+    rct_ohm: float = float("nan")  # the twin's charge-transfer + interphase resistance, the same
     partial: bool = False  # closed by the end of the data before its cut-off (see `finish`)
 
 

@@ -1,10 +1,10 @@
-"""End-to-end speed of the pipeline: Kafka -> twin -> store. Prints figures; asserts nothing.
+"""End-to-end speed of the pipeline: Kafka (or the simulator) -> twin -> store. Prints figures; asserts nothing.
 
     python benchmarks/pipeline_bench.py [--cells 200] [--cycles 1] [--dt 1] [--processes 1] [--load 1000] [--profile]
 
 Starts its own Kafka broker and VictoriaMetrics (infra/services.py) and puts a small HTTP
 relay in front of the store that notes when each twin_state point was stored (the store
-answered the write). Three measurements:
+answered the write). Four measurements:
 
 1. throughput with frames of 100 samples: the topic is filled first (by default 200
    cells, one 1C cycle sampled at 1 Hz, composite and MgH2 cells alternating), then
@@ -16,7 +16,11 @@ answered the write). Three measurements:
 3. produce-to-store latency at a fixed offered load: the pipeline follows the topic while
    frames are produced at ``--load`` samples/s; a frame's latency runs from its send to
    the storing of the estimate of its last sample (dt = estimate interval = 10 s, so every
-   sample has one).
+   sample has one);
+4. embedded: the same dataflow without Kafka, in this process (one worker): the simulator
+   (``--cells``, ``--cycles``, ``--dt``) -> twin -> InfluxDB (through the relay) and the
+   Parquet files of an output folder; samples/s and the CPU seconds of the run (the figure
+   that other load on a shared machine disturbs least).
 
 ``--analytics-cost`` instead times the embedded pipeline (simulator -> twin -> Parquet files,
 no services) with and without the per-half analytics measured from the data
@@ -58,8 +62,9 @@ from connectors.sim_producer import (  # noqa: E402
     BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, simulation, stream,
 )
 from infra.services import free_ports, start_kafka, start_victoria  # noqa: E402
-from pipeline.contracts import (  # noqa: E402
-    MEAS_STATE, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN,
+from connectors.wire import (  # noqa: E402
+    MEAS_STATE, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES,
+    TOPIC_TWIN,
 )
 
 _T0 = 1_767_225_600.0
@@ -238,10 +243,30 @@ class _Enough(Exception):
     """The latency run has produced for its duration."""
 
 
+def _embedded(relay: str, work: Path, cells: int, cycles: int, dt: float) -> None:
+    from bytewax.testing import run_main
+
+    from connectors.config import load_config
+    from pipeline.dataflow import build_flow
+    from pipeline.health import Progress
+
+    cfg = load_config(env={}, flags={
+        "out": str(work / "embedded"), "simulator.cells": cells, "simulator.cycles": cycles, "simulator.dt": dt,
+        "influx.url": relay, "influx.token": "bench", "influx.org": "bench", "influx.bucket": "bench"})
+    progress = Progress()
+    flow = build_flow(cfg, progress)
+    cpu, started = time.process_time(), time.perf_counter()
+    run_main(flow)
+    cpu, elapsed = time.process_time() - cpu, time.perf_counter() - started
+    samples = progress.snapshot()[0]
+    print(f"embedded: {cells} cells, {samples:,} samples, InfluxDB and Parquet: {samples / elapsed:,.0f} samples/s "
+          f"({elapsed:.1f} s), CPU {cpu:.1f} s = {samples / cpu:,.0f} samples per CPU second")
+
+
 def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, dt: float, top: int) -> None:
     from bytewax.testing import run_main
 
-    from pipeline.config import load_config
+    from connectors.config import load_config
     from pipeline.dataflow import build_flow
 
     prefix = "profile-"
@@ -276,7 +301,7 @@ def _analytics_cost(cells: int, cycles: int, dt: float, repeats: int) -> None:
     from bytewax.testing import run_main
 
     import pipeline.dataflow as dataflow
-    from pipeline.config import load_config
+    from connectors.config import load_config
     from pipeline.twin_step import ShardLogic
 
     samples = 0
@@ -299,7 +324,7 @@ def _analytics_cost(cells: int, cycles: int, dt: float, repeats: int) -> None:
                     halves = pq.read_table(Path(out) / OUT_CYCLES).num_rows
                     curves = pq.read_table(Path(out) / OUT_DQDV).num_rows
     # The twin step alone on frames made beforehand: the analytics' share of the step itself.
-    from pipeline.decode import Frame
+    from connectors.wire import Frame
     from pipeline.embedded import simulated_fleet
 
     metas, make_simulation = simulated_fleet(cfg.simulator)
@@ -368,6 +393,7 @@ def main() -> None:
             _throughput("single", kafka.address, relay_url, stored, work, options.single_cells, 1, 1, options.dt,
                         options.processes)
             _latency(kafka.address, relay_url, stored, work, options.latency_cells, options.load, options.duration)
+            _embedded(relay_url, work, options.cells, options.cycles, options.dt)
             if options.profile:
                 _profile(kafka.address, relay_url, work, options.cells, options.cycles, options.dt, options.top)
         finally:

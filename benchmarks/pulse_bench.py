@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 _REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_REPO))
 
-from pipeline.contracts import OUT_CYCLES  # noqa: E402
+from connectors.wire import OUT_CYCLES  # noqa: E402
 
 _HPPC = _REPO / "tests" / "data" / "real" / "p492-13-raw.csv"
 

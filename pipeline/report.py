@@ -25,17 +25,10 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import typer
 
-from pipeline.alert_catalogue import by_kind, limits_text
-from pipeline.contracts import OUT_REPORT
+from connectors.alert_catalogue import by_kind, limits_text
+from connectors.wire import OUT_REPORT
 from pipeline.report_data import (
-    CellData,
-    Columns,
-    SummaryRow,
-    fmt,
-    load_cells,
-    load_run_info,
-    load_validation,
-    summarize,
+    CellData, Columns, SummaryRow, fmt, load_cells, load_run_info, load_validation, summarize,
 )
 from pipeline.report_analytics import analytics_figure, has_analytics
 from pipeline.report_figures import MAX_POINTS, cycle_figure, timeline_figure, validation_figure

@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from connectors.alert_catalogue import by_kind
 from connectors.file_sink import read_parts
-from pipeline.alert_catalogue import by_kind
-from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES
+from connectors.wire import OUT_ALERTS, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES
 from pipeline.flags import package_version
 
 __all__ = [

@@ -96,7 +96,7 @@ MIN_HOLD_SAMPLES = 2  # a step is measured only if the current holds over this m
 _DISCHARGE, _CHARGE = 0, 1  # index of a direction: lithiation (i < 0), delithiation (i > 0)
 _KERNEL_SIGMAS = 4  # the smoothing kernel is cut at this many sigmas
 
-# The per-half fields, in this order (pipeline.contracts.ANALYTICS_FIELDS holds the same).
+# The per-half fields, in this order (connectors.wire.ANALYTICS_FIELDS holds the same).
 FIELDS: tuple[str, ...] = (
     "energy_mwh", "energy_mwh_g", "mean_v", "energy_efficiency", "hysteresis_v",
     *(f"peak{n}_{part}" for n in range(1, PEAKS + 1) for part in ("v", "dqdv", "s")),

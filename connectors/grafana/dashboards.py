@@ -1,7 +1,7 @@
 """The three celltwin dashboards: fleet overview, cell drill-down, pipeline health.
 
 Built in Python rather than edited in the Grafana UI so a renamed field or a moved
-threshold in ``pipeline.contracts`` changes the dashboards in the same commit; the
+threshold in ``connectors.wire`` changes the dashboards in the same commit; the
 JSON under ``infra/grafana/provisioning/dashboards`` is generated from here. The layout is
 the same in both query languages; the queries come from ``dialects``.
 """
@@ -14,19 +14,9 @@ from connectors.grafana.datasource import DATASOURCE_REF
 from connectors.grafana.dialects import RETENTIONS, Dialect, FluxQueries, InfluxQLQueries, queries_for
 from connectors.grafana.flux import Query
 from connectors.grafana.panels import (
-    Panel,
-    above,
-    bargauge,
-    below,
-    dashboard,
-    outside,
-    override,
-    plain,
-    table,
-    timeseries,
-    xy_points,
+    Panel, above, bargauge, below, dashboard, outside, override, plain, table, timeseries, xy_points,
 )
-from pipeline.contracts import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, THRESHOLDS
+from connectors.wire import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, THRESHOLDS
 
 __all__ = ["FOLDER_UID", "FOLDER_TITLE", "DASHBOARD_UIDS", "all_dashboards", "fleet_overview",
            "cell_drilldown", "pipeline_health"]
@@ -87,7 +77,7 @@ def fleet_overview(dialect: Dialect = "flux") -> dict[str, Any]:
     limits = _risk_limits()
     panels = [
         _fleet_table(q, "Cells at risk", True, "crack_risk",
-                     "Cells beyond any limit in pipeline.contracts.THRESHOLDS."),
+                     "Cells beyond any limit in connectors.wire.THRESHOLDS."),
         _fleet_table(q, "All cells", False, None,
                      "Newest estimate of every cell and the retentions of its newest half-cycle; "
                      "click a header to sort."),

@@ -14,20 +14,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from connectors.alert_catalogue import AlertKind
 from connectors.grafana.flux import Flux, FluxQuery, Query, tag_values
 from connectors.grafana.influxql import InfluxQL, show_tag_values
-from pipeline.alert_catalogue import AlertKind
-from pipeline.contracts import (
-    FIELD_PARTIAL,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_DQDV,
-    MEAS_HEALTH,
-    MEAS_STATE,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
+from connectors.wire import (
+    FIELD_PARTIAL, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_HEALTH, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET,
     THRESHOLDS,
 )
 

@@ -21,17 +21,10 @@ import typer
 from plotly.offline import get_plotlyjs_version
 from typer.testing import CliRunner
 
-from pipeline.contracts import (
-    CYCLE_FIELDS,
-    OUT_ALERTS,
-    OUT_CYCLES,
-    OUT_DQDV,
-    OUT_ESTIMATES,
-    OUT_REPORT,
-    STATE_FIELDS,
-    THRESHOLDS,
+from connectors.alert_catalogue import by_kind
+from connectors.wire import (
+    CYCLE_FIELDS, OUT_ALERTS, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS, THRESHOLDS,
 )
-from pipeline.alert_catalogue import by_kind
 from pipeline.report import PLOTLY_JS, build_report, report_command
 from pipeline.report_analytics import analytics_figure, overlaid_cycles
 from pipeline.report_data import VALIDATION_COLUMNS, load_cells, minmax_indices, summarize, write_run_info

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.contracts import (
+from connectors.wire import (
     OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_DQDV, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS,
 )
+from pipeline.cli import app
 from pipeline.report_data import VALIDATION_COLUMNS, VALIDATION_FILE
 from pipeline.run_cmd import _summary_table
 from pipeline.shards import LAYOUT_FILE

@@ -13,20 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.readers import CellRecord, read_archive
-from pipeline.contracts import CYCLE_FIELDS, OUT_CYCLES, OUT_ESTIMATES, STATE_FIELDS
+from connectors.wire import CYCLE_FIELDS, OUT_CYCLES, OUT_ESTIMATES, STATE_FIELDS
 from pipeline.report import build_report
 from pipeline.report_data import CellData, load_validation
 from pipeline.validation import (
-    CLOSURE_FLOOR,
-    COLUMNS,
-    GAP_S,
-    Check,
-    Verdict,
-    half_cycles,
-    validate,
-    validate_cell,
-    verdict,
-    verdicts,
+    CLOSURE_FLOOR, COLUMNS, GAP_S, Check, Verdict, half_cycles, validate, validate_cell, verdict, verdicts,
     write_validation,
 )
 

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from connectors.alert_catalogue import CATALOGUE
 from connectors.grafana import alerts, datasource
 from connectors.grafana.dashboards import DASHBOARD_UIDS, all_dashboards
 from connectors.grafana.datasource import DATASOURCE_UID
@@ -15,24 +16,9 @@ from connectors.grafana.flux import Flux, FluxQuery, Query
 from connectors.grafana.generate import PROVISIONING_DIR, render, stale_files
 from connectors.grafana.influxql import InfluxQLQuery
 from connectors.grafana.references import all_queries, query_references
-from pipeline.alert_catalogue import CATALOGUE
-from pipeline.contracts import (
-    ALERT_FIELDS,
-    CYCLE_FIELDS,
-    DQDV_FIELDS,
-    HEALTH_FIELDS,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_DQDV,
-    MEAS_HEALTH,
-    MEAS_STATE,
-    STATE_FIELDS,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
-    TAG_VOLTAGE,
-    THRESHOLDS,
+from connectors.wire import (
+    ALERT_FIELDS, CYCLE_FIELDS, DQDV_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_HEALTH, MEAS_STATE,
+    STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, TAG_VOLTAGE, THRESHOLDS,
 )
 
 KNOWN = {

@@ -37,8 +37,8 @@ import pyarrow.parquet as pq
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.wire import (
-    ALERT_FIELDS, CYCLE_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER,
-    OUT_ESTIMATES, STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, Batch,
+    ALERT_FIELDS, CYCLE_FIELDS, DQDV_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_STATE, OUT_ALERTS, OUT_CYCLES,
+    OUT_DEADLETTER, OUT_DQDV, OUT_ESTIMATES, STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, TAG_VOLTAGE, Batch,
 )
 
 __all__ = ["PARQUET_LAYOUT", "OutputFolderSink", "close_open_files", "read_parts"]
@@ -61,6 +61,7 @@ PARQUET_LAYOUT: Mapping[str, tuple[str, pa.Schema]] = {
     MEAS_STATE: (OUT_ESTIMATES, _schema((TAG_CELL, TAG_PRESET), STATE_FIELDS)),
     MEAS_CYCLE: (OUT_CYCLES, _schema((TAG_CELL, TAG_PRESET, TAG_HALF), CYCLE_FIELDS)),
     MEAS_ALERT: (OUT_ALERTS, _schema((TAG_CELL, TAG_PRESET, TAG_KIND), ALERT_FIELDS)),
+    MEAS_DQDV: (OUT_DQDV, _schema((TAG_CELL, TAG_PRESET, TAG_HALF, TAG_VOLTAGE), DQDV_FIELDS)),
 }
 
 Record = Batch | bytes  # rows of a measurement, or a dead letter as one JSON document

@@ -6,8 +6,8 @@ frame of samples, a cell's metadata, a dead letter) live here, so that producers
 dataflow, the sinks, the Grafana dashboards, the alert rules and the HTML report all
 import the same definitions (a renamed field breaks the build, not a dashboard in
 production). Both ``connectors/`` and ``pipeline/`` import this module; it imports only
-the twin's parameter and forecast modules (never the estimator), so a producer script
-stays light. How records are checked and decoded is ``connectors.decode`` and
+the twin's parameter, forecast and analytics modules (never the estimator), so a producer
+script stays light. How records are checked and decoded is ``connectors.decode`` and
 ``connectors.meta``.
 """
 
@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from twin.analytics import FIELDS as _ANALYTICS_FIELDS
 from twin.forecast import RETENTION_FLOOR, RISK_AT_FLOOR
 from twin.generic import DEFAULT_TAU_S, generic_params
 from twin.params import CellParams, preset
@@ -37,18 +38,23 @@ __all__ = [
     "MEAS_CYCLE",
     "MEAS_ALERT",
     "MEAS_HEALTH",
+    "MEAS_DQDV",
     "TAG_CELL",
     "TAG_PRESET",
     "TAG_HALF",
     "TAG_KIND",
+    "TAG_VOLTAGE",
     "STATE_FIELDS",
     "CYCLE_FIELDS",
+    "ANALYTICS_FIELDS",
+    "DQDV_FIELDS",
     "FIELD_PARTIAL",
     "ALERT_FIELDS",
     "HEALTH_FIELDS",
     "OUT_ESTIMATES",
     "OUT_CYCLES",
     "OUT_ALERTS",
+    "OUT_DQDV",
     "OUT_DEADLETTER",
     "OUT_REPORT",
     "OUT_UNDELIVERED",
@@ -87,11 +93,13 @@ MEAS_STATE = "twin_state"
 MEAS_CYCLE = "cycle_summary"
 MEAS_ALERT = "twin_alert"
 MEAS_HEALTH = "pipeline_health"
+MEAS_DQDV = "dqdv"  # the dQ/dV curve of each half-cycle: one point per voltage bin
 
 TAG_CELL = "cell"
 TAG_PRESET = "preset"
 TAG_HALF = "half"  # "discharge" | "charge" on cycle_summary
 TAG_KIND = "kind"  # alert kind on twin_alert
+TAG_VOLTAGE = "v_mv"  # bin centre in mV on dqdv: each bin its own series, all at the half's end time
 
 # Per-sample estimate (rate-limited per cell), measurement twin_state.
 STATE_FIELDS: tuple[str, ...] = (
@@ -137,9 +145,18 @@ CYCLE_FIELDS: tuple[str, ...] = (
     "eol_cycles",  # forecast cycles from this half until the retention reaches the floor (median) ...
     "eol_low",  # ... and its 90 % interval (5th, 95th percentile); NaN while unknown,
     "eol_high",  #     HORIZON_CYCLES (1000) means at least that (twin.forecast)
+    "r0_ohm",  # the twin's R0 at the end of the half (130 C reference), beside pulse_r_ohm
+    "rct_ohm",  # the twin's R_ct, the same
     "partial",  # bool: closed by the end of the data before its cut-off (no alert judges it)
-)
+) + _ANALYTICS_FIELDS
 FIELD_PARTIAL = "partial"
+# Of those, measured from the data alone (twin.analytics; README "Output columns" says how):
+# energy, mean voltage, energy efficiency and hysteresis (charge halves), up to three dQ/dV
+# peaks (voltage, height, time at that plateau), pulse resistance from current steps.
+ANALYTICS_FIELDS: tuple[str, ...] = _ANALYTICS_FIELDS
+
+# The dQ/dV curve of each half, measurement dqdv (tags cell, preset, half, v_mv).
+DQDV_FIELDS: tuple[str, ...] = ("cycle", "v", "dqdv_mah_v")
 
 # One point per alert, measurement twin_alert (tags cell, preset, kind).
 ALERT_FIELDS: tuple[str, ...] = ("value", "threshold", "severity", "message")
@@ -157,6 +174,7 @@ HEALTH_FIELDS: tuple[str, ...] = (
 OUT_ESTIMATES = "estimates.parquet"
 OUT_CYCLES = "cycles.parquet"
 OUT_ALERTS = "alerts.parquet"
+OUT_DQDV = "dqdv.parquet"
 OUT_DEADLETTER = "deadletter.jsonl"
 OUT_UNDELIVERED = "deadletter-undelivered.jsonl"  # dead letters the broker refused (also without --out: ./)
 OUT_REPORT = "report.html"

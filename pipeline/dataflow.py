@@ -4,7 +4,7 @@
     (or the simulator: frames + meta)     |
                                           v
                  key by shard -> twin step (twin_step.ShardLogic) -> batches, dead letters, stats
-    batches     -> InfluxDB (twin_state, cycle_summary, twin_alert), Kafka cell.twin (a frame per
+    batches     -> InfluxDB (twin_state, cycle_summary, dqdv, twin_alert), Kafka cell.twin (a frame per
                    cell and batch) / cell.alerts (a record per alert), Parquet files in the output folder
     dead letters-> Kafka cell.deadletter, deadletter.jsonl
     stats       -> pipeline_health (InfluxDB), the in-process progress display

@@ -25,7 +25,8 @@ it arrives; what is still waiting then, or when the input ends, becomes an
 that cell's twin.
 
 Results leave as columns (`connectors.wire.Batch`): the estimates of one pass over a batch
-are one twin_state batch, the arrays the estimator returned, gathered in step order; the
+are one twin_state batch, the arrays the estimator returned, gathered in step order; a
+closed half's dQ/dV curve is one dqdv batch, its arrays as `twin.analytics` made them; the
 rare cycle summaries and alerts are built as rows and gathered into a batch per
 measurement. No dict per estimate is made on the way to the sinks.
 
@@ -54,10 +55,11 @@ import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
 from connectors.wire import (
-    CYCLE_FIELDS, FIELD_PARTIAL, MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, Batch,
-    CellMeta, DeadLetter, Frame, Point, batches,
+    ANALYTICS_FIELDS, CYCLE_FIELDS, FIELD_PARTIAL, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_STATE, TAG_CELL, TAG_HALF,
+    TAG_KIND, TAG_PRESET, TAG_VOLTAGE, Batch, CellMeta, DeadLetter, Frame, Point, batches,
 )
 from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
+from twin import analytics
 from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker, step
 from twin.params import T_REF_C
 
@@ -65,6 +67,7 @@ __all__ = ["WAIT_SAMPLES", "ShardStats", "ShardState", "ShardLogic"]
 
 WAIT_SAMPLES = 100_000  # per cell waiting for its metadata; older frames go to the dead letters
 _Estimates = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]  # rows of the tracker, times, twin_state fields
+_TWIN_CYCLE_FIELDS = tuple(name for name in CYCLE_FIELDS if name not in ANALYTICS_FIELDS)  # HalfCycle's
 
 
 def _unknown_cell(frame: Frame) -> DeadLetter:
@@ -98,6 +101,7 @@ class ShardState:
     waiting: dict[str, deque[Frame]] = field(default_factory=dict)  # frames of cells without metadata
     waiting_samples: dict[str, int] = field(default_factory=dict)  # samples in each queue of `waiting`
     waiting_since: dict[str, float] = field(default_factory=dict)  # wall time (epoch s) of the first
+    measured: analytics.Analytics | None = None  # the lab's per-half figures from the data (twin.analytics)
 
 
 _Item = Frame | CellMeta
@@ -107,11 +111,14 @@ _Out = tuple[str, Any]
 
 
 class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
-    """The bytewax logic of one shard. `config_cells` is the metadata of the config file."""
+    """The bytewax logic of one shard. `config_cells` is the metadata of the config file;
+    `measure` False leaves out the analytics measured from the data (to time their cost)."""
 
     def __init__(self, config_cells: Mapping[str, CellMeta], estimate_interval_s: float,
-                 meta_wait_s: float = 30.0, close_at_end: bool = False, resume: ShardState | None = None) -> None:
+                 meta_wait_s: float = 30.0, close_at_end: bool = False, resume: ShardState | None = None,
+                 measure: bool = True) -> None:
         self._config_cells = config_cells
+        self._measure = measure
         self._close_at_end = close_at_end
         self._interval = estimate_interval_s
         self._meta_wait_s = meta_wait_s
@@ -219,9 +226,12 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             self._joining[row - grown] = meta
             return
         assert st.tracker is not None
-        fresh = new_tracker([meta.params()])
+        params = meta.params()
+        fresh = new_tracker([params])
         for name in (f.name for f in fields(Tracker)):
             getattr(st.tracker, name)[row] = getattr(fresh, name)[0]
+        if st.measured is not None:
+            analytics.reset(st.measured, row, analytics.for_cells([params]))
         st.next_estimate_t[row] = np.nan
         st.flags_since[row] = 0
         st.risks[row] = 0.0
@@ -235,6 +245,11 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         count = len(joining)
         fresh = new_tracker([meta.params() for meta in joining])
         st.tracker = fresh if st.tracker is None else concat([st.tracker, fresh])
+        if self._measure:
+            # The cells without accumulators: the joining ones (all, in a state saved without any).
+            have = 0 if st.measured is None else len(st.measured.v_lo)
+            added = analytics.for_cells([meta.params() for meta in st.metas[have:]])
+            st.measured = added if st.measured is None else analytics.concat([st.measured, added])
         st.next_estimate_t = np.concatenate([st.next_estimate_t, np.full(count, np.nan)])
         st.flags_since = np.concatenate([st.flags_since, np.zeros(count, dtype=np.int64)])
         st.risks = np.concatenate([st.risks, np.zeros((count, 2))])
@@ -279,6 +294,7 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             counts[row] = m
             t[row, :m], v[row, :m], i[row, :m], temp[row, :m] = ct, cv, ci, ctemp
         twin_temp = np.where(np.isnan(temp), T_REF_C, temp)  # not reported: the test temperature
+        batch = analytics.begin(st.measured, t, v, i, counts) if st.measured is not None else None
         estimates: list[_Estimates] = []
         for k in range(width):
             present = counts > k
@@ -286,10 +302,12 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             st.flags_since |= np.where(present, res.flags, 0)
             alerts = sample_alerts(st.latch, present, t[:, k], v[:, k], temp[:, k])
             out.extend(("point", self._alert_point(a)) for a in alerts)
-            out.extend(self._half_points(res.halves))
+            out.extend(self._half_points(res.halves, batch, k))
             due = present & (np.isnan(st.next_estimate_t) | (t[:, k] >= st.next_estimate_t))
             if due.any():
                 estimates.append(self._estimates(np.flatnonzero(due), res, t[:, k], v[:, k], i[:, k], temp[:, k]))
+        if batch is not None:
+            analytics.end(st.measured, batch)
         if estimates:
             out.append(("batch", self._estimate_batch(estimates)))
         return int(counts.sum())
@@ -328,20 +346,38 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         fields = {name: np.concatenate([part[2][name] for part in parts]) for name in parts[0][2]}
         return Batch(MEAS_STATE, np.concatenate([part[1] for part in parts]), tags, fields)
 
-    def _half_points(self, halves: list[HalfCycle]) -> list[_Out]:
-        """The cycle_summary point of each closed half, then the alerts it raises."""
+    def _half_points(self, halves: list[HalfCycle], batch: analytics.Batch | None = None, k: int = 0) -> list[_Out]:
+        """The cycle_summary point of each closed half, its dQ/dV curve, then the alerts it
+        raises. `k`: the sample of `batch` at which the halves closed (none: at the data's end)."""
         out: list[_Out] = []
+        st = self._state
         for half in halves:
-            self._state.risks[half.cell] = half.crack_risk, half.phase_sep_risk
-            out.append(("point", self._cycle_point(half)))
-            out.extend(("point", self._alert_point(a)) for a in half_cycle_alerts(self._state.latch, half))
+            st.risks[half.cell] = half.crack_risk, half.phase_sep_risk
+            figures = (analytics.close(st.measured, batch, half.cell, k, half.half == "discharge")
+                       if st.measured is not None else None)
+            out.append(("point", self._cycle_point(half, figures)))
+            if figures is not None and figures.curve_v.size:
+                out.append(("batch", self._dqdv_batch(half, figures)))
+            out.extend(("point", self._alert_point(a)) for a in half_cycle_alerts(st.latch, half))
         return out
 
-    def _cycle_point(self, half: HalfCycle) -> Point:
-        fields: dict[str, Any] = {name: float(getattr(half, name)) for name in CYCLE_FIELDS}
+    def _cycle_point(self, half: HalfCycle, figures: analytics.HalfFigures | None) -> Point:
+        fields: dict[str, Any] = {name: float(getattr(half, name)) for name in _TWIN_CYCLE_FIELDS}
         fields["cycle"], fields[FIELD_PARTIAL] = int(half.cycle), bool(half.partial)
+        if figures is not None:
+            fields.update(figures.fields())
         return {"measurement": MEAS_CYCLE, "tags": {**self._tags(half.cell), TAG_HALF: half.half},
                 "fields": fields, "time": float(half.t)}
+
+    def _dqdv_batch(self, half: HalfCycle, figures: analytics.HalfFigures) -> Batch:
+        """The half's dQ/dV curve as columns: a row per voltage bin, all at the half's end time."""
+        n = figures.curve_v.size
+        tags = {name: np.full(n, value, dtype=object) for name, value in self._tags(half.cell).items()}
+        tags[TAG_HALF] = np.full(n, half.half, dtype=object)
+        tags[TAG_VOLTAGE] = np.array([f"{v * 1000:.1f}" for v in figures.curve_v.tolist()], dtype=object)
+        fields = {"cycle": np.full(n, int(half.cycle), dtype=np.int64), "v": figures.curve_v,
+                  "dqdv_mah_v": figures.curve_dqdv}
+        return Batch(MEAS_DQDV, np.full(n, float(half.t)), tags, fields)
 
     def _alert_point(self, alert: Alert) -> Point:
         return {"measurement": MEAS_ALERT, "tags": {**self._tags(alert.row), TAG_KIND: alert.kind},

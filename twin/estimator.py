@@ -245,6 +245,8 @@ class HalfCycle:
     eol_cycles: float = float("nan")
     eol_low: float = float("nan")
     eol_high: float = float("nan")
+    r0_ohm: float = float("nan")  # the twin's ohmic resistance at the end of the half, at 130 C
+    rct_ohm: float = float("nan")  # the twin's charge-transfer + interphase resistance, the same
     partial: bool = False  # closed by the end of the data before its cut-off (see `finish`)
 
 
@@ -795,6 +797,8 @@ def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float) 
         fade_per_cycle=float(tr.fade_per_cycle[k]),
         c_rate=float(c_rate),
         nis=float(tr.nis[k]),
+        r0_ohm=float(tr.x[k, _IR0]),
+        rct_ohm=float(tr.x[k, _IR1]),
         eol_cycles=eol.cycles,
         eol_low=eol.low,
         eol_high=eol.high,

@@ -14,7 +14,7 @@ from connectors.grafana.datasource import DATASOURCE_REF
 from connectors.grafana.dialects import RETENTIONS, Dialect, FluxQueries, InfluxQLQueries, queries_for
 from connectors.grafana.flux import Query
 from connectors.grafana.panels import (
-    Panel, above, bargauge, below, dashboard, outside, override, plain, table, timeseries,
+    Panel, above, bargauge, below, dashboard, outside, override, plain, table, timeseries, xy_points,
 )
 from connectors.wire import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, THRESHOLDS
 
@@ -161,6 +161,20 @@ def cell_drilldown(dialect: Dialect = "flux") -> dict[str, Any]:
                    description="The twin's forecast after each charge: median (eol_cycles) and 90 % "
                                "interval (eol_low, eol_high) of the cycles until the retention is below "
                                "the floor; 1000 means at least 1000."),
+        xy_points("Measured dQ/dV of the half-cycles in range", q.dqdv_points(), "v", "dqdv_mah_v",
+                  x_unit="volt", description="Incremental capacity (mAh/V) against voltage, measured from the "
+                  "data of each half-cycle (measurement dqdv; lithiation and delithiation peaks lie apart). "
+                  "Narrow the time range to single cycles to follow the peaks."),
+        timeseries("Measured dQ/dV peak positions per charge (delithiation)",
+                   [q.cycle_series("charge", "peak1_v", "peak2_v")], unit="volt", points=True,
+                   description="Centroids of the two lowest-voltage measured dQ/dV peaks of each charge "
+                               "(for the hydride: MgH2 and Mg2NiH4 re-forming); a drift shows a changing "
+                               "overpotential. The report shows the lithiation peaks too."),
+        timeseries("Measured energy efficiency and voltage hysteresis per cycle",
+                   [q.cycle_series("charge", "energy_efficiency", "hysteresis_v")], unit="percentunit",
+                   points=True, overrides=[override("hysteresis_v", unit="volt", **{"custom.axisPlacement": "right"})],
+                   description="From the data: discharge energy / charge energy, and mean charge voltage - "
+                               "mean discharge voltage, per charge half-cycle."),
         timeseries("Coulombic efficiency per cycle",
                    [q.cycle_series("charge", "coulombic_efficiency")], unit="percentunit",
                    points=True),

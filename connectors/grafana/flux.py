@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from connectors.wire import (
-    ALERT_FIELDS, CYCLE_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, STATE_FIELDS, TAG_CELL,
-    TAG_HALF, TAG_KIND, TAG_PRESET,
+    ALERT_FIELDS, CYCLE_FIELDS, DQDV_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_HEALTH, MEAS_STATE,
+    STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, TAG_VOLTAGE,
 )
 
 __all__ = ["Query", "FluxQuery", "Flux", "Ref", "FIELDS", "TAGS", "DASHBOARD_RANGE", "tag_values"]
@@ -33,12 +33,14 @@ FIELDS: dict[str, tuple[str, ...]] = {
     MEAS_CYCLE: CYCLE_FIELDS,
     MEAS_ALERT: ALERT_FIELDS,
     MEAS_HEALTH: HEALTH_FIELDS,
+    MEAS_DQDV: DQDV_FIELDS,
 }
 TAGS: dict[str, tuple[str, ...]] = {
     MEAS_STATE: (TAG_CELL, TAG_PRESET),
     MEAS_CYCLE: (TAG_CELL, TAG_PRESET, TAG_HALF),
     MEAS_ALERT: (TAG_CELL, TAG_PRESET, TAG_KIND),
     MEAS_HEALTH: (),
+    MEAS_DQDV: (TAG_CELL, TAG_PRESET, TAG_HALF, TAG_VOLTAGE),
 }
 
 # Grafana's own range macros: the dashboard time picker, or an alert rule's

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from connectors.wire import (
-    ALERT_FIELDS, CYCLE_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, STATE_FIELDS, TAG_CELL,
-    TAG_HALF, TAG_KIND, TAG_PRESET, THRESHOLDS, Batch, batches, frame_rows,
+    ALERT_FIELDS, CYCLE_FIELDS, DQDV_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_HEALTH, MEAS_STATE,
+    STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, TAG_VOLTAGE, THRESHOLDS, Batch, batches, frame_rows,
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -37,6 +37,7 @@ def _documented(measurement: str) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.parametrize("measurement, fields", [
     (MEAS_STATE, STATE_FIELDS), (MEAS_CYCLE, CYCLE_FIELDS), (MEAS_ALERT, ALERT_FIELDS), (MEAS_HEALTH, HEALTH_FIELDS),
+    (MEAS_DQDV, DQDV_FIELDS),
 ])
 def test_every_field_a_sink_writes_is_in_its_readme_table(measurement: str, fields: tuple[str, ...]) -> None:
     rows = _documented(measurement)
@@ -47,7 +48,7 @@ def test_every_field_a_sink_writes_is_in_its_readme_table(measurement: str, fiel
 
 
 def test_tags_time_mass_and_risk_scale_are_documented() -> None:
-    for column in ("time", TAG_CELL, TAG_PRESET, TAG_HALF, TAG_KIND):
+    for column in ("time", TAG_CELL, TAG_PRESET, TAG_HALF, TAG_KIND, TAG_VOLTAGE):
         assert f"`{column}`" in _SECTION, column
     assert "per gram of hydride" in _SECTION and "Nd2H5 framework" in _SECTION
     risk = _SECTION.split("**Risk scale.**", 1)[1].split("\n\n", 1)[0]

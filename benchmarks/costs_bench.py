@@ -49,8 +49,7 @@ def _measure(budget: float) -> dict[str, dict[str, float | None]]:
     """The figures of the code on sys.path (imported here so a baseline tree can stand in)."""
     import numpy as np
 
-    from pipeline.decode import Frame
-    from pipeline.meta import CellMeta
+    from connectors.wire import CellMeta, Frame
     from pipeline.twin_step import ShardLogic
 
     def sample(cell: str, k: int) -> Frame:

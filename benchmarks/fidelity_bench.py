@@ -26,7 +26,7 @@ Columns (NaN / "-" where the data set has no such truth):
                C: worst |the twin's predicted charge of a full discharge (expected_mah_g) /
                its count - 1|, on every full discharge after the half it learned from
   ret. gap     A: worst |twin retention - measured retention| (points, cycle 3 on);
-               B: |twin fade - true fade| over the run (points)
+               B: |twin fade - true fade| from cycle 3 to the end (points)
   SOC RMSE %   over samples after each cell's first closed half
   |res| V      worst |voltage residual| over samples the filter did not flag
 
@@ -73,6 +73,7 @@ A_RESIDUAL_V = 0.1
 A_RETENTION_GAP_PTS = 3.0
 RETENTION_FLOOR = 0.8
 B_TWIN_PCT = 2.0
+JUDGED_FROM_CYCLE = 3  # B: the twin's capacity and fade are judged from this cycle on
 B_FADE_PTS = 1.0
 B_SOC_RMSE_PCT = 2.0
 C_COUNTED_PCT = 1.0
@@ -304,11 +305,10 @@ def pybamm_one(name: str) -> Row:
         if ref is None or not ref > 0:
             continue
         counted.append(abs(h.capacity_mah / ref - 1.0))
-        if math.isfinite(h.twin_capacity_mah):
+        if math.isfinite(h.twin_capacity_mah) and k >= JUDGED_FROM_CYCLE:
             twin_series.append(h.twin_capacity_mah)
             true_series.append(ref)
-            if k >= 3:
-                twin.append(abs(h.twin_capacity_mah / ref - 1.0))
+            twin.append(abs(h.twin_capacity_mah / ref - 1.0))
     if len(dis) != len(true_dis):
         log(f"  pybamm {name}: {len(dis)} discharge halves vs {len(true_dis)} truth cycles")
     fade_gap = NAN

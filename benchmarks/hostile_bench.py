@@ -28,11 +28,11 @@ _REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_REPO))
 
 from connectors.kafka_admin import ensure_topics  # noqa: E402
-from connectors.kafka_source import KafkaMessage  # noqa: E402
+from connectors.wire import KafkaMessage  # noqa: E402
 from infra.services import start_kafka, start_victoria  # noqa: E402
-from pipeline.contracts import OUT_UNDELIVERED, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES  # noqa: E402
+from connectors.decode import decode_message  # noqa: E402
+from connectors.wire import OUT_UNDELIVERED, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES  # noqa: E402
 from pipeline.dataflow import TOPIC_PARTITIONS  # noqa: E402
-from pipeline.decode import decode_message  # noqa: E402
 from tests.integration.hostile_records import (  # noqa: E402
     Hostile, garbage, interleave, named_metas, named_samples, send,
 )

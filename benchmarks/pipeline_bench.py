@@ -1,10 +1,10 @@
-"""End-to-end speed of the pipeline: Kafka -> twin -> store. Prints figures; asserts nothing.
+"""End-to-end speed of the pipeline: Kafka (or the simulator) -> twin -> store. Prints figures; asserts nothing.
 
     python benchmarks/pipeline_bench.py [--cells 200] [--cycles 1] [--dt 1] [--processes 1] [--load 1000] [--profile]
 
 Starts its own Kafka broker and VictoriaMetrics (infra/services.py) and puts a small HTTP
 relay in front of the store that notes when each twin_state point was stored (the store
-answered the write). Three measurements:
+answered the write). Four measurements:
 
 1. throughput with frames of 100 samples: the topic is filled first (by default 200
    cells, one 1C cycle sampled at 1 Hz, composite and MgH2 cells alternating), then
@@ -16,7 +16,15 @@ answered the write). Three measurements:
 3. produce-to-store latency at a fixed offered load: the pipeline follows the topic while
    frames are produced at ``--load`` samples/s; a frame's latency runs from its send to
    the storing of the estimate of its last sample (dt = estimate interval = 10 s, so every
-   sample has one).
+   sample has one);
+4. embedded: the same dataflow without Kafka, in this process (one worker): the simulator
+   (``--cells``, ``--cycles``, ``--dt``) -> twin -> InfluxDB (through the relay) and the
+   Parquet files of an output folder; samples/s and the CPU seconds of the run (the figure
+   that other load on a shared machine disturbs least).
+
+``--analytics-cost`` instead times the embedded pipeline (simulator -> twin -> Parquet files,
+no services) with and without the per-half analytics measured from the data
+(`twin.analytics`), in one run, alternating, best of ``--repeats`` each.
 
 ``--profile`` also runs the frame case in this process under cProfile (one worker, the
 dataflow in the calling thread) and prints the top functions. Cell metadata comes from a
@@ -44,6 +52,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pyarrow.parquet as pq
 
 _REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_REPO))
@@ -53,7 +62,10 @@ from connectors.sim_producer import (  # noqa: E402
     BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, simulation, stream,
 )
 from infra.services import free_ports, start_kafka, start_victoria  # noqa: E402
-from pipeline.contracts import MEAS_STATE, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN  # noqa: E402
+from connectors.wire import (  # noqa: E402
+    MEAS_STATE, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES,
+    TOPIC_TWIN,
+)
 
 _T0 = 1_767_225_600.0
 _INFLUX = ["--influx-token", "bench", "--influx-org", "bench", "--influx-bucket", "bench"]
@@ -231,10 +243,30 @@ class _Enough(Exception):
     """The latency run has produced for its duration."""
 
 
+def _embedded(relay: str, work: Path, cells: int, cycles: int, dt: float) -> None:
+    from bytewax.testing import run_main
+
+    from connectors.config import load_config
+    from pipeline.dataflow import build_flow
+    from pipeline.health import Progress
+
+    cfg = load_config(env={}, flags={
+        "out": str(work / "embedded"), "simulator.cells": cells, "simulator.cycles": cycles, "simulator.dt": dt,
+        "influx.url": relay, "influx.token": "bench", "influx.org": "bench", "influx.bucket": "bench"})
+    progress = Progress()
+    flow = build_flow(cfg, progress)
+    cpu, started = time.process_time(), time.perf_counter()
+    run_main(flow)
+    cpu, elapsed = time.process_time() - cpu, time.perf_counter() - started
+    samples = progress.snapshot()[0]
+    print(f"embedded: {cells} cells, {samples:,} samples, InfluxDB and Parquet: {samples / elapsed:,.0f} samples/s "
+          f"({elapsed:.1f} s), CPU {cpu:.1f} s = {samples / cpu:,.0f} samples per CPU second")
+
+
 def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, dt: float, top: int) -> None:
     from bytewax.testing import run_main
 
-    from pipeline.config import load_config
+    from connectors.config import load_config
     from pipeline.dataflow import build_flow
 
     prefix = "profile-"
@@ -249,9 +281,9 @@ def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, dt
         "influx.org": "bench", "influx.bucket": "bench"})
     flow = build_flow(cfg)
     profiler = cProfile.Profile()
-    started = time.perf_counter()
+    started = time.process_time()
     profiler.runcall(run_main, flow)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     print(f"\nprofile: {samples:,} samples in frames of 100, one worker "
           f"in-process, {elapsed:.1f} s under cProfile; top {top} by own time:")
     out = io.StringIO()
@@ -260,6 +292,66 @@ def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, dt
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
     print(f"top {top} by cumulative time:\n{out.getvalue()}")
+
+
+def _analytics_cost(cells: int, cycles: int, dt: float, repeats: int) -> None:
+    """Wall time of the embedded pipeline with and without the analytics (`ShardLogic(measure=...)`)."""
+    from functools import partial
+
+    from bytewax.testing import run_main
+
+    import pipeline.dataflow as dataflow
+    from connectors.config import load_config
+    from pipeline.twin_step import ShardLogic
+
+    samples = 0
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(repeats):
+        for measure in (False, True):
+            with tempfile.TemporaryDirectory() as out:
+                cfg = load_config(None, env={}, flags={
+                    "simulator.cells": cells, "simulator.cycles": cycles, "simulator.dt": dt,
+                    "simulator.frame_samples": 100, "out": out})
+                dataflow.ShardLogic = partial(ShardLogic, measure=measure)
+                try:
+                    started = time.process_time()
+                    run_main(dataflow.build_flow(cfg))
+                    best[measure] = min(best[measure], time.process_time() - started)
+                finally:
+                    dataflow.ShardLogic = ShardLogic
+                if measure:
+                    samples = pq.read_table(Path(out) / OUT_ESTIMATES).num_rows
+                    halves = pq.read_table(Path(out) / OUT_CYCLES).num_rows
+                    curves = pq.read_table(Path(out) / OUT_DQDV).num_rows
+    # The twin step alone on frames made beforehand: the analytics' share of the step itself.
+    from connectors.wire import Frame
+    from pipeline.embedded import simulated_fleet
+
+    metas, make_simulation = simulated_fleet(cfg.simulator)
+    frames = []
+    for block in make_simulation().blocks():
+        for start in range(0, block.t.size, 100):  # interleaved, as the simulator source sends them
+            for row, meta in enumerate(metas):
+                keep = block.valid[row, start : start + 100]
+                if keep.any():
+                    part = (row, slice(start, start + 100))
+                    frames.append(Frame(meta.cell, block.t[start : start + 100][keep], block.v[part][keep],
+                                        block.i[part][keep], block.temp_c[part][keep]))
+    step_best = {False: float("inf"), True: float("inf")}
+    for _ in range(repeats):
+        for measure in (False, True):
+            logic = ShardLogic({m.cell: m for m in metas}, cfg.estimate_interval_s, close_at_end=True, measure=measure)
+            started = time.process_time()
+            for k in range(0, len(frames), len(metas)):
+                logic.on_batch(frames[k : k + len(metas)])
+            logic.on_eof()
+            step_best[measure] = min(step_best[measure], time.process_time() - started)
+    print(f"embedded, {cells} cells x {cycles} cycles at 1C, dt {dt:g} s, frames of 100 ({samples:,} estimates, "
+          f"{halves} half-cycles, {curves:,} dQ/dV points); best of {repeats}:")
+    print(f"  without analytics {best[False]:.2f} s, with {best[True]:.2f} s: "
+          f"{100 * (best[True] / best[False] - 1):+.1f} %")
+    print(f"  the twin step alone (batches of one frame per cell): without {step_best[False]:.2f} s, with "
+          f"{step_best[True]:.2f} s: {100 * (step_best[True] / step_best[False] - 1):+.1f} %")
 
 
 def main() -> None:
@@ -277,7 +369,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of the latency run")
     parser.add_argument("--profile", action="store_true", help="also profile the frame case in-process")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
+    parser.add_argument("--analytics-cost", action="store_true",
+                        help="only time the embedded pipeline with and without the measured analytics")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each case of --analytics-cost")
     options = parser.parse_args()
+    if options.analytics_cost:
+        _analytics_cost(options.cells, options.cycles, options.dt, options.repeats)
+        return
     # A SIGTERM (a timeout, a CI runner) unwinds like Ctrl-C: the services are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -295,6 +393,7 @@ def main() -> None:
             _throughput("single", kafka.address, relay_url, stored, work, options.single_cells, 1, 1, options.dt,
                         options.processes)
             _latency(kafka.address, relay_url, stored, work, options.latency_cells, options.load, options.duration)
+            _embedded(relay_url, work, options.cells, options.cycles, options.dt)
             if options.profile:
                 _profile(kafka.address, relay_url, work, options.cells, options.cycles, options.dt, options.top)
         finally:

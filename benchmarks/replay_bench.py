@@ -24,11 +24,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from bytewax.testing import run_main
 
+from connectors.config import Config
 from connectors.readers import read_archive
 from connectors.replay_source import ReplaySource
-from pipeline.config import Config
+from connectors.wire import CellMeta
 from pipeline.health import Progress
-from pipeline.meta import CellMeta
 from pipeline.replay_cmd import replay_config, replay_flow
 from twin.params import preset
 from twin.protocol import cc_cycles

@@ -1,4 +1,4 @@
-"""Local output files of a run: Parquet tables of the twin's points, dead letters as JSONL.
+"""Local output files of a run: Parquet tables of the twin's batches, dead letters as JSONL.
 
 The Parquet layout is the one `pipeline.report` reads: per measurement a folder named in
 contracts (`estimates.parquet/`, ...) of part files, columns `time` (epoch seconds), the
@@ -30,27 +30,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from pipeline.contracts import (
-    ALERT_FIELDS,
-    CYCLE_FIELDS,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_STATE,
-    OUT_ALERTS,
-    OUT_CYCLES,
-    OUT_DEADLETTER,
-    OUT_ESTIMATES,
-    STATE_FIELDS,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
+from connectors.wire import (
+    ALERT_FIELDS, CYCLE_FIELDS, DQDV_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_STATE, OUT_ALERTS, OUT_CYCLES,
+    OUT_DEADLETTER, OUT_DQDV, OUT_ESTIMATES, STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, TAG_VOLTAGE, Batch,
 )
 
 __all__ = ["PARQUET_LAYOUT", "OutputFolderSink", "close_open_files", "read_parts"]
@@ -73,10 +61,10 @@ PARQUET_LAYOUT: Mapping[str, tuple[str, pa.Schema]] = {
     MEAS_STATE: (OUT_ESTIMATES, _schema((TAG_CELL, TAG_PRESET), STATE_FIELDS)),
     MEAS_CYCLE: (OUT_CYCLES, _schema((TAG_CELL, TAG_PRESET, TAG_HALF), CYCLE_FIELDS)),
     MEAS_ALERT: (OUT_ALERTS, _schema((TAG_CELL, TAG_PRESET, TAG_KIND), ALERT_FIELDS)),
+    MEAS_DQDV: (OUT_DQDV, _schema((TAG_CELL, TAG_PRESET, TAG_HALF, TAG_VOLTAGE), DQDV_FIELDS)),
 }
 
-Point = Mapping[str, Any]
-Record = Point | bytes  # a point, or a dead letter as one JSON document
+Record = Batch | bytes  # rows of a measurement, or a dead letter as one JSON document
 
 
 @dataclass(frozen=True)
@@ -112,8 +100,16 @@ def read_parts(path: Path) -> pa.Table:
     return schema.empty_table()
 
 
+def _table(batch: Batch) -> pa.Table:
+    """A batch as its table's schema: columns as they are, a column it lacks as nulls."""
+    schema = PARQUET_LAYOUT[batch.measurement][1]
+    given = {"time": batch.time, **batch.tags, **batch.fields}
+    return pa.table([given[name] if name in given else pa.nulls(len(batch), schema.field(name).type)
+                     for name in schema.names], schema=schema)
+
+
 class OutputFolderSink(FixedPartitionedSink[Record, FolderState]):
-    """Points (InfluxSink's item dicts) into the Parquet tables of `out_dir`, dead letters
+    """Batches into the Parquet tables of `out_dir`, dead letters
     (JSON bytes) as lines of its deadletter.jsonl; items keyed by any string."""
 
     def __init__(self, out_dir: Path, exact: bool = False, rows_per_group: int = 50_000,
@@ -146,7 +142,8 @@ class _FolderPartition(StatefulSinkPartition[Record, FolderState]):
         self._rows_per_group = rows_per_group
         self._commit_interval_s = commit_interval_s
         self._tables = {m: out / name for m, (name, _) in PARQUET_LAYOUT.items()}
-        self._rows: dict[str, list[Point]] = {m: [] for m in PARQUET_LAYOUT}
+        self._tables_due: dict[str, list[pa.Table]] = {m: [] for m in PARQUET_LAYOUT}  # not written yet
+        self._rows_due: dict[str, int] = {m: 0 for m in PARQUET_LAYOUT}
         self._next_part = resume.next_part if resume else 0
         for table in self._tables.values():
             self._clear(table, keep_below=self._next_part)
@@ -178,28 +175,24 @@ class _FolderPartition(StatefulSinkPartition[Record, FolderState]):
             if isinstance(item, bytes):
                 letters.append(item + b"\n")
                 continue
-            rows = self._rows[item["measurement"]]
-            rows.append(item)
-            if len(rows) >= self._rows_per_group:
-                self._commit(item["measurement"])
+            measurement = item.measurement
+            self._tables_due[measurement].append(_table(item))
+            self._rows_due[measurement] += len(item)
+            if self._rows_due[measurement] >= self._rows_per_group:
+                self._commit(measurement)
         if letters:
             # Written per batch: a dead letter already reported is on disk even if the run dies.
             self._letters.write(b"".join(letters))
             self._letters.flush()
 
     def _commit(self, measurement: str) -> None:
-        rows = self._rows[measurement]
-        if not rows:
+        tables = self._tables_due[measurement]
+        if not tables:
             return
-        schema = PARQUET_LAYOUT[measurement][1]
-        columns = {"time": [p["time"] for p in rows]}
-        for name in schema.names[1:]:
-            part = "tags" if name in rows[0]["tags"] else "fields"
-            columns[name] = [p[part].get(name) for p in rows]
-        self._write_part(measurement, pa.table(columns, schema=schema))
+        self._write_part(measurement, pa.concat_tables(tables))
         self._next_part += 1
         # Cleared only once written: a Ctrl-C in between leaves the rows for close().
-        self._rows[measurement] = []
+        self._tables_due[measurement], self._rows_due[measurement] = [], 0
 
     def _write_part(self, measurement: str, table: pa.Table) -> None:
         """Write under a hidden name, then rename: readers (and pyarrow datasets, which skip

@@ -1,11 +1,9 @@
 """Write dataflow results to InfluxDB 2 (or anything speaking its write API) from bytewax.
 
-Items are plain dicts, so the dataflow never sees influxdb-client types::
+Items are :class:`connectors.wire.Batch` columns (rows of one measurement, times in epoch
+seconds), so the dataflow never sees influxdb-client types.
 
-    {"measurement": "twin_state", "tags": {"cell": "A1", "preset": "..."},
-     "fields": {"soc": 0.41, "v": 3.02}, "time": 1767225600.25}   # epoch seconds
-
-A batch is written with the synchronous write API inside ``write_batch``: when it returns,
+A bytewax batch of them is written with the synchronous write API inside ``write_batch``: when it returns,
 the server has stored the points. Transient failures (HTTP 5xx and 429, connection errors,
 timeouts) are retried with exponential backoff in the same call, by default for as long as
 the store is away: the worker reads no new input meanwhile (backpressure), and resumes
@@ -22,8 +20,8 @@ before it stops anything. During an outage such a point is added every interval,
 ``stalled_s``, how long the outage had lasted then; they are stored with the batch once
 the store is back, so the stall shows in ``pipeline_health`` at the times it happened.
 
-Items become line protocol in :mod:`connectors.line_protocol` (what influxdb-client's
-``Point`` would give, faster). Fields whose value is NaN or infinite are dropped from
+Batches become line protocol column by column in :mod:`connectors.line_protocol` (what
+influxdb-client's ``Point`` would give, faster). Fields whose value is NaN or infinite are dropped from
 their point, because line protocol has no representation for them; a point left without
 fields is not written. Time is sent with millisecond precision, the coarsest that keeps
 the sub-second part of sample times.
@@ -34,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import urllib3
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -42,9 +40,9 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.rest import ApiException
 
-from connectors.line_protocol import to_line
+from connectors.line_protocol import lines as line_protocol
 from connectors.outage import Outage
-from pipeline.contracts import MEAS_HEALTH
+from connectors.wire import MEAS_HEALTH, Batch, batches
 
 __all__ = ["InfluxSink", "InfluxWriteError"]
 
@@ -62,8 +60,8 @@ class InfluxWriteError(RuntimeError):
         self.attempts = attempts
 
 
-class InfluxSink(DynamicSink[Mapping[str, Any]]):
-    """A bytewax sink of item dicts (see the module doc); one HTTP client per worker.
+class InfluxSink(DynamicSink[Batch]):
+    """A bytewax sink of batches (see the module doc); one HTTP client per worker.
 
     :arg url: server base URL, e.g. ``http://localhost:8086``.
     :arg token: API token with write access to ``bucket``.
@@ -105,7 +103,7 @@ class InfluxSink(DynamicSink[Mapping[str, Any]]):
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
-    ) -> StatelessSinkPartition[Mapping[str, Any]]:
+    ) -> StatelessSinkPartition[Batch]:
         # retries=False: the client's urllib3 retries would hide failures and their count
         # from the loop in write_batch, which owns the retry policy.
         client = InfluxDBClient(
@@ -121,7 +119,7 @@ class InfluxSink(DynamicSink[Mapping[str, Any]]):
         )
 
 
-class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
+class _InfluxPartition(StatelessSinkPartition[Batch]):
     def __init__(
         self,
         client: InfluxDBClient,
@@ -144,8 +142,8 @@ class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
         self._max_retries = max_retries
         self._outage = outage
 
-    def write_batch(self, items: list[Mapping[str, Any]]) -> None:
-        lines = [line for line in map(to_line, items) if line is not None]
+    def write_batch(self, items: list[Batch]) -> None:
+        lines = [line for batch in items for line in line_protocol(batch)]
         if not lines:
             return
         self._add_health(lines)
@@ -180,8 +178,8 @@ class _InfluxPartition(StatelessSinkPartition[Mapping[str, Any]]):
         fields: dict[str, Any] = {"write_errors": self._failed_attempts}
         if self._outage.down:
             fields["stalled_s"] = round(self._outage.duration_s, 3)
-        lines.append(to_line({"measurement": MEAS_HEALTH, "tags": {"worker": self._worker},
-                              "fields": fields, "time": now}))
+        point = {"measurement": MEAS_HEALTH, "tags": {"worker": self._worker}, "fields": fields, "time": now}
+        lines.extend(line_protocol(batches([point])[0]))
 
     def close(self) -> None:
         self._client.close()

@@ -13,7 +13,7 @@ from typing import Any, Collection, Mapping, Sequence
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import TopicAlreadyExistsError, for_code
 
-from pipeline.contracts import TOPIC_META
+from connectors.wire import TOPIC_META
 
 __all__ = ["ensure_topics", "empty_topic"]
 

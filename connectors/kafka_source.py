@@ -32,7 +32,6 @@ when the partition was built, which is what tests and replays of a topic need.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Collection, Mapping, Sequence
 
@@ -42,6 +41,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from connectors.outage import Outage
+from connectors.wire import KafkaMessage
 
 __all__ = ["KafkaMessage", "KafkaSource", "START_POLICIES"]
 
@@ -53,19 +53,6 @@ START_POLICIES: Mapping[str, tuple[bool, str]] = {
 }
 _COMMIT_TIMEOUT_MS = 5000
 _log = logging.getLogger("celltwin.kafka")
-
-
-@dataclass(frozen=True)
-class KafkaMessage:
-    """One record as read from Kafka, undecoded."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int  # record timestamp: producer create time unless the topic says otherwise
-    replayed: bool = False  # read again from the start of a table topic: seen by an earlier run
 
 
 class KafkaSource(FixedPartitionedSource[KafkaMessage, int]):

@@ -8,8 +8,8 @@
 
 Opening a stream checks the cell id and metadata as the pipeline will and publishes them
 to ``cell.meta``, acknowledged before any sample leaves. :meth:`CellStream.send` checks each
-sample with the decoder's own checks (:func:`pipeline.decode.check_samples`, and time order
-against the previous sample), so a bad sample raises :class:`~pipeline.decode.Rejected` (a
+sample with the decoder's own checks (:func:`connectors.decode.check_samples`, and time order
+against the previous sample), so a bad sample raises :class:`~connectors.decode.Rejected` (a
 ValueError naming the field and its allowed range) in the lab's script, where someone can
 fix it, and nothing of it is sent: the pipeline would have refused its whole frame.
 
@@ -32,14 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from connectors.config import kafka_config
+from connectors.decode import check_samples
 from connectors.kafka_admin import ensure_topics
+from connectors.meta import meta_from_mapping
+from connectors.preflight import check_kafka
 from connectors.replay_source import MAX_FRAME, WireFrame, encode
 from connectors.sim_producer import Publisher
-from pipeline.config import kafka_config
-from pipeline.contracts import TOPIC_META, TOPIC_PARTITIONS, TOPIC_SAMPLES
-from pipeline.decode import Rejected, check_samples
-from pipeline.meta import CellMeta, meta_from_mapping
-from pipeline.preflight import check_kafka
+from connectors.wire import TOPIC_META, TOPIC_PARTITIONS, TOPIC_SAMPLES, CellMeta, Rejected
 
 __all__ = ["CellStream", "Rejected"]
 

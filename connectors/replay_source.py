@@ -34,20 +34,11 @@ from typing import Any
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.kafka_source import KafkaMessage
+from connectors.decode import MAX_ABS_CURRENT_A, T_RANGE_S, TEMP_RANGE_C, decode_samples
+from connectors.meta import V_RANGE
 from connectors.readers import CellRecord
 from connectors.sim_producer import Publisher
-from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
-from pipeline.decode import (
-    MAX_ABS_CURRENT_A,
-    T_RANGE_S,
-    TEMP_RANGE_C,
-    V_RANGE,
-    DeadLetter,
-    Frame,
-    decode_samples,
-)
-from pipeline.meta import CellMeta
+from connectors.wire import TOPIC_META, TOPIC_SAMPLES, CellMeta, DeadLetter, Frame, KafkaMessage
 
 __all__ = [
     "MAX_FRAME",
@@ -194,8 +185,8 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, int]):
 
     Every frame is encoded to the bytes :func:`produce` would send and decoded
     by the dataflow's own decoder, so a replay meets the same checks as live
-    data: items are :class:`~pipeline.decode.Frame` or, for a frame the
-    decoder refuses, a :class:`~pipeline.decode.DeadLetter` whose offset is
+    data: items are :class:`~connectors.decode.Frame` or, for a frame the
+    decoder refuses, a :class:`~connectors.decode.DeadLetter` whose offset is
     the index of the frame's first sample in the cell's record. The resume
     state is the index of the next sample, so a recovered replay continues
     where its last snapshot was taken.

@@ -15,8 +15,7 @@ from typing import Callable, Sequence
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from pipeline.decode import Frame
-from pipeline.meta import CellMeta
+from connectors.wire import CellMeta, Frame
 from twin.simulator import SampleBlock, Simulation
 
 __all__ = ["SimulatorSource"]

@@ -4,7 +4,7 @@ A latch per cell and kind remembers that the limit is crossed; the alert fires o
 transition from inside to beyond and re-arms when the value comes back. A cell sitting
 at 0.25 V for an hour therefore raises one alert, and a second excursion a day later
 raises another. Kinds, limits, severities and messages come from
-``pipeline.alert_catalogue``, which the Grafana rules are made from too.
+``connectors.alert_catalogue``, which the Grafana rules are made from too.
 
 Sample-level kinds (temperature, voltage window) are checked on every sample of every
 cell at once with numpy; cycle-level kinds (risks, retention, fade, impedance) on
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.alert_catalogue import CATALOGUE, KINDS, WINDOW_MARGIN_V, AlertKind
+from connectors.alert_catalogue import CATALOGUE, KINDS, WINDOW_MARGIN_V, AlertKind
 from twin.estimator import HalfCycle
 
 __all__ = ["KINDS", "WINDOW_MARGIN_V", "Alert", "new_latch", "sample_alerts", "half_cycle_alerts"]

@@ -18,10 +18,10 @@ import typer
 
 from connectors.grafana.cli import grafana_app
 
-from .config import ConfigError, debugging
+from connectors.config import ConfigError, debugging
 from .export_cmd import export
 from .flags import hide_flag_types, package_version
-from .preflight import USAGE, PreflightError
+from connectors.preflight import USAGE, PreflightError
 from .produce_cmd import produce
 from .replay_cmd import replay
 from .report import report_command
@@ -56,7 +56,7 @@ def _options(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     if debug:
-        os.environ["CELLTWIN_DEBUG"] = "1"  # read by pipeline.config.debugging(), also in subprocesses
+        os.environ["CELLTWIN_DEBUG"] = "1"  # read by connectors.config.debugging(), also in subprocesses
 
 
 app.command()(run)  # its docstring is the help: one line for this list, more under `run --help`

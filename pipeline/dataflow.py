@@ -3,11 +3,14 @@
     Kafka cell.samples + cell.meta  ->  decode  --bad-->  dead letters
     (or the simulator: frames + meta)     |
                                           v
-                 key by shard -> twin step (twin_step.ShardLogic) -> points, dead letters, stats
-    points      -> InfluxDB (twin_state, cycle_summary, twin_alert), Kafka cell.twin / cell.alerts,
-                   Parquet files in the output folder
+                 key by shard -> twin step (twin_step.ShardLogic) -> batches, dead letters, stats
+    batches     -> InfluxDB (twin_state, cycle_summary, dqdv, twin_alert), Kafka cell.twin (a frame per
+                   cell and batch) / cell.alerts (a record per alert), Parquet files in the output folder
     dead letters-> Kafka cell.deadletter, deadletter.jsonl
     stats       -> pipeline_health (InfluxDB), the in-process progress display
+
+A batch (`connectors.wire.Batch`) holds the rows of one measurement as columns, and each
+sink writes it as it is: no dict per point between the twin and the stores.
 
 `build_flow` only wires steps; `run_flow` runs it (recovery, workers, processes) and
 `ensure_kafka_topics` creates the topics the Kafka mode reads and writes.
@@ -16,14 +19,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import signal
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -31,42 +32,26 @@ from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
+from connectors.config import Config, debugging
+from connectors.decode import decode_message
 from connectors.file_sink import OutputFolderSink, close_open_files
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
-from connectors.kafka_source import KafkaMessage, KafkaSource
+from connectors.kafka_source import KafkaSource
 from connectors.outage import OutageError
 from connectors.sim_source import SimulatorSource
-from pipeline.config import Config, debugging
-from pipeline.contracts import (
-    MEAS_ALERT,
-    MEAS_STATE,
-    OUT_UNDELIVERED,
-    TOPIC_ALERTS,
-    TOPIC_DEADLETTER,
-    TOPIC_PARTITIONS,
-    TOPIC_META,
-    TOPIC_SAMPLES,
-    TOPIC_TWIN,
+from connectors.wire import (
+    MEAS_ALERT, MEAS_STATE, OUT_UNDELIVERED, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_PARTITIONS,
+    TOPIC_SAMPLES, TOPIC_TWIN, Batch, DeadLetter, Decoded, KafkaMessage,
 )
-from pipeline.decode import DeadLetter, Decoded, decode_message
 from pipeline.embedded import simulated_fleet
 from pipeline.health import HEALTH_KEY, HealthLogic, KafkaLag, Progress
 from pipeline.shards import shard_keys, shard_of
 from pipeline.stops import StopBetweenSteps, quiet_stderr
-from pipeline.twin_step import Point, ShardLogic, ShardStats
+from pipeline.twin_step import ShardLogic, ShardStats
 
-__all__ = ["TOPIC_PARTITIONS", "build_flow", "point_message", "ensure_kafka_topics", "run_flow"]
-
-
-def point_message(point: Point) -> tuple[bytes, bytes]:
-    """A point as a Kafka record: key = cell, value = JSON of tags, `time` and fields
-    (NaN as null), e.g. `{"cell": "A1", "preset": "mgh2", "time": 1767225600.0, "soc": 0.4, ...}`."""
-    body: dict[str, Any] = {**point["tags"], "time": point["time"]}
-    for name, value in point["fields"].items():
-        body[name] = None if isinstance(value, float) and not math.isfinite(value) else value
-    return point["tags"]["cell"].encode(), json.dumps(body, separators=(",", ":")).encode()
+__all__ = ["TOPIC_PARTITIONS", "build_flow", "ensure_kafka_topics", "run_flow"]
 
 
 def _deadletter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
@@ -119,7 +104,7 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
     twin = op.stateful_batch("twin", keyed, lambda resume: ShardLogic(
         cfg.cells, cfg.estimate_interval_s, cfg.meta_wait_s, close_at_end, resume))
     results = op.key_rm("unkey", twin)
-    points = op.filter_map("points", results, _of_kind("point"))
+    batches = op.filter_map("batches", results, _of_kind("batch"))
     deadletters = op.merge("deadletters", checked.falses, op.filter_map("twin_deadletters", results, _of_kind("deadletter")))
     stats = op.merge("stats", op.filter_map("shard_stats", results, _of_kind("stats")),
                      op.map("decode_stats", checked.falses, _decode_stats))
@@ -128,7 +113,7 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
 
     if cfg.out is not None:
         letters = op.map("deadletter_json", deadletters, lambda letter: letter.to_json())
-        records = op.merge("file_records", points, letters)
+        records = op.merge("file_records", batches, letters)
         # With recovery the files follow the snapshots exactly: a resumed run continues them.
         files = OutputFolderSink(cfg.out, exact=cfg.recovery_dir is not None)
         op.output("files_out", op.key_on("files_key", records, lambda _: "files"), files)
@@ -137,16 +122,17 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
         health = op.stateful_batch("health", op.key_on("health_key", stats, lambda _: HEALTH_KEY),
                                    lambda resume: HealthLogic(cfg.health_interval_s, lag, resume))
         influx = cfg.influx
-        op.output("influx_out", op.merge("influx_points", points, op.key_rm("health_unkey", health)),
+        op.output("influx_out", op.merge("influx_batches", batches, op.key_rm("health_unkey", health)),
                   InfluxSink(influx.url, influx.token, influx.org, influx.bucket, max_outage_s=cfg.max_outage_s,
                              health_interval_s=cfg.health_interval_s))
     if cfg.kafka is not None:
         kafka = cfg.kafka.bootstrap
         producing = {"max_outage_s": cfg.max_outage_s, "producer_config": cfg.kafka.producer_config()}
-        states = op.filter("twin_points", points, lambda p: p["measurement"] == MEAS_STATE)
-        alerts = op.filter("alert_points", points, lambda p: p["measurement"] == MEAS_ALERT)
-        op.output("twin_out", op.map("twin_json", states, point_message), KafkaSink(kafka, TOPIC_TWIN, **producing))
-        op.output("alerts_out", op.map("alert_json", alerts, point_message), KafkaSink(kafka, TOPIC_ALERTS, **producing))
+        states = op.filter("twin_batches", batches, lambda b: b.measurement == MEAS_STATE)
+        alerts = op.filter("alert_batches", batches, lambda b: b.measurement == MEAS_ALERT)
+        op.output("twin_out", op.flat_map("twin_json", states, Batch.frames), KafkaSink(kafka, TOPIC_TWIN, **producing))
+        op.output("alerts_out", op.flat_map("alert_json", alerts, Batch.records),
+                  KafkaSink(kafka, TOPIC_ALERTS, **producing))
         undelivered = (cfg.out or Path()) / OUT_UNDELIVERED  # what the broker refuses, rather than stop
         op.output("deadletter_out", op.map("deadletter_kafka", deadletters, _deadletter_message),
                   KafkaSink(kafka, TOPIC_DEADLETTER, **producing, undeliverable=undelivered))

@@ -14,8 +14,8 @@ from functools import partial
 
 import numpy as np
 
-from pipeline.config import SimulatorConfig
-from pipeline.meta import CellMeta
+from connectors.config import SimulatorConfig
+from connectors.wire import CellMeta
 from twin.params import fleet_labels, preset
 from twin.protocol import cc_cycles
 from twin.simulator import Simulation, vary

@@ -23,18 +23,11 @@ import pyarrow as pa
 import typer
 
 from connectors.bdf import (
-    BDF_CURRENT,
-    BDF_CYCLE,
-    BDF_TEMPERATURE,
-    BDF_TIME,
-    BDF_UNIX_TIME,
-    BDF_VOLTAGE,
-    write_csv,
-    write_metadata,
+    BDF_CURRENT, BDF_CYCLE, BDF_TEMPERATURE, BDF_TIME, BDF_UNIX_TIME, BDF_VOLTAGE, write_csv, write_metadata,
 )
+from connectors.config import ConfigError
 from connectors.file_sink import read_parts
-from pipeline.config import ConfigError
-from pipeline.contracts import OUT_CYCLES, OUT_ESTIMATES, TAG_CELL, TAG_HALF, TAG_PRESET
+from connectors.wire import OUT_CYCLES, OUT_ESTIMATES, TAG_CELL, TAG_HALF, TAG_PRESET
 
 __all__ = ["export", "FORMATS", "export_bdf", "cycle_stats"]
 

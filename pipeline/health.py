@@ -33,8 +33,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from connectors.outage import take_stall
-from pipeline.contracts import MEAS_HEALTH, TOPIC_SAMPLES
-from pipeline.twin_step import Point, ShardStats
+from connectors.wire import MEAS_HEALTH, TOPIC_SAMPLES, Batch, batches
+from pipeline.twin_step import ShardStats
 
 __all__ = ["HEALTH_KEY", "Progress", "HealthTotals", "HealthLogic", "KafkaLag"]
 
@@ -72,7 +72,7 @@ class HealthTotals:
     positions: dict[str, int] = field(default_factory=dict)
 
 
-class HealthLogic(StatefulBatchLogic[ShardStats, Point, HealthTotals]):
+class HealthLogic(StatefulBatchLogic[ShardStats, Batch, HealthTotals]):
     """Adds up ShardStats; emits a pipeline_health point every `interval_s` and at the end."""
 
     def __init__(self, interval_s: float, lag: LagProbe | None, resume: HealthTotals | None = None) -> None:
@@ -81,7 +81,7 @@ class HealthLogic(StatefulBatchLogic[ShardStats, Point, HealthTotals]):
         self._totals = resume or HealthTotals()
         self._next = datetime.now(timezone.utc) + self._interval
 
-    def on_batch(self, values: list[ShardStats]) -> tuple[Iterable[Point], bool]:
+    def on_batch(self, values: list[ShardStats]) -> tuple[Iterable[Batch], bool]:
         totals = self._totals
         for stats in values:
             totals.samples += stats.samples
@@ -93,25 +93,26 @@ class HealthLogic(StatefulBatchLogic[ShardStats, Point, HealthTotals]):
     def notify_at(self) -> datetime:
         return self._next
 
-    def on_notify(self) -> tuple[Iterable[Point], bool]:
+    def on_notify(self) -> tuple[Iterable[Batch], bool]:
         self._next = datetime.now(timezone.utc) + self._interval
-        return [self._point()], StatefulBatchLogic.RETAIN
+        return [self._batch()], StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[Point], bool]:
-        return [self._point()], StatefulBatchLogic.RETAIN
+    def on_eof(self) -> tuple[Iterable[Batch], bool]:
+        return [self._batch()], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> HealthTotals:
         t = self._totals
         return HealthTotals(t.samples, t.deadletters, dict(t.positions))
 
-    def _point(self) -> Point:
+    def _batch(self) -> Batch:
         fields: dict[str, Any] = {"samples": self._totals.samples, "deadletters": self._totals.deadletters}
         fields["stalled_s"] = round(take_stall(), 3)
         if self._lag is not None and not fields["stalled_s"]:  # not in an outage: nobody might answer
             lag = self._lag(self._totals.positions)
             if lag is not None:
                 fields["consumer_lag"] = lag
-        return {"measurement": MEAS_HEALTH, "tags": {"worker": "all"}, "fields": fields, "time": time.time()}
+        point = {"measurement": MEAS_HEALTH, "tags": {"worker": "all"}, "fields": fields, "time": time.time()}
+        return batches([point])[0]
 
 
 class KafkaLag:

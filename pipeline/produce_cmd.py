@@ -17,16 +17,14 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from connectors.config import ConfigError, KafkaConfig, kafka_config
 from connectors.kafka_admin import ensure_topics
-from connectors.sim_producer import (
-    ProduceStats, Publisher, fleet, meta_messages, simulation, stream,
-)
-from pipeline.config import ConfigError, KafkaConfig, kafka_config
-from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
+from connectors.preflight import check_kafka
+from connectors.sim_producer import ProduceStats, Publisher, fleet, meta_messages, simulation, stream
+from connectors.wire import TOPIC_META, TOPIC_SAMPLES
 from pipeline.flags import (
     COMPOSITION, CONFIG, DT, MASS_MG, MIXED_CELLS, NOISE, PRESET, SEED, SPEED, START, parse_speed, parse_start,
 )
-from pipeline.preflight import check_kafka
 
 __all__ = ["produce", "kafka_settings"]
 
@@ -35,7 +33,7 @@ _out = Console()
 
 
 def kafka_settings(config: Path | None, kafka: str | None) -> KafkaConfig:
-    """:func:`pipeline.config.kafka_config`, its errors as usage errors."""
+    """:func:`connectors.config.kafka_config`, its errors as usage errors."""
     try:
         return kafka_config(config, kafka)
     except ConfigError as error:

@@ -28,20 +28,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from connectors.config import Config, ConfigError, KafkaConfig, load_config
 from connectors.kafka_admin import ensure_topics
+from connectors.meta import meta_from_mapping
+from connectors.preflight import check_kafka
 from connectors.readers import CellRecord, ParseReport, ReaderError, read_archive
 from connectors.replay_source import ReplaySource, produce
 from connectors.sim_producer import Publisher
-from pipeline.config import Config, ConfigError, KafkaConfig, load_config
-from pipeline.contracts import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
+from connectors.wire import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, CellMeta, MetaError
 from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
 from pipeline.flags import (
-    COMPOSITION, CONFIG, MASS_MG, PRESET, REPORT, SPEED, DischargeFlag, FormatFlag, MapFlag, MappingFlag,
-    StartFlag, TzFlag, UnitFlag, invocation, parse_speed, read_options,
+    COMPOSITION, CONFIG, MASS_MG, PRESET, REPORT, SPEED, DischargeFlag, FormatFlag, MapFlag, MappingFlag, StartFlag,
+    TzFlag, UnitFlag, invocation, parse_speed, read_options,
 )
-from pipeline.preflight import check_kafka
 from pipeline.health import Progress as FlowProgress
-from pipeline.meta import CellMeta, MetaError, meta_from_mapping
 from pipeline.report import build_report
 from pipeline.report_data import load_cells, load_validation, write_run_info
 from pipeline.run_cmd import DEFAULT_OUT

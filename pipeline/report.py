@@ -25,18 +25,12 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import typer
 
-from pipeline.alert_catalogue import by_kind, limits_text
-from pipeline.contracts import OUT_REPORT
+from connectors.alert_catalogue import by_kind, limits_text
+from connectors.wire import OUT_REPORT
 from pipeline.report_data import (
-    CellData,
-    Columns,
-    SummaryRow,
-    fmt,
-    load_cells,
-    load_run_info,
-    load_validation,
-    summarize,
+    CellData, Columns, SummaryRow, fmt, load_cells, load_run_info, load_validation, summarize,
 )
+from pipeline.report_analytics import analytics_figure, has_analytics
 from pipeline.report_figures import MAX_POINTS, cycle_figure, timeline_figure, validation_figure
 from pipeline.validation import verdicts
 
@@ -133,6 +127,8 @@ def _cell_section(cell: CellData, number: int) -> str:
     if cell.state.get("time", np.array([])).size:
         parts.append(_figure(timeline_figure(cell, MAX_POINTS), f"timeline-{number}"))
     parts.append(_figure(cycle_figure(cell), f"cycles-{number}"))
+    if has_analytics(cell):
+        parts.append(_figure(analytics_figure(cell), f"analytics-{number}"))
     parts.append("</section>")
     return "\n".join(parts)
 

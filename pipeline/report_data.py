@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from connectors.alert_catalogue import by_kind
 from connectors.file_sink import read_parts
-from pipeline.alert_catalogue import by_kind
-from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES
+from connectors.wire import OUT_ALERTS, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES
 from pipeline.flags import package_version
 
 __all__ = [
@@ -57,6 +57,7 @@ class CellData:
     discharge: Columns
     charge: Columns
     alerts: Columns = field(default_factory=dict)
+    curves: Columns = field(default_factory=dict)  # dqdv: the measured dQ/dV curve of each half
 
 
 def fmt(value: float | None, pattern: str = "{:.3f}") -> str:
@@ -130,6 +131,7 @@ def load_cells(out_dir: Path) -> list[CellData]:
     state = _read(out_dir / OUT_ESTIMATES, required=True)
     cycles = _read(out_dir / OUT_CYCLES, required=True)
     alerts = _read(out_dir / OUT_ALERTS, required=False)
+    curves = _read(out_dir / OUT_DQDV, required=False)  # a folder written before the curves existed has none
     names = sorted({str(c) for c in state["cell"]} | {str(c) for c in cycles["cell"]})
     cells = []
     for name in names:
@@ -143,6 +145,7 @@ def load_cells(out_dir: Path) -> list[CellData]:
             discharge=_select(cell_cycles, cell_cycles["half"] == "discharge"),
             charge=_select(cell_cycles, cell_cycles["half"] == "charge"),
             alerts=_select(alerts, alerts["cell"] == name) if alerts else {},
+            curves=_select(curves, curves["cell"] == name) if curves else {},
         ))
     return cells
 

@@ -13,8 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from pipeline.alert_catalogue import CATALOGUE
-from pipeline.contracts import THRESHOLDS
+from connectors.alert_catalogue import CATALOGUE
+from connectors.wire import THRESHOLDS
 from pipeline.report_data import CellData, Columns, minmax_indices
 from twin.estimator import FLAG_RECOVERED, FLAG_UNCONVERGED
 from twin.forecast import HORIZON_CYCLES

@@ -4,7 +4,7 @@ With nothing configured it simulates a small fleet (composite and MgH2 cells, a 
 cycles at 10 s sampling, accelerated time), runs the full dataflow on it and leaves
 Parquet files, dead letters and an HTML report in `./celltwin-out`. Every setting
 can also come from a TOML file (`--config`) or `CELLTWIN_*` variables; see
-`pipeline.config` for the file format and the order in which they apply.
+`connectors.config` for the file format and the order in which they apply.
 """
 
 from __future__ import annotations
@@ -19,16 +19,18 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from connectors.config import Config, ConfigError, load_config
 from connectors.outage import OutageError
-from pipeline.config import Config, ConfigError, load_config
-from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN
+from connectors.preflight import check_folder, check_influx, check_kafka
+from connectors.wire import (
+    OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN,
+)
 from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
 from pipeline.flags import COMPOSITION, CONFIG, DT, MIXED_CELLS, PRESET, REPORT, SEED, invocation
-from pipeline.preflight import check_folder, check_influx, check_kafka
-from pipeline.shards import shard_layout
 from pipeline.health import Progress
 from pipeline.report import build_report
 from pipeline.report_data import fmt, forget_other_jobs, load_cells, summarize, write_run_info
+from pipeline.shards import shard_layout
 
 __all__ = ["run", "DEFAULT_OUT"]
 

@@ -23,7 +23,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, cluster_main
 
-from pipeline.config import Config, ConfigError
+from connectors.config import Config, ConfigError
 
 __all__ = ["LAYOUT_FILE", "shard_keys", "shard_layout", "shard_of"]
 

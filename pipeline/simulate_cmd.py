@@ -92,10 +92,10 @@ def simulate(
 
 
 def calibrate(
-    iterations: Annotated[int, typer.Option(help="Gauss-Newton iterations (each runs the four paper protocols).")] = 10,
+    iterations: Annotated[int, typer.Option(help="Gauss-Newton iterations (each runs the five paper protocols).")] = 10,
 ) -> None:
     """Refit the shared constants to the paper's cycling figures and print the residuals."""
-    console.print("fitting (each iteration simulates 100 + 50 cycles and two rate ladders) ...")
+    console.print("fitting (each iteration simulates 100 + 50 + 75 cycles and two rate ladders) ...")
     cal = calibration.fit(iterations=iterations, log=console.print)
     table = Table(title="calibrated constants (paste into twin/params.py Calibration)")
     table.add_column("constant")

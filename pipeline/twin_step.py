@@ -24,6 +24,12 @@ it arrives; what is still waiting then, or when the input ends, becomes an
 `unknown_cell` dead letter. Corrected metadata (another mass or electrode) restarts
 that cell's twin.
 
+Results leave as columns (`connectors.wire.Batch`): the estimates of one pass over a batch
+are one twin_state batch, the arrays the estimator returned, gathered in step order; a
+closed half's dQ/dV curve is one dqdv batch, its arrays as `twin.analytics` made them; the
+rare cycle summaries and alerts are built as rows and gathered into a batch per
+measurement. No dict per estimate is made on the way to the sinks.
+
 Costs stay linear: a waiting queue keeps its sample count (no re-summing per frame),
 and new cells join the arrays once per batch, all together (`ShardLogic._grow`), not
 one copy of the whole tracker per cell; a correction overwrites its row in place.
@@ -48,29 +54,21 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
-from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
-from pipeline.contracts import (
-    CYCLE_FIELDS,
-    FIELD_PARTIAL,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_STATE,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
+from connectors.wire import (
+    ANALYTICS_FIELDS, CYCLE_FIELDS, FIELD_PARTIAL, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_STATE, TAG_CELL, TAG_HALF,
+    TAG_KIND, TAG_PRESET, TAG_VOLTAGE, Batch, CellMeta, DeadLetter, Frame, Point, batches,
 )
-from pipeline.decode import DeadLetter, Frame
-from pipeline.meta import CellMeta
+from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
+from twin import analytics
 from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker
 from twin.kernel import step_frame
 from twin.params import T_REF_C
 
-__all__ = ["WAIT_SAMPLES", "Point", "ShardStats", "ShardState", "ShardLogic"]
+__all__ = ["WAIT_SAMPLES", "ShardStats", "ShardState", "ShardLogic"]
 
 WAIT_SAMPLES = 100_000  # per cell waiting for its metadata; older frames go to the dead letters
-
-Point = dict[str, Any]  # {"measurement", "tags", "fields", "time"}: InfluxSink's item
+_Estimates = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]  # rows of the tracker, times, twin_state fields
+_TWIN_CYCLE_FIELDS = tuple(name for name in CYCLE_FIELDS if name not in ANALYTICS_FIELDS)  # HalfCycle's
 
 
 def _unknown_cell(frame: Frame) -> DeadLetter:
@@ -104,18 +102,24 @@ class ShardState:
     waiting: dict[str, deque[Frame]] = field(default_factory=dict)  # frames of cells without metadata
     waiting_samples: dict[str, int] = field(default_factory=dict)  # samples in each queue of `waiting`
     waiting_since: dict[str, float] = field(default_factory=dict)  # wall time (epoch s) of the first
+    measured: analytics.Analytics | None = None  # the lab's per-half figures from the data (twin.analytics)
 
 
 _Item = Frame | CellMeta
-_Out = tuple[str, Any]  # ("point", Point) | ("deadletter", DeadLetter) | ("stats", ShardStats)
+# Out of the step: ("batch", Batch) | ("deadletter", DeadLetter) | ("stats", ShardStats); inside it
+# also ("point", Point), the rare cycle and alert rows, gathered into batches by _with_stats.
+_Out = tuple[str, Any]
 
 
 class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
-    """The bytewax logic of one shard. `config_cells` is the metadata of the config file."""
+    """The bytewax logic of one shard. `config_cells` is the metadata of the config file;
+    `measure` False leaves out the analytics measured from the data (to time their cost)."""
 
     def __init__(self, config_cells: Mapping[str, CellMeta], estimate_interval_s: float,
-                 meta_wait_s: float = 30.0, close_at_end: bool = False, resume: ShardState | None = None) -> None:
+                 meta_wait_s: float = 30.0, close_at_end: bool = False, resume: ShardState | None = None,
+                 measure: bool = True) -> None:
         self._config_cells = config_cells
+        self._measure = measure
         self._close_at_end = close_at_end
         self._interval = estimate_interval_s
         self._meta_wait_s = meta_wait_s
@@ -178,6 +182,8 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
     def _with_stats(out: list[_Out], new_cells: int = 0, samples: int = 0,
                     positions: Mapping[str, int] | None = None) -> list[_Out]:
         deadletters = sum(1 for kind, _ in out if kind == "deadletter")
+        points = [item for kind, item in out if kind == "point"]
+        out = [entry for entry in out if entry[0] != "point"] + [("batch", b) for b in batches(points)]
         out.append(("stats", ShardStats(new_cells, samples, deadletters, dict(positions or {}))))
         return out
 
@@ -221,9 +227,12 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             self._joining[row - grown] = meta
             return
         assert st.tracker is not None
-        fresh = new_tracker([meta.params()])
+        params = meta.params()
+        fresh = new_tracker([params])
         for name in (f.name for f in fields(Tracker)):
             getattr(st.tracker, name)[row] = getattr(fresh, name)[0]
+        if st.measured is not None:
+            analytics.reset(st.measured, row, analytics.for_cells([params]))
         st.next_estimate_t[row] = np.nan
         st.flags_since[row] = 0
         st.risks[row] = 0.0
@@ -237,6 +246,11 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         count = len(joining)
         fresh = new_tracker([meta.params() for meta in joining])
         st.tracker = fresh if st.tracker is None else concat([st.tracker, fresh])
+        if self._measure:
+            # The cells without accumulators: the joining ones (all, in a state saved without any).
+            have = 0 if st.measured is None else len(st.measured.v_lo)
+            added = analytics.for_cells([meta.params() for meta in st.metas[have:]])
+            st.measured = added if st.measured is None else analytics.concat([st.measured, added])
         st.next_estimate_t = np.concatenate([st.next_estimate_t, np.full(count, np.nan)])
         st.flags_since = np.concatenate([st.flags_since, np.zeros(count, dtype=np.int64)])
         st.risks = np.concatenate([st.risks, np.zeros((count, 2))])
@@ -282,23 +296,29 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             t[row, :m], v[row, :m], i[row, :m], temp[row, :m] = ct, cv, ci, ctemp
         twin_temp = np.where(np.isnan(temp), T_REF_C, temp)  # not reported: the test temperature
         frame = step_frame(st.tracker, t, v, i, twin_temp, np.arange(width) < counts[:, None])
+        batch = analytics.begin(st.measured, t, v, i, counts) if st.measured is not None else None
+        estimates: list[_Estimates] = []
         for k in range(width):
             present = counts > k
             res = frame.at(k)
             st.flags_since |= np.where(present, res.flags, 0)
             alerts = sample_alerts(st.latch, present, t[:, k], v[:, k], temp[:, k])
             out.extend(("point", self._alert_point(a)) for a in alerts)
-            out.extend(self._half_points(res.halves))
+            out.extend(self._half_points(res.halves, batch, k))
             due = present & (np.isnan(st.next_estimate_t) | (t[:, k] >= st.next_estimate_t))
             if due.any():
-                out.extend(("point", p) for p in self._estimates(np.flatnonzero(due), res, t[:, k], v[:, k],
-                                                                   i[:, k], temp[:, k]))
+                estimates.append(self._estimates(np.flatnonzero(due), res, t[:, k], v[:, k], i[:, k], temp[:, k]))
+        if batch is not None:
+            analytics.end(st.measured, batch)
+        if estimates:
+            out.append(("batch", self._estimate_batch(estimates)))
         return int(counts.sum())
 
     def _tags(self, row: int) -> dict[str, str]:
         return {TAG_CELL: self._state.cells[row], TAG_PRESET: self._state.metas[row].label}
 
-    def _estimates(self, rows: np.ndarray, res, t, v, i, temp) -> list[Point]:
+    def _estimates(self, rows: np.ndarray, res, t, v, i, temp) -> _Estimates:
+        """The twin_state columns of the cells in `rows`, due at this step: (rows, times, fields)."""
         st = self._state
         first = res.first_capacity_mah[rows]
         base = res.r_base[rows]
@@ -313,30 +333,52 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             "crack_risk": st.risks[rows, 0], "phase_sep_risk": st.risks[rows, 1], "hysteresis": res.hysteresis[rows],
             "v_residual": res.v_residual[rows], "nis": res.nis[rows], "flags": st.flags_since[rows],
         }
-        names = list(columns)
-        # Column-wise numpy, then tolist(): plain Python floats/ints without a per-value call.
-        points = [
-            {"measurement": MEAS_STATE, "tags": self._tags(row), "fields": dict(zip(names, values)), "time": time}
-            for row, time, values in zip(rows.tolist(), t[rows].tolist(), zip(*(c.tolist() for c in columns.values())))
-        ]
-        st.next_estimate_t[rows] = t[rows] + self._interval
+        times = t[rows]
+        st.next_estimate_t[rows] = times + self._interval
         st.flags_since[rows] = 0
-        return points
+        return rows, times, columns
 
-    def _half_points(self, halves: list[HalfCycle]) -> list[_Out]:
-        """The cycle_summary point of each closed half, then the alerts it raises."""
+    def _estimate_batch(self, parts: list[_Estimates]) -> Batch:
+        """The twin_state rows of one pass over a batch, in step order, as one batch."""
+        rows = np.concatenate([part[0] for part in parts])
+        st = self._state
+        tags = {TAG_CELL: np.array(st.cells, dtype=object)[rows],
+                TAG_PRESET: np.array([meta.label for meta in st.metas], dtype=object)[rows]}
+        fields = {name: np.concatenate([part[2][name] for part in parts]) for name in parts[0][2]}
+        return Batch(MEAS_STATE, np.concatenate([part[1] for part in parts]), tags, fields)
+
+    def _half_points(self, halves: list[HalfCycle], batch: analytics.Batch | None = None, k: int = 0) -> list[_Out]:
+        """The cycle_summary point of each closed half, its dQ/dV curve, then the alerts it
+        raises. `k`: the sample of `batch` at which the halves closed (none: at the data's end)."""
         out: list[_Out] = []
+        st = self._state
         for half in halves:
-            self._state.risks[half.cell] = half.crack_risk, half.phase_sep_risk
-            out.append(("point", self._cycle_point(half)))
-            out.extend(("point", self._alert_point(a)) for a in half_cycle_alerts(self._state.latch, half))
+            st.risks[half.cell] = half.crack_risk, half.phase_sep_risk
+            figures = (analytics.close(st.measured, batch, half.cell, k, half.half == "discharge")
+                       if st.measured is not None else None)
+            out.append(("point", self._cycle_point(half, figures)))
+            if figures is not None and figures.curve_v.size:
+                out.append(("batch", self._dqdv_batch(half, figures)))
+            out.extend(("point", self._alert_point(a)) for a in half_cycle_alerts(st.latch, half))
         return out
 
-    def _cycle_point(self, half: HalfCycle) -> Point:
-        fields: dict[str, Any] = {name: float(getattr(half, name)) for name in CYCLE_FIELDS}
+    def _cycle_point(self, half: HalfCycle, figures: analytics.HalfFigures | None) -> Point:
+        fields: dict[str, Any] = {name: float(getattr(half, name)) for name in _TWIN_CYCLE_FIELDS}
         fields["cycle"], fields[FIELD_PARTIAL] = int(half.cycle), bool(half.partial)
+        if figures is not None:
+            fields.update(figures.fields())
         return {"measurement": MEAS_CYCLE, "tags": {**self._tags(half.cell), TAG_HALF: half.half},
                 "fields": fields, "time": float(half.t)}
+
+    def _dqdv_batch(self, half: HalfCycle, figures: analytics.HalfFigures) -> Batch:
+        """The half's dQ/dV curve as columns: a row per voltage bin, all at the half's end time."""
+        n = figures.curve_v.size
+        tags = {name: np.full(n, value, dtype=object) for name, value in self._tags(half.cell).items()}
+        tags[TAG_HALF] = np.full(n, half.half, dtype=object)
+        tags[TAG_VOLTAGE] = np.array([f"{v * 1000:.1f}" for v in figures.curve_v.tolist()], dtype=object)
+        fields = {"cycle": np.full(n, int(half.cycle), dtype=np.int64), "v": figures.curve_v,
+                  "dqdv_mah_v": figures.curve_dqdv}
+        return Batch(MEAS_DQDV, np.full(n, float(half.t)), tags, fields)
 
     def _alert_point(self, alert: Alert) -> Point:
         return {"measurement": MEAS_ALERT, "tags": {**self._tags(alert.row), TAG_KIND: alert.kind},

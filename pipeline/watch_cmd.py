@@ -30,20 +30,20 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from connectors.config import Config, ConfigError, load_config
 from connectors.file_follower import Follower, Update, WatchState, cell_matcher, sidecar_of
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_tail import TopicTail
+from connectors.meta import meta_from_mapping
+from connectors.preflight import check_kafka
 from connectors.replay_source import encode, wire_frames
 from connectors.sim_producer import Publisher
-from pipeline.config import Config, ConfigError, load_config
-from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
+from connectors.wire import TOPIC_META, TOPIC_SAMPLES, CellMeta, MetaError
 from pipeline.dataflow import TOPIC_PARTITIONS
 from pipeline.flags import (
-    COMPOSITION, CONFIG, MASS_MG, PRESET, DischargeFlag, FormatFlag, MapFlag, MappingFlag, StartFlag, TzFlag,
-    UnitFlag, read_options,
+    COMPOSITION, CONFIG, MASS_MG, PRESET, DischargeFlag, FormatFlag, MapFlag, MappingFlag, StartFlag, TzFlag, UnitFlag,
+    read_options,
 )
-from pipeline.meta import CellMeta, MetaError, meta_from_mapping
-from pipeline.preflight import check_kafka
 from pipeline.produce_cmd import kafka_settings
 from pipeline.replay_cmd import DEFAULT_PRESET
 

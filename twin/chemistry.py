@@ -114,6 +114,8 @@ class Composition:
     def capacity_shares(self) -> dict[str, float]:
         """Share of the theoretical capacity carried by each active phase."""
         total = self.theoretical_capacity_mah_g
+        if total == 0.0:  # fractions too large to sum (1e308 each) normalise to zeros: no capacity to share
+            return dict.fromkeys(ACTIVE_PHASES, 0.0)
         return {p: self.fractions[p] * phase_capacity_mah_g(PHASES[p]) / total for p in ACTIVE_PHASES}
 
     @property

@@ -60,6 +60,7 @@ from filterpy.kalman import update as kf_update
 
 from . import degradation as deg
 from . import forecast
+from .forecast import RETENTION_FLOOR, RISK_AT_FLOOR
 from .model import ocv_inverse, temperature_factor, terminal_voltage
 from .params import END_TOLERANCE, CellParams, stack_ocv_tables, stack_params
 
@@ -129,13 +130,12 @@ _REF_SLOTS = 4  # C-rates per half kind that get their own retention reference
 _DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
 _V_STD = 3e-3  # V: sensor noise plus the fast part of model error (the slow part is the offset e)
 _Q_RATE = np.array([1.5e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 2e-4]) ** 2  # per second (r0, r1: relative)
+_LEARNED_OFFSET_WALK = 0.1  # of the offset's random walk, for a cell with a learned curve
 _TAU_REL_SD = 0.1  # relative: cell-to-cell spread and model error of the diffusion time
 _OCV_OFFSET_SD = 3e-3  # V: cell-to-cell spread of the plateau potentials
 _CAPACITY_SD = 0.02  # relative: prior spread of a cell's capacity around its preset
 _CAPACITY_WALK = 0.01**2  # relative capacity variance added per half-cycle
 RISK_HORIZON_CYCLES = 100.0
-RETENTION_FLOOR = 0.8  # end of life: risks measure the way to it
-RISK_AT_FLOOR = 0.7  # the risk of a mechanism on course to the floor within the horizon
 _RISK_AT_FLOOR = -np.log(1.0 - RISK_AT_FLOOR)
 _FADE_SMOOTHING = 0.3
 
@@ -247,6 +247,8 @@ class HalfCycle:
     eol_cycles: float = float("nan")
     eol_low: float = float("nan")
     eol_high: float = float("nan")
+    r0_ohm: float = float("nan")  # the twin's ohmic resistance at the end of the half, at 130 C
+    rct_ohm: float = float("nan")  # the twin's charge-transfer + interphase resistance, the same
     partial: bool = False  # closed by the end of the data before its cut-off (see `finish`)
 
 
@@ -418,7 +420,10 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     backwards = finite & ~first & ~(dt > 0)
     ok = present & finite & ~backwards & ~implausible
     dt = np.where(ok, dt, 0.0)
-    below = v < tr.consts[:, _C["v_min"]]
+    # A learned curve's window is the cycler's own cut-offs, which it holds in voltage
+    # steps: noise puts half the samples of a hold below the lower one.
+    learned = ~np.isnan(tr.ocv_table[:, 0, 0])
+    below = v < tr.consts[:, _C["v_min"]] - np.where(learned, _WINDOW_MARGIN_V, 0.0)
     above = v > tr.consts[:, _C["v_max"]] + _WINDOW_MARGIN_V
     flags = (
         np.where(present & ~finite, FLAG_NONFINITE, 0)
@@ -443,6 +448,10 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     Bu[:, _IZ], Bu[:, _IH], Bu[:, _ID] = bu_z, bu_h, bu_d
     scale = np.ones((len(tr), N_X))
     scale[:, _IR0 : _IR1 + 1] = tr.x[:, _IR0 : _IR1 + 1]
+    # A learned curve is the cell's own: its offset moves only as the cell ages, not as
+    # freely as the unknown plateau potentials of a hydride cell; left free, it would take
+    # up what the steep ends of the curve say about the SOC.
+    scale[:, _IE] = np.where(learned, _LEARNED_OFFSET_WALK, 1.0)
     q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > _GAP_S, 10.0, 1.0))[:, None]
     q_diag[:, _IZ] += _consider_soc_q(tr.seg_mah, tr.capacity_mah, tr.capacity_var, bu_z)
     return _Prepared(ok, use_v, flags, a_h, a_1, b_1, a_d, Bu, q_diag, dt, i, g, sink)
@@ -557,7 +566,8 @@ def finish(tr: Tracker) -> list[HalfCycle]:
     band = END_TOLERANCE * (v_max - v_min)
     reached = np.where(tr.seg_sign < 0, tr.seg_v_end <= v_min + band, tr.seg_v_end >= v_max - band)
     complete = reached | (tr.seg_tail_n >= _CV_SAMPLES)
-    halves = [replace(_close_half(tr, k, float(tr.t_last[k])), partial=not complete[k]) for k in open_]
+    halves = [replace(_close_half(tr, k, float(tr.t_last[k]), tr.x[k], tr.P[k, _IZ, _IZ]), partial=not complete[k])
+              for k in open_]
     tr.seg_sign[open_] = 0.0
     return halves
 
@@ -565,11 +575,14 @@ def finish(tr: Tracker) -> list[HalfCycle]:
 def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray) -> np.ndarray:
     """Use the voltage unless it is out of window or an outlier: beyond the gate of the
     filter's own uncertainty, or further than any twin that describes the cell could be.
-    Consecutive outliers mean the filter, not the data, is wrong: `_commit` recovers."""
+    Consecutive outliers under current mean the filter, not the data, is wrong: `_commit`
+    recovers. At rest they do not: the SOC cannot move there, and a cell relaxing for hours
+    after a deep half (slow diffusion the reduced model only approximates) is not lost."""
     nis = y * y / S
     outlier = pr.use_v & ((nis > _GATE_NIS) | (np.abs(y) > _MAX_RESIDUAL_V))
     pr.flags |= np.where(outlier, FLAG_OUTLIER, 0)
-    tr.rejected = np.where(outlier, tr.rejected + 1, np.where(pr.use_v, 0.0, tr.rejected))
+    resting = np.abs(pr.i) <= _ACTIVE_FLOOR_C * _c(tr, "one_c_ma") / 1000.0
+    tr.rejected = np.where(outlier & ~resting, tr.rejected + 1, np.where(pr.use_v & ~outlier, 0.0, tr.rejected))
     use = pr.use_v & ~outlier
     tr.nis = np.where(use, 0.99 * tr.nis + 0.01 * np.minimum(nis, _GATE_NIS), tr.nis)
     return use
@@ -624,6 +637,7 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
     """Recover cells the filter has lost, keep the new state where the sample was usable,
     flag what has not converged; then the cycle bookkeeping."""
     ok = pr.ok
+    before, before_var = tr.x.copy(), tr.P[:, _IZ, _IZ].copy()
     x[:, _IZ : _ID + 1] = np.clip(x[:, _IZ : _ID + 1], _FAST_LOW, _FAST_HIGH)
     # The surface SOC cannot leave 0..1 either: past a knee the OCV is flat (clipped), and
     # an update that pushed it there would keep pushing.
@@ -646,7 +660,7 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
     pr.flags |= np.where(ok & ~converged, FLAG_UNCONVERGED, 0)
     tr.t_last = np.where(ok, t, tr.t_last)
     tr.irr_left_mah = np.where(ok, np.maximum(tr.irr_left_mah + pr.i * pr.sink * pr.dt / 3.6, 0.0), tr.irr_left_mah)
-    halves = _bookkeeping(tr, pr, t, v)
+    halves = _bookkeeping(tr, pr, t, v, before, before_var)
     return StepOutput(
         soc=tr.x[:, _IZ].copy(),
         soc_std=np.sqrt(tr.P[:, _IZ, _IZ]),
@@ -666,8 +680,18 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
     )
 
 
-def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray) -> list[HalfCycle]:
-    """Coulomb counting per half-cycle; close a half when the current reverses."""
+def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray, before: np.ndarray,
+                 before_var: np.ndarray) -> list[HalfCycle]:
+    """Coulomb counting per half-cycle; close a half when the current reverses.
+
+    Where it ended, and the next one starts: for a learned curve, the state before the
+    reversing sample, whose voltage already carries the step to the other branch that the
+    filter, following the table's hysteresis, first reads partly as SOC. For the hydride,
+    the state after it: the cycler logs the cut-off knee on that sample, and the model's
+    own hysteresis makes the branch step."""
+    learned = ~np.isnan(tr.ocv_table[:, 0, 0])[:, None]
+    ended = np.column_stack([before[:, _IZ], before[:, _ID], before_var])
+    end = np.where(learned, ended, np.column_stack([tr.x[:, _IZ], tr.x[:, _ID], tr.P[:, _IZ, _IZ]]))
     one_c_a = _c(tr, "one_c_ma") / 1000.0
     # Active relative to the cell's own recent current, so a C/100 test is not "rest".
     decay = np.exp(-pr.dt / _SCALE_MEMORY_S)
@@ -678,15 +702,17 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray) -> li
     # two samples gives each half its own part, and a step logged late is not over-counted.
     tr.seg_mah = tr.seg_mah + np.where(pr.ok, _forward_mah(tr.seg_sign, tr.i_last, pr.i, pr.dt), 0.0)
     closing = pr.ok & (sign != 0) & (tr.seg_sign != 0) & (sign != tr.seg_sign)
-    halves = [_close_half(tr, k, float(t[k])) for k in np.flatnonzero(closing)]
+    halves = [_close_half(tr, k, float(t[k]), *_ended(end[k])) for k in np.flatnonzero(closing)]
     starting = pr.ok & (sign != 0) & (closing | (tr.seg_sign == 0))
     tr.seg_sign = np.where(starting, sign, tr.seg_sign)
     tr.seg_mah = np.where(starting, _forward_mah(sign, tr.i_last, pr.i, pr.dt), tr.seg_mah)
     tr.seg_active_s = np.where(starting, 0.0, tr.seg_active_s)
-    # The half starts where the previous one ended: the state before this sample.
-    tr.seg_soc0 = np.where(starting, tr.x[:, _IZ] - pr.Bu[:, _IZ], tr.seg_soc0)
-    tr.seg_soc_var0 = np.where(starting, tr.P[:, _IZ, _IZ], tr.seg_soc_var0)
-    tr.seg_d0 = np.where(starting, tr.x[:, _ID] - pr.Bu[:, _ID], tr.seg_d0)
+    # (After the closing: its time update rescales the SOC to the smaller capacity.)
+    after = np.column_stack([tr.x[:, _IZ] - pr.Bu[:, _IZ], tr.x[:, _ID] - pr.Bu[:, _ID], tr.P[:, _IZ, _IZ]])
+    start = np.where(learned, ended, after)
+    tr.seg_soc0 = np.where(starting, start[:, 0], tr.seg_soc0)
+    tr.seg_d0 = np.where(starting, start[:, 1], tr.seg_d0)
+    tr.seg_soc_var0 = np.where(starting, start[:, 2], tr.seg_soc_var0)
     tr.seg_active_s = tr.seg_active_s + np.where(pr.ok & (tr.seg_sign != 0) & (sign != 0), pr.dt, 0.0)
     same = pr.ok & (sign != 0) & (sign == tr.seg_sign)
     low = (tr.seg_active_s > 0) & (np.abs(pr.i) * tr.seg_active_s < _CV_TAIL * tr.seg_mah * 3.6)
@@ -707,11 +733,20 @@ def _forward_mah(sign: np.ndarray, i0: np.ndarray, i1: np.ndarray, dt: np.ndarra
     return mean * dt / 3.6
 
 
-def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
+def _ended(row: np.ndarray) -> tuple[np.ndarray, float]:
+    """(state with the half's end SOC and lag, its SOC variance) from a (z, d, var) row."""
+    x = np.zeros(N_X)
+    x[_IZ], x[_ID] = row[0], row[1]
+    return x, float(row[2])
+
+
+def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float) -> HalfCycle:
+    """Close cell k's half at time t; `end` holds the SOC and lag it ended with, `end_var`
+    the SOC's variance then."""
     c = {name: tr.consts[k, j] for j, name in enumerate(_CONSTS)}
     discharge = tr.seg_sign[k] < 0
     mah = float(tr.seg_mah[k])
-    swing = abs(float(tr.x[k, _IZ] - tr.seg_soc0[k]))
+    swing = abs(float(end[_IZ] - tr.seg_soc0[k]))
     fresh_sink = discharge and tr.cycle[k] == 0 and c["first_irreversible_mah_g"] > 0
     # Deep by the filter's SOC and by the charge: a swing the voltage made (a knee read at
     # 2C, where the half moves a few % of the charge) measures nothing.
@@ -723,7 +758,7 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
     # What the twin predicted this half would deliver, before the half's own count corrects it.
     expected = _at_rate_mah(tr, k, c, c_rate, discharge)
     if measures:
-        _update_capacity(tr, k, mah, swing)
+        _update_capacity(tr, k, mah, swing, end, end_var)
     p1 = {name: np.array([v]) for name, v in c.items()}
     age = deg.Ageing(tr.cycle[k : k + 1], tr.psi[k : k + 1], tr.crack[k : k + 1], tr.irr_left_mah[k : k + 1])
     new = deg.age_half_cycle(p1, age, np.array([discharge]), np.array([min(swing, 1.0)]), np.array([c_rate]))
@@ -780,6 +815,8 @@ def _close_half(tr: Tracker, k: int, t: float) -> HalfCycle:
         fade_per_cycle=float(tr.fade_per_cycle[k]),
         c_rate=float(c_rate),
         nis=float(tr.nis[k]),
+        r0_ohm=float(tr.x[k, _IR0]),
+        rct_ohm=float(tr.x[k, _IR1]),
         eol_cycles=eol.cycles,
         eol_low=eol.low,
         eol_high=eol.high,
@@ -852,7 +889,7 @@ def _retention(tr: Tracker, k: int, discharge: bool, c_rate: float, mah: float, 
     return 1.0, 1.0
 
 
-def _update_capacity(tr: Tracker, k: int, mah: float, swing: float) -> None:
+def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndarray, end_var: float) -> None:
     """Scalar Kalman update of capacity from charge counted over the filter's SOC swing.
 
     The degradation model's loss is the prior, not a cage: an innovation beyond
@@ -863,8 +900,8 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float) -> None:
     q_obs = mah / swing
     # The voltage pins the surface SOC at the knees; the bulk is that less the diffusion
     # lag, known only as well as tau_D: one error over both ends of the half.
-    lag_sd = _TAU_REL_SD * abs(tr.x[k, _ID] - tr.seg_d0[k])
-    var_obs = q_obs**2 * (tr.P[k, _IZ, _IZ] + tr.seg_soc_var0[k] + lag_sd**2) / swing**2 + (0.002 * q_obs) ** 2
+    lag_sd = _TAU_REL_SD * abs(end[_ID] - tr.seg_d0[k])
+    var_obs = q_obs**2 * (end_var + tr.seg_soc_var0[k] + lag_sd**2) / swing**2 + (0.002 * q_obs) ** 2
     prior_var = tr.capacity_var[k] + _CAPACITY_WALK * tr.capacity_mah[k] ** 2
     innovation2 = (q_obs - tr.capacity_mah[k]) ** 2
     if innovation2 > _ADAPT_SIGMAS**2 * (prior_var + var_obs):

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EndOfLife", "HORIZON_CYCLES", "UNKNOWN", "end_of_life"]
+__all__ = ["EndOfLife", "HORIZON_CYCLES", "RETENTION_FLOOR", "RISK_AT_FLOOR", "UNKNOWN", "end_of_life"]
 
+RETENTION_FLOOR = 0.8  # end of life: risks measure the way to it
+RISK_AT_FLOOR = 0.7  # the risk of a mechanism on course to the floor within the horizon
 HORIZON_CYCLES = 1000.0  # forecasts beyond this are reported as this (read: at least)
 _RATE_SD = 0.3  # lognormal cell-to-cell spread of each ageing rate about its preset (with model error)
 _GRID = np.linspace(-3.0 * _RATE_SD, 3.0 * _RATE_SD, 25)  # log multipliers the posterior is kept on

@@ -95,6 +95,7 @@ FASTEST_C_RATE = 2.0  # learned at all
 SAME_RATE = 1.25  # rates within this factor of the slowest count as equally slow
 BALANCE_TOLERANCE = 0.03  # charge vs discharge of one cycle, relative
 RELAXED_REST_S = 300.0  # a rest this long after a constant-voltage tail shows where the curve ends
+START_TRANSIENT = 0.05  # of a half's charge from rest: its drop is still building, the rested voltage stands in
 STEP_MAX_DT_S = 60.0  # a resistance step measured later includes slow relaxation
 RATE_STEP = 3.0  # a full half this many times faster than the curve's shows the rate loss
 DEFAULT_TAU_S = 60.0  # diffusion time constant of a cell whose rate loss the file does not show
@@ -331,16 +332,31 @@ def _half_branch(h: Half, t: np.ndarray, v: np.ndarray, i: np.ndarray, r_ohm: fl
     A constant-voltage tail is no open-circuit curve: the cycler holds the voltage while
     the cell is still polarised. Its samples are left out, and the end of the curve is
     the voltage the cell relaxed to in the rest after the half (when it rested long
-    enough), so the curve runs up (down) its real knee instead of a flat hold."""
+    enough), so the curve runs up (down) its real knee instead of a flat hold. The start
+    of a half from a long rest is the rested voltage itself: its first samples carry less
+    polarisation than the step resistance removes (the drop is still building), which
+    would put the curve's end tens of mV beyond the open circuit and the twin's SOC a few
+    % short of full."""
     q = np.abs(_cumulative_charge_as(t[h.start : h.stop], i[h.start : h.stop]))
     frac = q / q[-1] if q[-1] > 0 else np.linspace(0.0, 1.0, q.size)
     soc = 1.0 - frac if h.sign < 0 else frac
     amps = np.abs(i[h.start : h.stop])
     loaded = _loaded(amps)
-    points, values = soc[loaded], (v[h.start : h.stop] - i[h.start : h.stop] * r_ohm)[loaded]
-    relaxed = _relaxed_voltage(h, t, v, i)
-    if relaxed is not None and loaded.sum() < loaded.size:
-        points, values = np.append(points, 0.0 if h.sign < 0 else 1.0), np.append(values, relaxed)
+    corrected = v[h.start : h.stop] - i[h.start : h.stop] * r_ohm
+    rested = _rest_before(h, t, v, i)
+    if rested is not None:
+        # Beyond the rested voltage a half cannot start (the curve runs away from it): those
+        # samples are the drop still building, and so is the rest of its first few %.
+        early = frac < START_TRANSIENT
+        beyond = np.flatnonzero(early & (h.sign * (rested - corrected) > 0))
+        loaded[: beyond[-1] + 1 if beyond.size else 0] = False
+    points, values = soc[loaded], corrected[loaded]
+    ends = [(1.0 if h.sign < 0 else 0.0, rested)]
+    if loaded.sum() < loaded.size:
+        ends.append((0.0 if h.sign < 0 else 1.0, _relaxed_voltage(h, t, v, i)))
+    for at, volts in ends:
+        if volts is not None:
+            points, values = np.append(points, at), np.append(values, volts)
     return _branch(points, values)
 
 
@@ -363,6 +379,17 @@ def _relaxed_voltage(h: Half, t: np.ndarray, v: np.ndarray, i: np.ndarray) -> fl
     if k == h.stop or t[k - 1] - t[h.stop] < RELAXED_REST_S:
         return None
     return float(v[k - 1])
+
+
+def _rest_before(h: Half, t: np.ndarray, v: np.ndarray, i: np.ndarray) -> float | None:
+    """The last voltage of the rest right before a half, if it lasted RELAXED_REST_S."""
+    level = float(np.quantile(np.abs(i[h.start : h.stop]), 0.9))
+    k = h.start - 1
+    while k >= 0 and abs(i[k]) <= 0.01 * level:
+        k -= 1
+    if k == h.start - 1 or t[h.start - 1] - t[k + 1] < RELAXED_REST_S:
+        return None
+    return float(v[h.start - 1])
 
 
 def _mismatch(halves: list[Half], full: set[int]) -> dict[int, float]:

@@ -68,9 +68,9 @@ _ONE_C, _V_MIN, _V_MAX, _ACT_FACTOR, _ACT_CYCLES, _TAU_DIFF, _GAMMA, _TAU1, _SHI
 # The estimator's constants, in this order; then _Q_RATE, _FAST_LOW, _FAST_HIGH.
 _LIMIT_NAMES = ("_MAX_C_RATE", "_WINDOW_MARGIN_V", "_GAP_S", "_GATE_NIS", "_MAX_RESIDUAL_V", "_MAX_REJECTED",
                 "_LOST_NIS", "_SETTLE_SAMPLES", "_CONVERGED_SOC_STD", "_ACTIVE_C", "_ACTIVE_SCALE", "_ACTIVE_FLOOR_C",
-                "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD")
+                "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD", "_LEARNED_OFFSET_WALK")
 (_L_MAX_C, _L_MARGIN, _L_GAP, _L_GATE, _L_MAX_RES, _L_MAX_REJ, _L_LOST_NIS, _L_SETTLE, _L_CONV_SD, _L_ACTIVE_C,
- _L_ACTIVE_SCALE, _L_FLOOR_C, _L_CV_TAIL, _L_MEMORY, _L_KNEE_BAND, _L_V_STD) = range(len(_LIMIT_NAMES))
+ _L_ACTIVE_SCALE, _L_FLOOR_C, _L_CV_TAIL, _L_MEMORY, _L_KNEE_BAND, _L_V_STD, _L_OFFSET_WALK) = range(len(_LIMIT_NAMES))
 _L_T_LOW, _L_T_HIGH = len(_LIMIT_NAMES), len(_LIMIT_NAMES) + 1
 _L_Q = _L_T_HIGH + 1
 _L_LOW = _L_Q + est.N_X
@@ -201,7 +201,7 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             seg_sign = sk[_SEG_SIGN]
             if sign != 0 and seg_sign != 0 and sign != seg_sign:
                 break
-            below = vj < p[_V_MIN]
+            below = vj < p[_V_MIN] - (lim[_L_MARGIN] if p[_GENERIC] > 0 else 0.0)
             above = vj > p[_V_MAX] + lim[_L_MARGIN]
             f = (est.FLAG_GAP if dt > lim[_L_GAP] else 0) | (est.FLAG_BELOW_WINDOW if below else 0) | (
                 est.FLAG_ABOVE_WINDOW if above else 0)
@@ -216,7 +216,7 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             a_h, a_1, b_1, a_d, bu_z, bu_h, bu_d = _transition_terms(ij, dt, g, q_as, sink, tau_d, p[_GAMMA], p[_TAU1])
             gap = dt * (10.0 if dt > lim[_L_GAP] else 1.0)
             for m in range(n_x):
-                scale = xk[m] if m == 4 or m == 5 else 1.0
+                scale = xk[m] if m == 4 or m == 5 else (lim[_L_OFFSET_WALK] if m == 6 and p[_GENERIC] > 0 else 1.0)
                 q[m] = lim[_L_Q + m] * scale**2 * gap
             q[0] += _consider_soc_q(sk[_SEG_MAH], cap, sk[_CAP_VAR], bu_z)
             # Element loops, not slice assignment: numba's slice assignment brings in ~20 s of
@@ -273,7 +273,8 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                             ij > 0 and vj > p[_V_MAX] - lim[_L_KNEE_BAND] * span):
                         break
                     f |= est.FLAG_OUTLIER
-                    rejected += 1.0
+                    if abs(ij) > lim[_L_FLOOR_C] * one_c_a:  # at rest, outliers do not mean a lost filter
+                        rejected += 1.0
                 else:
                     use = True
                     rejected = 0.0

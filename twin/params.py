@@ -44,6 +44,7 @@ OCV_POINTS = 101  # grid of a learned open-circuit table (generic cells), SOC 0.
 _D_MGH2 = 2.48e-14
 _D_COMPOSITE = 1.83e-9
 _FAST_PATH_COMPOSITE = hydrogenated_alloy(4, 80, 8).fast_path_fraction
+_FRAMEWORK_COMPOSITE = hydrogenated_alloy(4, 80, 8).framework_fraction
 _D_CAP = 1e-8
 
 # DC electronic conductivity at 130 C, S/cm, for the ohmic part of the resistance.
@@ -63,6 +64,7 @@ class Calibration:
     """
 
     utilisation: float = 1.0  # reachable fraction of theoretical capacity at low rate
+    unframed_ni_access: float = 0.7498  # reachable fraction of Mg2NiH4 with no Nd2H5 framework
     first_irreversible_mah_g: float = 150.4  # first-lithiation Li sink: Li-Mg alloying + interphase
     diffusion_length_um: float = 11.28  # Li path through a hydride particle (particles 5-25 um)
     network_tau_h: float = 0.6592  # Li supply through the LiBH4/carbon network, parallel path
@@ -77,8 +79,8 @@ class Calibration:
     ps_rate: float = 0.2111  # phase-separation growth per full lithiation, unconfined
     ps_saturation: float = 0.8448  # fraction of active material that can segregate
     confinement_scale: float = 0.0278  # framework mass fraction that halves segregation
-    crack_rate: float = 2.891e-05  # contact loss per (volume strain x depth x rate factor)
-    crack_front_ref: float = 0.04378  # diffusion time over half-cycle time above which cracking accelerates
+    crack_rate: float = 1.610e-03  # contact loss per (volume strain x depth x rate factor)
+    crack_front_ref: float = 0.4590  # diffusion time over half-cycle time above which cracking accelerates
     crack_r_growth: float = 6.0  # relative R_ct growth per unit contact loss
 
 
@@ -98,6 +100,7 @@ class CellParams:
     mass_mg: float = 1.0
     one_c_ma_g: float = 2038.0
     utilisation: float = 0.985
+    ni_access: float = 1.0  # reachable fraction of the Mg2NiH4 (see `reachable_ni_fraction`)
     first_irreversible_mah_g: float = 100.0
     tau_diff_s: float = 3600.0  # diffusion time constant L^2/D of the electrode
     activation_factor: float = 0.5
@@ -130,7 +133,16 @@ class CellParams:
     @property
     def capacity_mah(self) -> float:
         """Fresh reversible capacity at low rate."""
-        return self.theoretical_mah * self.utilisation
+        return self.theoretical_mah * self._reachable_share * self.utilisation
+
+    @property
+    def _reachable_share(self) -> float:
+        """Share of the theoretical capacity in phases the electrode can reach."""
+        return 1.0 - self._theoretical_ni_share * (1.0 - self.ni_access)
+
+    @property
+    def _theoretical_ni_share(self) -> float:
+        return 0.0 if self.composition is None else self.composition.capacity_shares()["Mg2NiH4"]
 
     @property
     def one_c_ma(self) -> float:
@@ -138,8 +150,8 @@ class CellParams:
 
     @property
     def ni_share(self) -> float:
-        """Share of the capacity in Mg2NiH4 (the top of the SOC range)."""
-        return 0.0 if self.composition is None else self.composition.capacity_shares()["Mg2NiH4"]
+        """Share of the reachable capacity in Mg2NiH4 (the top of the SOC range)."""
+        return self._theoretical_ni_share * self.ni_access / self._reachable_share
 
     @property
     def volume_change(self) -> float:
@@ -170,8 +182,19 @@ def li_diffusion_cm2_s(composition: Composition) -> float:
 
 
 def _conductivity_s_cm(composition: Composition) -> float:
-    s = min(composition.framework_fraction / hydrogenated_alloy(4, 80, 8).framework_fraction, 1.5)
+    s = min(composition.framework_fraction / _FRAMEWORK_COMPOSITE, 1.5)
     return _SIGMA_MGH2 + s * (_SIGMA_COMPOSITE - _SIGMA_MGH2)
+
+
+def reachable_ni_fraction(composition: Composition, cal: Calibration = CALIBRATION) -> float:
+    """Reachable fraction of the Mg2NiH4: all of it with the composite's share of Nd2H5
+    framework or more, `cal.unframed_ni_access` with none, linear in between (as the
+    conductivity). Why this phase and not MgH2: lithiated MgH2 leaves Mg, on which Li moves
+    almost freely (0.03 eV surface barrier), a path of its own through the electrode;
+    Mg2NiH4 leaves Mg2Ni (0.24 eV). Without the Li- and electron-conducting framework the
+    Mg2NiH4 crystallites far from the carbon and the electrolyte are never converted."""
+    s = min(composition.framework_fraction / _FRAMEWORK_COMPOSITE, 1.0)
+    return cal.unframed_ni_access + s * (1.0 - cal.unframed_ni_access)
 
 
 def confinement(composition: Composition, cal: Calibration = CALIBRATION) -> float:
@@ -202,6 +225,7 @@ def params_from_composition(
         mass_mg=mass_mg,
         one_c_ma_g=one_c_ma_g(composition),
         utilisation=cal.utilisation,
+        ni_access=reachable_ni_fraction(composition, cal),
         first_irreversible_mah_g=cal.first_irreversible_mah_g,
         tau_diff_s=tau_diff_s,
         activation_factor=cal.activation_factor * conf,

@@ -1,6 +1,6 @@
 """Grafana unified-alerting rules over the twin's estimates and the pipeline's health.
 
-Made from ``pipeline.alert_catalogue``, as the dataflow's in-stream alerts are, so Grafana
+Made from ``connectors.alert_catalogue``, as the dataflow's in-stream alerts are, so Grafana
 and the pipeline disagree only about timing, never about a limit, a direction or a
 severity: each rule reads the value the stream judged last (the newest point, or the newest
 half-cycle of either kind). Every rule is multi-dimensional: its query returns one
@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.alert_catalogue import CATALOGUE, AlertKind, Limit
 from connectors.grafana.dashboards import FOLDER_TITLE
 from connectors.grafana.datasource import DATASOURCE_UID
 from connectors.grafana.dialects import Dialect, queries_for
 from connectors.grafana.flux import Query
 from connectors.grafana.panels import target
-from pipeline.alert_catalogue import CATALOGUE, AlertKind, Limit
-from pipeline.contracts import MEAS_HEALTH
+from connectors.wire import MEAS_HEALTH
 
 __all__ = ["RULE_GROUP", "EVALUATION_INTERVAL", "alert_rules", "provisioning_file"]
 

@@ -1,7 +1,7 @@
 """The three celltwin dashboards: fleet overview, cell drill-down, pipeline health.
 
 Built in Python rather than edited in the Grafana UI so a renamed field or a moved
-threshold in ``pipeline.contracts`` changes the dashboards in the same commit; the
+threshold in ``connectors.wire`` changes the dashboards in the same commit; the
 JSON under ``infra/grafana/provisioning/dashboards`` is generated from here. The layout is
 the same in both query languages; the queries come from ``dialects``.
 """
@@ -14,18 +14,9 @@ from connectors.grafana.datasource import DATASOURCE_REF
 from connectors.grafana.dialects import RETENTIONS, Dialect, FluxQueries, InfluxQLQueries, queries_for
 from connectors.grafana.flux import Query
 from connectors.grafana.panels import (
-    Panel,
-    above,
-    bargauge,
-    below,
-    dashboard,
-    outside,
-    override,
-    plain,
-    table,
-    timeseries,
+    Panel, above, bargauge, below, dashboard, outside, override, plain, table, timeseries, xy_points,
 )
-from pipeline.contracts import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, THRESHOLDS
+from connectors.wire import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, THRESHOLDS
 
 __all__ = ["FOLDER_UID", "FOLDER_TITLE", "DASHBOARD_UIDS", "all_dashboards", "fleet_overview",
            "cell_drilldown", "pipeline_health"]
@@ -86,7 +77,7 @@ def fleet_overview(dialect: Dialect = "flux") -> dict[str, Any]:
     limits = _risk_limits()
     panels = [
         _fleet_table(q, "Cells at risk", True, "crack_risk",
-                     "Cells beyond any limit in pipeline.contracts.THRESHOLDS."),
+                     "Cells beyond any limit in connectors.wire.THRESHOLDS."),
         _fleet_table(q, "All cells", False, None,
                      "Newest estimate of every cell and the retentions of its newest half-cycle; "
                      "click a header to sort."),
@@ -170,6 +161,20 @@ def cell_drilldown(dialect: Dialect = "flux") -> dict[str, Any]:
                    description="The twin's forecast after each charge: median (eol_cycles) and 90 % "
                                "interval (eol_low, eol_high) of the cycles until the retention is below "
                                "the floor; 1000 means at least 1000."),
+        xy_points("Measured dQ/dV of the half-cycles in range", q.dqdv_points(), "v", "dqdv_mah_v",
+                  x_unit="volt", description="Incremental capacity (mAh/V) against voltage, measured from the "
+                  "data of each half-cycle (measurement dqdv; lithiation and delithiation peaks lie apart). "
+                  "Narrow the time range to single cycles to follow the peaks."),
+        timeseries("Measured dQ/dV peak positions per charge (delithiation)",
+                   [q.cycle_series("charge", "peak1_v", "peak2_v")], unit="volt", points=True,
+                   description="Centroids of the two lowest-voltage measured dQ/dV peaks of each charge "
+                               "(for the hydride: MgH2 and Mg2NiH4 re-forming); a drift shows a changing "
+                               "overpotential. The report shows the lithiation peaks too."),
+        timeseries("Measured energy efficiency and voltage hysteresis per cycle",
+                   [q.cycle_series("charge", "energy_efficiency", "hysteresis_v")], unit="percentunit",
+                   points=True, overrides=[override("hysteresis_v", unit="volt", **{"custom.axisPlacement": "right"})],
+                   description="From the data: discharge energy / charge energy, and mean charge voltage - "
+                               "mean discharge voltage, per charge half-cycle."),
         timeseries("Coulombic efficiency per cycle",
                    [q.cycle_series("charge", "coulombic_efficiency")], unit="percentunit",
                    points=True),

@@ -14,19 +14,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from connectors.alert_catalogue import AlertKind
 from connectors.grafana.flux import Flux, FluxQuery, Query, tag_values
 from connectors.grafana.influxql import InfluxQL, show_tag_values
-from pipeline.alert_catalogue import AlertKind
-from pipeline.contracts import (
-    FIELD_PARTIAL,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_HEALTH,
-    MEAS_STATE,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
+from connectors.wire import (
+    FIELD_PARTIAL, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_HEALTH, MEAS_STATE, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET,
     THRESHOLDS,
 )
 
@@ -124,6 +116,12 @@ class FluxQueries:
         band = f"map(fn: (r) => ({{r with {mid}_hi: r.{mid} + r.{std}, {mid}_lo: r.{mid} - r.{std}}}))"
         return (flux.pivot("_time").then(band)
                 .keep("_time", mid, *also, derived=(f"{mid}_lo", f"{mid}_hi")).build())
+
+    def dqdv_points(self) -> FluxQuery:
+        """The cell's measured dQ/dV points (voltage, value) of every half in range, in one
+        table by voltage: each bin is a series of its own in the store."""
+        return (self._cell(MEAS_DQDV, "v", "dqdv_mah_v").pivot("_time").keep("v", "dqdv_mah_v").ungroup()
+                .then('sort(columns: ["v"])').build())
 
     def newest_first(self, measurement: str, tag: str, *fields: str) -> FluxQuery:
         """The cell's points as table rows, newest first, with ``tag`` as a column."""
@@ -253,6 +251,10 @@ class InfluxQLQueries:
         query = (query.expression(f"{term(mid)} + {term(std)}", f"{mid}_hi", mid, std)
                  .expression(f"{term(mid)} - {term(std)}", f"{mid}_lo", mid, std))
         return query.build() if half else query.per_interval().build()
+
+    def dqdv_points(self) -> Query:
+        """As Flux's; without GROUP BY InfluxQL gives every bin's points as one series."""
+        return self._cell(MEAS_DQDV).field("v").field("dqdv_mah_v").build()
 
     def newest_first(self, measurement: str, tag: str, *fields: str) -> Query:
         query = self._cell(measurement).tag(tag)

@@ -1,7 +1,7 @@
 """Flux queries built from the contract names, remembering what they read.
 
 Every dashboard panel and alert rule reads InfluxDB through a query built here, so
-every measurement, field and tag in a query comes from ``pipeline.contracts`` and is
+every measurement, field and tag in a query comes from ``connectors.wire`` and is
 checked against it when the query is built (an unknown field fails generation, not a
 panel in production). A built query is a ``str`` that also carries the
 (measurement, field-or-tag) pairs it reads; the pipeline's integration test compares
@@ -18,19 +18,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from pipeline.contracts import (
-    ALERT_FIELDS,
-    CYCLE_FIELDS,
-    HEALTH_FIELDS,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_HEALTH,
-    MEAS_STATE,
-    STATE_FIELDS,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
+from connectors.wire import (
+    ALERT_FIELDS, CYCLE_FIELDS, DQDV_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_HEALTH, MEAS_STATE,
+    STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, TAG_VOLTAGE,
 )
 
 __all__ = ["Query", "FluxQuery", "Flux", "Ref", "FIELDS", "TAGS", "DASHBOARD_RANGE", "tag_values"]
@@ -43,12 +33,14 @@ FIELDS: dict[str, tuple[str, ...]] = {
     MEAS_CYCLE: CYCLE_FIELDS,
     MEAS_ALERT: ALERT_FIELDS,
     MEAS_HEALTH: HEALTH_FIELDS,
+    MEAS_DQDV: DQDV_FIELDS,
 }
 TAGS: dict[str, tuple[str, ...]] = {
     MEAS_STATE: (TAG_CELL, TAG_PRESET),
     MEAS_CYCLE: (TAG_CELL, TAG_PRESET, TAG_HALF),
     MEAS_ALERT: (TAG_CELL, TAG_PRESET, TAG_KIND),
     MEAS_HEALTH: (),
+    MEAS_DQDV: (TAG_CELL, TAG_PRESET, TAG_HALF, TAG_VOLTAGE),
 }
 
 # Grafana's own range macros: the dashboard time picker, or an alert rule's

@@ -2,7 +2,7 @@
 
 The InfluxQL counterpart of ``flux.Flux``: for InfluxDB 1.x, 3.x (Core, Enterprise) and 2.x
 through its v1 API with a DBRP mapping. Every measurement, field and tag is checked against
-``pipeline.contracts`` when the query is built. Grafana fills ``$timeFilter`` (the dashboard's
+``connectors.wire`` when the query is built. Grafana fills ``$timeFilter`` (the dashboard's
 range or an alert rule's relative time range) and ``$__interval``; the database lives in the
 data source alone.
 """

@@ -123,6 +123,20 @@ def table(title: str, queries: Sequence[Query], *, overrides: Sequence[dict[str,
     return panel
 
 
+def xy_points(title: str, query: Query, x: str, y: str, *, x_unit: str = "none", y_unit: str = "none",
+              width: int = 12, height: int = 8, description: str = "") -> Panel:
+    """Points of field ``y`` against field ``x`` (Grafana's XY chart), e.g. a dQ/dV curve."""
+    defaults = {"unit": y_unit, "custom": {"show": "points", "pointSize": {"fixed": 4}}}
+    matcher = {"id": "byName"}
+    options = {"mapping": "manual", "series": [{"x": {"matcher": {**matcher, "options": x}},
+                                                "y": {"matcher": {**matcher, "options": y}}}],
+               "legend": {"showLegend": False}, "tooltip": {"mode": "single"}}
+    panel = _panel("xychart", title, [query], defaults,
+                   [override(x, unit=x_unit)], options, width, height, description)
+    panel["targets"] = _targets([query], "table")
+    return panel
+
+
 def bargauge(title: str, query: Query, *, unit: str, thresholds: dict[str, Any],
              minimum: float | None = None, maximum: float | None = None, width: int = 8,
              height: int = 8, description: str = "") -> Panel:

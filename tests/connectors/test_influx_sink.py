@@ -13,7 +13,7 @@ import pytest
 
 from connectors.influx_sink import InfluxSink, InfluxWriteError
 from connectors.outage import OutageError
-from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
+from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET, batches
 
 
 def _item(**fields: float) -> dict:
@@ -72,7 +72,7 @@ def _partition(url: str, max_retries: int = 3):
 def test_transient_errors_are_retried_until_stored(scripted: _ScriptedServer) -> None:
     scripted.statuses = [503, 500, 429]
     part = _partition(f"http://127.0.0.1:{scripted.server_port}")
-    part.write_batch([_item(soc=0.5), _item(soc=math.nan)])
+    part.write_batch(batches([_item(soc=0.5), _item(soc=math.nan)]))
     part.close()
 
     assert len(scripted.requests) == 4
@@ -90,8 +90,8 @@ def test_failed_attempts_are_reported_as_write_errors(scripted: _ScriptedServer)
     sink = InfluxSink(f"http://127.0.0.1:{scripted.server_port}", "token", "org", "bucket",
                       max_retries=3, backoff_s=0.01, timeout_s=2, health_interval_s=0.0)
     part = sink.build("influx", 0, 1)
-    part.write_batch([_item(soc=0.5)])
-    part.write_batch([_item(soc=0.6)])
+    part.write_batch(batches([_item(soc=0.5)]))
+    part.write_batch(batches([_item(soc=0.6)]))
     part.close()
     last = gzip.decompress(scripted.requests[-1][2]).splitlines()
     assert last[1].startswith(b"pipeline_health,worker=influx-0 write_errors=2i ")
@@ -101,7 +101,7 @@ def test_client_error_raises_at_once_with_status_and_message(scripted: _Scripted
     scripted.statuses = [400]
     part = _partition(f"http://127.0.0.1:{scripted.server_port}")
     with pytest.raises(InfluxWriteError, match="scripted failure") as raised:
-        part.write_batch([_item(soc=0.5)])
+        part.write_batch(batches([_item(soc=0.5)]))
     part.close()
     assert (raised.value.status, raised.value.attempts) == (400, 1)
     assert len(scripted.requests) == 1
@@ -111,7 +111,7 @@ def test_persistent_server_error_raises_after_the_retries(scripted: _ScriptedSer
     scripted.statuses = [503] * 10
     part = _partition(f"http://127.0.0.1:{scripted.server_port}", max_retries=2)
     with pytest.raises(InfluxWriteError) as raised:
-        part.write_batch([_item(soc=0.5)])
+        part.write_batch(batches([_item(soc=0.5)]))
     part.close()
     assert (raised.value.status, raised.value.attempts) == (503, 3)
     assert len(scripted.requests) == 3
@@ -123,14 +123,14 @@ def test_unreachable_server_raises_after_the_retries() -> None:
         port = sock.getsockname()[1]
     part = _partition(f"http://127.0.0.1:{port}", max_retries=2)
     with pytest.raises(InfluxWriteError) as raised:
-        part.write_batch([_item(soc=0.5)])
+        part.write_batch(batches([_item(soc=0.5)]))
     part.close()
     assert raised.value.status is None and raised.value.attempts == 3
 
 
 def test_batch_without_finite_values_sends_nothing(scripted: _ScriptedServer) -> None:
     part = _partition(f"http://127.0.0.1:{scripted.server_port}")
-    part.write_batch([_item(soc=math.nan)])
+    part.write_batch(batches([_item(soc=math.nan)]))
     part.close()
     assert scripted.requests == []
 
@@ -140,7 +140,7 @@ def test_by_default_retries_have_no_count_limit_and_report_the_stall(scripted: _
     sink = InfluxSink(f"http://127.0.0.1:{scripted.server_port}", "token", "org", "bucket",
                       backoff_s=0.001, max_backoff_s=0.01, timeout_s=2, health_interval_s=0.0)
     part = sink.build("influx", 0, 1)
-    part.write_batch([_item(soc=0.5)])
+    part.write_batch(batches([_item(soc=0.5)]))
     part.close()
     assert len(scripted.requests) == 13
     lines = gzip.decompress(scripted.requests[-1][2]).splitlines()
@@ -169,7 +169,7 @@ def test_an_outage_longer_than_the_limit_stops_with_one_line() -> None:
                       backoff_s=0.01, timeout_s=2, health_interval_s=3600.0)
     part = sink.build("influx", 0, 1)
     with pytest.raises(OutageError) as raised:
-        part.write_batch([_item(soc=0.5)])
+        part.write_batch(batches([_item(soc=0.5)]))
     part.close()
     message = str(raised.value)
     assert "\n" not in message and message.startswith(f"InfluxDB http://127.0.0.1:{port} (worker 0) unreachable for ")

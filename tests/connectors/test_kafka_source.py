@@ -6,7 +6,8 @@ import pickle
 
 import pytest
 
-from connectors.kafka_source import KafkaMessage, KafkaSource
+from connectors.kafka_source import KafkaSource
+from connectors.wire import KafkaMessage
 
 
 def test_message_survives_pickling() -> None:

@@ -1,4 +1,5 @@
-"""Line protocol of the InfluxDB sink: the same bytes as influxdb-client's Point."""
+"""Line protocol of the InfluxDB sink, written column by column: every row the same bytes as
+influxdb-client's Point of that row."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from influxdb_client import Point, WritePrecision
 
-from connectors.line_protocol import to_line
-from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
+from connectors.line_protocol import lines
+from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET, Batch, batches
 
 
 def _reference(item: dict) -> str | None:
@@ -28,6 +29,13 @@ def _reference(item: dict) -> str | None:
 
 def _item(tags: dict, fields: dict, time: float = 1767225600.2506, measurement: str = MEAS_STATE) -> dict:
     return {"measurement": measurement, "tags": tags, "fields": fields, "time": time}
+
+
+def to_line(item: dict) -> str | None:
+    """The line of one row: a batch of that row alone."""
+    written = lines(batches([item])[0])
+    assert len(written) <= 1
+    return written[0] if written else None
 
 
 def test_tags_fields_and_millisecond_time() -> None:
@@ -82,3 +90,33 @@ def test_unwritable_tag_values_are_refused_not_mangled(cell: str) -> None:
 def test_separators_in_tag_values_are_escaped() -> None:
     item = _item({TAG_CELL: "a,b c=d", TAG_PRESET: "MgH2=0.6,Nd2H5=0.4"}, {"soc": 0.5})
     assert to_line(item) == _reference(item) == r"twin_state,cell=a\,b\ c\=d,preset=MgH2\=0.6\,Nd2H5\=0.4 soc=0.5 1767225600251"
+
+
+_rows = st.lists(st.fixed_dictionaries({
+    "tags": st.fixed_dictionaries({TAG_CELL: st.sampled_from(["A1", "B 2", "c,3"]),
+                                   TAG_PRESET: st.sampled_from(["mgh2", None])}),
+    "fields": st.dictionaries(st.sampled_from(["soc", "n", "ok", "msg", "x"]), _value, max_size=5),
+    "time": st.floats(0, 1e11),
+}), min_size=1, max_size=12)
+
+
+@given(rows=_rows)
+def test_a_batch_of_rows_gives_each_rows_own_line(rows: list[dict]) -> None:
+    """Columns mixing types, values missing from some rows: row by row what the client writes."""
+    items = [_item(**row) for row in rows]
+    assert lines(batches(items)[0]) == [line for line in map(_reference, items) if line is not None]
+
+
+def test_typed_columns_as_the_twin_emits_them() -> None:
+    """float64 with NaN and infinities, int64, bool and string columns, each row like the client."""
+    batch = Batch(MEAS_STATE, np.array([1767225600.0005, 1767225600.0015, 1767225601.25]),
+                  {TAG_CELL: np.array(["A1", "A1", "B2"], dtype=object),
+                   TAG_PRESET: np.array(["p", "p", "q"], dtype=object)},
+                  {"soc": np.array([0.5, np.nan, 1e16]), "r": np.array([np.inf, 2.0, -0.0]),
+                   "flags": np.array([0, 3, -(2**63)], dtype=np.int64), "partial": np.array([True, False, True]),
+                   "message": np.array(['say "hi"', None, "a\\b"], dtype=object)})
+    rows = [_item({TAG_CELL: c, TAG_PRESET: p}, {name: column[k].item() if hasattr(column[k], "item") else column[k]
+                                                  for name, column in batch.fields.items()}, t)
+            for k, (c, p, t) in enumerate(zip(batch.tags[TAG_CELL], batch.tags[TAG_PRESET], batch.time.tolist()))]
+    assert lines(batch) == [_reference(row) for row in rows]
+    assert lines(batch)[1] == "twin_state,cell=A1,preset=p flags=3i,partial=false,r=2 1767225600002"

@@ -21,7 +21,7 @@ Hostile = tuple[bytes | None, bytes | None, str]  # key, value, the reason its d
 
 _DEEP = 100_000  # nesting far beyond the JSON parser's recursion limit
 _BACKSLASH_IDS = ("x\\,y", "x\\ y", "x\\=", "x\\\\", "x\\")
-# Characters a cell id must not have (see pipeline.meta.name_error): backslash, quotes,
+# Characters a cell id must not have (see connectors.meta.name_error): backslash, quotes,
 # control characters, Grafana's $ { }, HTML's < >, a lone surrogate, symbols and odd spaces.
 _FORBIDDEN = ("\\", '"', "'", "`", "\x00", "\n", "\t", "\x1f", "\x7f", "$", "{", "}", "<", ">",
               "\ud800", "\udfff", "\u200b", "\u00a0", "\u2028", "\U0001f600", "\u00b0")

@@ -36,17 +36,16 @@ import pytest
 from bytewax.testing import run_main
 from kafka import KafkaConsumer, TopicPartition
 
+from connectors.config import load_config
 from connectors.kafka_admin import empty_topic, ensure_topics
 from connectors.sim_producer import (
     BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, meta_messages, simulation,
 )
-from pipeline import dataflow
-from pipeline.config import load_config
-from pipeline.contracts import (
-    MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES, TAG_CELL, TAG_HALF, TAG_KIND,
-    TAG_PRESET, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN,
+from connectors.wire import (
+    MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET,
+    TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN, CellMeta,
 )
-from pipeline.meta import CellMeta
+from pipeline import dataflow
 
 __all__ = [
     "REPO",

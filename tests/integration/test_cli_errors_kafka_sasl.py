@@ -9,12 +9,12 @@ from typing import Iterator
 
 import pytest
 
-from connectors.kafka_source import KafkaMessage
 from connectors.producer import CellStream
+from connectors.wire import KafkaMessage
 from infra.services import RunningService, start_kafka
-from pipeline.contracts import TOPIC_SAMPLES
-from pipeline.decode import decode_samples
-from pipeline.preflight import PreflightError
+from connectors.decode import decode_samples
+from connectors.preflight import PreflightError
+from connectors.wire import TOPIC_SAMPLES
 from tests.integration.conftest import _service
 from tests.integration.pipeline_harness import read_topic
 from tests.pipeline.test_cli_errors import PASSWORD, _assert_message, _celltwin

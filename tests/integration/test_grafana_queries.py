@@ -24,14 +24,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from connectors.alert_catalogue import CATALOGUE, by_kind
 from connectors.grafana import query_references
 from connectors.grafana.alerts import alert_rules
 from connectors.grafana.dashboards import DASHBOARD_UIDS, all_dashboards
 from connectors.grafana.dialects import AT_RISK, DIALECTS, FLEET_FIELDS, RETENTIONS
 from connectors.kafka_admin import empty_topic, ensure_topics
-from pipeline.alert_catalogue import CATALOGUE, by_kind
-from pipeline.contracts import (
-    MEAS_HEALTH, OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES, TAG_CELL, THRESHOLDS, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN,
+from connectors.wire import (
+    MEAS_HEALTH, OUT_ALERTS, OUT_CYCLES, OUT_ESTIMATES, TAG_CELL, THRESHOLDS, TOPIC_ALERTS, TOPIC_DEADLETTER,
+    TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN,
 )
 from tests.integration.conftest import INFLUX_DATABASE
 from tests.integration.grafana_eval import Table, Window, evaluate_rule, run_influxql, run_query, series_of

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from connectors.influx_sink import InfluxSink, InfluxWriteError
-from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
+from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET, batches
 from tests.integration.conftest import INFLUX_DATABASE
 
 pytestmark = pytest.mark.integration
@@ -37,8 +37,8 @@ def test_points_are_stored_once_per_sample_time(influx_url: str) -> None:
 
     part = InfluxSink(influx_url, "token", "-", INFLUX_DATABASE).build("influx", 0, 1)
     first, second = item(t0, 0.5, 3.25), item(t0 + 1, 0.25, 3.5)
-    part.write_batch([first, first])
-    part.write_batch([first, second])  # a replay of the same sample time, and a new one
+    part.write_batch(batches([first, first]))
+    part.write_batch(batches([first, second]))  # a replay of the same sample time, and a new one
     part.close()
 
     rows = _select(influx_url, f'SELECT "soc", "v", "nis", "{TAG_PRESET}" FROM "{MEAS_STATE}" '
@@ -54,7 +54,7 @@ def test_rejected_write_raises_with_status_and_message(influx_url: str) -> None:
     part = InfluxSink(influx_url, "token", "-", "no-such-database").build("influx", 0, 1)
     point = {"measurement": MEAS_STATE, "tags": {TAG_CELL: "x"}, "fields": {"soc": 0.5}, "time": time.time()}
     with pytest.raises(InfluxWriteError, match="database not found") as raised:
-        part.write_batch([point])
+        part.write_batch(batches([point]))
     part.close()
     assert raised.value.status == 404
     assert raised.value.attempts == 1  # a client error is not retried

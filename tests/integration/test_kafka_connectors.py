@@ -16,8 +16,9 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
-from connectors.kafka_source import KafkaMessage, KafkaSource
+from connectors.kafka_source import KafkaSource
 from connectors.outage import OutageError
+from connectors.wire import KafkaMessage
 from infra.services import RunningService, pause_service, resume_service
 from tests.integration.pipeline_harness import read_topic
 

@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from connectors.influx_sink import InfluxSink
-from pipeline.contracts import MEAS_STATE, TAG_CELL, TAG_PRESET
-from pipeline.meta import name_error
+from connectors.meta import name_error
+from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET, batches
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +38,13 @@ def test_ids_with_separators_round_trip_and_backslashes_are_refused(victoria_url
     assert all(name_error("cell id", cell) is None for cell in cells)
     part = InfluxSink(victoria_url, "token", "org", "bucket").build("influx", 0, 1)
     try:
-        part.write_batch([{"measurement": MEAS_STATE, "tags": {TAG_CELL: cell, TAG_PRESET: "MgH2=0.6,Nd2H5=0.4"},
-                           "fields": {"soc": k / 100}, "time": t} for k, cell in enumerate(cells)])
+        part.write_batch(batches([{"measurement": MEAS_STATE, "tags": {TAG_CELL: cell, TAG_PRESET: "MgH2=0.6,Nd2H5=0.4"},
+                                   "fields": {"soc": k / 100}, "time": t} for k, cell in enumerate(cells)]))
         for cell in (prefix + b for b in _BACKSLASHED):
             assert name_error("cell id", cell) is not None  # refused as a dead letter long before the sink
             with pytest.raises(ValueError, match="backslash"):
-                part.write_batch([{"measurement": MEAS_STATE, "tags": {TAG_CELL: cell}, "fields": {"soc": 0.5},
-                                   "time": t}])
+                part.write_batch(batches([{"measurement": MEAS_STATE, "tags": {TAG_CELL: cell},
+                                           "fields": {"soc": 0.5}, "time": t}]))
     finally:
         part.close()
 

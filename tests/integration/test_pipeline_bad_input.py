@@ -18,8 +18,10 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from connectors.kafka_admin import empty_topic
-from pipeline.contracts import OUT_DEADLETTER, OUT_UNDELIVERED, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
-from pipeline.decode import MAX_DEADLETTER_BYTES, MAX_DEADLETTER_KEY_BYTES
+from connectors.wire import (
+    MAX_DEADLETTER_BYTES, MAX_DEADLETTER_KEY_BYTES, OUT_DEADLETTER, OUT_UNDELIVERED, TOPIC_DEADLETTER, TOPIC_META,
+    TOPIC_SAMPLES,
+)
 from tests.integration.hostile_records import garbage, interleave, named_metas, named_samples, send
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     fresh_kafka, T0, assert_same_points, kill, log_tail, parquet_points, pipeline_command, read_topic,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contracts import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
+from connectors.wire import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     fresh_kafka, REPO, T0, assert_same_points, parquet_points, parquet_rows, pipeline_command, read_topic,
     reference_run, run_pipeline, simulated_fleet, stored_points, timestamps_by_cell, unique_prefix,

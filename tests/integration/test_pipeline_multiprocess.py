@@ -8,7 +8,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from infra.services import free_ports
-from pipeline.contracts import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_ESTIMATES, TOPIC_SAMPLES
+from connectors.wire import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_ESTIMATES, TOPIC_SAMPLES
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     fresh_kafka, SAMPLE_PARTITIONS, assert_same_points, kill, log_tail, parquet_points, parquet_rows, pipeline_command,
     publish, reference_run, simulated_fleet, start_pipeline, stored_points, unique_prefix,

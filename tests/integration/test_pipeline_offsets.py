@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.contracts import TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
+from connectors.wire import TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     fresh_kafka, pipeline_command, publish, read_topic, run_pipeline, simulated_fleet, unique_prefix,
 )

@@ -22,7 +22,7 @@ import pytest
 
 from connectors.kafka_admin import ensure_topics
 from infra.services import RunningService, pause_service, resume_service
-from pipeline.contracts import MEAS_HEALTH, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN
+from connectors.wire import MEAS_HEALTH, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN, frame_rows
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     Fleet, assert_same_points, fresh_kafka, stored_estimates, kill, log_tail, parquet_points, pipeline_command, publish, read_topic,
     reference_run, simulated_fleet, start_pipeline, stored_points, unique_prefix, with_last_halves_open,
@@ -125,7 +125,9 @@ def test_store_away_for_two_minutes_is_ridden_out(
     process = start_pipeline(_pipeline(fresh_kafka, store, made, tmp_path), log)
 
     def twin_records() -> int:
-        return sum(1 for r in read_topic(fresh_kafka, TOPIC_TWIN) if r.key.startswith(made.prefix.encode()))
+        """Estimates on cell.twin so far (a record is a frame of them)."""
+        return sum(len(frame_rows(r.value)) for r in read_topic(fresh_kafka, TOPIC_TWIN)
+                   if r.key.startswith(made.prefix.encode()))
 
     try:
         _wait_for(lambda: stored_estimates(store, made.prefix) >= 0.3 * made.sample_count,
@@ -143,7 +145,7 @@ def test_store_away_for_two_minutes_is_ridden_out(
         _wait_for(lambda: max(_health_stalls(store).get("all", [0.0])) >= STORE_OUTAGE_S - 2 * HEALTH_INTERVAL_S,
                   "the outage in the flow's health totals", process, log, timeout_s=60.0)
         stalls = _health_stalls(store)
-        print(f"store away {away_s:.1f} s; cell.twin records {early} -> {late} during it; "
+        print(f"store away {away_s:.1f} s; cell.twin estimates {early} -> {late} during it; "
               f"all stored {resumed_s:.1f} s after it was back; stalled_s points "
               f"{ {worker: [v for v in values if v > 0] for worker, values in stalls.items()} }")
     finally:

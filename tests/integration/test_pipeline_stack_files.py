@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 from typer.main import get_command
 
+from connectors.config import ENV_VARS, load_config
 from pipeline.cli import app
-from pipeline.config import ENV_VARS, load_config
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 

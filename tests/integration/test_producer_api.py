@@ -10,11 +10,9 @@ import uuid
 import numpy as np
 import pytest
 
-from connectors.kafka_source import KafkaMessage
+from connectors.decode import decode_meta, decode_samples
 from connectors.producer import CellStream, Rejected
-from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
-from pipeline.decode import Frame, decode_meta, decode_samples
-from pipeline.meta import CellMeta
+from connectors.wire import TOPIC_META, TOPIC_SAMPLES, CellMeta, Frame, KafkaMessage
 from tests.integration.pipeline_harness import read_topic
 
 pytestmark = pytest.mark.integration

@@ -10,16 +10,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from connectors.decode import decode_meta, decode_samples
 from connectors.kafka_admin import ensure_topics
-from connectors.kafka_source import KafkaMessage
 from connectors.readers import CellRecord
 from connectors.replay_source import produce
 from connectors.sim_producer import Publisher
+from connectors.wire import TOPIC_META, TOPIC_SAMPLES, CellMeta, Frame, KafkaMessage
 from pipeline.cli import app
-from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
 from pipeline.dataflow import TOPIC_PARTITIONS
-from pipeline.decode import Frame, decode_meta, decode_samples
-from pipeline.meta import CellMeta
 from tests.connectors.readers.cycler_writers import synthetic_cell, write_bdf
 from tests.integration.pipeline_harness import read_topic
 

@@ -27,7 +27,7 @@ import pytest
 
 from connectors.readers import read_archive
 from connectors.sim_producer import fleet, simulation
-from pipeline.contracts import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_DEADLETTER, TOPIC_SAMPLES
+from connectors.wire import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, OUT_DEADLETTER, TOPIC_SAMPLES
 from tests.connectors.readers.cycler_writers import Synthetic, write_bdf, write_mpt
 from tests.integration.pipeline_harness import (  # noqa: F401 (fresh_kafka: a fixture)
     REPO, T0, fresh_kafka, kill, log_tail, parquet_rows, pipeline_command, read_topic, run_pipeline,

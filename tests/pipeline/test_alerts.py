@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
+from connectors.wire import THRESHOLDS
 from pipeline.alerts import WINDOW_MARGIN_V, half_cycle_alerts, new_latch, sample_alerts
-from pipeline.contracts import THRESHOLDS
 from twin.estimator import HalfCycle
 from twin.params import V_MIN
 

@@ -11,17 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from bytewax.testing import cluster_main, run_main
 
-from pipeline.config import load_config
-from pipeline.contracts import (
-    ALERT_FIELDS,
-    CYCLE_FIELDS,
-    OUT_ALERTS,
-    OUT_CYCLES,
-    OUT_DEADLETTER,
-    OUT_ESTIMATES,
-    STATE_FIELDS,
+from connectors.config import load_config
+from connectors.wire import (
+    ALERT_FIELDS, CYCLE_FIELDS, OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, STATE_FIELDS,
 )
-from pipeline.dataflow import build_flow, point_message, run_flow
+from pipeline.dataflow import build_flow, run_flow
 from pipeline.health import Progress
 
 SMALL = {"simulator.cells": 3, "simulator.cycles": 2, "simulator.dt": 20.0, "simulator.frame_samples": 25}
@@ -74,14 +68,6 @@ def test_shards_and_workers_do_not_change_results(tmp_path: Path) -> None:
     for name in (OUT_ESTIMATES, OUT_CYCLES, OUT_ALERTS):
         assert _rows(many / name) == _rows(one / name), name
         assert _rows(workers / name) == _rows(one / name), name
-
-
-def test_kafka_records_carry_tags_time_and_fields() -> None:
-    key, value = point_message({"measurement": "twin_state", "tags": {"cell": "A1", "preset": "mgh2"},
-                                "fields": {"soc": 0.5, "v_residual": float("nan"), "flags": 2}, "time": 12.5})
-    assert key == b"A1"
-    assert json.loads(value) == {"cell": "A1", "preset": "mgh2", "time": 12.5, "soc": 0.5, "v_residual": None,
-                                 "flags": 2}
 
 
 @pytest.mark.parametrize("missing", ["influx.token", "influx.org"])

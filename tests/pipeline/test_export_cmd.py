@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from connectors.file_sink import PARQUET_LAYOUT
 from connectors.readers import read_archive
+from connectors.wire import CYCLE_FIELDS, MEAS_CYCLE, MEAS_STATE, OUT_CYCLES, OUT_ESTIMATES, STATE_FIELDS
 from pipeline.cli import app
-from pipeline.contracts import CYCLE_FIELDS, MEAS_CYCLE, MEAS_STATE, OUT_CYCLES, OUT_ESTIMATES, STATE_FIELDS
 from pipeline.export_cmd import export_bdf
 
 T0 = 1_767_225_600.0

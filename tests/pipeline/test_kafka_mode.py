@@ -14,9 +14,11 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
+from connectors.config import load_config
+from connectors.wire import (
+    MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN, frame_rows,
+)
 from pipeline.cli import app
-from pipeline.config import load_config
-from pipeline.contracts import MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, TOPIC_TWIN
 from pipeline.dataflow import ensure_kafka_topics
 from twin.params import preset
 from twin.protocol import cc_cycles
@@ -105,5 +107,7 @@ def test_kafka_mode_end_to_end(kafka_bootstrap: str, victoria_url: str, tmp_path
 
     letters = [d for d in _read_all(kafka_bootstrap, TOPIC_DEADLETTER) if (d["key"] or "").startswith(prefix)]
     assert sorted(d["reason"] for d in letters) == ["not_json", "unknown_cell"]
-    twin = [r for r in _read_all(kafka_bootstrap, TOPIC_TWIN) if r["cell"] == known]
+    frames = [r for r in _read_all(kafka_bootstrap, TOPIC_TWIN) if r["cell"] == known]  # a frame per batch
+    twin = [row for frame in frames for row in frame_rows(json.dumps(frame).encode())]
     assert len(twin) == samples and {"soc", "capacity_mah", "flags", "time"} <= set(twin[0])
+    assert len(frames) < samples and [row["time"] for row in twin] == sorted(row["time"] for row in twin)

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from connectors.wire import OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT
 from pipeline.cli import app
-from pipeline.contracts import OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT
 from pipeline.report_data import VALIDATION_FILE, load_validation
 from pipeline.validation import verdicts
 from tests.connectors.readers.cycler_writers import Synthetic, write_bdf

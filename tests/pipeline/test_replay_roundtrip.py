@@ -18,14 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 from bytewax.testing import run_main
 
+from connectors.config import Config, SimulatorConfig
 from connectors.readers import CellRecord
 from connectors.replay_source import ReplaySource
-from pipeline.config import Config, SimulatorConfig
-from pipeline.contracts import OUT_DEADLETTER, OUT_ESTIMATES
+from connectors.wire import OUT_DEADLETTER, OUT_ESTIMATES, CellMeta
 from pipeline.dataflow import build_flow
 from pipeline.embedded import simulated_fleet
 from pipeline.health import Progress
-from pipeline.meta import CellMeta
 from pipeline.replay_cmd import read_files, replay_config, replay_flow
 from pipeline.report_data import CellData, load_cells
 from pipeline.validation import validate, verdict

@@ -12,11 +12,10 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 
-from connectors.kafka_source import KafkaMessage
+from connectors.decode import decode_samples
 from connectors.readers import CellRecord
 from connectors.replay_source import Pacer, ReplaySource, encode, origin_of, parse_speed, wire_frames
-from pipeline.contracts import TOPIC_SAMPLES
-from pipeline.decode import DeadLetter, Frame, decode_samples
+from connectors.wire import TOPIC_SAMPLES, DeadLetter, Frame, KafkaMessage
 
 T0 = 1_767_225_600.0
 

@@ -21,17 +21,12 @@ import typer
 from plotly.offline import get_plotlyjs_version
 from typer.testing import CliRunner
 
-from pipeline.contracts import (
-    CYCLE_FIELDS,
-    OUT_ALERTS,
-    OUT_CYCLES,
-    OUT_ESTIMATES,
-    OUT_REPORT,
-    STATE_FIELDS,
-    THRESHOLDS,
+from connectors.alert_catalogue import by_kind
+from connectors.wire import (
+    CYCLE_FIELDS, OUT_ALERTS, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS, THRESHOLDS,
 )
-from pipeline.alert_catalogue import by_kind
 from pipeline.report import PLOTLY_JS, build_report, report_command
+from pipeline.report_analytics import analytics_figure, overlaid_cycles
 from pipeline.report_data import VALIDATION_COLUMNS, load_cells, minmax_indices, summarize, write_run_info
 from pipeline.report_figures import MAX_POINTS, cycle_figure, timeline_figure
 from twin.estimator import FLAG_GAP, FLAG_RECOVERED, FLAG_UNCONVERGED
@@ -202,7 +197,7 @@ def test_report_is_one_offline_page_with_every_figure(run_dir: Path) -> None:
     vendored = re.search(r"plotly\.js \(basic - minified\) v(\d+)\.", bundle[:200].decode())
     assert vendored and vendored.group(1) == get_plotlyjs_version().split(".")[0]
     assert "<script src=" not in page and "cdn.plot.ly" not in page
-    assert page.count("Plotly.newPlot(") == 2 * len(CELLS)
+    assert page.count("Plotly.newPlot(") == 3 * len(CELLS)  # timeline, cycles, measured analytics
     start = page.index("<table id='fleet'>")
     fleet = page[start:page.index("</table>", start)]
     a01 = fleet[fleet.index("#cell-A01"):fleet.index("#cell-A02")]
@@ -289,8 +284,9 @@ def test_page_stays_small_for_long_runs(tmp_path: Path) -> None:
     page = build_report(out).read_text()
 
     # 3 cells x 100k samples: bounded by the decimation (float32 coordinates), about 0.2 MB a cell
-    # with flag markers and the per-cycle capacity band and retentions, plus 0.53 MB of plotly.js.
-    assert len(page) < 530_000 + 3 * 230_000, len(page)
+    # with flag markers and the per-cycle capacity band and retentions, plus 0.53 MB of plotly.js;
+    # the measured analytics per cycle add about 20 kB a cell.
+    assert len(page) < 530_000 + 3 * 250_000, len(page)
 
 
 def test_a_six_cell_run_gives_a_page_well_under_2_mb(tmp_path: Path) -> None:
@@ -302,9 +298,9 @@ def test_a_six_cell_run_gives_a_page_well_under_2_mb(tmp_path: Path) -> None:
 
     page = build_report(out).read_text()
 
-    assert len(page) < 1_800_000, len(page)
+    assert len(page) < 1_900_000, len(page)  # the measured analytics' figure adds ~5 kB a cell
     specs = re.findall(r"const spec = (\{.*?\}); Plotly", page)
-    assert len(specs) == 2 * 6
+    assert len(specs) == 3 * 6
     for spec in specs:  # every trace within the decimation
         for trace in json.loads(spec)["data"]:
             x = trace.get("x", [])
@@ -352,7 +348,7 @@ def test_validation_section_when_the_table_exists(run_dir: Path) -> None:
     section = page[page.index("<section id='validation'>"):page.index("</section>")]
     assert "<td class=\"name\">A01</td><td>4</td><td>0.0100</td>" in section
     assert "<td class=\"name\">B01</td>" not in section
-    assert page.count("Plotly.newPlot(") == 2 * len(CELLS) + 2
+    assert page.count("Plotly.newPlot(") == 3 * len(CELLS) + 2
 
 
 def test_report_command_prints_the_path_and_fails_clearly(run_dir: Path, tmp_path: Path) -> None:
@@ -443,7 +439,7 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
 
     assert state["errors"] == []
     plots = state["plots"]
-    assert len(plots) == 2 * len(CELLS) + 2
+    assert len(plots) == 3 * len(CELLS) + 2
     for plot in plots:
         assert plot["rendered"] and plot["svgs"] > 0 and plot["traces"] > 0, plot
         assert plot["points"] > 0, plot
@@ -460,3 +456,23 @@ def test_report_screenshot(run_dir: Path, tmp_path: Path) -> None:
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 50_000  # a blank page is a few kB
     print(f"report screenshot: {shot}")
+
+
+def test_analytics_figure_overlays_dqdv_of_selected_cycles_coloured_by_cycle(run_dir: Path) -> None:
+    grid = np.linspace(0.35, 0.70, 50)
+    parts = [{"time": [T0 + cycle] * grid.size, "cell": ["A01"] * grid.size, "preset": ["nd4mg80ni8"] * grid.size,
+              "half": [half] * grid.size, "v_mv": [f"{v * 1000:.1f}" for v in grid], "cycle": [cycle] * grid.size,
+              "v": grid.tolist(), "dqdv_mah_v": (np.exp(-((grid - centre) / 0.01) ** 2) * 20 / cycle).tolist()}
+             for cycle in range(1, 11) for half, centre in (("discharge", 0.40), ("charge", 0.57))]
+    _write(run_dir / OUT_DQDV, _concat(parts), int_columns=("cycle",))
+    cell = load_cells(run_dir)[0]
+    overlays = [t for t in analytics_figure(cell).data if t.name and t.name.startswith("cycle ")]
+
+    assert overlaid_cycles(np.arange(1, 11)) == [1, 3, 5, 6, 8, 10]
+    drawn = sorted({t.name for t in overlays}, key=lambda n: int(n.split()[1]))
+    assert drawn == [f"cycle {c}" for c in (1, 3, 5, 6, 8, 10)]
+    assert len(overlays) == 12 and len({t.line.color for t in overlays}) == 6  # one colour per cycle
+    lithiation = [t for t in overlays if min(t.y) < 0]
+    assert len(lithiation) == 6 and all(abs(t.x[int(np.argmin(t.y))] - 0.40) < 0.01 for t in lithiation)
+    names = {t.name for t in analytics_figure(cell).data}
+    assert {"energy efficiency", "hysteresis [V]", "twin R0 + R_ct [ohm, 130 C]"} <= names

@@ -15,8 +15,10 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from typer.testing import CliRunner
 
+from connectors.wire import (
+    OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_DQDV, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS,
+)
 from pipeline.cli import app
-from pipeline.contracts import OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, OUT_REPORT, STATE_FIELDS
 from pipeline.report_data import VALIDATION_COLUMNS, VALIDATION_FILE
 from pipeline.run_cmd import _summary_table
 from pipeline.shards import LAYOUT_FILE
@@ -51,8 +53,17 @@ def test_embedded_run_writes_files_summary_and_report(tmp_path: Path) -> None:
     assert "sim-01" in result.output and "sim-02" in result.output  # the summary table
     assert re.search(r"(-|\d+\.\d%) \((-|\d+\.\d%)\)", result.output)  # retention: measured (twin)
     assert f"report: {out / OUT_REPORT}" in result.output
+    # The analytics measured from the data: in every half, and the dQ/dV curve of each.
+    cycles = pq.read_table(out / OUT_CYCLES).to_pylist()
+    assert all(r["energy_mwh"] > 0 and 0.3 < r["mean_v"] < 1.0 and r["peak1_v"] > 0.3 for r in cycles)
+    charges = [r for r in cycles if r["half"] == "charge"]
+    assert all(r["hysteresis_v"] > 0.1 and r["energy_efficiency"] > 0.3 for r in charges)
+    # Past the first lithiation (and its irreversible loss) the cell returns less energy than it takes.
+    assert all(r["energy_efficiency"] < 1.0 for r in charges if r["cycle"] > 1)
+    curves = pq.read_table(out / OUT_DQDV).to_pylist()
+    assert {(r["cell"], r["cycle"], r["half"]) for r in curves} == {(r["cell"], r["cycle"], r["half"]) for r in cycles}
     report = (out / OUT_REPORT).read_text()
-    assert "sim-01" in report and "Plotly.newPlot(" in report
+    assert "sim-01" in report and "Plotly.newPlot(" in report and "measured from the data" in report
     header = report[report.index("<table id='run'>"):]
     assert f"celltwin run --config {config} --out {out} --seed 4" in header and "1C" in header
     assert "replayed-cell" not in report and "id='validation'" not in report

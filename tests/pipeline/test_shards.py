@@ -12,7 +12,7 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, cluster_main
 
-from pipeline.config import ConfigError, load_config
+from connectors.config import ConfigError, load_config
 from pipeline.shards import LAYOUT_FILE, shard_keys, shard_layout, shard_of
 
 

@@ -13,20 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.readers import CellRecord, read_archive
-from pipeline.contracts import CYCLE_FIELDS, OUT_CYCLES, OUT_ESTIMATES, STATE_FIELDS
+from connectors.wire import CYCLE_FIELDS, OUT_CYCLES, OUT_ESTIMATES, STATE_FIELDS
 from pipeline.report import build_report
 from pipeline.report_data import CellData, load_validation
 from pipeline.validation import (
-    CLOSURE_FLOOR,
-    COLUMNS,
-    GAP_S,
-    Check,
-    Verdict,
-    half_cycles,
-    validate,
-    validate_cell,
-    verdict,
-    verdicts,
+    CLOSURE_FLOOR, COLUMNS, GAP_S, Check, Verdict, half_cycles, validate, validate_cell, verdict, verdicts,
     write_validation,
 )
 
@@ -504,7 +495,8 @@ def test_the_twin_predicts_the_faster_discharges_of_a_real_file() -> None:
     cycles, then full discharges at 0.4-0.9C that deliver ~10 % less. The learner reads
     that rate loss as the diffusion time constant, and the twin's prediction of each deep
     discharge (`expected_mah_g`, made before the half's own count corrects the twin) is
-    within 3 % of the count. With the default time constant it is 7-11 % high."""
+    within 3 % of the count. With the default time constant the first is 11 % high (the
+    next one is right again only because the first one's count corrected the capacity)."""
     from twin import estimator as est
     from twin.generic import DEFAULT_TAU_S, generic_params, learn_ocv
 
@@ -527,4 +519,5 @@ def test_the_twin_predicts_the_faster_discharges_of_a_real_file() -> None:
     assert len(learned_rate) == 2
     for h in learned_rate:
         assert h.expected_mah_g * 1.0 == pytest.approx(h.capacity_mah, rel=0.03), h  # no mass given: per gram = mAh
-    assert all(h.expected_mah_g > 1.05 * h.capacity_mah for h in fast_discharges(DEFAULT_TAU_S))
+    first_at_default = fast_discharges(DEFAULT_TAU_S)[0]
+    assert first_at_default.expected_mah_g > 1.05 * first_at_default.capacity_mah

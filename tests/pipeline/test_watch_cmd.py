@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from connectors.config import load_config
+from connectors.wire import MetaError
 from pipeline.cli import app
-from pipeline.config import load_config
-from pipeline.meta import MetaError
 from pipeline.watch_cmd import cell_meta
 
 

@@ -3,9 +3,10 @@
 tests/data/pybamm holds SPMe runs (NMC811 at 1C, LFP at C/2, LCO at 2C; SEI growth and
 loss of active material; 30-40 cycles at 10 s with cycler noise) and their noise-free
 truth. The twin learns each cell's curve from the archive itself and is judged on the
-capacity, fade and state of charge PyBaMM knows. The bounds are what holds today; the
-tighter targets of the issue (capacity within 2 % from cycle 3, fade within 1 point, SOC
-RMSE <= 2 %) are printed per archive by benchmarks/fidelity_bench.py.
+capacity, fade and state of charge PyBaMM knows, from cycle 3 on (the first two let the
+twin converge). The targets are capacity within 2 %, fade within 1 point and SOC RMSE
+<= 2 %; where one does not hold yet, the bound is what holds today (with a margin), and
+benchmarks/fidelity_bench.py prints every figure per archive.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from twin.generic import generic_params, learn_ocv
 DATA = Path(__file__).resolve().parents[1] / "data" / "pybamm"
 
 # archive: (worst twin capacity error from cycle 3, worst fade gap in points, SOC RMSE)
-BOUNDS = {  # measured: marquis 1.1 % / 1.9 pt / 0.8 %, chen 2.8 % / 2.1 pt / 1.7 %, prada 8.4 % / 1.0 pt / 4.7 %
-    "marquis2019": (0.02, 2.5, 0.015),
-    "chen2020": (0.035, 3.0, 0.02),
-    "prada2013": (0.09, 1.5, 0.05),
+BOUNDS = {  # measured: marquis 0.4 % / 0.0 pt / 0.8 %, chen 1.8 % / 1.2 pt / 1.7 %, prada 0.6 % / 0.0 pt / 3.1 %
+    "marquis2019": (0.02, 1.0, 0.015),
+    "chen2020": (0.02, 1.5, 0.02),
+    "prada2013": (0.02, 1.0, 0.035),
 }
 
 
@@ -43,7 +44,7 @@ def replayed(request):
     t, v, i = a["time_s"], a["voltage_v"], a["current_a"]
     learned = learn_ocv(t, v, i, meta["v_min"], meta["v_max"])
     cell = generic_params(name, learned.capacity_mah, learned.v_min, learned.v_max, learned.table,
-                          r_ohm=max(learned.r_ohm, 1e-6))
+                          r_ohm=max(learned.r_ohm, 1e-6), tau_diff_s=learned.tau_diff_s)
     tr = est.new_tracker([cell])
     soc, residual, flags = np.empty(t.size), np.empty(t.size), np.empty(t.size)
     halves = []
@@ -84,7 +85,7 @@ def test_capacity_and_fade_follow_the_truth(replayed):
     worst_capacity, worst_fade, _ = BOUNDS[name]
     errors = [h.twin_capacity_mah / true - 1 for h, true in pairs[2:]]
     assert max(np.abs(errors)) <= worst_capacity
-    (first, first_true), (last, last_true) = pairs[0], pairs[-1]
+    (first, first_true), (last, last_true) = pairs[2], pairs[-1]
     fade_gap = abs(last.twin_capacity_mah / first.twin_capacity_mah - last_true / first_true)
     assert 100 * fade_gap <= worst_fade
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from pipeline.contracts import THRESHOLDS
+from connectors.wire import THRESHOLDS
 from twin import estimator as est
 from twin.chemistry import Composition
 from twin.params import params_from_composition, preset
 from twin.protocol import cc_cycles
-from twin.simulator import Simulation, SensorNoise, simulate_cycles, vary
+from twin.simulator import SensorNoise, Simulation, simulate_cycles, vary
 
 N_CELLS = 60
 EARLY_CYCLES = 5

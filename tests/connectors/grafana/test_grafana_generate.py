@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from connectors.alert_catalogue import CATALOGUE
 from connectors.grafana import alerts, datasource
 from connectors.grafana.dashboards import DASHBOARD_UIDS, all_dashboards
 from connectors.grafana.datasource import DATASOURCE_UID
@@ -15,21 +16,9 @@ from connectors.grafana.flux import Flux, FluxQuery, Query
 from connectors.grafana.generate import PROVISIONING_DIR, render, stale_files
 from connectors.grafana.influxql import InfluxQLQuery
 from connectors.grafana.references import all_queries, query_references
-from pipeline.alert_catalogue import CATALOGUE
-from pipeline.contracts import (
-    ALERT_FIELDS,
-    CYCLE_FIELDS,
-    HEALTH_FIELDS,
-    MEAS_ALERT,
-    MEAS_CYCLE,
-    MEAS_HEALTH,
-    MEAS_STATE,
-    STATE_FIELDS,
-    TAG_CELL,
-    TAG_HALF,
-    TAG_KIND,
-    TAG_PRESET,
-    THRESHOLDS,
+from connectors.wire import (
+    ALERT_FIELDS, CYCLE_FIELDS, DQDV_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_HEALTH, MEAS_STATE,
+    STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, TAG_VOLTAGE, THRESHOLDS,
 )
 
 KNOWN = {
@@ -37,6 +26,7 @@ KNOWN = {
     MEAS_CYCLE: set(CYCLE_FIELDS) | {TAG_CELL, TAG_PRESET, TAG_HALF},
     MEAS_ALERT: set(ALERT_FIELDS) | {TAG_CELL, TAG_PRESET, TAG_KIND},
     MEAS_HEALTH: set(HEALTH_FIELDS),
+    MEAS_DQDV: set(DQDV_FIELDS) | {TAG_CELL, TAG_PRESET, TAG_HALF, TAG_VOLTAGE},
 }
 
 
@@ -90,7 +80,8 @@ def test_references_match_the_query_text_and_the_contracts() -> None:
     references = query_references()
     assert {(m, name) for m, name in references} <= {(m, n) for m, names in KNOWN.items() for n in names}
     for expected in [(MEAS_STATE, "soc_std"), (MEAS_STATE, TAG_CELL), (MEAS_CYCLE, "expected_mah_g"),
-                     (MEAS_CYCLE, TAG_HALF), (MEAS_ALERT, TAG_KIND), (MEAS_ALERT, "message")]:
+                     (MEAS_CYCLE, TAG_HALF), (MEAS_ALERT, TAG_KIND), (MEAS_ALERT, "message"),
+                     (MEAS_DQDV, "dqdv_mah_v"), (MEAS_CYCLE, "energy_efficiency"), (MEAS_CYCLE, "peak1_v")]:
         assert expected in references
     assert {(MEAS_HEALTH, f) for f in HEALTH_FIELDS} <= references
 

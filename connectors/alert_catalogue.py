@@ -3,7 +3,7 @@
 The in-stream alerts (``pipeline.alerts``), the Grafana alert rules
 (``connectors.grafana.alerts``), the report and the README's alert table are all made
 from :data:`CATALOGUE`, so they cannot disagree on a limit, a direction or a severity.
-The limits themselves are ``pipeline.contracts.THRESHOLDS`` (and the electrode's voltage
+The limits themselves are ``connectors.wire.THRESHOLDS`` (and the electrode's voltage
 window from ``twin.params``).
 
 Scopes: ``sample`` kinds are judged on every sample, ``half_cycle`` kinds on every finished
@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.contracts import MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, THRESHOLDS
+from connectors.wire import MEAS_CYCLE, MEAS_HEALTH, MEAS_STATE, THRESHOLDS
 from twin.params import V_MAX, V_MIN
 
 __all__ = ["WINDOW_MARGIN_V", "Limit", "AlertKind", "CATALOGUE", "KINDS", "by_kind", "limits_text", "readme_table"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.meta import LIMITS, NAME_MAX_CHARS, CellMeta, MetaError, meta_from_mapping, name_error
+from connectors.meta import LIMITS, NAME_MAX_CHARS, meta_from_mapping, name_error
+from connectors.wire import CellMeta, MetaError
 
 _OCV = [[0.4 + 0.005 * k for k in range(101)], [0.45 + 0.005 * k for k in range(101)]]
 _GENERIC = {"capacity_mah": 2.0, "v_min": 0.3, "v_max": 1.0, "ocv": _OCV}

@@ -1,4 +1,4 @@
-"""Cell metadata: what the twin must know about a cell before it can read its samples.
+"""Checking cell metadata: what the twin must know about a cell before it can read its samples.
 
 The same record comes from a `[cells.<id>]` table of the config file and from a JSON
 message on the compacted `cell.meta` topic, so both go through `meta_from_mapping`.
@@ -19,24 +19,20 @@ stays finite.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import reprlib
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from twin.generic import DEFAULT_TAU_S, generic_params
-from twin.params import OCV_POINTS, CellParams, preset
+from connectors.wire import CellMeta, MetaError
+from twin.params import OCV_POINTS
 
-__all__ = ["CellMeta", "MetaError", "meta_from_mapping", "name_error", "shown", "GENERIC", "LIMITS",
-           "NAME_MAX_CHARS", "NAME_PUNCTUATION", "V_RANGE"]
+__all__ = ["meta_from_mapping", "name_error", "shown", "LIMITS", "NAME_MAX_CHARS", "NAME_PUNCTUATION", "V_RANGE"]
 
 _KEYS = {"cell", "preset", "composition", "generic", "mass_mg", "c_rate"}
 _GENERIC_KEYS = {"capacity_mah", "v_min", "v_max", "ocv", "r_ohm", "tau_diff_s"}
-GENERIC = "generic"  # the electrode label of cells of another chemistry
 
 NAME_MAX_CHARS = 200
 # Besides letters and digits of any script; a space not first or last. Left out: backslash,
@@ -75,41 +71,6 @@ def name_error(what: str, name: object) -> str | None:
     at, char = next((k, c) for k, c in enumerate(name) if not _NAME.fullmatch(c))
     return (f"{what} {shown.repr(name)} has {char!r} (U+{ord(char):04X}) at position {at}: allowed are "
             f"letters, digits, inner spaces and {NAME_PUNCTUATION.strip()}")
-
-
-class MetaError(ValueError):
-    """Metadata that cannot describe a cell; the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class CellMeta:
-    """One cell: its electrode (a preset name, a composition, or a generic cell of another
-    chemistry with its capacity, window and learned OCV table), mass, nominal rate."""
-
-    cell: str
-    mass_mg: float | None  # hydride mass; optional only for generic cells
-    preset: str | None = None
-    composition: str | None = None
-    c_rate: float | None = None  # nominal C-rate of its test plan (informational)
-    generic: dict | None = None  # {"capacity_mah", "v_min", "v_max", "ocv": [[...], [...]], "r_ohm", "tau_diff_s"}
-
-    @property
-    def label(self) -> str:
-        """The electrode as written in the metadata: the `preset` tag of every output."""
-        return GENERIC if self.generic else (self.preset or self.composition or "")
-
-    def params(self) -> CellParams:
-        """The twin's parameters for this cell."""
-        if self.generic:
-            g = self.generic
-            return generic_params(self.cell, g["capacity_mah"], g["v_min"], g["v_max"], np.array(g["ocv"]),
-                                  g.get("r_ohm", 0.05), self.mass_mg, g.get("tau_diff_s", DEFAULT_TAU_S))
-        return preset(self.label, mass_mg=self.mass_mg)
-
-    def to_json(self) -> bytes:
-        """The ``cell.meta`` record, as ``meta_from_mapping`` reads it back (unset fields left out)."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        return json.dumps(fields, allow_nan=False).encode()
 
 
 def _number(cell: str, name: str, value: Any) -> float:

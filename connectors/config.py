@@ -67,7 +67,8 @@ from typing import Any, Callable, Mapping
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from connectors.kafka_source import START_POLICIES
-from pipeline.meta import CellMeta, MetaError, meta_from_mapping
+from connectors.meta import meta_from_mapping
+from connectors.wire import CellMeta, MetaError
 from twin.params import MIXED, PRESETS, preset
 
 __all__ = [

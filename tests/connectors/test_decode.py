@@ -8,14 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from connectors.kafka_source import KafkaMessage
-from pipeline.contracts import TOPIC_META, TOPIC_SAMPLES
-from pipeline import decode
-from pipeline.decode import (
-    MAX_DEADLETTER_BYTES, MAX_DEADLETTER_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_PAYLOAD_CHARS, DeadLetter, Frame, Origin,
-    decode_message,
+from connectors import decode
+from connectors.decode import decode_message
+from connectors.wire import (
+    MAX_DEADLETTER_BYTES, MAX_DEADLETTER_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_PAYLOAD_CHARS, TOPIC_META, TOPIC_SAMPLES,
+    CellMeta, DeadLetter, Frame, KafkaMessage, Origin,
 )
-from pipeline.meta import CellMeta
 from tests.integration.hostile_records import garbage, named_metas, named_samples
 
 

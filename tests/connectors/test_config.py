@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_config
-from pipeline.meta import CellMeta
+from connectors.config import ConfigError, load_config
+from connectors.wire import CellMeta
 
 FILE = """
 out = "from-file"

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.alert_catalogue import CATALOGUE, KINDS, by_kind, readme_table
+from connectors.alert_catalogue import CATALOGUE, KINDS, by_kind, readme_table
+from connectors.wire import CYCLE_FIELDS, STATE_FIELDS, THRESHOLDS
 from pipeline.alerts import new_latch, sample_alerts
-from pipeline.contracts import CYCLE_FIELDS, STATE_FIELDS, THRESHOLDS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -20,7 +20,7 @@ def test_readme_alert_table_is_the_catalogues() -> None:
     text = README.read_text(encoding="utf-8")
     table = re.search(r"<!-- alert-table[^>]*-->\n(.*?)<!-- /alert-table -->", text, re.S)
     assert table, "README has no alert table markers"
-    assert table.group(1) == readme_table(), "regenerate the README table from pipeline.alert_catalogue"
+    assert table.group(1) == readme_table(), "regenerate the README table from connectors.alert_catalogue"
 
 
 def test_every_kind_reads_a_written_field_and_has_a_sane_limit() -> None:

@@ -18,7 +18,7 @@ What counts as implausible is what no cycler channel reports for these cells:
 
 Time must increase strictly within a frame here; against the cell's last accepted
 sample it is checked in the twin step, which holds that state. Cell ids follow
-`pipeline.meta.name_error` (reason `bad_cell_id`).
+`connectors.meta.name_error` (reason `bad_cell_id`).
 
 No record stops the pipeline: whatever a record makes the decoder raise (JSON nested
 past the parser's depth, a number too large for a float, anything not foreseen here)
@@ -29,144 +29,29 @@ becomes a dead letter, and a dead letter is cut to at most `MAX_DEADLETTER_BYTES
 
 from __future__ import annotations
 
-import base64
 import json
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from connectors.kafka_source import KafkaMessage
-from pipeline.contracts import TOPIC_META
-from pipeline.meta import V_RANGE, CellMeta, MetaError, meta_from_mapping, name_error, shown
+from connectors.meta import V_RANGE, meta_from_mapping, name_error, shown
+from connectors.wire import (
+    MAX_MESSAGE_BYTES, TOPIC_META, CellMeta, DeadLetter, Decoded, Frame, KafkaMessage, MetaError, Origin, Rejected,
+)
 
 __all__ = [
-    "MAX_MESSAGE_BYTES",
-    "MAX_PAYLOAD_CHARS",
-    "MAX_DEADLETTER_BYTES",
-    "MAX_DEADLETTER_KEY_BYTES",
-    "V_RANGE",
     "MAX_ABS_CURRENT_A",
     "TEMP_RANGE_C",
     "T_RANGE_S",
-    "Origin",
-    "Frame",
-    "DeadLetter",
-    "Decoded",
-    "Rejected",
     "check_samples",
     "decode_message",
     "decode_samples",
     "decode_meta",
 ]
 
-MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB: larger records are refused unread
-MAX_PAYLOAD_CHARS = 64 * 1024  # what a dead letter keeps of the record
-MAX_DEADLETTER_BYTES = 256 * 1024  # a dead letter's JSON as a whole, after escaping
-MAX_DEADLETTER_KEY_BYTES = 1024  # its Kafka key (the cell id, else the record's key cut short)
-_KEY_TEXT_BYTES, _ERROR_BYTES = 1024, 16 * 1024  # the dead letter's "key" and "error", escaped
 MAX_ABS_CURRENT_A = 100.0
 TEMP_RANGE_C = (-60.0, 400.0)
 T_RANGE_S = (0.0, 1.0e11)
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a record came from: enough to find it again in Kafka."""
-
-    topic: str | None
-    partition: int | None
-    offset: int | None
-    key: bytes | None
-
-
-@dataclass(frozen=True)
-class Frame:
-    """Samples of one cell in time order. `temp_c` is NaN where none was reported."""
-
-    cell: str
-    t: np.ndarray
-    v: np.ndarray
-    i: np.ndarray
-    temp_c: np.ndarray
-    origin: Origin | None = None
-
-    def __len__(self) -> int:
-        return int(self.t.size)
-
-    def select(self, index: np.ndarray | slice) -> "Frame":
-        return Frame(self.cell, self.t[index], self.v[index], self.i[index], self.temp_c[index], self.origin)
-
-    def to_json(self) -> bytes:
-        """The frame in the wire format (temperature only where it was reported)."""
-        body: dict[str, Any] = {"cell": self.cell, "t": self.t.tolist(), "v": self.v.tolist(), "i": self.i.tolist()}
-        if np.isfinite(self.temp_c).any():
-            body["temp_c"] = [x if math.isfinite(x) else None for x in self.temp_c.tolist()]
-        return json.dumps(body, separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A record the twin could not use, and why. `to_json` is the dead-letter message."""
-
-    reason: str
-    error: str
-    origin: Origin | None
-    payload: bytes | None
-    cell: str | None = None
-
-    def to_json(self) -> bytes:
-        """At most MAX_DEADLETTER_BYTES: key, error and payload are cut to their shares if needed."""
-        origin = self.origin or Origin(None, None, None, None)
-        key = None if origin.key is None else origin.key[:4 * _KEY_TEXT_BYTES].decode("utf-8", "replace")
-        fixed = json.dumps({"reason": self.reason, "topic": origin.topic, "partition": origin.partition,
-                            "offset": origin.offset}, separators=(",", ":"))
-        payload_budget = MAX_DEADLETTER_BYTES - len(fixed) - _KEY_TEXT_BYTES - _ERROR_BYTES - 64
-        return (f'{fixed[:-1]},"error":{_escaped(self.error, _ERROR_BYTES)},"key":{_escaped(key, _KEY_TEXT_BYTES)},'
-                f'"payload":{_escaped(_payload_text(self.payload), payload_budget)}}}').encode()
-
-    def kafka_key(self) -> bytes | None:
-        """The dead letter's Kafka key: its cell, else the record's own key, cut short."""
-        key = self.cell.encode("utf-8", "replace") if self.cell else (self.origin.key if self.origin else None)
-        return None if key is None else key[:MAX_DEADLETTER_KEY_BYTES]
-
-
-Decoded = Frame | CellMeta | DeadLetter
-
-
-def _escaped(text: str | None, budget: int) -> str:
-    """``text`` as a JSON string of at most ``budget`` bytes, cut (and saying so) if longer."""
-    whole = json.dumps(text)
-    if len(whole) <= budget or text is None:
-        return whole
-    note = " [cut]"
-    fits, over = 0, min(len(text), budget)  # an escaped character takes 1 to 12 bytes
-    while over - fits > 1:
-        middle = (fits + over) // 2
-        fits, over = (middle, over) if len(json.dumps(text[:middle] + note)) <= budget else (fits, middle)
-    return json.dumps(text[:fits] + note)
-
-
-def _payload_text(raw: bytes | None) -> str | None:
-    """The record as text, cut to MAX_PAYLOAD_CHARS; base64 if it is not UTF-8."""
-    if raw is None:
-        return None
-    head = raw[: MAX_PAYLOAD_CHARS * 4]
-    try:
-        return head.decode("utf-8")[:MAX_PAYLOAD_CHARS]
-    except UnicodeDecodeError:
-        return base64.b64encode(raw[: MAX_PAYLOAD_CHARS * 3 // 4]).decode("ascii")
-
-
-class Rejected(ValueError):
-    """Why a record or a sample cannot be used: a short machine-readable ``reason`` (the dead
-    letter's) and a sentence for a person (``error``, the exception's message)."""
-
-    def __init__(self, reason: str, error: str) -> None:
-        super().__init__(error)
-        self.reason = reason
-        self.error = error
 
 
 def _origin(msg: KafkaMessage) -> Origin:

@@ -52,7 +52,12 @@ Branches. The first choice is a full discharge for the lithiation branch and a f
 for the delithiation branch, in either order in the file. The capacity comes from the
 discharge, since a charge also counts side reactions (Coulombic efficiency below 1). When only one direction is full, its curve
 serves as both branches (no hysteresis learned) and a note says so. Each branch is the
-voltage corrected by the resistance drop, binned on the SOC grid.
+voltage corrected by the resistance drop, binned on the SOC grid. Its ends are rested
+voltages where the file has them: the rest before a half (at least RELAXED_REST_S) is the
+open circuit at the half's start, and the half's first samples whose corrected voltage
+lies beyond it (within START_TRANSIENT of its charge: the drop was still building, so the
+step resistance over-corrects them) are left out; the rest after a half that ended in a
+voltage hold is the open circuit at its end.
 
 Resistance. This is the median of dV/dI over the file's current interruptions (the
 current falls by more than half without reversing, such as at the end of a half or a

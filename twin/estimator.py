@@ -194,7 +194,7 @@ _CONSTS = (
     "capacity_mah", "mass_mg", "one_c_ma", "ni_share", "ocv_shift_v", "tau1_s", "tau_diff_s",
     "activation_factor", "activation_cycles", "hysteresis_rate", "r0_ohm", "r1_ohm",
     "ps_rate", "ps_saturation", "crack_rate", "crack_front_ref", "crack_r_growth", "volume_change",
-    "first_irreversible_mah_g", "v_min", "v_max",
+    "first_irreversible_mah_g", "v_min", "v_max", "confinement",
 )
 _C = {name: k for k, name in enumerate(_CONSTS)}
 

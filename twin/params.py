@@ -111,6 +111,7 @@ class CellParams:
     hysteresis_rate: float = 30.0
     ps_rate: float = 0.0
     ps_saturation: float = 0.9
+    confinement: float = 0.0  # 0 free crystallites .. 1 fully held by the Nd2H5 framework
     crack_rate: float = 0.0
     crack_front_ref: float = 0.1
     crack_r_growth: float = 6.0
@@ -238,6 +239,7 @@ def params_from_composition(
             composition.fraction("MgH2") + composition.fraction("Mg2NiH4"), 1e-12
         ),
         ps_saturation=cal.ps_saturation,
+        confinement=conf,
         crack_rate=cal.crack_rate * (1.0 - conf + _CRACK_FLOOR),
         crack_front_ref=cal.crack_front_ref,
         crack_r_growth=cal.crack_r_growth,

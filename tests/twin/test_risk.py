@@ -94,8 +94,10 @@ def test_mgh2_at_1c_is_flagged_for_cracks_within_five_cycles():
     assert max(h.crack_risk for h in halves if h.cycle <= 5) > THRESHOLDS.crack_risk
 
 
-def test_composite_at_1c_has_no_crack_risk_after_20_cycles():
-    # The paper: the composite's surface stays smooth (no pores, no cracks) after 20 cycles at 1C.
+def test_composite_at_1c_is_low_risk_after_20_cycles():
+    # The paper: the composite's surface stays smooth (no pores, no cracks) after 20 cycles
+    # at 1C, and the framework suppresses segregation. Measured: crack 0.013, phase 0.27.
     halves = [h for h in _twin_halves("nd4mg80ni8", 1.0, 20) if h.cycle == 20]
     assert halves
     assert max(h.crack_risk for h in halves) < 0.3
+    assert max(h.phase_sep_risk for h in halves) < 0.3

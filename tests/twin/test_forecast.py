@@ -20,8 +20,8 @@ from twin.simulator import Simulation, SensorNoise, simulate_cycles
 
 from test_risk import _population  # the risk test's population: a shared, known fate
 
-TRUTH_CYCLES = 300  # every cell of both seeds but a few reaches the floor within this
-TWIN_CYCLES = 30  # 10 % of the longest life
+TRUTH_CYCLES = 400  # every cell of both seeds but a few reaches the floor within this
+TWIN_CYCLES = 40  # 10 % of the longest life
 EARLY_SHARE = 0.1  # the forecast is judged after this share of each cell's life
 LATER_SHARE = 0.2  # ... and its interval compared with that after this share
 

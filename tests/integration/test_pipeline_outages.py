@@ -55,10 +55,10 @@ def _bring_back(service: RunningService, paused: float, store: str, made: Fleet,
     return back - paused, time.monotonic() - back
 
 
-def _fleet(name: str) -> Fleet:
+def _fleet(name: str, cycles: int = 2) -> Fleet:
     # Single-sample records: the source reads at most 1000 records per partition and poll,
     # so the stream lasts long enough to be interrupted in its middle.
-    return simulated_fleet(unique_prefix(name), cells=6, cycles=2, frame_size=1)
+    return simulated_fleet(unique_prefix(name), cells=6, cycles=cycles, frame_size=1)
 
 
 def _pipeline(bootstrap: str, store: str, made: Fleet, tmp_path: Path, *extra: str) -> list[str]:
@@ -87,14 +87,16 @@ def test_broker_away_for_a_minute_is_ridden_out(
     own_kafka: RunningService, victoria_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bootstrap = own_kafka.address
-    made = _fleet("broker-outage")
+    # Twelve cycles: the compiled twin reads two cycles' records faster than the store shows
+    # the first of them, and the outage must fall in the stream's middle.
+    made = _fleet("broker-outage", cycles=12)
     ensure_topics(bootstrap, {TOPIC_SAMPLES: 4, TOPIC_META: 1})
     publish(bootstrap, made.samples)
     log = tmp_path / "run.log"
     process = start_pipeline(_pipeline(bootstrap, victoria_url, made, tmp_path), log)
     try:
-        _wait_for(lambda: stored_estimates(victoria_url, made.prefix) >= 0.3 * made.sample_count,
-                  "30 % of the estimates stored", process, log)
+        _wait_for(lambda: stored_estimates(victoria_url, made.prefix) >= 0.1 * made.sample_count,
+                  "10 % of the estimates stored", process, log)
         pause_service(own_kafka)
         paused = time.monotonic()
         at_pause = stored_estimates(victoria_url, made.prefix)
@@ -106,7 +108,7 @@ def test_broker_away_for_a_minute_is_ridden_out(
               f"all stored {resumed_s:.1f} s after it was back")
     finally:
         kill(process, signal.SIGINT)
-    assert 0.3 * made.sample_count <= at_pause < made.sample_count, "the outage did not hit the stream's middle"
+    assert 0.1 * made.sample_count <= at_pause < made.sample_count, "the outage did not hit the stream's middle"
     assert_same_points(got, _reference(made, tmp_path, monkeypatch), f"broker away {away_s:.0f} s vs uninterrupted")
     lines = _outage_lines(log)
     # Logged once per 10 s interval, not once per attempt (every 5 s at most, and at every poll).

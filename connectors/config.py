@@ -140,6 +140,7 @@ class SimulatorConfig:
     cells: int = 6
     cycles: int = 3
     c_rate: float = 1.0
+    rest_min: float = 0.0  # rest after each half (cycler schedules rest; its steps show resistance)
     dt: float = 10.0
     seed: int = 0
     frame_samples: int = 60  # samples per frame, as a cycler would batch them
@@ -197,6 +198,15 @@ def _positive(value: Any) -> float:
     number = float(value)
     if not (math.isfinite(number) and number > 0):
         raise ValueError("expected a positive number")
+    return number
+
+
+def _not_negative(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError("expected a number >= 0")
     return number
 
 
@@ -262,6 +272,7 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "simulator.cells": _integer,
     "simulator.cycles": _integer,
     "simulator.c_rate": _positive,
+    "simulator.rest_min": _not_negative,
     "simulator.dt": _positive,
     "simulator.seed": _seed,
     "simulator.frame_samples": _integer,

@@ -128,13 +128,14 @@ def fleet(
 
 def simulation(
     cells: Sequence[SimCell], cycles: int, *, dt: float = 10.0, t0: float, seed: int = 0,
-    noise: bool = True,
+    noise: bool = True, rest_s: float = 0.0,
 ) -> Simulation:
-    """Constant-current cycling of ``cells`` at their nominal C-rate, starting at ``t0``.
+    """Constant-current cycling of ``cells`` at their nominal C-rate, starting at ``t0``, with
+    ``rest_s`` of rest after each half.
 
     All cells share one protocol, so a fleet is cycled at the first cell's C-rate.
     """
-    steps = cc_cycles(cells[0].c_rate, cycles)
+    steps = cc_cycles(cells[0].c_rate, cycles, rest_s=rest_s)
     return Simulation(
         [c.params for c in cells], steps, dt=dt, t0=t0,
         noise=SensorNoise() if noise else SensorNoise.none(), seed=seed,

@@ -34,4 +34,4 @@ def simulated_fleet(cfg: SimulatorConfig) -> tuple[list[CellMeta], partial[Simul
     rng = np.random.default_rng(cfg.seed)
     varied = {name: iter(vary(preset(name, MASS_MG), names.count(name), rng)) for name in dict.fromkeys(names)}
     cells = [next(varied[name]) for name in names]
-    return metas, partial(Simulation, cells, cc_cycles(cfg.c_rate, cfg.cycles), dt=cfg.dt, seed=cfg.seed)
+    return metas, partial(Simulation, cells, cc_cycles(cfg.c_rate, cfg.cycles, rest_s=60.0 * cfg.rest_min), dt=cfg.dt, seed=cfg.seed)

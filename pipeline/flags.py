@@ -29,6 +29,8 @@ SPEED = "Pacing, sample time per wall time: 1 = as recorded (live), 60 = a minut
 START = "Start time: ISO time (e.g. 2026-03-01T09:00, zone: --tz, else UTC) or epoch seconds."
 MASS_MG = "Hydride mass per cell, mg: the whole hydrogenated alloy (with an inert framework), not the composite."
 DT = "Sampling interval, s."
+REST = ("Minutes of rest after each half-cycle, as cycler schedules have (the steps into rest give "
+        "the measured pulse resistance).")
 SEED = "Random seed (cell-to-cell spread and sensor noise)."
 NOISE = "Add cycler sensor noise."
 REPORT = "Build report.html in the output folder at the end."

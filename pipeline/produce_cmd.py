@@ -23,7 +23,7 @@ from connectors.preflight import check_kafka
 from connectors.sim_producer import ProduceStats, Publisher, fleet, meta_messages, simulation, stream
 from connectors.wire import TOPIC_META, TOPIC_SAMPLES
 from pipeline.flags import (
-    COMPOSITION, CONFIG, DT, MASS_MG, MIXED_CELLS, NOISE, PRESET, SEED, SPEED, START, parse_speed, parse_start,
+    COMPOSITION, CONFIG, DT, MASS_MG, MIXED_CELLS, NOISE, PRESET, REST, SEED, SPEED, START, parse_speed, parse_start,
 )
 
 __all__ = ["produce", "kafka_settings"]
@@ -51,6 +51,7 @@ def produce(
     composition: Annotated[Optional[str], typer.Option(help=COMPOSITION)] = None,
     c_rate: Annotated[float, typer.Option("--c-rate", help="C-rate of constant-current cycling.")] = 1.0,
     cycles: Annotated[int, typer.Option(min=1, help="Full cycles per cell.")] = 2,
+    rest_min: Annotated[float, typer.Option("--rest-min", min=0.0, help=REST)] = 0.0,
     mass_mg: Annotated[float, typer.Option("--mass-mg", help=MASS_MG)] = 1.0,
     dt: Annotated[float, typer.Option(help=DT)] = 10.0,
     speed: Annotated[str, typer.Option(help=SPEED)] = "1",
@@ -81,8 +82,8 @@ def produce(
                           c_rate=c_rate, seed=seed, prefix=prefix)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    t0 = _default_start(cycles, c_rate, pace, dt) if start is None else parse_start(start, tz)
-    sim = simulation(cell_list, cycles, dt=dt, t0=t0, seed=seed, noise=noise)
+    t0 = _default_start(cycles, c_rate, rest_min, pace, dt) if start is None else parse_start(start, tz)
+    sim = simulation(cell_list, cycles, dt=dt, t0=t0, seed=seed, noise=noise, rest_s=60.0 * rest_min)
 
     check_kafka(settings.bootstrap, settings.admin_config())
     ensure_topics(settings.bootstrap, {topic: partitions, **({TOPIC_META: 1} if meta else {})},
@@ -105,15 +106,15 @@ def produce(
     _out.print(_summary(stats, topic, frame_size, meta))
 
 
-def _default_start(cycles: int, c_rate: float, speedup: float | None, dt: float) -> float:
+def _default_start(cycles: int, c_rate: float, rest_min: float, speedup: float | None, dt: float) -> float:
     """A start time that keeps every sample time in the past of the wall clock.
 
     Sample time runs ``speedup`` times faster than the clock, so starting now would put
     samples in the future. The run's length is bounded by its nominal duration (each half
-    at most 1/C-rate hours, one more half for the first lithiation's irreversible part),
-    so starting that much earlier, less the wall time it takes, ends at or before now.
+    at most 1/C-rate hours, one more half for the first lithiation's irreversible part, and
+    the rests), so starting that much earlier, less the wall time it takes, ends at or before now.
     """
-    duration = (2 * cycles + 1) * 3600.0 / c_rate
+    duration = (2 * cycles + 1) * 3600.0 / c_rate + 2 * cycles * 60.0 * rest_min
     lead = duration if speedup is None else duration * (1.0 - 1.0 / speedup)
     return math.floor((time.time() - lead) / dt) * dt
 

@@ -26,7 +26,7 @@ from connectors.wire import (
     OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN,
 )
 from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
-from pipeline.flags import COMPOSITION, CONFIG, DT, MIXED_CELLS, PRESET, REPORT, SEED, invocation
+from pipeline.flags import COMPOSITION, CONFIG, DT, MIXED_CELLS, PRESET, REPORT, REST, SEED, invocation
 from pipeline.health import Progress
 from pipeline.report import build_report
 from pipeline.report_data import fmt, forget_other_jobs, load_cells, summarize, write_run_info
@@ -110,7 +110,8 @@ def _run_facts(cfg: Config) -> dict[str, str]:
     sim = cfg.simulator
     return {"input": f"simulator: {sim.cells} cells ({sim.composition or sim.preset}), {sim.cycles} cycles, "
                      f"a sample every {sim.dt:g} s",
-            "C-rate": f"{sim.c_rate:g}C", "seed": str(sim.seed)}
+            "C-rate": f"{sim.c_rate:g}C" + (f", {sim.rest_min:g} min rest after each half" if sim.rest_min else ""),
+            "seed": str(sim.seed)}
 
 
 def run(
@@ -138,6 +139,7 @@ def run(
     composition: Annotated[Optional[str], typer.Option(help=f"{COMPOSITION} Embedded.")] = None,
     cycles: Annotated[Optional[int], typer.Option(help="Embedded: constant-current cycles (default 3).")] = None,
     c_rate: Annotated[Optional[float], typer.Option("--c-rate", help="Embedded: C-rate of the cycles (default 1).")] = None,
+    rest_min: Annotated[Optional[float], typer.Option("--rest-min", help=f"{REST} Embedded; default 0.")] = None,
     dt: Annotated[Optional[float], typer.Option(help=f"{DT} Embedded; default 10.")] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"{SEED} Embedded; default 0.")] = None,
     shards: Annotated[Optional[int], typer.Option(help="State shards: cells of a shard are stepped together, "
@@ -172,7 +174,7 @@ def run(
         "influx.token_file": str(influx_token_file) if influx_token_file else None, "influx.org": influx_org,
         "influx.bucket": influx_bucket, "simulator.cells": cells,
         "simulator.preset": preset, "simulator.composition": composition, "simulator.cycles": cycles,
-        "simulator.c_rate": c_rate, "simulator.dt": dt, "simulator.seed": seed, "shards": shards,
+        "simulator.c_rate": c_rate, "simulator.rest_min": rest_min, "simulator.dt": dt, "simulator.seed": seed, "shards": shards,
         "estimate_interval_s": estimate_interval, "recovery_dir": str(recovery_dir) if recovery_dir else None,
         "epoch_interval_s": epoch_interval, "max_outage_s": max_outage,
     }

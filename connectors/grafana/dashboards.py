@@ -180,6 +180,14 @@ def cell_drilldown(dialect: Dialect = "flux") -> dict[str, Any]:
                    points=True),
         timeseries("Resistance at reference temperature",
                    [q.cell_series(MEAS_STATE, "r0_ohm", "rct_ohm")], unit="ohm"),
+        timeseries("Pulse resistance measured from current steps, and the twin's R0 and R_ct",
+                   [q.cycle_series(None, "pulse_r_ohm", "r0_ohm", "rct_ohm")], unit="ohm", points=True,
+                   overrides=[_points_only("pulse_r_ohm")],
+                   description="Per half-cycle: the median of (voltage change / current change) over the "
+                               "current steps in the data (HPPC, GITT pulses, steps into rest), read "
+                               "pulse_hold_s after each step (at most 120 s); beside it the twin's R0 and "
+                               "R_ct at the end of the half. A short hold reads about R0 + R_ct; a longer "
+                               "one adds diffusion. Halves without a step have no point."),
         timeseries("Impedance growth", [q.cell_series(MEAS_STATE, "impedance_growth", fn="last")],
                    unit="percentunit", thresholds=above(_T.impedance_growth)),
         timeseries("Crack and phase-separation risk",

@@ -104,9 +104,12 @@ class FluxQueries:
         # Pivot to one column per field so panel overrides can match fields by name.
         return self._cell(measurement, *fields).window(fn).pivot("_time").keep("_time", *fields).build()
 
-    def cycle_series(self, half: str, *fields: str) -> FluxQuery:
-        return (self._cell(MEAS_CYCLE, *fields).where(TAG_HALF, half).pivot("_time")
-                .keep("_time", *fields).build())
+    def cycle_series(self, half: str | None, *fields: str) -> FluxQuery:
+        """The cell's half-cycles of one kind, or (``None``) of both in one time-ordered table."""
+        if half:
+            return self._cell(MEAS_CYCLE, *fields).where(TAG_HALF, half).pivot("_time").keep("_time", *fields).build()
+        return (self._cell(MEAS_CYCLE, *fields).pivot("_time").keep("_time", *fields).ungroup()
+                .then('sort(columns: ["_time"])').build())
 
     def band(self, measurement: str, mid: str, std: str, *also: str, half: str | None = None) -> FluxQuery:
         """``mid`` with ``mid_lo``/``mid_hi`` = ``mid`` -/+ ``std`` as columns of their own (Grafana
@@ -230,8 +233,10 @@ class InfluxQLQueries:
             query = query.field(field, fn)
         return query.per_interval().build()
 
-    def cycle_series(self, half: str, *fields: str) -> Query:
-        query = self._cell(MEAS_CYCLE).where(TAG_HALF, half)
+    def cycle_series(self, half: str | None, *fields: str) -> Query:
+        query = self._cell(MEAS_CYCLE)
+        if half:
+            query = query.where(TAG_HALF, half)
         for field in fields:
             query = query.field(field)
         return query.build()

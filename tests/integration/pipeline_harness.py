@@ -105,6 +105,7 @@ class Fleet:
     meta: list[KeyValue]  # cell.meta records
     samples: list[KeyValue]  # cell.samples records in send order
     sample_count: int
+    rest_s: float = 0.0  # rest after each half
 
     @property
     def ids(self) -> list[str]:
@@ -115,7 +116,7 @@ class Fleet:
                          c_rate=c.c_rate) for c in self.cells]
 
     def make_simulation(self) -> Any:
-        return simulation(self.cells, self.cycles, dt=self.dt, t0=T0, seed=self.seed)
+        return simulation(self.cells, self.cycles, dt=self.dt, t0=T0, seed=self.seed, rest_s=self.rest_s)
 
     def write_config(self, path: Path, leave_out: Iterable[str] = (), **settings: float | bool) -> Path:
         """A `celltwin run --config` file: top-level ``settings``, a ``[cells.<id>]`` per cell
@@ -136,18 +137,18 @@ def unique_prefix(name: str) -> str:
 
 def simulated_fleet(
     prefix: str, *, cells: int = 20, cycles: int = 2, c_rate: float = 1.0, dt: float = 10.0,
-    frame_size: int = 100, preset: str = "mixed", seed: int = 0,
+    frame_size: int = 100, preset: str = "mixed", seed: int = 0, rest_s: float = 0.0,
 ) -> Fleet:
     """The records `celltwin produce` sends for these options (same functions, same bytes)."""
     members = fleet(cells, preset, c_rate=c_rate, seed=seed, prefix=prefix)
-    made = Fleet(prefix, members, cycles, dt, seed, meta_messages(members), [], 0)
+    made = Fleet(prefix, members, cycles, dt, seed, meta_messages(members), [], 0, rest_s)
     samples: list[KeyValue] = []
     count = 0
     for block in made.make_simulation().blocks(block_ticks=BLOCK_TICKS):
         count += int(block.valid.sum())
         for _, _, messages in encode_block(block, made.ids, frame_size):
             samples.extend(messages)
-    return Fleet(prefix, members, cycles, dt, seed, made.meta, samples, count)
+    return Fleet(prefix, members, cycles, dt, seed, made.meta, samples, count, rest_s)
 
 
 @pytest.fixture

@@ -112,6 +112,19 @@ def test_the_simulated_cells_take_a_preset_mixed_or_a_composition(tmp_path: Path
         assert result.exit_code == 2 and words in " ".join(result.output.replace("│", " ").split()), result.output
 
 
+def test_rests_after_each_half_give_measured_pulse_resistances(tmp_path: Path) -> None:
+    base = ["run", "--cells", "2", "--cycles", "2", "--no-report"]
+    for rest, out in (("0", tmp_path / "no-rest"), ("10", tmp_path / "rest")):
+        result = CliRunner().invoke(app, [*base, "--rest-min", rest, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    # Straight reversals are no resistance steps (the electrode changes hysteresis branch).
+    assert not any(pq.read_table(tmp_path / "no-rest" / OUT_CYCLES).column("pulse_count").to_pylist())
+    rows = [r for r in pq.read_table(tmp_path / "rest" / OUT_CYCLES).to_pylist() if r["pulse_count"]]
+    assert rows and all(r["pulse_r_ohm"] > 0 and 0 < r["pulse_hold_s"] <= 120 for r in rows)
+    result = CliRunner().invoke(app, [*base, "--rest-min", "-1", "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "rest_min" in result.output, result.output
+
+
 def test_bad_settings_are_refused_with_the_reason(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--influx-url", "http://localhost:8086", "--out", str(tmp_path)])
 

@@ -29,7 +29,6 @@ becomes a dead letter, and a dead letter is cut to at most `MAX_DEADLETTER_BYTES
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ import numpy as np
 from connectors.meta import V_RANGE, meta_from_mapping, name_error, shown
 from connectors.wire import (
     MAX_MESSAGE_BYTES, TOPIC_META, CellMeta, DeadLetter, Decoded, Frame, KafkaMessage, MetaError, Origin, Rejected,
+    json_loads,
 )
 
 __all__ = [
@@ -64,7 +64,7 @@ def _object(value: bytes | None) -> dict[str, Any]:
     if len(value) > MAX_MESSAGE_BYTES:
         raise Rejected("oversized", f"record of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
     try:
-        body = json.loads(value)
+        body = json_loads(value)
     except RecursionError:
         raise Rejected("not_json", "JSON nested deeper than the parser follows") from None
     except ValueError as error:  # also: not UTF-8, an integer of more than 4300 digits

@@ -3,8 +3,8 @@
 Items are :class:`connectors.wire.Batch` columns (rows of one measurement, times in epoch
 seconds), so the dataflow never sees influxdb-client types.
 
-A bytewax batch of them is written with the synchronous write API inside ``write_batch``: when it returns,
-the server has stored the points. Transient failures (HTTP 5xx and 429, connection errors,
+A bytewax batch of them is written in one request of the write API inside ``write_batch``
+(line protocol, gzipped): when it returns, the server has stored the points. Transient failures (HTTP 5xx and 429, connection errors,
 timeouts) are retried with exponential backoff in the same call, by default for as long as
 the store is away: the worker reads no new input meanwhile (backpressure), and resumes
 where it was once the store is back, so nothing is lost (see :mod:`connectors.outage` for
@@ -29,6 +29,7 @@ the sub-second part of sample times.
 
 from __future__ import annotations
 
+import gzip
 import math
 import re
 import time
@@ -37,8 +38,8 @@ from typing import Any
 import urllib3
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from influxdb_client import InfluxDBClient, WritePrecision
-from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 
 from connectors.line_protocol import lines as line_protocol
 from connectors.outage import Outage
@@ -47,6 +48,9 @@ from connectors.wire import MEAS_HEALTH, Batch, batches
 __all__ = ["InfluxSink", "InfluxWriteError"]
 
 _PRECISION = WritePrecision.MS
+# The client gzips at level 9; level 1 takes a quarter of the time for twice the bytes, which
+# a store on a local network takes in far less time than level 9 spends on them.
+_GZIP_LEVEL = 1
 
 
 class InfluxWriteError(RuntimeError):
@@ -105,16 +109,16 @@ class InfluxSink(DynamicSink[Batch]):
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[Batch]:
         # retries=False: the client's urllib3 retries would hide failures and their count
-        # from the loop in write_batch, which owns the retry policy.
+        # from the loop in write_batch, which owns the retry policy. The body is gzipped here.
         client = InfluxDBClient(
             url=self._url, token=self._token, org=self._org,
-            timeout=self._timeout_ms, enable_gzip=True, retries=False,
+            timeout=self._timeout_ms, enable_gzip=False, retries=False,
         )
         outage = Outage(f"InfluxDB {self._url} (worker {worker_index})", max_outage_s=self._max_outage_s,
                         backoff_s=self._backoff_s, max_backoff_s=self._max_backoff_s,
                         log_interval_s=self._health_interval_s)
         return _InfluxPartition(
-            client, client.write_api(write_options=SYNCHRONOUS), self._bucket, self._org,
+            client, WriteService(client.api_client), self._bucket, self._org,
             self._max_retries, outage, f"influx-{worker_index}", self._health_interval_s,
         )
 
@@ -123,7 +127,7 @@ class _InfluxPartition(StatelessSinkPartition[Batch]):
     def __init__(
         self,
         client: InfluxDBClient,
-        write_api: WriteApi,
+        writes: WriteService,
         bucket: str,
         org: str,
         max_retries: int | None,
@@ -136,7 +140,7 @@ class _InfluxPartition(StatelessSinkPartition[Batch]):
         self._failed_attempts = 0
         self._last_health = -math.inf
         self._client = client
-        self._write_api = write_api
+        self._writes = writes
         self._bucket = bucket
         self._org = org
         self._max_retries = max_retries
@@ -151,9 +155,9 @@ class _InfluxPartition(StatelessSinkPartition[Batch]):
         while True:
             attempt += 1
             try:
-                self._write_api.write(
-                    bucket=self._bucket, org=self._org, record="\n".join(lines), write_precision=_PRECISION
-                )
+                body = gzip.compress("\n".join(lines).encode(), compresslevel=_GZIP_LEVEL)
+                self._writes.post_write(org=self._org, bucket=self._bucket, body=body, precision=_PRECISION,
+                                        content_encoding="gzip", content_type="text/plain; charset=utf-8")
                 self._outage.succeeded()
                 return
             except ApiException as error:

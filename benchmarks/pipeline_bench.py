@@ -26,8 +26,9 @@ answered the write). Four measurements:
 no services) with and without the per-half analytics measured from the data
 (`twin.analytics`), in one run, alternating, best of ``--repeats`` each.
 
-``--profile`` also runs the frame case in this process under cProfile (one worker, the
-dataflow in the calling thread) and prints the top functions. Cell metadata comes from a
+``--profile`` also runs the frame case (``--profile single``: the single-sample case) in this
+process under cProfile (one worker, the dataflow in the calling thread) and prints the top
+functions. Cell metadata comes from a
 config file. Timings on a shared 2-core machine are noisy: compare figures of one run.
 """
 
@@ -263,7 +264,8 @@ def _embedded(relay: str, work: Path, cells: int, cycles: int, dt: float) -> Non
           f"({elapsed:.1f} s), CPU {cpu:.1f} s = {samples / cpu:,.0f} samples per CPU second")
 
 
-def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, dt: float, top: int) -> None:
+def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, frame_size: int, dt: float,
+             top: int) -> None:
     from bytewax.testing import run_main
 
     from connectors.config import load_config
@@ -271,7 +273,7 @@ def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, dt
 
     prefix = "profile-"
     members = fleet(cells, "mixed", prefix=prefix)
-    records, samples = _messages(members, cycles, 100, dt)
+    records, samples = _messages(members, cycles, frame_size, dt)
     _empty_samples(bootstrap)
     with Publisher(bootstrap) as publisher:
         publisher.send(TOPIC_SAMPLES, records)
@@ -284,7 +286,7 @@ def _profile(bootstrap: str, relay: str, work: Path, cells: int, cycles: int, dt
     started = time.process_time()
     profiler.runcall(run_main, flow)
     elapsed = time.process_time() - started
-    print(f"\nprofile: {samples:,} samples in frames of 100, one worker "
+    print(f"\nprofile: {samples:,} samples in frames of {frame_size}, one worker "
           f"in-process, {elapsed:.1f} s under cProfile; top {top} by own time:")
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
@@ -367,7 +369,8 @@ def main() -> None:
     parser.add_argument("--load", type=float, default=1000.0, help="offered load of the latency run, samples/s")
     parser.add_argument("--latency-cells", type=int, default=20)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of the latency run")
-    parser.add_argument("--profile", action="store_true", help="also profile the frame case in-process")
+    parser.add_argument("--profile", nargs="?", const="frames", choices=("frames", "single"),
+                        help="also profile a case in-process: frames (the default) or single-sample messages")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     parser.add_argument("--analytics-cost", action="store_true",
                         help="only time the embedded pipeline with and without the measured analytics")
@@ -394,8 +397,10 @@ def main() -> None:
                         options.processes)
             _latency(kafka.address, relay_url, stored, work, options.latency_cells, options.load, options.duration)
             _embedded(relay_url, work, options.cells, options.cycles, options.dt)
-            if options.profile:
-                _profile(kafka.address, relay_url, work, options.cells, options.cycles, options.dt, options.top)
+            if options.profile == "frames":
+                _profile(kafka.address, relay_url, work, options.cells, options.cycles, 100, options.dt, options.top)
+            elif options.profile == "single":
+                _profile(kafka.address, relay_url, work, options.single_cells, 1, 1, options.dt, options.top)
         finally:
             relay.shutdown()
 

@@ -44,6 +44,7 @@ _MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", 
 _KEY = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
 _STRING = str.maketrans({'"': r"\"", "\\": "\\\\"})
 _UNWRITABLE_TAG = re.compile(r"[\\\t\n\r]")
+_WHOLE = re.compile(r"\.0(?=,|$)")  # a whole float's ".0", which the client leaves out
 
 
 @lru_cache(maxsize=4096)
@@ -97,13 +98,13 @@ def _column(key: str, column: np.ndarray) -> tuple[list[str | None], np.ndarray 
     if kind == "f":
         values = column.astype(float, copy=False)
         # orjson writes a float as repr does (shortest round trip) where repr uses no exponent,
-        # 18x faster; elsewhere (and for zeros: -0.0) repr itself.
-        texts: list[str | None] = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
+        # 18x faster; elsewhere (and for zeros: -0.0) repr itself. One string for the column.
+        prefix = key + "="
+        written = _WHOLE.sub("", orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode())
+        texts: list[str | None] = list(map(prefix.__add__, written.split(",")))
         magnitude = np.abs(values)
         for row in np.flatnonzero((magnitude < 1e-4) | (magnitude >= 1e16)).tolist():
-            texts[row] = repr(float(values[row]))
-        prefix = key + "="
-        texts = [prefix + text.removesuffix(".0") for text in texts]
+            texts[row] = prefix + repr(float(values[row])).removesuffix(".0")
         missing = ~np.isfinite(column)
         if not missing.any():
             return texts, None

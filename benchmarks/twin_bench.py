@@ -93,12 +93,13 @@ _FIRST_CALL = """
 import time
 t0 = time.perf_counter()
 import numpy as np
-from twin import estimator as est, kernel
+from twin import estimator as est, forecast, kernel
 from twin.params import preset
 t1 = time.perf_counter()
 tr = est.new_tracker([preset("mgh2")])
 t = np.arange(100.0)
 kernel.step_frame(tr, t, np.full(100, 0.5), np.full(100, -1e-3))
+forecast.end_of_life(10.0, 0.01, 0.01, 0.3, 0.95, 1e-4, 1.0, 0.8)  # compiled too: the first half's end
 t2 = time.perf_counter()
 kernel.step_frame(tr, t + 100.0, np.full(100, 0.5), np.full(100, -1e-3))
 t3 = time.perf_counter()
@@ -107,7 +108,8 @@ print(t1 - t0, t2 - t1, t3 - t2)
 
 
 def compile_cost() -> None:
-    """A fresh process: import, then the first step_frame call (compile or cache load)."""
+    """A fresh process: import, then the first step_frame call and the first end-of-life
+    forecast (compile or cache load)."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         for label in ("cold cache (a fresh install)", "warm cache (every later run)"):

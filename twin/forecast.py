@@ -135,8 +135,8 @@ class _Ageing:
     """Shares a (of the room left to phase separation) and b (of the contact) lost per cycle."""
 
     def __init__(self, a: np.ndarray, b: np.ndarray, saturation: float) -> None:
-        self.log_room = np.log1p(-np.clip(a, 0.0, 1.0 - 1e-12))
-        self.log_contact = np.log1p(-np.clip(b, 0.0, 1.0 - 1e-12))
+        self.log_room = np.log1p(-np.minimum(np.maximum(a, 0.0), 1.0 - 1e-12))  # np.clip, without its overhead
+        self.log_contact = np.log1p(-np.minimum(np.maximum(b, 0.0), 1.0 - 1e-12))
         self.saturation = saturation
 
     def intact(self, n) -> np.ndarray:  # 1 - psi after n cycles

@@ -104,16 +104,21 @@ def end_of_life(
     sd = np.hypot(np.sqrt(2.0 * capacity_var) / first_capacity_mah, _LOSS_MODEL_SD)
     log_post = _LOG_PRIOR - 0.5 * ((measured - predicted) / sd) ** 2
     weight = np.exp(log_post - log_post.max())
-    # Generator.choice(p=weight / weight.sum()) with the uniforms drawn once.
-    cdf = (weight / weight.sum()).cumsum()
-    cdf /= cdf[-1]
-    pick = cdf.searchsorted(_PICKS, side="right")
+    pick = _pick(weight)
     mp = _M_PSI[pick] * _JITTER_PSI
     mc = _M_CRACK[pick] * _JITTER_CRACK
     retention_now = (capacity_mah + np.sqrt(capacity_var) * _NORMAL) / first_capacity_mah
     remaining = _cycles_to_floor(retention_now, a * mp, b * mc, ps_saturation, cycle, floor)
     low, mid, high = _percentiles(remaining)
     return EndOfLife(float(mid), float(low), float(high))
+
+
+def _pick(weight: np.ndarray) -> np.ndarray:
+    """`Generator.choice(weight.size, _DRAWS, p=weight / weight.sum())` of the generator
+    seeded `_SEED`, with its uniforms drawn once (`_PICKS`)."""
+    cdf = (weight / weight.sum()).cumsum()
+    cdf /= cdf[-1]
+    return cdf.searchsorted(_PICKS, side="right")
 
 
 _QUANTILES = np.array([5.0, 50.0, 95.0]) / 100.0

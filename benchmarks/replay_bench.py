@@ -1,19 +1,32 @@
-"""Speed of a replay: archived rows parsed per second, and replayed end to end at --speed max.
+"""Speed of a replay: `celltwin replay --speed max` of a long single-cell test, end to end.
 
-    python benchmarks/replay_bench.py [--rows 2000000] [--cells 1 16 64] [--samples 20000]
+    python benchmarks/replay_bench.py [--rows 1000000] [--data DIR] [--profile FILE]
+                                      [--parse-rows 2000000] [--cells 16 64] [--samples 20000]
 
-Parsing: a BDF CSV (the most common exchange table) and an Arbin export of the same
-rows, read by ``read_archive``. End to end: simulated cells written as one wire
-table, read back, replayed through the embedded dataflow (decode, twin step, Parquet
-sinks) with ``ReplaySource(speed=None)``, as ``celltwin replay --speed max`` does.
-The twin steps the cells of a shard together, so the rate grows with the number of
-cells replayed at once. Prints figures; asserts nothing. Timings on a shared machine
-are noisy: compare ratios from one run.
+End to end: a single-cell sample stream of about ``--rows`` rows made with `celltwin
+simulate --samples` (0.5C, 2 s sampling; kept in ``--data`` and reused when it is there,
+since simulating it takes minutes), replayed by the `celltwin replay` command in a fresh
+process: start-up, parse, twin, Parquet, validation and the report, as a user runs it.
+Prints the wall time and the command's CPU time (on a shared machine wall time includes
+waiting for a core; CPU time does not), samples/s for each, the dataflow's own time as the
+command reports it, and the size of the report (it is downsampled, so it stays small
+however long the test). ``--profile FILE`` runs the command under cProfile into FILE.
+
+Optional: ``--parse-rows`` times the readers alone on a BDF CSV and an Arbin export;
+``--cells`` replays that many simulated cells at once in-process (the twin steps the
+cells of a shard together, so the rate grows with the number of cells).
+Prints figures; asserts nothing. Timings on a shared machine are noisy: compare ratios
+from one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,19 +35,61 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from bytewax.testing import run_main
-
-from connectors.config import Config
-from connectors.readers import read_archive
-from connectors.replay_source import ReplaySource
-from connectors.wire import CellMeta
-from pipeline.health import Progress
-from pipeline.replay_cmd import replay_config, replay_flow
-from twin.params import preset
-from twin.protocol import cc_cycles
-from twin.simulator import SensorNoise, Simulation
 
 T0 = 1_767_225_600.0
+_DT_S = 2.0
+_C_RATE = 0.5
+_ROWS_PER_CYCLE = 4050  # what a cycle of the composite logs at that rate and sampling (measured)
+
+
+def _cli(*args: str, profile: Path | None = None) -> list[str]:
+    runner = ["-m", "cProfile", "-o", str(profile), "-m", "pipeline.cli"] if profile else ["-m", "pipeline.cli"]
+    return [sys.executable, *runner, *args]
+
+
+def _env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
+def _stream(rows: int, folder: Path) -> Path:
+    """The sample stream of one simulated cell, about `rows` rows, made once per folder."""
+    path = folder / f"cell-{rows}.csv"
+    if path.exists():
+        return path
+    cycles = max(1, round(rows / _ROWS_PER_CYCLE))
+    print(f"simulating {cycles} cycles at {_C_RATE}C, {_DT_S:g} s sampling into {path} (once) ...", flush=True)
+    subprocess.run(_cli("simulate", "--c-rate", str(_C_RATE), "--cycles", str(cycles), "--dt", str(_DT_S),
+                        "--samples", str(path), "--out", str(folder / f"cycles-{rows}.csv")),
+                   env=_env(), check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def replay(rows: int, data: Path, profile: Path | None) -> None:
+    path = _stream(rows, data)
+    samples = sum(1 for _ in path.open()) - 1
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        cpu0, t0 = _children_cpu_s(), time.perf_counter()
+        done = subprocess.run(_cli("replay", str(path), "--mass-mg", "1", "--speed", "max", "--out", str(out),
+                                   profile=profile), env=_env(), capture_output=True, text=True)
+        wall, cpu = time.perf_counter() - t0, _children_cpu_s() - cpu0
+        if done.returncode:
+            sys.exit(f"replay failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        flow = re.search(r"replayed [\d,]+ of [\d,]+ samples in ([\d.]+) s", done.stderr)
+        report = (out / "report.html").stat().st_size / 1e6
+    print(f"replay --speed max, 1 cell, {samples:,} rows ({path.stat().st_size / 1e6:.0f} MB CSV):")
+    print(f"  end to end: wall {wall:6.2f} s  {samples / wall:>9,.0f} samples/s;  "
+          f"CPU {cpu:6.2f} s  {samples / cpu:>9,.0f} samples/s")
+    print(f"  dataflow alone (as the command reports it): {flow.group(1) if flow else '?'} s;  "
+          f"report.html {report:.2f} MB")
+    if profile:
+        print(f"  profile: {profile} (python -m pstats {profile})")
 
 
 def _bdf(path: Path, n: int) -> None:
@@ -62,6 +117,8 @@ def _arbin(path: Path, n: int) -> None:
 
 
 def parsing(rows: int, folder: Path) -> None:
+    from connectors.readers import read_archive
+
     for name, write in (("BDF CSV", _bdf), ("Arbin CSV", _arbin)):
         path = folder / f"{name.split()[0].lower()}.csv"
         write(path, rows)
@@ -78,6 +135,10 @@ def parsing(rows: int, folder: Path) -> None:
 
 def _cells(n_cells: int, samples: int, folder: Path) -> Path:
     """``n_cells`` simulated composite cells, ``samples`` each at 5 s, as one wire table."""
+    from twin.params import preset
+    from twin.protocol import cc_cycles
+    from twin.simulator import SensorNoise, Simulation
+
     cells = [preset("nd4mg80ni8", mass_mg=1.0)] * n_cells
     sim = Simulation(cells, cc_cycles(1.0, 1000), dt=5.0, noise=SensorNoise(), seed=1)
     blocks = list(sim.blocks(block_ticks=4096, max_ticks=samples))
@@ -89,34 +150,49 @@ def _cells(n_cells: int, samples: int, folder: Path) -> Path:
     return path
 
 
-def end_to_end(n_cells: int, samples: int, folder: Path) -> None:
+def many_cells(n_cells: int, samples: int, folder: Path) -> None:
+    """The dataflow of a replay in-process (no start-up, validation or report): many cells at once."""
+    from bytewax.testing import run_main
+
+    from connectors.config import Config
+    from connectors.readers import read_archive
+    from connectors.replay_source import ReplaySource
+    from connectors.wire import CellMeta
+    from pipeline.health import Progress
+    from pipeline.replay_cmd import replay_config, replay_flow
+
     path = _cells(n_cells, samples, folder)
     t0 = time.perf_counter()
     records = list(read_archive(path).cells.values())
     parsed = time.perf_counter() - t0
     metas = {r.cell: CellMeta(cell=r.cell, mass_mg=1.0, preset="nd4mg80ni8") for r in records}
-    out = folder / f"out{n_cells}"
     progress = Progress()
     t0 = time.perf_counter()
-    run_main(replay_flow(replay_config(Config(), out, metas), ReplaySource(records), progress))
+    run_main(replay_flow(replay_config(Config(), folder / f"out{n_cells}", metas), ReplaySource(records), progress))
     ran = time.perf_counter() - t0
     total = sum(len(r) for r in records)
     assert progress.snapshot()[0] == total
-    print(f"replay --speed max, {n_cells:3d} cell(s) x {samples:,} samples: read {parsed:5.2f} s, "
-          f"dataflow {ran:6.2f} s  {total / (parsed + ran):>9,.0f} samples/s end to end")
+    print(f"replay dataflow, {n_cells:3d} cells x {samples:,} samples: read {parsed:5.2f} s, "
+          f"dataflow {ran:6.2f} s  {total / (parsed + ran):>9,.0f} samples/s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the parsed CSV files")
-    parser.add_argument("--cells", type=int, nargs="+", default=[1, 16, 64], help="cells replayed at once")
-    parser.add_argument("--samples", type=int, default=20_000, help="samples per replayed cell")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the replayed single-cell CSV")
+    parser.add_argument("--data", type=Path, help="folder keeping the simulated CSV between runs (default: a temp one)")
+    parser.add_argument("--profile", type=Path, help="run the replay under cProfile, stats into this file")
+    parser.add_argument("--parse-rows", type=int, default=0, help="also time the readers on CSV files of this many rows")
+    parser.add_argument("--cells", type=int, nargs="*", default=[], help="also replay this many cells at once")
+    parser.add_argument("--samples", type=int, default=20_000, help="samples per cell with --cells")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        parsing(args.rows, folder)
+        data = args.data or Path(tmp)
+        data.mkdir(parents=True, exist_ok=True)
+        replay(args.rows, data, args.profile)
+        if args.parse_rows:
+            parsing(args.parse_rows, Path(tmp))
         for n in args.cells:
-            end_to_end(n, args.samples, folder)
+            many_cells(n, args.samples, Path(tmp))
 
 
 if __name__ == "__main__":

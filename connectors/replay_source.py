@@ -14,9 +14,9 @@ is validated on the code path that runs in production. This module only turns
 * A frame holds the samples that are due at once, up to ``max_frame``; at
   ``speed=None`` that is every frame, which is the fast path.
 
-Two ways out, sharing the pacing and the bytes: :class:`ReplaySource`, a
+Two ways out, sharing the pacing and the frames: :class:`ReplaySource`, a
 bytewax source for the embedded run (one partition per cell, each frame
-through the dataflow's own decoder), and
+through the checks of the dataflow's own decoder), and
 :func:`produce`, through the simulator producer's :class:`Publisher` into
 ``cell.samples``, with the cell metadata first on ``cell.meta``, for a
 pipeline that is already running.
@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.decode import MAX_ABS_CURRENT_A, T_RANGE_S, TEMP_RANGE_C, decode_samples
-from connectors.meta import V_RANGE
+from connectors.decode import MAX_ABS_CURRENT_A, T_RANGE_S, TEMP_RANGE_C, check_samples
+from connectors.meta import V_RANGE, name_error
 from connectors.readers import CellRecord
 from connectors.sim_producer import Publisher
-from connectors.wire import TOPIC_META, TOPIC_SAMPLES, CellMeta, DeadLetter, Frame, KafkaMessage
+from connectors.wire import TOPIC_META, TOPIC_SAMPLES, CellMeta, DeadLetter, Frame, Origin, Rejected
 
 __all__ = [
     "MAX_FRAME",
@@ -150,21 +150,27 @@ class Pacer:
             return math.inf
         return -math.inf if self._due is None else float(self._due[self.index])
 
-    def take(self, elapsed_s: float) -> WireFrame | None:
-        """The frame of samples due by ``elapsed_s`` replay seconds, or None."""
+    def span(self, elapsed_s: float) -> tuple[int, int] | None:
+        """The samples ``[lo, hi)`` of the record due by ``elapsed_s`` replay seconds, taken
+        as one frame, or None."""
         if self.done:
             return None
-        hi = min(self.index + self.max_frame, len(self.record))
-        cut = int(np.searchsorted(self._breaks, self.index, side="right"))
+        lo = self.index
+        hi = min(lo + self.max_frame, len(self.record))
+        cut = int(np.searchsorted(self._breaks, lo, side="right"))
         if cut < self._breaks.size:
             hi = min(hi, int(self._breaks[cut]))
         if self._due is not None:
             hi = min(hi, int(np.searchsorted(self._due, elapsed_s, side="right")))
-        if hi <= self.index:
+        if hi <= lo:
             return None
-        frame = _frame(self.record, self.index, hi)
         self.index = hi
-        return frame
+        return lo, hi
+
+    def take(self, elapsed_s: float) -> WireFrame | None:
+        """The frame of samples due by ``elapsed_s`` replay seconds, or None."""
+        span = self.span(elapsed_s)
+        return None if span is None else _frame(self.record, *span)
 
 
 def origin_of(records: Sequence[CellRecord]) -> float:
@@ -183,9 +189,10 @@ def wire_frames(records: Sequence[CellRecord], max_frame: int = MAX_FRAME) -> It
 class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, int]):
     """A bytewax source of archived cells, one partition per cell, for the embedded run.
 
-    Every frame is encoded to the bytes :func:`produce` would send and decoded
-    by the dataflow's own decoder, so a replay meets the same checks as live
-    data: items are :class:`~connectors.decode.Frame` or, for a frame the
+    Every frame meets the checks the dataflow's decoder makes of the bytes
+    :func:`produce` would send (:func:`~connectors.decode.check_samples`, the
+    cell id), so a replay meets the same checks as live data, without the JSON
+    round trip: items are :class:`~connectors.decode.Frame` or, for a frame the
     decoder refuses, a :class:`~connectors.decode.DeadLetter` whose offset is
     the index of the frame's first sample in the cell's record. The resume
     state is the index of the next sample, so a recovered replay continues
@@ -225,17 +232,31 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, int]):
     def next_batch(self) -> list[Frame | DeadLetter]:
         if self._pacer.done:
             raise StopIteration
-        first = self._pacer.index
-        frame = self._pacer.take(time.monotonic() - self._t0)
+        span = self._pacer.span(time.monotonic() - self._t0)
         wait = self._pacer.next_due() - (time.monotonic() - self._t0)
         self._awake = None
-        if frame is None or wait > 0:
+        if span is None or wait > 0:
             nap = min(max(wait, 0.0), _MAX_NAP_S)
             self._awake = datetime.now(timezone.utc) + timedelta(seconds=nap)
-        if frame is None:
-            return []
-        key, value = encode(frame)
-        return [decode_samples(KafkaMessage(TOPIC_SAMPLES, self._number, first, key, value, int(frame["t"][0] * 1000)))]
+        return [] if span is None else [self._decoded(*span)]
+
+    def _decoded(self, lo: int, hi: int) -> Frame | DeadLetter:
+        """What the decoder makes of the bytes `produce` would send for samples ``[lo, hi)``,
+        checked on the arrays themselves (JSON gives back the very floats it was given):
+        the bytes are made only for a dead letter."""
+        record = self._pacer.record
+        origin = Origin(TOPIC_SAMPLES, self._number, lo, record.cell.encode())
+        temp = record.temp_c[lo:hi] if record.temp_c is not None and np.isfinite(record.temp_c[lo]) else None
+        try:
+            problem = name_error("'cell'", record.cell)
+            if problem:
+                raise Rejected("bad_cell_id", problem)
+            data = check_samples(record.t[lo:hi], record.v[lo:hi], record.i[lo:hi], temp)
+        except Rejected as rejected:
+            payload = json.dumps(_frame(record, lo, hi), separators=(",", ":")).encode()
+            return DeadLetter(rejected.reason, rejected.error, origin, payload,
+                              None if rejected.reason == "bad_cell_id" else record.cell)
+        return Frame(record.cell, data[0], data[1], data[2], data[3], origin)
 
     def next_awake(self) -> datetime | None:
         return self._awake

@@ -23,7 +23,7 @@ import numpy as np
 from connectors.alert_catalogue import CATALOGUE, KINDS, WINDOW_MARGIN_V, AlertKind
 from twin.estimator import HalfCycle
 
-__all__ = ["KINDS", "WINDOW_MARGIN_V", "Alert", "new_latch", "sample_alerts", "half_cycle_alerts"]
+__all__ = ["KINDS", "WINDOW_MARGIN_V", "Alert", "new_latch", "frame_alerts", "sample_alerts", "half_cycle_alerts"]
 
 _K = {kind: k for k, kind in enumerate(KINDS)}
 _SAMPLE_KINDS = tuple(k for k in CATALOGUE if k.scope == "sample")
@@ -48,12 +48,16 @@ def new_latch(cells: int) -> np.ndarray:
     return np.zeros((cells, len(KINDS)), dtype=bool)
 
 
-def _crossings(latch: np.ndarray, kind: str, known: np.ndarray, beyond: np.ndarray) -> np.ndarray:
-    """Rows that just crossed; updates the latch where the value is known."""
+def _crossings(latch: np.ndarray, kind: str, known: np.ndarray, beyond: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, samples) that just crossed in a frame (N, T); the latch ends where each row's
+    last known value left it. Before a sample the latch is what the last known one set."""
     column = latch[:, _K[kind]]
-    fired = known & beyond & ~column
-    latch[:, _K[kind]] = np.where(known, beyond, column)
-    return np.flatnonzero(fired)
+    n, width = known.shape
+    last = np.maximum.accumulate(np.where(known, np.arange(width), -1), axis=1)  # last known sample so far
+    after = np.where(last >= 0, beyond[np.arange(n)[:, None], np.maximum(last, 0)], column[:, None])
+    before = np.concatenate([column[:, None], after[:, :-1]], axis=1)
+    latch[:, _K[kind]] = after[:, -1]
+    return np.nonzero(known & beyond & ~before)
 
 
 def _beyond(kind: AlertKind, values: np.ndarray) -> np.ndarray:
@@ -61,6 +65,31 @@ def _beyond(kind: AlertKind, values: np.ndarray) -> np.ndarray:
         masks = [values > lim.trips_at if lim.side == "above" else values < lim.trips_at
                  for lim in kind.limits]
     return np.logical_or.reduce(masks)
+
+
+def frame_alerts(
+    latch: np.ndarray,
+    present: np.ndarray,
+    t: np.ndarray,
+    v: np.ndarray,
+    temp_c: np.ndarray,
+) -> list[tuple[int, Alert]]:
+    """Alerts of a frame of lockstep samples, arrays (N, T) over rows and samples (`present`
+    marks real samples, `temp_c` is NaN where no temperature was reported): each with the
+    index of its sample, in the order a sample-by-sample check raises them (sample, kind, row)."""
+    columns = {"v": v, "temp_c": temp_c}
+    found = []
+    for order, kind in enumerate(_SAMPLE_KINDS):
+        values = columns[kind.fields[0]]
+        rows, samples = _crossings(latch, kind.kind, present & np.isfinite(values), _beyond(kind, values))
+        for row, k in zip(rows.tolist(), samples.tolist()):
+            value = float(values[row, k])
+            limit = kind.crossed(value)
+            assert limit is not None  # a crossing row is beyond a limit
+            found.append((k, order, row, Alert(row, float(t[row, k]), kind.kind, value, limit.value, limit.severity,
+                                               kind.message(kind.labels[0], value, limit))))
+    found.sort(key=lambda entry: entry[:3])
+    return [(k, alert) for k, _, _, alert in found]
 
 
 def sample_alerts(
@@ -72,17 +101,7 @@ def sample_alerts(
 ) -> list[Alert]:
     """Alerts of one lockstep sample (arrays over all rows; `present` marks real samples,
     `temp_c` is NaN where no temperature was reported)."""
-    columns = {"v": v, "temp_c": temp_c}
-    alerts = []
-    for kind in _SAMPLE_KINDS:
-        values = columns[kind.fields[0]]
-        for row in _crossings(latch, kind.kind, present & np.isfinite(values), _beyond(kind, values)):
-            value = float(values[row])
-            limit = kind.crossed(value)
-            assert limit is not None  # a crossing row is beyond a limit
-            alerts.append(Alert(int(row), float(t[row]), kind.kind, value, limit.value, limit.severity,
-                                kind.message(kind.labels[0], value, limit)))
-    return alerts
+    return [alert for _, alert in frame_alerts(latch, *(np.asarray(a)[:, None] for a in (present, t, v, temp_c)))]
 
 
 def _judged(kind: AlertKind, half: HalfCycle) -> tuple[float, str]:

@@ -35,7 +35,6 @@ from bytewax.run import cli_main
 from connectors.config import Config, debugging
 from connectors.decode import decode_message
 from connectors.file_sink import OutputFolderSink, close_open_files
-from connectors.influx_sink import InfluxSink
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
 from connectors.kafka_source import KafkaSource
@@ -121,6 +120,8 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
         lag = KafkaLag(cfg.kafka.bootstrap, cfg.kafka.consumer_config()) if cfg.kafka is not None else None
         health = op.stateful_batch("health", op.key_on("health_key", stats, lambda _: HEALTH_KEY),
                                    lambda resume: HealthLogic(cfg.health_interval_s, lag, resume))
+        from connectors.influx_sink import InfluxSink  # its client library loads in a second: only when writing there
+
         influx = cfg.influx
         op.output("influx_out", op.merge("influx_batches", batches, op.key_rm("health_unkey", health)),
                   InfluxSink(influx.url, influx.token, influx.org, influx.bucket, max_outage_s=cfg.max_outage_s,

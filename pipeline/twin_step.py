@@ -58,16 +58,16 @@ from connectors.wire import (
     ANALYTICS_FIELDS, CYCLE_FIELDS, FIELD_PARTIAL, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_STATE, TAG_CELL, TAG_HALF,
     TAG_KIND, TAG_PRESET, TAG_VOLTAGE, Batch, CellMeta, DeadLetter, Frame, Point, batches,
 )
-from pipeline.alerts import Alert, half_cycle_alerts, new_latch, sample_alerts
+from pipeline.alerts import Alert, frame_alerts, half_cycle_alerts, new_latch
 from twin import analytics
 from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker
-from twin.kernel import step_frame
+from twin.kernel import FrameOutput, step_frame
 from twin.params import T_REF_C
 
 __all__ = ["WAIT_SAMPLES", "ShardStats", "ShardState", "ShardLogic"]
 
 WAIT_SAMPLES = 100_000  # per cell waiting for its metadata; older frames go to the dead letters
-_Estimates = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]  # rows of the tracker, times, twin_state fields
+_Due = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # twin_state points of a row: rows, samples, risks, flags
 _TWIN_CYCLE_FIELDS = tuple(name for name in CYCLE_FIELDS if name not in ANALYTICS_FIELDS)  # HalfCycle's
 
 
@@ -280,7 +280,8 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             pending[row].append(kept)
 
     def _step(self, pending: Mapping[int, list[Frame]], out: list[_Out]) -> int:
-        """Step every pending sample of all cells in one call, then emit sample k of all cells in turn."""
+        """Step every pending sample of all cells in one call, then emit what the samples raised
+        in step order (sample k of all cells, then k + 1), and their twin_state points as one batch."""
         self._grow()
         st = self._state
         assert st.tracker is not None
@@ -295,57 +296,81 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
             counts[row] = m
             t[row, :m], v[row, :m], i[row, :m], temp[row, :m] = ct, cv, ci, ctemp
         twin_temp = np.where(np.isnan(temp), T_REF_C, temp)  # not reported: the test temperature
-        frame = step_frame(st.tracker, t, v, i, twin_temp, np.arange(width) < counts[:, None])
+        present = np.arange(width) < counts[:, None]
+        frame = step_frame(st.tracker, t, v, i, twin_temp, present)
         batch = analytics.begin(st.measured, t, v, i, counts) if st.measured is not None else None
-        estimates: list[_Estimates] = []
-        for k in range(width):
-            present = counts > k
-            res = frame.at(k)
-            st.flags_since |= np.where(present, res.flags, 0)
-            alerts = sample_alerts(st.latch, present, t[:, k], v[:, k], temp[:, k])
-            out.extend(("point", self._alert_point(a)) for a in alerts)
-            out.extend(self._half_points(res.halves, batch, k))
-            due = present & (np.isnan(st.next_estimate_t) | (t[:, k] >= st.next_estimate_t))
-            if due.any():
-                estimates.append(self._estimates(np.flatnonzero(due), res, t[:, k], v[:, k], i[:, k], temp[:, k]))
+        risks = st.risks.copy()  # as the frame starts; the halves closed in it move them
+        # What happens at sample k, in the order of a sample-by-sample pass: its alerts, then its closed halves.
+        alerts_at: dict[int, list[_Out]] = defaultdict(list)
+        for k, alert in frame_alerts(st.latch, present, t, v, temp):
+            alerts_at[k].append(("point", self._alert_point(alert)))
+        halves_at: dict[int, list[HalfCycle]] = defaultdict(list)
+        for k, half in zip(frame.half_samples, frame.halves):
+            halves_at[k].append(half)
+        for k in sorted(alerts_at.keys() | halves_at.keys()):
+            out.extend(alerts_at.get(k, ()))
+            out.extend(self._half_points(halves_at.get(k, []), batch, k))
         if batch is not None:
             analytics.end(st.measured, batch)
-        if estimates:
-            out.append(("batch", self._estimate_batch(estimates)))
+        due = [self._due(row, int(counts[row]), t, frame, risks) for row in np.flatnonzero(counts)]
+        due = [part for part in due if part is not None]
+        if due:
+            out.append(("batch", self._estimate_batch(frame, t, v, i, temp, due)))
         return int(counts.sum())
+
+    def _due(self, row: int, count: int, t: np.ndarray, frame: FrameOutput,
+             risks: np.ndarray) -> _Due | None:
+        """The samples of `row` (of its first `count`) at which a twin_state point is due, with
+        the risks and flags each carries; moves the row's clock and its flags since the last point."""
+        st = self._state
+        times = t[row, :count].tolist()
+        next_t = float(st.next_estimate_t[row])
+        samples = []
+        for k, tk in enumerate(times):
+            if not tk < next_t:  # NaN: the cell's first sample
+                samples.append(k)
+                next_t = tk + self._interval
+        flags = frame.flags[row, :count]
+        if not samples:
+            st.flags_since[row] |= np.bitwise_or.reduce(flags)
+            return None
+        ks = np.array(samples)
+        # Each point carries the flags since the one before (the first also those of earlier batches).
+        carried = np.bitwise_or.reduceat(flags[:ks[-1] + 1], np.concatenate([[0], ks[:-1] + 1]))
+        carried[0] |= st.flags_since[row]
+        st.flags_since[row] = np.bitwise_or.reduce(flags[ks[-1] + 1:])
+        st.next_estimate_t[row] = t[row, ks[-1]] + self._interval
+        # Each point carries the risks of the last half closed at or before it.
+        closed = [(k, half) for k, half in zip(frame.half_samples, frame.halves) if half.cell == row]
+        series = np.array([risks[row]] + [(half.crack_risk, half.phase_sep_risk) for _, half in closed], dtype=float)
+        at = np.searchsorted([k for k, _ in closed], ks, side="right")
+        return np.full(ks.size, row), ks, series[at], carried
 
     def _tags(self, row: int) -> dict[str, str]:
         return {TAG_CELL: self._state.cells[row], TAG_PRESET: self._state.metas[row].label}
 
-    def _estimates(self, rows: np.ndarray, res, t, v, i, temp) -> _Estimates:
-        """The twin_state columns of the cells in `rows`, due at this step: (rows, times, fields)."""
+    def _estimate_batch(self, frame: FrameOutput, t: np.ndarray, v: np.ndarray, i: np.ndarray, temp: np.ndarray,
+                        due: list[_Due]) -> Batch:
+        """The twin_state rows of one pass over a batch, in step order (sample, then row), as one batch."""
         st = self._state
-        first = res.first_capacity_mah[rows]
-        base = res.r_base[rows]
-        columns = {
-            "v": v[rows], "i": i[rows], "temp_c": temp[rows], "soc": res.soc[rows], "soc_std": res.soc_std[rows],
-            "capacity_mah": res.capacity_mah[rows],
-            "capacity_std_mah": res.capacity_std_mah[rows],
-            "retention": np.where(np.isfinite(first), res.capacity_mah[rows] / first, 1.0),
-            "r0_ohm": res.r0_ohm[rows], "rct_ohm": res.r1_ohm[rows],
-            "r0_std_ohm": res.r0_std_ohm[rows], "rct_std_ohm": res.r1_std_ohm[rows],
-            "impedance_growth": np.where(np.isfinite(base), (res.r0_ohm[rows] + res.r1_ohm[rows]) / base - 1.0, 0.0),
-            "crack_risk": st.risks[rows, 0], "phase_sep_risk": st.risks[rows, 1], "hysteresis": res.hysteresis[rows],
-            "v_residual": res.v_residual[rows], "nis": res.nis[rows], "flags": st.flags_since[rows],
+        rows, ks, risks, flags = (np.concatenate(parts) for parts in zip(*due))
+        order = np.lexsort((rows, ks))
+        rows, ks, risks, flags = rows[order], ks[order], risks[order], flags[order]
+        at = (rows, ks)
+        first, base, capacity = frame.first_capacity_mah[at], frame.r_base[at], frame.capacity_mah[at]
+        fields = {
+            "v": v[at], "i": i[at], "temp_c": temp[at], "soc": frame.soc[at], "soc_std": frame.soc_std[at],
+            "capacity_mah": capacity, "capacity_std_mah": frame.capacity_std_mah[at],
+            "retention": np.where(np.isfinite(first), capacity / first, 1.0),
+            "r0_ohm": frame.r0_ohm[at], "rct_ohm": frame.r1_ohm[at],
+            "r0_std_ohm": frame.r0_std_ohm[at], "rct_std_ohm": frame.r1_std_ohm[at],
+            "impedance_growth": np.where(np.isfinite(base), (frame.r0_ohm[at] + frame.r1_ohm[at]) / base - 1.0, 0.0),
+            "crack_risk": risks[:, 0], "phase_sep_risk": risks[:, 1], "hysteresis": frame.hysteresis[at],
+            "v_residual": frame.v_residual[at], "nis": frame.nis[at], "flags": flags,
         }
-        times = t[rows]
-        st.next_estimate_t[rows] = times + self._interval
-        st.flags_since[rows] = 0
-        return rows, times, columns
-
-    def _estimate_batch(self, parts: list[_Estimates]) -> Batch:
-        """The twin_state rows of one pass over a batch, in step order, as one batch."""
-        rows = np.concatenate([part[0] for part in parts])
-        st = self._state
         tags = {TAG_CELL: np.array(st.cells, dtype=object)[rows],
                 TAG_PRESET: np.array([meta.label for meta in st.metas], dtype=object)[rows]}
-        fields = {name: np.concatenate([part[2][name] for part in parts]) for name in parts[0][2]}
-        return Batch(MEAS_STATE, np.concatenate([part[1] for part in parts]), tags, fields)
+        return Batch(MEAS_STATE, t[at], tags, fields)
 
     def _half_points(self, halves: list[HalfCycle], batch: analytics.Batch | None = None, k: int = 0) -> list[_Out]:
         """The cycle_summary point of each closed half, its dQ/dV curve, then the alerts it

@@ -383,9 +383,11 @@ def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOut
             break
         rows = np.flatnonzero(pos < count)
         cols = pos[rows]
-        sub = tr.take(rows)
+        # Every cell stopped (always so for one cell): step the tracker itself, not a copy of its rows.
+        whole = rows.size == n
+        sub = tr if whole else tr.take(rows)
         res = est.step(sub, t[rows, cols], v[rows, cols], i[rows, cols], temp_c[rows, cols])
-        for f in fields(est.Tracker):
+        for f in fields(est.Tracker) if not whole else ():
             getattr(tr, f.name)[rows] = getattr(sub, f.name)
         for m, name in enumerate(_OUTPUTS):
             out[m, rows, cols] = getattr(res, name)

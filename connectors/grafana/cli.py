@@ -16,7 +16,6 @@ from connectors.grafana.datasource import InfluxSettings
 from connectors.grafana.dialects import DIALECTS, Dialect
 from connectors.grafana.generate import stale_files, write
 from connectors.grafana.notifications import Notify
-from connectors.grafana.publisher import PublishError, publish
 
 __all__ = ["grafana_app"]
 
@@ -74,6 +73,8 @@ def publish_command(
 ) -> None:
     """Create or update the data source, folder, dashboards and alert rules (by uid), and the
     contact point and policy route when CELLTWIN_ALERT_WEBHOOK_URL or CELLTWIN_ALERT_EMAIL is set."""
+    from connectors.grafana.publisher import PublishError, publish  # an HTTP client, loaded when publishing only
+
     if dialect == "flux" and not influx_org:
         raise typer.BadParameter("Flux needs the InfluxDB organisation", param_hint="--influx-org")
     influx = InfluxSettings(url=influx_url, org=influx_org, bucket=influx_bucket, token=influx_token)

@@ -116,6 +116,29 @@ def test_a_frame_the_decoder_refuses_is_a_dead_letter_pointing_at_the_sample() -
     assert {x.reason for x in items[1:3]} == {"voltage_range"} and items[1].cell == "X"
 
 
+def test_the_source_gives_what_the_decoder_makes_of_the_produced_bytes() -> None:
+    rec = _record("X", n=40)
+    rec.v[6:8] = 650.0  # rows in mV: voltage_range
+    rec.i[20] = 500.0  # current_range
+    rec.temp_c[30:] = np.nan  # a temperature that stops being reported
+    part = ReplaySource([rec], speed=None, max_frame=8).build_part("in", "X", None)
+    pacer = Pacer(rec, 0.0, None, max_frame=8)
+
+    while (frame := pacer.take(math.inf)) is not None:
+        [got] = part.next_batch()
+        want = _decode(frame)
+        assert type(got) is type(want)
+        if isinstance(want, Frame):
+            for name in ("t", "v", "i", "temp_c"):
+                np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+            assert (got.cell, got.origin.key) == (want.cell, want.origin.key)
+        else:
+            assert (got.reason, got.error, got.cell, json.loads(got.payload)) == (
+                want.reason, want.error, want.cell, json.loads(want.payload))
+    with pytest.raises(StopIteration):
+        part.next_batch()
+
+
 def test_bytewax_source_one_partition_per_cell_everything_in_order() -> None:
     records = [_record("A1", n=500), _record("B2", n=300, t0=T0 + 7.0)]
     source = ReplaySource(records, speed=None, max_frame=64)

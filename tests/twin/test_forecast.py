@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from twin import estimator as est
+from twin import forecast
 from twin.estimator import RETENTION_FLOOR
 from twin.forecast import HORIZON_CYCLES, end_of_life
 from twin.params import params_from_composition
@@ -117,3 +118,19 @@ def test_more_loss_means_an_earlier_end_and_the_point_lies_inside_its_interval()
     for f in (healthy, worn):
         assert f.low <= f.cycles <= f.high <= HORIZON_CYCLES
     assert end_of_life(10, 0.05, 0.001, 0.84, 0.75, 1e-4, 1.0, 0.8).high == 0.0  # already below the floor
+
+
+def test_draws_and_percentiles_are_numpys_own() -> None:
+    """The forecast draws its random numbers once and takes its percentiles itself: the same
+    numbers as a generator seeded alike that draws them every time, and as np.percentile."""
+    weight = np.exp(-np.random.default_rng(3).uniform(0.0, 30.0, forecast._M_PSI.size))
+    rng = np.random.default_rng(forecast._SEED)
+    np.testing.assert_array_equal(forecast._pick(weight),
+                                  rng.choice(weight.size, size=forecast._DRAWS, p=weight / weight.sum()))
+    step = forecast._GRID[1] - forecast._GRID[0]
+    np.testing.assert_array_equal(forecast._JITTER_PSI, np.exp(rng.uniform(-0.5, 0.5, forecast._DRAWS) * step))
+    np.testing.assert_array_equal(forecast._JITTER_CRACK, np.exp(rng.uniform(-0.5, 0.5, forecast._DRAWS) * step))
+    np.testing.assert_array_equal(forecast._NORMAL, rng.standard_normal(forecast._DRAWS))
+    cycles = np.ceil(np.random.default_rng(4).uniform(0.0, HORIZON_CYCLES, forecast._DRAWS))
+    for x in (cycles, np.random.default_rng(5).normal(size=forecast._DRAWS)):
+        np.testing.assert_array_equal(forecast._percentiles(x), np.percentile(x, [5.0, 50.0, 95.0]))

@@ -96,7 +96,7 @@ def _column(key: str, column: np.ndarray) -> tuple[list[str | None], np.ndarray 
     if not column.size:
         return [], None
     if kind == "f":
-        values = column.astype(float, copy=False)
+        values = np.ascontiguousarray(column, dtype=float)  # orjson reads only contiguous arrays
         # orjson writes a float as repr does (shortest round trip) where repr uses no exponent,
         # 18x faster; elsewhere (and for zeros: -0.0) repr itself. One string for the column.
         prefix = key + "="

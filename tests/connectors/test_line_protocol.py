@@ -112,7 +112,8 @@ def test_typed_columns_as_the_twin_emits_them() -> None:
     batch = Batch(MEAS_STATE, np.array([1767225600.0005, 1767225600.0015, 1767225601.25]),
                   {TAG_CELL: np.array(["A1", "A1", "B2"], dtype=object),
                    TAG_PRESET: np.array(["p", "p", "q"], dtype=object)},
-                  {"soc": np.array([0.5, np.nan, 1e16]), "r": np.array([np.inf, 2.0, -0.0]),
+                  # soc: a strided view, as columns cut from the twin's (cells, samples) arrays are
+                  {"soc": np.array([[0.5, 0.0], [np.nan, 0.0], [1e16, 0.0]])[:, 0], "r": np.array([np.inf, 2.0, -0.0]),
                    "flags": np.array([0, 3, -(2**63)], dtype=np.int64), "partial": np.array([True, False, True]),
                    "message": np.array(['say "hi"', None, "a\\b"], dtype=object)})
     rows = [_item({TAG_CELL: c, TAG_PRESET: p}, {name: column[k].item() if hasattr(column[k], "item") else column[k]

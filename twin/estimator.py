@@ -133,7 +133,7 @@ _REF_SLOTS = 4  # C-rates per half kind that get their own retention reference
 _DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
 _V_STD = 3e-3  # V: sensor noise plus the fast part of model error (the slow part is the offset e)
 _Q_RATE = np.array([1.5e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 2e-4]) ** 2  # per second (r0, r1: relative)
-_LEARNED_OFFSET_WALK = 0.1  # of the offset's random walk, for a cell with a learned curve
+_LEARNED_OFFSET_WALK = 0.3  # of the offset's random walk, for a cell with a learned curve
 _TAU_REL_SD = 0.1  # relative: cell-to-cell spread and model error of the diffusion time
 _OCV_OFFSET_SD = 3e-3  # V: cell-to-cell spread of the plateau potentials
 _CAPACITY_SD = 0.02  # relative: prior spread of a cell's capacity around its preset
@@ -453,7 +453,11 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     scale[:, _IR0 : _IR1 + 1] = tr.x[:, _IR0 : _IR1 + 1]
     # A learned curve is the cell's own: its offset moves only as the cell ages, not as
     # freely as the unknown plateau potentials of a hydride cell; left free, it would take
-    # up what the steep ends of the curve say about the SOC.
+    # up what the steep ends of the curve say about the SOC. Not much slower either (3.6
+    # mV per root hour): a hold at a cut-off pulls it by the polarisation the reduced model
+    # lacks (tens of mV at an LFP knee), and it must come back within the next half, or
+    # the plateau SOC takes up the rest. Since held ends are pinned (`_pin_held_end`), a
+    # faster offset no longer shortens the swing.
     scale[:, _IE] = np.where(learned, _LEARNED_OFFSET_WALK, 1.0)
     q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > _GAP_S, 10.0, 1.0))[:, None]
     q_diag[:, _IZ] += _consider_soc_q(tr.seg_mah, tr.capacity_mah, tr.capacity_var, bu_z)

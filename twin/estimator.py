@@ -22,6 +22,9 @@ with the square of the charge counted, which keeps the SOC band honest. Joint
 estimation of 1/capacity in the EKF was tried and rejected: on the flat plateaus a
 large initial SOC error leaks into it and the capacity swings by tens of percent.
 Resistances get the same model time update at half ends (activation, contact loss).
+A learned curve's half that ended on a voltage hold at its cut-off ended at the end of
+the curve: its SOC is read as 0 (1) there (`_pin_held_end`), since on a sloped end the
+voltage cannot tell the SOC from an offset that drifted as the cell aged.
 The degradation model is a prior, not a cage: a capacity measurement far outside what
 prior and measurement allow widens the prior (covariance matching), so a cell that
 loses 15 % in a cycle is followed within that half.
@@ -130,7 +133,7 @@ _REF_SLOTS = 4  # C-rates per half kind that get their own retention reference
 _DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
 _V_STD = 3e-3  # V: sensor noise plus the fast part of model error (the slow part is the offset e)
 _Q_RATE = np.array([1.5e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 2e-4]) ** 2  # per second (r0, r1: relative)
-_LEARNED_OFFSET_WALK = 0.1  # of the offset's random walk, for a cell with a learned curve
+_LEARNED_OFFSET_WALK = 0.3  # of the offset's random walk, for a cell with a learned curve
 _TAU_REL_SD = 0.1  # relative: cell-to-cell spread and model error of the diffusion time
 _OCV_OFFSET_SD = 3e-3  # V: cell-to-cell spread of the plateau potentials
 _CAPACITY_SD = 0.02  # relative: prior spread of a cell's capacity around its preset
@@ -450,7 +453,11 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     scale[:, _IR0 : _IR1 + 1] = tr.x[:, _IR0 : _IR1 + 1]
     # A learned curve is the cell's own: its offset moves only as the cell ages, not as
     # freely as the unknown plateau potentials of a hydride cell; left free, it would take
-    # up what the steep ends of the curve say about the SOC.
+    # up what the steep ends of the curve say about the SOC. Not much slower either (3.6
+    # mV per root hour): a hold at a cut-off pulls it by the polarisation the reduced model
+    # lacks (tens of mV at an LFP knee), and it must come back within the next half, or
+    # the plateau SOC takes up the rest. Since held ends are pinned (`_pin_held_end`), a
+    # faster offset no longer shortens the swing.
     scale[:, _IE] = np.where(learned, _LEARNED_OFFSET_WALK, 1.0)
     q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > _GAP_S, 10.0, 1.0))[:, None]
     q_diag[:, _IZ] += _consider_soc_q(tr.seg_mah, tr.capacity_mah, tr.capacity_var, bu_z)
@@ -691,7 +698,6 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray, befor
     own hysteresis makes the branch step."""
     learned = ~np.isnan(tr.ocv_table[:, 0, 0])[:, None]
     ended = np.column_stack([before[:, _IZ], before[:, _ID], before_var])
-    end = np.where(learned, ended, np.column_stack([tr.x[:, _IZ], tr.x[:, _ID], tr.P[:, _IZ, _IZ]]))
     one_c_a = _c(tr, "one_c_ma") / 1000.0
     # Active relative to the cell's own recent current, so a C/100 test is not "rest".
     decay = np.exp(-pr.dt / _SCALE_MEMORY_S)
@@ -702,6 +708,8 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray, befor
     # two samples gives each half its own part, and a step logged late is not over-counted.
     tr.seg_mah = tr.seg_mah + np.where(pr.ok, _forward_mah(tr.seg_sign, tr.i_last, pr.i, pr.dt), 0.0)
     closing = pr.ok & (sign != 0) & (tr.seg_sign != 0) & (sign != tr.seg_sign)
+    _pin_held_end(tr, np.flatnonzero(closing & learned[:, 0]), ended)
+    end = np.where(learned, ended, np.column_stack([tr.x[:, _IZ], tr.x[:, _ID], tr.P[:, _IZ, _IZ]]))
     halves = [_close_half(tr, k, float(t[k]), *_ended(end[k])) for k in np.flatnonzero(closing)]
     starting = pr.ok & (sign != 0) & (closing | (tr.seg_sign == 0))
     tr.seg_sign = np.where(starting, sign, tr.seg_sign)
@@ -722,6 +730,34 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray, befor
     tr.seg_v_end = np.where(same & np.isfinite(v), v, np.where(starting, np.nan, tr.seg_v_end))
     tr.i_last = np.where(pr.ok, pr.i, tr.i_last)
     return halves
+
+
+def _pin_held_end(tr: Tracker, rows: np.ndarray, ended: np.ndarray) -> None:
+    """A learned cell's half that ended on a voltage hold at its cut-off ended at the end
+    of its curve: the curve's SOC grid is the charge of a half held there, so SOC 0 (1) is
+    where such a hold ends, whatever the offset. On a sloped end (NMC at the top: 1 % of
+    SOC is 4 mV) the voltage alone cannot tell the SOC from an offset that drifted as the
+    cell aged, and a swing short by that 1 % makes the capacity 1 % high. So the surface
+    SOC (z + d) is measured there as 0 (1), with the knee reading's spread plus the
+    diffusion lag I tau_D / 3Q that the tail current I still leaves. Updates tr.x, tr.P
+    and the `ended` rows (z, d, SOC variance) in place."""
+    v_min, v_max = _c(tr, "v_min")[rows], _c(tr, "v_max")[rows]
+    band = END_TOLERANCE * (v_max - v_min)
+    down = tr.seg_sign[rows] < 0
+    at_limit = np.where(down, tr.seg_v_end[rows] <= v_min + band, tr.seg_v_end[rows] >= v_max - band)
+    rows = rows[at_limit & (tr.seg_tail_n[rows] >= _CV_SAMPLES)]
+    for k in rows:
+        target = 0.0 if tr.seg_sign[k] < 0 else 1.0
+        lag = tr.seg_i_end[k] * tr.consts[k, _C["tau_diff_s"]] / (3.0 * tr.capacity_mah[k] * 3.6)
+        var = _KNEE_SOC_SD**2 + lag**2
+        # The reversing sample has moved the state a little past the end: measure it there.
+        step = tr.x[k, _IZ] + tr.x[k, _ID] - ended[k, 0] - ended[k, 1]
+        PHt = tr.P[k, :, _IZ] + tr.P[k, :, _ID]
+        S = PHt[_IZ] + PHt[_ID] + var
+        tr.x[k] += PHt / S * (target + step - tr.x[k, _IZ] - tr.x[k, _ID])
+        tr.P[k] -= np.outer(PHt, PHt) / S
+        ended[k, 0] += (target - ended[k, 0] - ended[k, 1]) * ended[k, 2] / (ended[k, 2] + var)
+        ended[k, 2] = ended[k, 2] * var / (ended[k, 2] + var)
 
 
 def _forward_mah(sign: np.ndarray, i0: np.ndarray, i1: np.ndarray, dt: np.ndarray) -> np.ndarray:

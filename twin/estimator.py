@@ -16,6 +16,8 @@ factor g(T) is not read as ageing.
 Capacity is estimated dually, once per half-cycle, by a scalar Kalman filter: its time
 update is the degradation model's own loss for the half (phase separation, contact
 loss), its measurement the charge counted over the filter's SOC swing of a deep half.
+The same count estimates the cell's diffusion time, which sets how far the bulk SOC lags
+the surface the knees pin (`_update_capacity`): at 1C a lag error would read as capacity.
 Inside a half, the capacity's uncertainty enters the SOC variance as a "consider"
 parameter: a wrong capacity makes counted SOC drift one way, so that variance grows
 with the square of the charge counted, which keeps the SOC band honest. Joint
@@ -58,8 +60,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
-from filterpy.kalman import predict as kf_predict
-from filterpy.kalman import update as kf_update
 
 from . import degradation as deg
 from . import forecast
@@ -134,7 +134,9 @@ _DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
 _V_STD = 3e-3  # V: sensor noise plus the fast part of model error (the slow part is the offset e)
 _Q_RATE = np.array([1.5e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 2e-4]) ** 2  # per second (r0, r1: relative)
 _LEARNED_OFFSET_WALK = 0.3  # of the offset's random walk, for a cell with a learned curve
-_TAU_REL_SD = 0.1  # relative: cell-to-cell spread and model error of the diffusion time
+_TAU_REL_SD = 0.1  # relative: cell-to-cell spread and model error of the diffusion time (its prior)
+_INTACT_SHARE = 0.9  # of its material: an electrode whose diffusion time can be measured
+_LAG_DOMINATES = 4.0  # ... and where the lag outweighs the capacity this many times in the count
 _OCV_OFFSET_SD = 3e-3  # V: cell-to-cell spread of the plateau potentials
 _CAPACITY_SD = 0.02  # relative: prior spread of a cell's capacity around its preset
 _CAPACITY_WALK = 0.01**2  # relative capacity variance added per half-cycle
@@ -153,6 +155,8 @@ class Tracker:
     P: np.ndarray  # (N, N_X, N_X)
     capacity_mah: np.ndarray
     capacity_var: np.ndarray
+    tau_scale: np.ndarray  # the cell's diffusion time over its preset's, estimated (`_update_capacity`)
+    tau_var: np.ndarray  # its variance
     irr_left_mah: np.ndarray
     t_last: np.ndarray  # NaN before the first sample
     i_last: np.ndarray  # A: current of the last usable sample (trapezoid counting)
@@ -274,6 +278,8 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         P=np.einsum("ni,ij->nij", sd**2, np.eye(N_X)),
         capacity_mah=p["capacity_mah"].copy(),
         capacity_var=(_CAPACITY_SD * p["capacity_mah"]) ** 2,
+        tau_scale=np.ones(n),
+        tau_var=np.full(n, _TAU_REL_SD**2),
         irr_left_mah=p["first_irreversible_mah_g"] * p["mass_mg"] / 1000.0 * fresh,
         t_last=nan.copy(),
         i_last=zeros.copy(),
@@ -444,7 +450,7 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     q_as = tr.capacity_mah * 3.6
     sink = np.where((i < 0) & (tr.irr_left_mah > 0), tr.irr_left_mah / (tr.irr_left_mah + tr.capacity_mah), 0.0)
     act = deg.activation(c[:, _C["activation_factor"]], c[:, _C["activation_cycles"]], tr.cycle)
-    tau_d = c[:, _C["tau_diff_s"]] * deg.tau_multiplier(act)
+    tau_d = c[:, _C["tau_diff_s"]] * tr.tau_scale * deg.tau_multiplier(act)
     a_h, a_1, b_1, a_d, bu_z, bu_h, bu_d = _transition_terms(i, dt, g, q_as, sink, tau_d, c[:, _C["hysteresis_rate"]],
                                                              c[:, _C["tau1_s"]])
     Bu = np.zeros((len(tr), N_X))
@@ -541,6 +547,10 @@ def step(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
 
 def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
     """The same step through filterpy's `predict` and `update`, one cell at a time."""
+    # Imported here: filterpy loads scipy.stats (about a second), which no run needs.
+    from filterpy.kalman import predict as kf_predict
+    from filterpy.kalman import update as kf_update
+
     t, v, i, temp_c = _validate(tr, t, v, i, temp_c)
     pr = _prepare(tr, t, v, i, temp_c, np.broadcast_to(np.asarray(present, dtype=bool), t.shape))
     _start(tr, pr, v)
@@ -871,7 +881,7 @@ def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -
     q_as = tr.capacity_mah[k] * 3.6
     i = sign * c_rate * c["one_c_ma"] / 1000.0
     act = deg.activation(c["activation_factor"], c["activation_cycles"], tr.cycle[k])
-    tau = c["tau_diff_s"] * deg.tau_multiplier(act)
+    tau = c["tau_diff_s"] * tr.tau_scale[k] * deg.tau_multiplier(act)
     lag_ss, lag0 = i * tau / (3.0 * q_as), tr.seg_d0[k]
     z0 = tr.seg_soc0[k]
 
@@ -926,24 +936,58 @@ def _retention(tr: Tracker, k: int, discharge: bool, c_rate: float, mah: float, 
 
 
 def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndarray, end_var: float) -> None:
-    """Scalar Kalman update of capacity from charge counted over the filter's SOC swing.
+    """Kalman update of capacity and diffusion time from the charge counted over the half.
+
+    The knees pin the surface SOC at both ends of a deep half; the bulk swing is that less
+    the diffusion lag built up over the half, which scales with the cell's diffusion time:
+    counted = Q (swing + lag (1 - r)), r the true over the filter's diffusion time. At 1C
+    the lag is a quarter of the SOC range, so the 8 % cell-to-cell spread of tau_D alone
+    moves the swing by several %. Held as independent noise each half, that error would
+    average into a capacity several % off (and climbing while the cell fades): it is the
+    same every half. So tau_D is estimated beside Q: a slow half (no lag) measures Q, a
+    fast one mostly tau_D, whose prior is the wider. The lag is re-split accordingly (the
+    surface stays where the knee put it) and the filter runs on the new tau_D.
 
     The degradation model's loss is the prior, not a cage: an innovation beyond
-    `_ADAPT_SIGMAS` of what prior and measurement allow widens the prior to the innovation
-    (covariance matching), so a cell that lost 15 % in one cycle is followed within that
-    half. Chosen over a fade-rate state because conversion electrodes fade unevenly
-    (activation, then segregation that saturates): a rate state lags every change of slope."""
-    q_obs = mah / swing
-    # The voltage pins the surface SOC at the knees; the bulk is that less the diffusion
-    # lag, known only as well as tau_D: one error over both ends of the half.
-    lag_sd = _TAU_REL_SD * abs(end[_ID] - tr.seg_d0[k])
-    var_obs = q_obs**2 * (end_var + tr.seg_soc_var0[k] + lag_sd**2) / swing**2 + (0.002 * q_obs) ** 2
-    prior_var = tr.capacity_var[k] + _CAPACITY_WALK * tr.capacity_mah[k] ** 2
-    innovation2 = (q_obs - tr.capacity_mah[k]) ** 2
-    if innovation2 > _ADAPT_SIGMAS**2 * (prior_var + var_obs):
-        prior_var = max(prior_var, innovation2 - var_obs)
-    # The filter's SOC stays: the knees that ended the half pinned it, not the capacity.
-    tr.capacity_mah[k], tr.capacity_var[k] = kf_update(tr.capacity_mah[k], prior_var, q_obs, var_obs)
+    `_ADAPT_SIGMAS` of what prior and measurement allow widens the capacity prior to the
+    innovation (covariance matching), so a cell that lost 15 % in one cycle is followed
+    within that half. Chosen over a fade-rate state because conversion electrodes fade
+    unevenly (activation, then segregation that saturates): a rate state lags every change
+    of slope."""
+    q, q_obs = tr.capacity_mah[k], mah / swing
+    lag = tr.seg_sign[k] * (end[_ID] - tr.seg_d0[k])  # lag built up, in the half's direction
+    h_q, h_r = swing, -q_obs * lag  # d counted / d Q, d counted / d r
+    prior_var = tr.capacity_var[k] + _CAPACITY_WALK * q**2
+    tau_var = tr.tau_var[k]  # a constant of the cell (its activation is modelled): no walk
+    var_obs = q_obs**2 * (end_var + tr.seg_soc_var0[k]) + (0.002 * mah) ** 2
+    innovation = mah - q * swing
+    from_tau = h_r**2 * tau_var + var_obs
+    if innovation**2 > _ADAPT_SIGMAS**2 * (h_q**2 * prior_var + from_tau):
+        prior_var = max(prior_var, (innovation**2 - from_tau) / h_q**2)
+    s = h_q**2 * prior_var + from_tau
+    k_q = prior_var * h_q / s
+    # tau_D is measured on a delithiation of an intact electrode, where it, not the fade,
+    # dominates what the count may differ by. A lithiation segregates material as it goes
+    # (the twin applies that loss at the half's end), so its count mixes loss into the lag;
+    # in an electrode that has lost a tenth of its material, segregated Mg has changed the
+    # paths the lag model assumes, and the fade model's error would pile up in tau_D as
+    # the lag's did in the capacity. Elsewhere tau_D only weighs the count ("consider").
+    intact = (1.0 - tr.psi[k]) * (1.0 - tr.crack[k]) > _INTACT_SHARE
+    measures_tau = tr.seg_sign[k] > 0 and intact and h_r**2 * tau_var > _LAG_DOMINATES * h_q**2 * prior_var
+    k_r = tau_var * h_r / s if measures_tau else 0.0
+    tr.capacity_mah[k] = q + k_q * innovation
+    tr.capacity_var[k] = prior_var * (1.0 - k_q * h_q)
+    tr.tau_var[k] = tau_var * (1.0 - k_r * h_r)
+    r = float(np.clip(1.0 + k_r * innovation, 0.5, 2.0))
+    tr.tau_scale[k] *= r
+    # The surface SOC z + d stays; the lag scales with tau_D. Also at the half's start, which
+    # the twin's at-rate capacity starts from.
+    A = np.eye(N_X)
+    A[_IZ, _ID], A[_ID, _ID] = 1.0 - r, r
+    tr.x[k] = A @ tr.x[k]
+    tr.P[k] = A @ tr.P[k] @ A.T
+    tr.seg_soc0[k] += (1.0 - r) * tr.seg_d0[k]
+    tr.seg_d0[k] *= r
 
 
 def _cycle_complete(tr: Tracker, k: int) -> None:

@@ -87,7 +87,7 @@ def _limits() -> np.ndarray:
 
 def _cell_params(tr: est.Tracker) -> np.ndarray:
     """(N, 11) the constants of `_PARAMS`, the SOC of the phase switch and 1 for a tabled (generic) cell."""
-    columns = [tr.consts[:, est._C[name]] for name in _PARAMS]
+    columns = [tr.consts[:, est._C[name]] * (tr.tau_scale if name == "tau_diff_s" else 1.0) for name in _PARAMS]
     columns += [model._switch_soc(tr.consts[:, est._C["ni_share"]]), (~np.isnan(tr.ocv_table[:, 0, 0])).astype(float)]
     return np.ascontiguousarray(np.column_stack(columns))
 
@@ -368,11 +368,12 @@ def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOut
         raise ValueError(f"t, v and i must have one shape, got {shape}, {v.shape}, {i.shape}")
     temp_c, present = (np.array(np.broadcast_to(a, shape), dtype=dtype, order="C")
                        for a, dtype in ((temp_c, float), (present, bool)))
-    params, tables, lim = _cell_params(tr), np.array(np.nan_to_num(tr.ocv_table), order="C"), _limits()
+    tables, lim = np.array(np.nan_to_num(tr.ocv_table), order="C"), _limits()
     out, flags = np.empty((len(_OUTPUTS), *shape)), np.zeros(shape, dtype=np.int64)
     count, pos = np.full(n, shape[1], dtype=np.int64), np.zeros(n, dtype=np.int64)
     halves: list[tuple[int, int, est.HalfCycle]] = []
     while True:
+        params = _cell_params(tr)  # a half's end estimates the cell's diffusion time
         x, P = np.array(tr.x, dtype=float, order="C"), np.array(tr.P, dtype=float, order="C")
         s = np.column_stack([getattr(tr, name) for name in _STATE]).astype(float)
         stopped = _run(params, tables, lim, x, P, s, t, v, i, temp_c, present, count, pos, out, flags)

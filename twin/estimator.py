@@ -57,6 +57,7 @@ few KB per cell, which the streaming layer snapshots.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -878,12 +879,13 @@ def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -
     at the cut-off voltage less the resistive drop. The rate matters: activation,
     resistance growth and loss of material show at 1C long before they show at C/10."""
     sign = -1.0 if discharge else 1.0
-    q_as = tr.capacity_mah[k] * 3.6
-    i = sign * c_rate * c["one_c_ma"] / 1000.0
+    # Python floats: the bisection below runs 40 times per call, twice per closed half.
+    q_as = float(tr.capacity_mah[k]) * 3.6
+    i = float(sign * c_rate * c["one_c_ma"] / 1000.0)
     act = deg.activation(c["activation_factor"], c["activation_cycles"], tr.cycle[k])
-    tau = c["tau_diff_s"] * tr.tau_scale[k] * deg.tau_multiplier(act)
-    lag_ss, lag0 = i * tau / (3.0 * q_as), tr.seg_d0[k]
-    z0 = tr.seg_soc0[k]
+    tau = float(c["tau_diff_s"] * tr.tau_scale[k] * deg.tau_multiplier(act))
+    lag_ss, lag0 = i * tau / (3.0 * q_as), float(tr.seg_d0[k])
+    z0 = float(tr.seg_soc0[k])
 
     def surface_at_cut(amps: float) -> float:
         cut = (c["v_min"] if discharge else c["v_max"]) - amps * (tr.x[k, _IR0] + tr.x[k, _IR1]) - tr.x[k, _IE]
@@ -896,19 +898,19 @@ def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -
         # at the limit less the tail's drop meets the surface, the bulk a tail's lag behind.
         z_end = np.clip(surface_at_cut(i_end) - i_end * tau / (3.0 * q_as), 0.0, 1.0)
         return float(tr.capacity_mah[k] * max(sign * (z_end - z0), 0.0))
-    surface_cut = surface_at_cut(i)
+    surface_cut = float(surface_at_cut(i))
 
-    def short_of_cut(t: np.ndarray) -> np.ndarray:  # > 0 while the surface has not reached it
-        surface = z0 + i * t / q_as + lag_ss + (lag0 - lag_ss) * np.exp(-10.0 * t / tau)
+    def short_of_cut(t: float) -> float:  # > 0 while the surface has not reached it
+        surface = z0 + i * t / q_as + lag_ss + (lag0 - lag_ss) * math.exp(-10.0 * t / tau)
         return sign * (surface_cut - surface)
 
     # The surface moves monotonically towards the cut-off: bisect the time it takes.
     lo, hi = 0.0, q_as / abs(i) * 1.5
-    if short_of_cut(np.array(lo)) <= 0:
+    if short_of_cut(lo) <= 0:
         return 0.0
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if short_of_cut(np.array(mid)) > 0 else (lo, mid)
+        lo, hi = (mid, hi) if short_of_cut(mid) > 0 else (lo, mid)
     z_end = np.clip(z0 + i * lo / q_as, 0.0, 1.0)
     return float(tr.capacity_mah[k] * abs(z_end - z0))
 

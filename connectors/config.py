@@ -192,22 +192,21 @@ def _integer(value: Any) -> int:
     return number
 
 
-def _positive(value: Any) -> float:
+def _number(value: Any, *, zero_ok: bool) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number")
     number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise ValueError("expected a positive number")
+    if not (math.isfinite(number) and (number >= 0 if zero_ok else number > 0)):
+        raise ValueError("expected a number >= 0" if zero_ok else "expected a positive number")
     return number
+
+
+def _positive(value: Any) -> float:
+    return _number(value, zero_ok=False)
 
 
 def _not_negative(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number")
-    number = float(value)
-    if not (math.isfinite(number) and number >= 0):
-        raise ValueError("expected a number >= 0")
-    return number
+    return _number(value, zero_ok=True)
 
 
 def _flag(value: Any) -> bool:

@@ -121,7 +121,7 @@ def test_store_away_for_two_minutes_is_ridden_out(
     fresh_kafka: str, own_victoria: RunningService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = own_victoria.address
-    made = _fleet("store-outage")
+    made = _fleet("store-outage", cycles=12)  # as the broker's: the compiled twin reads two cycles too soon
     publish(fresh_kafka, made.samples)
     log = tmp_path / "run.log"
     process = start_pipeline(_pipeline(fresh_kafka, store, made, tmp_path), log)
@@ -132,8 +132,8 @@ def test_store_away_for_two_minutes_is_ridden_out(
                    if r.key.startswith(made.prefix.encode()))
 
     try:
-        _wait_for(lambda: stored_estimates(store, made.prefix) >= 0.3 * made.sample_count,
-                  "30 % of the estimates stored", process, log)
+        _wait_for(lambda: stored_estimates(store, made.prefix) >= 0.1 * made.sample_count,
+                  "10 % of the estimates stored", process, log)
         pause_service(own_victoria)
         paused = time.monotonic()
         time.sleep(10.0)  # what was on its way when the store went has gone out to Kafka by now

@@ -105,7 +105,7 @@ def _assert_readable(out: Path) -> None:
 def test_output_files_survive_kills_and_a_double_ctrl_c(tmp_path: Path) -> None:
     # Embedded: the simulator source resumes from its snapshot like the Kafka one.
     # Enough data that six runs, each stopped after two committed parts, cannot finish it on a fast machine.
-    args = ["--cells", "6", "--cycles", "12", "--dt", "10", "--epoch-interval", "0.2", "--no-report"]
+    args = ["--cells", "6", "--cycles", "40", "--dt", "10", "--epoch-interval", "0.2", "--no-report"]
     reference = tmp_path / "reference"
     run_pipeline([sys.executable, "-m", "pipeline.cli", "run", "--out", str(reference), *args], tmp_path / "ref.log")
     out, log = tmp_path / "out", tmp_path / "run.log"

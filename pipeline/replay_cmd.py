@@ -269,11 +269,12 @@ def _embedded(cfg: Config, out: Path, records: list[CellRecord], metas: dict[str
     masses = {c: m.mass_mg for c, m in metas.items()}
     one_c = {c: p.one_c_ma for c, p in params.items()}
     windows = {c: (p.v_min, p.v_max) for c, p in params.items()}  # a full half runs the twin's own window
-    validation = write_validation(out, validate(records, load_cells(out), masses, one_c, windows))
+    cells = load_cells(out)  # read once: for the validation and the report
+    validation = write_validation(out, validate(records, cells, masses, one_c, windows))
     _out.print(_verdict_table(out))
     _out.print(f"files: {out}/ (estimates, cycles, alerts, dead letters), {validation}", soft_wrap=True)
     if report:
-        _out.print(f"report: {build_report(out)}", soft_wrap=True)
+        _out.print(f"report: {build_report(out, cells)}", soft_wrap=True)
 
 
 def _to_kafka(kafka: KafkaConfig, records: list[CellRecord], metas: dict[str, CellMeta],

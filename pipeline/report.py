@@ -194,10 +194,11 @@ def _page(cells: list[CellData], validation: Columns | None, source: Path, info:
     )
 
 
-def build_report(out_dir: Path) -> Path:
-    """Write ``out_dir/report.html`` from the run's output files; returns its path."""
+def build_report(out_dir: Path, cells: list[CellData] | None = None) -> Path:
+    """Write ``out_dir/report.html`` from the run's output files (``cells``: those files as
+    `load_cells` read them, if the caller has them already); returns its path."""
     out_dir = Path(out_dir)
-    cells = load_cells(out_dir)
+    cells = load_cells(out_dir) if cells is None else cells
     path = out_dir / OUT_REPORT
     partial = path.with_name(f".{path.name}.tmp")  # renamed into place: a stop leaves no half page
     partial.write_text(_page(cells, load_validation(out_dir), out_dir, load_run_info(out_dir)), encoding="utf-8")

@@ -24,6 +24,8 @@ discretisation over a sample interval, so simulator and estimator step identical
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = [
@@ -197,6 +199,16 @@ def terminal_voltage_only(z, h, v1, d, current, r0, g, ni_share, shift=0.0, tabl
 _INVERSE_GRID = np.linspace(0.0, 1.0, 401)
 
 
+@functools.lru_cache(maxsize=64)
+def _inverse_branches(ni_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """The hydride's branches on the inverse's grid: a composition's, computed once (every
+    closed half-cycle inverts the OCV at its cut-off)."""
+    e_l, e_d = ocv_branches(_INVERSE_GRID, np.full(_INVERSE_GRID.shape, ni_share))[:2]
+    e_l.setflags(write=False)
+    e_d.setflags(write=False)
+    return e_l, e_d
+
+
 def ocv_inverse(e, h, ni_share, table=None) -> np.ndarray:
     """The state of charge whose OCV, on the branch mix `h`, is `e` (per cell), in 0..1.
 
@@ -206,13 +218,14 @@ def ocv_inverse(e, h, ni_share, table=None) -> np.ndarray:
     """
     e = np.atleast_1d(np.asarray(e, dtype=float))
     h = np.broadcast_to(np.asarray(h, dtype=float), e.shape)
-    e_l, e_d = ocv_branches(_INVERSE_GRID[:, None], np.broadcast_to(np.asarray(ni_share, dtype=float), e.shape))[:2]
+    ni_share = np.broadcast_to(np.asarray(ni_share, dtype=float), e.shape)
     out = np.empty(e.shape)
     for k in range(e.size):
         if table is not None and not np.isnan(table[k, 0, 0]):
             lith, delith, grid = table[k, 0], table[k, 1], np.linspace(0.0, 1.0, table.shape[-1])
         else:
-            lith, delith, grid = e_l[:, k], e_d[:, k], _INVERSE_GRID
+            lith, delith = _inverse_branches(float(ni_share[k]))
+            grid = _INVERSE_GRID
         curve = np.maximum.accumulate(0.5 * (delith + lith) + h[k] * 0.5 * (delith - lith))
         out[k] = np.interp(e[k], curve, grid)
     return out

@@ -139,7 +139,12 @@ def generic_metas(
                             "tau_diff_s": learned.tau_diff_s},
                 "mass_mg": mass_mg,
             })
-        except (ValueError, MetaError) as error:
+        except MetaError as error:  # names the cell already
+            hint = (f"; the window was inferred from the file, whose voltages run {np.nanmin(r.v):.3g} to "
+                    f"{np.nanmax(r.v):.3g} V: is it a charge/discharge test? If so, give --v-min and --v-max"
+                    if learned.inferred else "")
+            raise typer.BadParameter(f"{error}{hint}") from None
+        except ValueError as error:
             raise typer.BadParameter(f"cell {r.cell!r}: {error}") from None
         _print_learned(r.cell, learned)
     return metas

@@ -19,7 +19,9 @@ its mode-2 rows rejected, and the report says so. The charge counters are
 
 ``.mpr`` binaries are decoded by galvani (GPL-3.0, installed as the optional
 extra ``biologic``: ``pip install galvani``) into the same column names, then
-normalised by the same code as the text export.
+normalised by the same code as the text export. A binary without a measured current
+keeps each row's control mode in its flags: its set point is read as above, and as no
+current at rest.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ _ALIASES: dict[str, dict[str, str]] = {
 CONTROL = "control/V/mA"
 _GALVANOSTATIC = ("galvanostatic", "chronopotentiometry")  # technique names whose set point is a current
 _POTENTIOSTATIC_MODE = 2
+_REST_MODE = 3
 
 
 def sniff(lines: Sequence[str]) -> bool:
@@ -98,6 +101,14 @@ def _potentiostatic_rows(mode: pa.ChunkedArray) -> tuple[np.ndarray, str]:
     value, _ = numbers(mode, False)
     why = f"potentiostatic row: {CONTROL!r} holds a voltage here and no current is recorded"
     return value == _POTENTIOSTATIC_MODE, why
+
+
+def _warn_set_point(layout: Layout, report: ParseReport, source: str) -> None:
+    if layout.columns.get("current") == CONTROL:
+        report.warn(
+            f"the file records no measured current: the current is the set point {CONTROL!r}, as "
+            f"{source} says" + ("" if "mode" in layout.columns else " (no 'mode' column to check it)")
+        )
 
 
 def _technique(lines: Sequence[str]) -> str:
@@ -139,11 +150,7 @@ def read_mpt(
     report = ParseReport(source=str(path))
     if start is not None and options.tz is None:
         report.warn("'Acquisition started on' carries no time zone; read as UTC (give --tz Area/City; Python: tz=...)")
-    if layout.columns.get("current") == CONTROL:
-        report.warn(
-            f"the file records no measured current: the current is the set point {CONTROL!r} of its "
-            f"{technique!r} technique" + ("" if "mode" in layout.columns else " (no 'mode' column to check it)")
-        )
+    _warn_set_point(layout, report, f"its {technique!r} technique")
     return read_text(
         path, header_line=header_line, delimiter="\t", encoding=encoding, header=header,
         layout=layout, options=options, report=report,
@@ -165,13 +172,19 @@ def read_mpr(
     mapping = mapping or ColumnMapping()
     options = with_mapping_options(mapping, options or Options())
     mpr = BioLogic.MPRfile(str(path))
-    data = mpr.data
-    header = list(data.dtype.names)
-    layout = _layout(header, "biologic mpr", mapping)
+    data = {name: mpr.data[name] for name in mpr.data.dtype.names}
+    if CONTROL in data and "mode" not in data and "flags" in data:
+        # The binary keeps each row's control mode in its flags; at rest (mode 3) no current
+        # flows, whatever set point the row carries (that of the step next to it).
+        data["mode"] = np.asarray(mpr.get_flag("mode"))
+        data[CONTROL] = np.where(data["mode"] == _REST_MODE, 0.0, data[CONTROL])
+    header = list(data)
+    layout = _layout(header, "biologic mpr", mapping, galvanostatic="mode" in data)
     require(layout, header)
     wanted = list(dict.fromkeys(layout.columns.values()))
     table = pa.table({name: data[name] for name in wanted})
     report = ParseReport(source=str(path))
+    _warn_set_point(layout, report, "the binary's control mode of each row")
     stamp = getattr(mpr, "timestamp", None)
     if stamp is not None:
         layout.start = parse_start(stamp.strftime("%Y-%m-%d %H:%M:%S.%f"), ("%Y-%m-%d %H:%M:%S.%f",), options.tz)

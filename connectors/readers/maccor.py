@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .generic import ColumnMapping, override, sniff_delimiter, with_mapping_options
-from .model import Archive, ParseReport, UnsupportedFormatError
+from .model import Archive, ParseReport, ReaderError, UnsupportedFormatError
 from .convert import parse_start
 from .tabular import Layout, Options, pick, read_text
 from .text import read_head, split_line
-from .units import split_header
+from .units import conversion, split_header
 
 __all__ = ["sniff", "read_maccor", "state_sign"]
 
@@ -43,6 +43,7 @@ _ALIASES = {
 # DPt Time / Date of Test as Maccor prints them (US locale, or day-month-year).
 TIMESTAMP_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%d-%b-%y %I:%M:%S %p", "%d-%b-%Y %H:%M:%S")
 _DATE_OF_TEST = re.compile(r"Date of Test:\s*[\t,]*\s*([^\t,]+)")
+_CLOCK = re.compile(r"\d{1,2}:\d{2}:\d{2}(\s*[AaPp][Mm])?")  # a DPt Time without its date
 
 
 def sniff(lines: Sequence[str]) -> bool:
@@ -81,11 +82,26 @@ def read_maccor(
     columns = {role: col for role, names in _ALIASES.items() if (col := pick(header, names))}
     units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC", "capacity": "Ah"}
     units.update({role: u for role, col in columns.items() if (u := split_header(col)[1])})
-    start = None
+    start, date = None, None
     for line in lines[:index]:
         found = _DATE_OF_TEST.search(line)
         if found:
-            start = parse_start(found.group(1), TIMESTAMP_FORMATS, options.tz)
+            date = found.group(1).strip()
+            start = parse_start(date, TIMESTAMP_FORMATS, options.tz)
+    report = ParseReport(source=str(path))
+    first = split_line(lines[index + 1], delimiter) if len(lines) > index + 1 else []
+    clock = _time_of_day(first, header, columns)
+    if clock is not None and "time" in columns and not mapping.columns.get("timestamp"):
+        # A DPt Time without its date: the date of test and the first row's clock time
+        # place the elapsed clock, which carries the rest (across midnight too).
+        name = columns.pop("timestamp")
+        elapsed_s = _first_elapsed_s(first, header, columns["time"], units.get("time"))
+        at = parse_start(f"{date} {clock}", TIMESTAMP_FORMATS, options.tz) if date else None
+        start = at - elapsed_s if at is not None and elapsed_s is not None else None
+        report.warn(f"{name!r} holds the time of day only; the start is the date of test {date!r} at the first "
+                    f"row's {clock}, and the elapsed time places every row" if start is not None else
+                    f"{name!r} holds the time of day only and the date of test could not be read; elapsed time "
+                    "is used")
     layout = Layout(
         "maccor text", columns, units,
         state_sign=state_sign, timestamp_formats=TIMESTAMP_FORMATS, start=start,
@@ -93,5 +109,23 @@ def read_maccor(
     layout = override(layout, header, mapping)
     return read_text(
         path, header_line=index + 1, delimiter=delimiter, encoding=encoding, header=header,
-        layout=layout, options=options, report=ParseReport(source=str(path)),
+        layout=layout, options=options, report=report,
     )
+
+
+def _time_of_day(first: list[str], header: list[str], columns: dict[str, str]) -> str | None:
+    """The first row's DPt Time if it is a clock time without a date (``11:49:32``), else None."""
+    name = columns.get("timestamp")
+    if name is None or name not in header or header.index(name) >= len(first):
+        return None
+    text = first[header.index(name)].strip()
+    return text if _CLOCK.fullmatch(text) else None
+
+
+def _first_elapsed_s(first: list[str], header: list[str], name: str, unit: str | None) -> float | None:
+    try:
+        value = float(first[header.index(name)])
+        scale, offset = conversion("time", unit or "s", name)
+    except (ValueError, IndexError, ReaderError):
+        return None
+    return value * scale + offset

@@ -140,6 +140,17 @@ def test_bad_options_are_refused_before_anything_runs(cell, tmp_path: Path) -> N
     assert code == 2 and "window of a --generic cell" in output
 
 
+def test_a_file_whose_voltages_no_cell_has_says_to_give_the_window(cell, tmp_path: Path) -> None:
+    """A record at negative volts (a probe on a reference electrode, a shorted channel) gives
+    no window a cell can have: the error says where the voltages run and what to give."""
+    record = cell[0]
+    shifted = Synthetic(record.t, record.v - 5.0, record.i, record.temp_c, record.cycle, record.step)
+    code, output = _replay(write_bdf(tmp_path / "probe.csv", shifted), "--generic", "--out", tmp_path / "out")
+    flat = " ".join(output.replace("│", " ").split())
+    assert code == 2 and "v_min must be a number" in flat, output
+    assert "the window was inferred from the file, whose voltages run" in flat and "give --v-min and --v-max" in flat
+
+
 def test_generic_cell_of_another_chemistry_replays_with_a_learned_curve(tmp_path: Path) -> None:
     """A layered-oxide-like 2 Ah cell (no hydride): a slow first cycle, then 0.5C cycles."""
     z = soc_grid()

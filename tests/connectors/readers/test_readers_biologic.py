@@ -144,3 +144,20 @@ def test_impedance_rows_are_no_cycler_samples(tmp_path: Path) -> None:
     np.testing.assert_allclose(archive.only().t, [0, 1, 3])
     assert archive.report.rejected[0].line == 8
     assert archive.report.rejected[0].reason.startswith("an impedance (EIS) point")
+
+
+def test_real_gcpl_binary_without_a_measured_current_reads_the_set_point_by_row_mode() -> None:
+    """navani's C/24 GCPL binary: the current is the set point where the flags say
+    galvanostatic, none at rest, and it passes the charge the cycler's counter counted."""
+    pytest.importorskip("galvani")
+    path = DATA / "jdb11-1_c3_gcpl_5cycles_2V-3p8V_C-24_data_C09.mpr"
+    archive = read_archive(path, tz="UTC")
+    got = archive.only()
+    assert archive.report.rows_kept == 46_102 and not archive.report.rejected
+    assert archive.report.columns["current"] == "control/V/mA"
+    assert any("no measured current" in w and "control mode" in w for w in archive.report.warnings)
+    assert set(np.round(got.i * 1e3, 4).tolist()) == {-0.0888, 0.0, 0.0888}
+    # At rest (361 rows) the set point of the next step is no current.
+    assert np.sum(got.i == 0) == 361
+    assert_discharge_negative(got)
+    assert_counters_match_current(got, rel=0.002)

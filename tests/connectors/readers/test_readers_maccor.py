@@ -82,3 +82,25 @@ def test_maccor_amp_hours_go_to_the_counter_of_the_state(tmp_path: Path) -> None
     got = read_archive(path, tz="UTC").only()
     np.testing.assert_allclose(got.discharge_mah, [0.0, 5.0, 0.0, 0.0])
     np.testing.assert_allclose(got.charge_mah, [0.0, 0.0, 0.0, 5.0])
+
+
+def test_maccor_dpt_time_of_day_only_is_placed_on_the_date_of_test(tmp_path: Path) -> None:
+    """Some exports print DPt Time as a clock time without its date (and the date of test
+    without a time): the elapsed clock, started at that date and the first row's time,
+    places every row, across midnight too."""
+    cell = synthetic_cell(n_per_step=3, cycles=1, dt=1800.0)
+    path = write_maccor(tmp_path / "clock.txt", cell)
+    lines = path.read_text().splitlines()
+    names = lines[1].split("\t")
+    at = names.index("DPt Time")
+    rows = [line.split("\t") for line in lines[2:]]
+    for row in rows:
+        row[at] = row[at].split(" ", 1)[1]  # "01/01/2026 11:00:00 PM" -> "11:00:00 PM"
+    head = lines[0].split("\t")
+    head[3] = head[3].split(" ", 1)[0]  # the date of test without its time
+    path.write_text("\n".join(["\t".join(head), lines[1], *("\t".join(row) for row in rows)]) + "\n")
+    archive = read_archive(path, tz="UTC")
+    got = archive.only()
+    assert archive.report.rows_kept == len(cell.t) and not archive.report.rejected
+    np.testing.assert_allclose(got.t, cell.t, atol=1e-4)
+    assert any("time of day only" in w for w in archive.report.warnings)

@@ -87,7 +87,8 @@ _WIRE_UNITS = {"timestamp": "s", "voltage": "V", "current": "A", "temperature": 
 # Common spellings in hand-made tables and data portals (battery-data-hub, BatteryArchive,
 # battdat), most specific first; matched on the name without its unit.
 _ALIASES: dict[str, tuple[str, ...]] = {
-    "time": ("test time", "elapsed time", "total time", "testtime", "elapsed", "time"),
+    "time": ("test time", "elapsed time", "total time", "testtime", "elapsed", "time", "seconds", "secs", "minutes",
+             "hours"),
     "timestamp": ("unix time", "timestamp", "date time", "datetime", "date", "datenum"),
     "voltage": ("voltage", "cell voltage", "potential", "ewe", "ecell", "u", "v", "volts", "volt", "millivolts", "mv"),
     "current": ("current", "cell current", "i", "amps", "amp", "amperes", "ampere", "milliamps", "ma"),
@@ -105,8 +106,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-# Quantities whose column may be named by its unit alone ("volts", "amps", "mA").
-_NAMED_BY_UNIT = ("voltage", "current")
+# Quantities whose column may be named by its unit alone ("volts", "amps", "mA", "seconds").
+_NAMED_BY_UNIT = ("voltage", "current", "time")
 
 
 @dataclass
@@ -205,7 +206,7 @@ def generic_layout(header: Sequence[str], mapping: ColumnMapping, fmt: str = "ta
         if role not in units:
             name, unit = split_header(column)
             if unit is None and role in _NAMED_BY_UNIT and canonical_unit(name) in QUANTITIES[role]:
-                unit = name  # a column called "volts" or "mA" holds just that
+                unit = name  # a column called "volts", "mA" or "seconds" holds just that
             if unit is not None:
                 units[role] = unit
     if header_key(columns.get("timestamp", "")) == DATENUM:  # "Datenum_d" counts days since year 0

@@ -148,6 +148,13 @@ def test_columns_named_by_their_unit_are_read_in_it(tmp_path: Path) -> None:
     np.testing.assert_allclose(got.v, [0.5, 0.45])
     np.testing.assert_allclose(got.i, [-0.002, -0.002])
     np.testing.assert_allclose(np.diff(got.t), [60.0])
+    # Elapsed time named by its unit too (ampworks' HPPC and ICI exports).
+    path.write_text("Seconds,Amps,Volts,State\n0.0,-0.0,4.17,R\n10.0,-0.0032,4.1,D\n")
+    got = read_archive(path).only()
+    np.testing.assert_allclose(np.diff(got.t), [10.0])
+    np.testing.assert_allclose(got.i, [0.0, -0.0032])
+    path.write_text("Hours,mV,milliamps\n0,500,-2\n0.5,450,-2\n")
+    np.testing.assert_allclose(np.diff(read_archive(path).only().t), [1800.0])
 
 
 def test_everything_a_file_lacks_is_listed_in_one_error(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ How `learn_ocv` reads a file, and why
 Halves. A half-cycle is a stretch of one current sign. A sample below 0.2 % of the largest
 current is a rest (a CV tail ends near C/20-C/50, above that even in a file whose largest
 current is 10C). A rest of any length does not end a half, since the state of charge does
-not move in it, and neither does a single sample of the other sign (a logging glitch or a
-pulse too short to be a half). So a charge split by a pause or a step change of current,
+not move in it, and neither does a single sample of the other sign (a logging glitch), nor a
+pulse of the other sign that moves less than 5 % of the charge of the two halves around it
+(HPPC regen pulses). So a charge split by a pause or a step change of current,
 and the CV hold that ends it, make one half. Charge is the trapezoid integral of the
 current; repeated timestamps carry none.
 
@@ -84,6 +85,8 @@ bound). The caller then says that the cell's capacity figures are provisional.
 
 from __future__ import annotations
 
+import heapq
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +96,7 @@ from .params import END_TOLERANCE, OCV_POINTS, CellParams
 __all__ = ["DEFAULT_TAU_S", "Half", "LearnedOcv", "Window", "find_halves", "infer_window", "learn_ocv", "generic_params", "soc_grid"]
 
 REST_FRACTION = 0.002  # of the largest current: below it a sample is a rest
+PULSE_SHARE = 0.05  # of the charge of the two halves around it: a run of the other sign below it is a pulse
 LONG_HALF = 0.5  # of the largest half's charge: the halves whose cut-offs define the window
 MIN_SAMPLES = 10  # of a half to learn a curve from
 SLOW_C_RATE = 0.5  # trusted without a note
@@ -214,9 +218,49 @@ def find_halves(t: np.ndarray, v: np.ndarray, i: np.ndarray) -> list[Half]:
     return _halves(*_clean(t, v, i))
 
 
+def _pulses_kept_in(sign: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The signs with pulses counted into the half they interrupt. A run of one sign between
+    two of the other that moves less than PULSE_SHARE of their charge together (the regen
+    pulses of an HPPC discharge) leaves the state of charge about where it was, so it does
+    not end that half: its samples count as a rest inside it, and its charge still counts
+    (the half's charge is the net one). The smallest such run goes first and the three
+    become one, so a short last step after the last pulse is judged against the whole half
+    it ends, not against the pulse."""
+    runs = [list(r) for r in _sample_runs(sign)]
+    n = len(runs)
+    moved = [abs(float(q[stop - 1] - q[start])) for start, stop in runs]
+    before, after = list(range(-1, n - 1)), [*range(1, n), -1]
+
+    def share(k: int) -> float:
+        if before[k] < 0 or after[k] < 0:
+            return math.inf
+        return moved[k] / max(moved[before[k]] + moved[after[k]], 1e-300)
+
+    queue = [(share(k), k) for k in range(n)]
+    heapq.heapify(queue)
+    gone = [False] * n
+    out = sign.copy()
+    while queue and queue[0][0] < PULSE_SHARE:
+        value, k = heapq.heappop(queue)
+        if gone[k] or value != share(k):
+            continue  # merged away, or its neighbours changed since it was queued
+        a, b = before[k], after[k]
+        out[runs[k][0] : runs[k][1]] = 0
+        moved[a] += moved[b] - moved[k]
+        runs[a][1] = runs[b][1]  # a now reaches over the pulse to b's end
+        gone[k] = gone[b] = True
+        after[a] = after[b]
+        if after[b] >= 0:
+            before[after[b]] = a
+        for j in (a, before[a], after[a]):
+            if j >= 0:
+                heapq.heappush(queue, (share(j), j))
+    return out
+
+
 def _halves(t: np.ndarray, v: np.ndarray, i: np.ndarray) -> list[Half]:
-    sign = _current_signs(i)
     q = _cumulative_charge_as(t, i)
+    sign = _pulses_kept_in(_current_signs(i), q)
     rest_v = _despiked(v)  # a rest holds no peaks: its one-sample spikes are logging glitches
     halves: list[Half] = []
     previous_stop = 0

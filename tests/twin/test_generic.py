@@ -173,6 +173,29 @@ def test_a_charge_split_by_a_low_sample_a_pause_and_a_step_change_is_one_half():
     assert charge.charge_mah == pytest.approx(sum(c.moved_mah[1:]), rel=0.01)
 
 
+def test_an_hppc_discharge_with_regen_pulses_is_one_half():
+    """Discharge in C/5 steps of 10 %, each followed by a rest and a 10 s charge pulse at
+    0.75C (five samples each): the pulses move 0.2 % of the charge each and do not end the
+    discharge."""
+    c = full_cell(dt=2.0).rest(600)
+    net_mah = 0.0
+    while c.rows[-1][1] > V_LO:
+        c.cc(-0.2 * CAPACITY_AH, V_LO, max_s=1800)
+        net_mah += c.moved_mah[-1]
+        if c.rows[-1][1] <= V_LO:
+            break
+        c.rest(600).cc(0.75 * CAPACITY_AH, V_HI, max_s=10)
+        net_mah -= c.moved_mah[-1]
+        c.rest(600)
+    c.rest(1800).charge(0.1).rest(1800)
+    halves = find_halves(*c.arrays())
+    assert [h.direction for h in halves] == ["discharge", "charge"]
+    assert halves[0].v_from > V_HI - 0.05 and halves[0].v_to <= V_LO + 0.01
+    assert halves[0].charge_mah == pytest.approx(net_mah, rel=0.01)
+    learned = learn_ocv(*c.arrays(), V_LO, V_HI)
+    assert not learned.provisional and learned.capacity_mah == pytest.approx(net_mah, rel=0.01)
+
+
 def test_cv_tails_belong_to_their_half():
     c = empty_cell().charge(0.5).rest(600).discharge(0.5, cv=True).rest(600)
     learned = learn_ocv(*c.arrays(), V_LO, V_HI)

@@ -64,6 +64,7 @@ import numpy as np
 
 from . import degradation as deg
 from . import forecast
+from .generic import BALANCE_TOLERANCE
 from .forecast import RETENTION_FLOOR, RISK_AT_FLOOR
 from .model import ocv_inverse, temperature_factor, terminal_voltage
 from .params import END_TOLERANCE, CellParams, stack_ocv_tables, stack_params
@@ -172,6 +173,9 @@ class Tracker:
     seg_i_end: np.ndarray  # A: the half's latest active current (a CV hold ends on its tail)
     seg_tail_n: np.ndarray  # active samples at the half's end below `_CV_TAIL` of its mean current
     seg_v_end: np.ndarray  # V: the voltage of the half's latest active sample (NaN before one)
+    seg_from_end: np.ndarray  # 1: the half in progress started at a window end (the one before reached its own)
+    full_discharge_mah: np.ndarray  # count of the last discharge if it ran the window, else NaN
+    charges_balanced: np.ndarray  # 1: the last full charge after a full discharge counted no more than it
     cycle: np.ndarray  # completed lithiations
     psi: np.ndarray  # model phase-separation fraction, scaled to the observed fade
     crack: np.ndarray
@@ -295,6 +299,9 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         seg_i_end=zeros.copy(),
         seg_tail_n=zeros.copy(),
         seg_v_end=nan.copy(),
+        seg_from_end=zeros.copy(),
+        full_discharge_mah=nan.copy(),
+        charges_balanced=zeros.copy(),
         cycle=zeros.copy(),
         psi=zeros.copy(),
         crack=zeros.copy(),
@@ -801,11 +808,24 @@ def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float) 
     # The swing is end minus start SOC: a recovery inside the half only matters through the
     # end's variance, which weighs the measurement.
     measures = deep and not fresh_sink
+    # A learned curve pins the SOC only at its ends, the cycler's cut-offs: mid-window a
+    # rested voltage read through a curve learned under load (its hysteresis as learned, or
+    # none) can be tens of % off (a real file's first rest read as SOC 0.50, where the charge
+    # after it says 0.05) while the filter's variance says 0.2 %. So only a half run between
+    # the window ends measures a learned cell's capacity.
+    learned = not np.isnan(tr.ocv_table[k, 0, 0])
+    reached = _reached_limit(tr, k)
+    full = bool(tr.seg_from_end[k]) and reached
+    measures = measures and (not learned or full)
+    tr.seg_from_end[k] = float(reached)
+    if learned:
+        _balance(tr, k, discharge, full, mah)
     c_rate = mah * 3.6 / max(tr.seg_active_s[k], 1e-9) / (c["one_c_ma"] / 1000.0)
     # What the twin predicted this half would deliver, before the half's own count corrects it.
     expected = _at_rate_mah(tr, k, c, c_rate, discharge)
     if measures:
-        _update_capacity(tr, k, mah, swing, end, end_var)
+        _update_capacity(tr, k, mah, swing, end, end_var,
+                         capacity=discharge or not learned or bool(tr.charges_balanced[k]))
     p1 = {name: np.array([v]) for name, v in c.items()}
     age = deg.Ageing(tr.cycle[k : k + 1], tr.psi[k : k + 1], tr.crack[k : k + 1], tr.irr_left_mah[k : k + 1])
     new = deg.age_half_cycle(p1, age, np.array([discharge]), np.array([min(swing, 1.0)]), np.array([c_rate]))
@@ -868,6 +888,30 @@ def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float) 
         eol_low=eol.low,
         eol_high=eol.high,
     )
+
+
+def _balance(tr: Tracker, k: int, discharge: bool, full: bool, mah: float) -> None:
+    """Whether a learned cell's charges measure its capacity. Its capacity is what it delivers
+    on discharge (the lab's definition, and the learner's); a charge's count also holds what
+    side reactions took (electrolyte oxidation, shuttles, SEI growth: 8 % of every charge at
+    C/24 in a real GCPL file), which no voltage tells from stored charge. So a charge's count
+    measures the capacity only once the cell has shown that its charges hold none of that: its
+    latest full charge after a full discharge counted no more than that discharge delivered
+    (within the learner's balance tolerance). Until then a charge measures the diffusion time
+    alone."""
+    if discharge:
+        tr.full_discharge_mah[k] = mah if full else np.nan
+    elif full and tr.full_discharge_mah[k] > 0:
+        tr.charges_balanced[k] = float(mah <= (1.0 + BALANCE_TOLERANCE) * tr.full_discharge_mah[k])
+
+
+def _reached_limit(tr: Tracker, k: int) -> bool:
+    """Cell k's half in progress got to its cut-off: its last active voltage within
+    `END_TOLERANCE` of the window there, or it ended on a voltage hold."""
+    v_min, v_max = tr.consts[k, _C["v_min"]], tr.consts[k, _C["v_max"]]
+    band = END_TOLERANCE * (v_max - v_min)
+    at_limit = tr.seg_v_end[k] <= v_min + band if tr.seg_sign[k] < 0 else tr.seg_v_end[k] >= v_max - band
+    return bool(at_limit or tr.seg_tail_n[k] >= _CV_SAMPLES)
 
 
 def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -> float:
@@ -937,8 +981,10 @@ def _retention(tr: Tracker, k: int, discharge: bool, c_rate: float, mah: float, 
     return 1.0, 1.0
 
 
-def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndarray, end_var: float) -> None:
-    """Kalman update of capacity and diffusion time from the charge counted over the half.
+def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndarray, end_var: float,
+                     capacity: bool = True) -> None:
+    """Kalman update of capacity and diffusion time from the charge counted over the half
+    (of the diffusion time alone, the capacity a "consider" parameter, if not `capacity`).
 
     The knees pin the surface SOC at both ends of a deep half; the bulk swing is that less
     the diffusion lag built up over the half, which scales with the cell's diffusion time:
@@ -964,10 +1010,10 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     var_obs = q_obs**2 * (end_var + tr.seg_soc_var0[k]) + (0.002 * mah) ** 2
     innovation = mah - q * swing
     from_tau = h_r**2 * tau_var + var_obs
-    if innovation**2 > _ADAPT_SIGMAS**2 * (h_q**2 * prior_var + from_tau):
+    if capacity and innovation**2 > _ADAPT_SIGMAS**2 * (h_q**2 * prior_var + from_tau):
         prior_var = max(prior_var, (innovation**2 - from_tau) / h_q**2)
     s = h_q**2 * prior_var + from_tau
-    k_q = prior_var * h_q / s
+    k_q = prior_var * h_q / s if capacity else 0.0
     # tau_D is measured on a delithiation of an intact electrode, where it, not the fade,
     # dominates what the count may differ by. A lithiation segregates material as it goes
     # (the twin applies that loss at the half's end), so its count mixes loss into the lag;
@@ -978,7 +1024,7 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     measures_tau = tr.seg_sign[k] > 0 and intact and h_r**2 * tau_var > _LAG_DOMINATES * h_q**2 * prior_var
     k_r = tau_var * h_r / s if measures_tau else 0.0
     tr.capacity_mah[k] = q + k_q * innovation
-    tr.capacity_var[k] = prior_var * (1.0 - k_q * h_q)
+    tr.capacity_var[k] = prior_var * (1.0 - k_q * h_q) if capacity else tr.capacity_var[k]
     tr.tau_var[k] = tau_var * (1.0 - k_r * h_r)
     r = float(np.clip(1.0 + k_r * innovation, 0.5, 2.0))
     tr.tau_scale[k] *= r

@@ -26,13 +26,18 @@ DT = 10.0
 CAPACITY_MAH = 1.0
 
 
-def _cell(steps: list[tuple[float, float]], name: str = "V1", noise_a: float = 0.0) -> CellRecord:
-    """Samples every DT seconds of ``(current A, duration s)`` steps; rests get sensor noise."""
+def _cell(steps: list[tuple[float, float]], name: str = "V1", noise_a: float = 0.0,
+          sloped: bool = False) -> CellRecord:
+    """Samples every DT seconds of ``(current A, duration s)`` steps; rests get sensor noise.
+    The voltage is a flat 0.6 V (no window), or `sloped`: 0.5 V + 0.2 V x the SOC counted on
+    CAPACITY_MAH from full, so halves that run the SOC range run the voltage window."""
     currents = np.concatenate([np.full(int(round(d / DT)), c) for c, d in steps])
     rng = np.random.default_rng(0)
     currents = currents + np.where(currents == 0, rng.normal(0.0, noise_a, currents.size), 0.0)
     t = T0 + DT * np.arange(1, currents.size + 1)
-    return CellRecord(name, t, np.full(t.size, 0.6), currents, np.full(t.size, 130.0))
+    soc = 1.0 + np.cumsum(currents * DT) / 3.6 / CAPACITY_MAH
+    v = 0.5 + 0.2 * soc if sloped else np.full(t.size, 0.6)
+    return CellRecord(name, t, v, currents, np.full(t.size, 130.0))
 
 
 # After a rest (the file's first sample has no interval before it), two cycles of
@@ -120,13 +125,21 @@ def _table(rows: list[dict], tmp_path: Path) -> dict[str, np.ndarray]:
 
 
 def test_the_verdict_on_a_twin_that_tracks(tmp_path: Path) -> None:
-    rec = _cell(DEEP)
+    rec = _cell(DEEP, sloped=True)
     judged = verdict("V1", _table(validate_cell(rec, _twin(rec), one_c_ma=10.0), tmp_path))
 
     assert judged.tracks, judged.checks
     assert judged.summary() == "tracks within its own uncertainty"
-    # No cycler counters in the file, no voltage window in it (a flat 0.6 V): those two do not apply.
-    assert [c.passed for c in judged.checks] == [True, None, None, True, True, True]
+    # No cycler counters in the file: that check does not apply.
+    assert [c.passed for c in judged.checks] == [True, None, True, True, True, True]
+
+
+def test_the_soc_is_judged_at_window_ends_only_where_a_half_reached_them(tmp_path: Path) -> None:
+    """A flat 0.6 V has no window: no half is full, and an end SOC off by 0.15 says nothing."""
+    rec = _cell(DEEP)
+    judged = verdict("V1", _table(validate_cell(rec, _twin(rec, soc_offset=0.15), one_c_ma=10.0), tmp_path))
+    soc = next(c for c in judged.checks if c.name == "SOC at window ends")
+    assert soc.passed is None and "no full half" in soc.detail
 
 
 @pytest.mark.parametrize(
@@ -139,7 +152,7 @@ def test_the_verdict_on_a_twin_that_tracks(tmp_path: Path) -> None:
 )
 def test_the_verdict_names_what_fails_and_by_how_much(tmp_path: Path, twin: dict, failing: str,
                                                       by_how_much: str) -> None:
-    rec = _cell(DEEP)
+    rec = _cell(DEEP, sloped=True)
     judged = verdict("V1", _table(validate_cell(rec, _twin(rec, **twin), one_c_ma=10.0), tmp_path))
 
     assert not judged.tracks

@@ -2,9 +2,11 @@
 
 Each stream is stepped twice from one starting tracker: sample by sample with `step`, and
 in frames of uneven lengths with `step_frame`. Every output of every sample, every closed
-half-cycle and the final tracker must agree to 1e-9. The streams are made to reach the
-rare paths (first sample, knees, outliers, restarts, half-cycle ends, gaps, NaN, time
-going backwards, implausible currents), and each test checks that they did."""
+half-cycle and the final tracker must agree within 1e-9 plus 1e-11 of the value (two float
+paths agree only to rounding relative to a value's size, and mAh/g runs near 1000). The
+streams are made to reach the rare paths (first sample, knees, outliers, restarts,
+half-cycle ends, gaps, NaN, time going backwards, implausible currents), and each test
+checks that they did."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from twin.protocol import cc_cycles, rate_ladder
 from twin.simulator import Faults, SensorNoise, Simulation, vary
 
 TOL = 1e-9
+RTOL = 1e-11
 _VALUES = ("soc", "soc_std", "capacity_mah", "r0_ohm", "r1_ohm", "hysteresis", "v_residual", "nis",
            "capacity_std_mah", "r0_std_ohm", "r1_std_ohm", "first_capacity_mah", "r_base")
 
@@ -77,17 +80,17 @@ def _assert_same(tr0: est.Tracker, s: dict[str, np.ndarray], lengths: list[int])
     got, got_halves = _in_frames(ker_tr, s, lengths)
     np.testing.assert_array_equal(got["flags"], ref["flags"])
     for name in _VALUES:
-        np.testing.assert_allclose(got[name], ref[name], rtol=0, atol=TOL, equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(got[name], ref[name], rtol=RTOL, atol=TOL, equal_nan=True, err_msg=name)
     assert len(got_halves) == len(ref_halves)
     for mine, theirs in zip(got_halves, ref_halves):
         for f in fields(est.HalfCycle):
             a, b = getattr(mine, f.name), getattr(theirs, f.name)
             if isinstance(a, float):
-                np.testing.assert_allclose(a, b, rtol=0, atol=TOL, equal_nan=True, err_msg=f.name)
+                np.testing.assert_allclose(a, b, rtol=RTOL, atol=TOL, equal_nan=True, err_msg=f.name)
             else:
                 assert a == b, f.name
     for f in fields(est.Tracker):
-        np.testing.assert_allclose(getattr(ker_tr, f.name), getattr(ref_tr, f.name), rtol=0, atol=TOL,
+        np.testing.assert_allclose(getattr(ker_tr, f.name), getattr(ref_tr, f.name), rtol=RTOL, atol=TOL,
                                    equal_nan=True, err_msg=f.name)
     return ref | {"halves": ref_halves}
 
@@ -124,15 +127,15 @@ def test_one_cell_long_stream_matches_numpy_step():
     ref, ref_halves = _reference(ref_tr, s)
     got = step_frame(ker_tr, s["t"][0], s["v"][0], s["i"][0], s["temp_c"][0], s["valid"][0])
     np.testing.assert_array_equal(got.flags, ref["flags"])
-    np.testing.assert_allclose(got.soc, ref["soc"], rtol=0, atol=TOL)
+    np.testing.assert_allclose(got.soc, ref["soc"], rtol=RTOL, atol=TOL)
     assert [h.t for h in got.halves] == [h.t for h in ref_halves] and len(ref_halves) >= 10
-    np.testing.assert_allclose([h.crack_risk for h in got.halves], [h.crack_risk for h in ref_halves], rtol=0, atol=TOL)
+    np.testing.assert_allclose([h.crack_risk for h in got.halves], [h.crack_risk for h in ref_halves], rtol=RTOL, atol=TOL)
     assert got.half_samples == [int(np.flatnonzero(s["t"][0] == h.t)[0]) for h in ref_halves]
     for k in (0, got.half_samples[3], s["t"].shape[1] - 1):
         one = got.at(k)
         assert one.halves == [h for h, j in zip(got.halves, got.half_samples) if j == k]
         assert one.flags[0] == ref["flags"][0, k]
-        np.testing.assert_allclose(one.r_base[0], ref["r_base"][0, k], rtol=0, atol=TOL, equal_nan=True)
+        np.testing.assert_allclose(one.r_base[0], ref["r_base"][0, k], rtol=RTOL, atol=TOL, equal_nan=True)
     assert np.isnan(ref["first_capacity_mah"][0, 0]) and np.isfinite(ref["first_capacity_mah"][0, -1])
 
 

@@ -33,7 +33,8 @@ loses 15 % in a cycle is followed within that half.
 
 Never silently lost. A cell's SOC starts from its first voltage (`_start`). Where the
 voltage runs up a knee faster than the linearised filter follows, the SOC is read off
-the knee (`_knee_update`, flag FLAG_KNEE) instead of the sample being rejected. Five
+the knee (`_knee_update`, flag FLAG_KNEE) instead of the sample being rejected, and so
+is a hydride cell's sample at its cut-off, so that every half's end is pinned alike. Five
 consecutive rejected samples, a running NIS far above 1, or a state that is no longer
 finite mean the filter has lost the cell: it is re-initialised from the voltage
 (`_restart`, FLAG_RECOVERED) with its capacity uncertainty widened. Every estimate
@@ -546,10 +547,14 @@ def step(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
     PHt = np.einsum("nij,nj->ni", P, H)
     S = np.einsum("ni,ni->n", H, PHt) + _V_STD**2
     use = _gate(tr, pr, y, S)
+    # A sample at the cut-off that lands on the knee is read off it, not linearised.
+    cut = _at_cut(tr, pr, v)
+    knee = _knee_update(tr, pr, v, x, P, np.zeros_like(use), cut & use) if cut.any() else np.zeros_like(use)
+    use_ekf = use & ~knee
     K = PHt / S[:, None]
-    x = np.where(use[:, None], x + K * np.where(use, y, 0.0)[:, None], x)
-    P = np.where(use[:, None, None], P - np.einsum("ni,nj->nij", PHt, K), P)
-    use = _knee_update(tr, pr, v, x, P, use)
+    x = np.where(use_ekf[:, None], x + K * np.where(use_ekf, y, 0.0)[:, None], x)
+    P = np.where(use_ekf[:, None, None], P - np.einsum("ni,nj->nij", PHt, K), P)
+    use = _knee_update(tr, pr, v, x, P, use | knee)
     return _commit(tr, pr, t, v, x, P, y, use)
 
 
@@ -572,12 +577,14 @@ def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutpu
     y = v - v_hat
     S = np.einsum("ni,nij,nj->n", H, P, H) + _V_STD**2
     use = _gate(tr, pr, y, S)
+    cut = _at_cut(tr, pr, v)
+    knee = _knee_update(tr, pr, v, x, P, np.zeros_like(use), cut & use) if cut.any() else np.zeros_like(use)
     R = np.array([[_V_STD**2]])
-    for k in np.flatnonzero(use):
+    for k in np.flatnonzero(use & ~knee):
         # EKF through the linear update: z_eff makes filterpy's residual v - h(x).
         z_eff = v[k] - v_hat[k] + H[k] @ x[k]
         x[k], P[k] = kf_update(x[k], P[k], z_eff, R, H[k : k + 1])
-    use = _knee_update(tr, pr, v, x, P, use)
+    use = _knee_update(tr, pr, v, x, P, use | knee)
     return _commit(tr, pr, t, v, x, P, y, use)
 
 
@@ -613,8 +620,9 @@ def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray) -> np.ndarra
     return use
 
 
-def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use) -> np.ndarray:
-    """Read the surface SOC off a knee that the EKF gated; returns the new `use` mask.
+def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use, at_cut=None) -> np.ndarray:
+    """Read the surface SOC off a knee that the EKF gated, or that the half ended on;
+    returns the new `use` mask.
 
     At the end of a half the voltage runs up (down) a knee within two or three samples
     while the filter's state is still on the plateau, where the linearised model calls it
@@ -622,10 +630,16 @@ def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use) -> np.ndarray:
     capacity. So for a gated sample whose voltage, inverted through the OCV, lands on a
     steep part of the curve (a few mV there fix the SOC to a fraction of a percent) not
     too far from the filter's belief (a spike on the plateau implies an impossible jump),
-    the inverted surface SOC (z + d) is used as a linear measurement instead. Updates x,
-    P in place.
+    the inverted surface SOC (z + d) is used as a linear measurement instead. A sample
+    at the cut-off (`at_cut`, not yet used) is read so too when it lands on the knee,
+    gated or not: linearised on the plateau, the EKF would move the SOC by a fraction
+    of what the voltage says, so whether a half's end is pinned would depend on where
+    between two samples the cut-off fell, and the capacity with it. Updates x, P in place.
     """
-    rows = np.flatnonzero((pr.flags & FLAG_OUTLIER).astype(bool) & pr.use_v)
+    cand = (pr.flags & FLAG_OUTLIER).astype(bool) & pr.use_v
+    if at_cut is not None:
+        cand = cand | at_cut
+    rows = np.flatnonzero(cand)
     if rows.size == 0:
         return use
     c = tr.consts[rows]
@@ -656,6 +670,16 @@ def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use) -> np.ndarray:
     use = use.copy()
     use[rows] = True
     return use
+
+
+def _at_cut(tr: Tracker, pr: _Prepared, v) -> np.ndarray:
+    """Hydride cells' samples within `END_TOLERANCE` of the cut-off the current heads for:
+    where a half ends, read off the knee if they land on it (`_knee_update`). Not learned
+    curves: where they hold at a cut-off, `_pin_held_end` pins the end."""
+    v_min, v_max = _c(tr, "v_min"), _c(tr, "v_max")
+    band = END_TOLERANCE * (v_max - v_min)
+    hydride = np.isnan(tr.ocv_table[:, 0, 0])
+    return pr.use_v & hydride & (((pr.i < 0) & (v <= v_min + band)) | ((pr.i > 0) & (v >= v_max - band)))
 
 
 def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:

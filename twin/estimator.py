@@ -194,7 +194,9 @@ class Tracker:
     i_scale: np.ndarray  # A: the cell's recent current scale (decaying peak)
     ref_rate: np.ndarray  # (N, 2, _REF_SLOTS) C-rate of each retention reference (discharge, charge)
     ref_counted_mah: np.ndarray  # counted capacity of that reference half
-    ref_twin_mah: np.ndarray  # the twin's capacity at that rate, at that half
+    ref_twin_mah: np.ndarray  # the twin's capacity at that rate, at that half (revised with its capacity)
+    ref_capacity_mah: np.ndarray  # the twin's capacity at that half, revised by later counts (`_revise_references`)
+    ref_cov: np.ndarray  # mAh^2: its covariance with the capacity now
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -321,6 +323,8 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         ref_rate=np.full((n, 2, _REF_SLOTS), np.nan),
         ref_counted_mah=np.full((n, 2, _REF_SLOTS), np.nan),
         ref_twin_mah=np.full((n, 2, _REF_SLOTS), np.nan),
+        ref_capacity_mah=np.full((n, 2, _REF_SLOTS), np.nan),
+        ref_cov=np.full((n, 2, _REF_SLOTS), np.nan),
     )
 
 
@@ -859,6 +863,7 @@ def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float) 
     # holds is unchanged: the SOC, a share of a smaller capacity, rises.
     keep = (1.0 - d_psi) * (1.0 - d_crack)
     tr.capacity_mah[k] *= keep
+    tr.ref_cov[k] *= keep
     tr.x[k, _IZ] = min(tr.x[k, _IZ] / keep, _FAST_HIGH[0])
     tr.P[k, _IZ, :] /= keep
     tr.P[k, :, _IZ] /= keep
@@ -1002,6 +1007,7 @@ def _retention(tr: Tracker, k: int, discharge: bool, c_rate: float, mah: float, 
         return float("nan"), float("nan")
     j = free[0]
     tr.ref_rate[k, kind, j], tr.ref_counted_mah[k, kind, j], tr.ref_twin_mah[k, kind, j] = c_rate, mah, at_rate_mah
+    tr.ref_capacity_mah[k, kind, j], tr.ref_cov[k, kind, j] = tr.capacity_mah[k], tr.capacity_var[k]
     return 1.0, 1.0
 
 
@@ -1047,6 +1053,8 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     intact = (1.0 - tr.psi[k]) * (1.0 - tr.crack[k]) > _INTACT_SHARE
     measures_tau = tr.seg_sign[k] > 0 and intact and h_r**2 * tau_var > _LAG_DOMINATES * h_q**2 * prior_var
     k_r = tau_var * h_r / s if measures_tau else 0.0
+    if capacity and intact:
+        _revise_references(tr, k, h_q * innovation / s, k_q * h_q)
     tr.capacity_mah[k] = q + k_q * innovation
     tr.capacity_var[k] = prior_var * (1.0 - k_q * h_q) if capacity else tr.capacity_var[k]
     tr.tau_var[k] = tau_var * (1.0 - k_r * h_r)
@@ -1060,6 +1068,25 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     tr.P[k] = A @ tr.P[k] @ A.T
     tr.seg_soc0[k] += (1.0 - r) * tr.seg_d0[k]
     tr.seg_d0[k] *= r
+
+
+def _revise_references(tr: Tracker, k: int, gain_per_cov: float, shrink: float) -> None:
+    """A count that corrects the capacity corrects what the twin knew of it at its
+    retention references too, by their covariance with it (a fixed-point smoother): an
+    error the capacity carried from the start (a diffusion time the 0.5C halves cannot
+    tell from capacity) then does not read as fade. Only while the electrode is intact
+    (`_update_capacity`): in one that has lost a tenth of its material, what the counts
+    correct is the fade model's error, and carried back it would hide the fade (MgH2 at
+    1C: twin retention 3 points above the counted one)."""
+    cov = tr.ref_cov[k]
+    ok = np.isfinite(cov) & (tr.ref_capacity_mah[k] > 0)
+    if not ok.any():
+        return
+    new = tr.ref_capacity_mah[k] + cov * gain_per_cov
+    tr.ref_twin_mah[k] = np.where(ok, tr.ref_twin_mah[k] * new / np.where(ok, tr.ref_capacity_mah[k], 1.0),
+                                  tr.ref_twin_mah[k])
+    tr.ref_capacity_mah[k] = np.where(ok, new, tr.ref_capacity_mah[k])
+    tr.ref_cov[k] = np.where(ok, cov * (1.0 - shrink), cov)
 
 
 def _cycle_complete(tr: Tracker, k: int) -> None:

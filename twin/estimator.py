@@ -26,7 +26,10 @@ large initial SOC error leaks into it and the capacity swings by tens of percent
 Resistances get the same model time update at half ends (activation, contact loss).
 A learned curve's half that ended on a voltage hold at its cut-off ended at the end of
 the curve: its SOC is read as 0 (1) there (`_pin_held_end`), since on a sloped end the
-voltage cannot tell the SOC from an offset that drifted as the cell aged.
+voltage cannot tell the SOC from an offset that drifted as the cell aged. On the hold
+itself, and in the rest after it, the voltage is not used (FLAG_HOLD, `_in_hold`): the
+cycler holds it while the cell is still polarised, and the SOC is set to the curve's end
+where the hold gives way to the rest (`_pin`).
 The degradation model is a prior, not a cage: a capacity measurement far outside what
 prior and measurement allow widens the prior (covariance matching), so a cell that
 loses 15 % in a cycle is followed within that half.
@@ -81,6 +84,7 @@ __all__ = [
     "FLAG_UNCONVERGED",
     "FLAG_RECOVERED",
     "FLAG_KNEE",
+    "FLAG_HOLD",
     "Tracker",
     "StepOutput",
     "HalfCycle",
@@ -104,6 +108,7 @@ FLAG_IMPLAUSIBLE = 64  # current beyond 20C or temperature no cell on test can h
 FLAG_UNCONVERGED = 128  # the estimate has not converged yet (a new cell, or since a recovery)
 FLAG_RECOVERED = 256  # the filter had lost the cell and was re-initialised from this voltage
 FLAG_KNEE = 512  # the voltage ran up a knee ahead of the prediction: SOC read off it (see _knee_update)
+FLAG_HOLD = 1024  # a learned cell held at its cut-off (constant-voltage tail), or resting after it: voltage not used
 
 N_X = 7
 _IZ, _IH, _IV1, _ID, _IR0, _IR1, _IE = range(N_X)
@@ -124,6 +129,7 @@ _ACTIVE_C = 0.01  # |current| above this fraction of 1C counts as charge or disc
 _ACTIVE_SCALE = 0.2  # ... or above this share of the cell's own recent current (slow tests) ...
 _CV_TAIL = 0.5  # a half whose last `_CV_SAMPLES` currents are below this share of its mean
 _CV_SAMPLES = 3  # current ended on a voltage hold (one short sample at a cut-off does not)
+_HOLD_BAND = END_TOLERANCE  # of the window span: a sample this close to the cut-off its half heads for, on a tail
 _ACTIVE_FLOOR_C = 0.001  # ... but never below this fraction of 1C (sensor noise at rest)
 _SCALE_MEMORY_S = 1800.0  # how long the cell's recent current scale remembers a step
 _INITIAL_SD = (0.3, 0.5, 0.01, 0.01)  # soc, h, v1 (V), d at a (re)start; r0, r1 relative 0.15
@@ -136,6 +142,7 @@ _REF_SLOTS = 4  # C-rates per half kind that get their own retention reference
 _DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
 _V_STD = 3e-3  # V: sensor noise plus the fast part of model error (the slow part is the offset e)
 _Q_RATE = np.array([1.5e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 2e-4]) ** 2  # per second (r0, r1: relative)
+_CURVE_WALK_V = 0.02  # V per root unit of SOC moved: how a learned curve's error wanders along it
 _LEARNED_OFFSET_WALK = 0.3  # of the offset's random walk, for a cell with a learned curve
 _TAU_REL_SD = 0.1  # relative: cell-to-cell spread and model error of the diffusion time (its prior)
 _INTACT_SHARE = 0.9  # of its material: an electrode whose diffusion time can be measured
@@ -175,6 +182,7 @@ class Tracker:
     seg_tail_n: np.ndarray  # active samples at the half's end below `_CV_TAIL` of its mean current
     seg_v_end: np.ndarray  # V: the voltage of the half's latest active sample (NaN before one)
     seg_from_end: np.ndarray  # 1: the half in progress started at a window end (the one before reached its own)
+    seg_pinned: np.ndarray  # 1: the half in progress ended on a hold at its cut-off, its SOC pinned there
     full_discharge_mah: np.ndarray  # count of the last discharge if it ran the window, else NaN
     charges_balanced: np.ndarray  # 1: the last full charge after a full discharge counted no more than it
     cycle: np.ndarray  # completed lithiations
@@ -303,6 +311,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         seg_tail_n=zeros.copy(),
         seg_v_end=nan.copy(),
         seg_from_end=zeros.copy(),
+        seg_pinned=zeros.copy(),
         full_discharge_mah=nan.copy(),
         charges_balanced=zeros.copy(),
         cycle=zeros.copy(),
@@ -455,8 +464,10 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
         | np.where(ok & below, FLAG_BELOW_WINDOW, 0)
         | np.where(ok & above, FLAG_ABOVE_WINDOW, 0)
     )
-    use_v = ok & ~below & ~above
     i = np.where(ok, i, 0.0)
+    hold = ok & learned & _in_hold(tr, v, i, dt)
+    flags |= np.where(hold, FLAG_HOLD, 0)
+    use_v = ok & ~below & ~above & ~hold
     g = temperature_factor(np.where(ok, temp_c, 130.0), tr.ocv_table)
 
     c = tr.consts
@@ -480,7 +491,41 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     scale[:, _IE] = np.where(learned, _LEARNED_OFFSET_WALK, 1.0)
     q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > _GAP_S, 10.0, 1.0))[:, None]
     q_diag[:, _IZ] += _consider_soc_q(tr.seg_mah, tr.capacity_mah, tr.capacity_var, bu_z)
+    # ... and a learned curve is one half's voltage, binned: along the SOC its error wanders
+    # by a few mV (an LFP charge's graphite steps moved 0.1 in SOC between the curve's half
+    # and the 11th cycle), which on a flat plateau the filter would otherwise read as 5-9 %
+    # of SOC with a band of 1 %. So the offset also walks with the SOC moved, not only with
+    # time: 2 mV per 1 % moved, 20 mV over a whole half.
+    q_diag[:, _IE] += np.where(learned, _CURVE_WALK_V**2 * np.abs(bu_z), 0.0)
     return _Prepared(ok, use_v, flags, a_h, a_1, b_1, a_d, Bu, q_diag, dt, i, g, sink)
+
+
+def _in_hold(tr: Tracker, v: np.ndarray, i: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """Samples on a constant-voltage hold: the current still runs the half's way, active
+    (`_bookkeeping`'s threshold), but below `_CV_TAIL` of the half's mean, with the voltage
+    within `_HOLD_BAND` of the cut-off the half heads for. The cycler holds that voltage
+    while the cell is still polarised (solid diffusion at an LFP knee: tens of mV the
+    reduced model lacks), so it says nothing about the open circuit: read through the curve
+    it stops the SOC where the learned curve meets the cut-off, a few % short of the end
+    the hold runs to, while the charge keeps flowing (2.0 V held for 5 % of an LFP cell's
+    charge). The SOC is counted there, set to the end of the curve where the hold gives
+    way to a rest (`_pin`), and pinned there when the half closes (`_pin_held_end`)."""
+    one_c_a = _c(tr, "one_c_ma") / 1000.0
+    i_scale = np.maximum(np.abs(i), tr.i_scale * np.exp(-dt / _SCALE_MEMORY_S))
+    threshold = np.maximum(np.minimum(_ACTIVE_C, _ACTIVE_SCALE * i_scale / one_c_a), _ACTIVE_FLOOR_C) * one_c_a
+    active = np.abs(i) > threshold
+    moving = active & (tr.seg_sign != 0) & (np.sign(i) == tr.seg_sign)
+    v_min, v_max = _c(tr, "v_min"), _c(tr, "v_max")
+    band = _HOLD_BAND * (v_max - v_min)
+    with np.errstate(invalid="ignore"):
+        at_cut = np.where(tr.seg_sign < 0, v <= v_min + band, v >= v_max - band)
+    tail = (tr.seg_active_s > 0) & (np.abs(i) * tr.seg_active_s < _CV_TAIL * tr.seg_mah * 3.6)
+    # The rest after such a hold (pinned at its start, `_bookkeeping`) is the cell relaxing
+    # from it: its SOC is where the hold left it, and the voltage, still on its way to the
+    # open circuit, is no news about it (read through the steep end of the curve, it moved
+    # the SOC 2 % in an Arbin file's 15 min rest).
+    relaxing = ~active & (tr.seg_pinned > 0)
+    return (moving & at_cut & tail) | relaxing
 
 
 # `_transition_terms` and `_consider_soc_q` use arithmetic and ufuncs only: the numpy
@@ -774,7 +819,16 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray, befor
     tr.seg_tail_n = np.where(same, np.where(low, tail + 1.0, 0.0), tail)
     tr.seg_i_end = np.where(same, np.abs(pr.i), tr.seg_i_end)
     tr.seg_v_end = np.where(same & np.isfinite(v), v, np.where(starting, np.nan, tr.seg_v_end))
+    tr.seg_pinned = np.where(starting, 0.0, tr.seg_pinned)
     tr.i_last = np.where(pr.ok, pr.i, tr.i_last)
+    # A hold at the cut-off that has just ended in a rest: the SOC is at the end of the
+    # curve now, not only when the next half starts (the rest's relaxing voltage is no
+    # open circuit either, and mid-rest the filter's SOC would still be the hold's count).
+    rested = np.flatnonzero(pr.ok & learned[:, 0] & (sign == 0) & (tr.seg_sign != 0) & (tr.seg_pinned == 0))
+    if rested.size:
+        rows = _held_at_limit(tr, rested)
+        _pin(tr, rows, None)
+        tr.seg_pinned[rows] = 1.0
     return halves
 
 
@@ -786,16 +840,39 @@ def _pin_held_end(tr: Tracker, rows: np.ndarray, ended: np.ndarray) -> None:
     cell aged, and a swing short by that 1 % makes the capacity 1 % high. So the surface
     SOC (z + d) is measured there as 0 (1), with the knee reading's spread plus the
     diffusion lag I tau_D / 3Q that the tail current I still leaves. Updates tr.x, tr.P
-    and the `ended` rows (z, d, SOC variance) in place."""
+    and the `ended` rows (z, d, SOC variance) in place. (A hold that ended in a rest was
+    set there already, `_pin`; its rest kept it.)"""
+    _pin(tr, _held_at_limit(tr, rows), ended)
+
+
+def _held_at_limit(tr: Tracker, rows: np.ndarray) -> np.ndarray:
+    """Those of `rows` whose half in progress ended on a voltage hold at its cut-off."""
     v_min, v_max = _c(tr, "v_min")[rows], _c(tr, "v_max")[rows]
     band = END_TOLERANCE * (v_max - v_min)
     down = tr.seg_sign[rows] < 0
     at_limit = np.where(down, tr.seg_v_end[rows] <= v_min + band, tr.seg_v_end[rows] >= v_max - band)
-    rows = rows[at_limit & (tr.seg_tail_n[rows] >= _CV_SAMPLES)]
+    return rows[at_limit & (tr.seg_tail_n[rows] >= _CV_SAMPLES)]
+
+
+def _pin(tr: Tracker, rows: np.ndarray, ended: np.ndarray | None) -> None:
+    """Measure the surface SOC (z + d) of `rows` as the end of the curve their half held at
+    (see `_pin_held_end`). With `ended` (N, 3: z, d, SOC variance where the half ended; its
+    rows updated too), the state has taken one more sample since then."""
     for k in rows:
         target = 0.0 if tr.seg_sign[k] < 0 else 1.0
         lag = tr.seg_i_end[k] * tr.consts[k, _C["tau_diff_s"]] / (3.0 * tr.capacity_mah[k] * 3.6)
         var = _KNEE_SOC_SD**2 + lag**2
+        if ended is None:
+            # Where the hold has just ended the SOC is the end of the curve, whatever the
+            # count over the half says: on a flat curve the filter's own variance is too
+            # small (a CC charge read as 89 % full by a small cell's curve, its 540 s hold
+            # adding 4 %, where the hold ends full). The SOC is set there, with the pin's
+            # own spread, and loses its correlation with the other states.
+            tr.x[k, _IZ] = target - tr.x[k, _ID]
+            tr.P[k, _IZ, :] = 0.0
+            tr.P[k, :, _IZ] = 0.0
+            tr.P[k, _IZ, _IZ] = var
+            continue
         # The reversing sample has moved the state a little past the end: measure it there.
         step = tr.x[k, _IZ] + tr.x[k, _ID] - ended[k, 0] - ended[k, 1]
         PHt = tr.P[k, :, _IZ] + tr.P[k, :, _ID]

@@ -55,10 +55,10 @@ _tau_multiplier = njit(deg.tau_multiplier)
 # Per-cell scalars of the tracker the hot path reads or writes, packed as columns.
 _STATE = ("t_last", "i_last", "rejected", "nis", "settled", "i_scale", "irr_left_mah", "capacity_mah",
           "capacity_var", "cycle", "seg_sign", "seg_mah", "seg_soc0", "seg_soc_var0", "seg_d0", "seg_active_s",
-          "seg_i_end", "seg_tail_n", "seg_v_end", "first_capacity_mah", "r_base")
+          "seg_i_end", "seg_tail_n", "seg_v_end", "first_capacity_mah", "r_base", "seg_pinned")
 (_T_LAST, _I_LAST, _REJECTED, _NIS, _SETTLED, _I_SCALE, _IRR_LEFT, _CAP, _CAP_VAR, _CYCLE, _SEG_SIGN, _SEG_MAH,
  _SEG_SOC0, _SEG_SOC_VAR0, _SEG_D0, _SEG_ACTIVE_S, _SEG_I_END, _SEG_TAIL_N, _SEG_V_END, _FIRST_CAP,
- _R_BASE) = range(len(_STATE))
+ _R_BASE, _SEG_PINNED) = range(len(_STATE))
 
 # Per-cell model constants, in this order (see `_cell_params`).
 _PARAMS = ("one_c_ma", "v_min", "v_max", "activation_factor", "activation_cycles", "tau_diff_s", "hysteresis_rate",
@@ -68,10 +68,11 @@ _ONE_C, _V_MIN, _V_MAX, _ACT_FACTOR, _ACT_CYCLES, _TAU_DIFF, _GAMMA, _TAU1, _SHI
 # The estimator's constants, in this order; then _Q_RATE, _FAST_LOW, _FAST_HIGH.
 _LIMIT_NAMES = ("_MAX_C_RATE", "_WINDOW_MARGIN_V", "_GAP_S", "_GATE_NIS", "_MAX_RESIDUAL_V", "_MAX_REJECTED",
                 "_LOST_NIS", "_SETTLE_SAMPLES", "_CONVERGED_SOC_STD", "_ACTIVE_C", "_ACTIVE_SCALE", "_ACTIVE_FLOOR_C",
-                "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD", "_LEARNED_OFFSET_WALK", "END_TOLERANCE")
+                "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD", "_LEARNED_OFFSET_WALK", "END_TOLERANCE",
+                "_HOLD_BAND", "_CV_SAMPLES", "_CURVE_WALK_V")
 (_L_MAX_C, _L_MARGIN, _L_GAP, _L_GATE, _L_MAX_RES, _L_MAX_REJ, _L_LOST_NIS, _L_SETTLE, _L_CONV_SD, _L_ACTIVE_C,
  _L_ACTIVE_SCALE, _L_FLOOR_C, _L_CV_TAIL, _L_MEMORY, _L_KNEE_BAND, _L_V_STD, _L_OFFSET_WALK,
- _L_END) = range(len(_LIMIT_NAMES))
+ _L_END, _L_HOLD_BAND, _L_CV_SAMPLES, _L_CURVE_WALK) = range(len(_LIMIT_NAMES))
 _L_T_LOW, _L_T_HIGH = len(_LIMIT_NAMES), len(_LIMIT_NAMES) + 1
 _L_Q = _L_T_HIGH + 1
 _L_LOW = _L_Q + est.N_X
@@ -202,11 +203,25 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             seg_sign = sk[_SEG_SIGN]
             if sign != 0 and seg_sign != 0 and sign != seg_sign:
                 break
+            if sign == 0 and seg_sign != 0 and p[_GENERIC] > 0 and sk[_SEG_PINNED] == 0 and (
+                    sk[_SEG_TAIL_N] >= lim[_L_CV_SAMPLES]):
+                band = lim[_L_HOLD_BAND] * (p[_V_MAX] - p[_V_MIN])
+                if (sk[_SEG_V_END] <= p[_V_MIN] + band if seg_sign < 0 else sk[_SEG_V_END] >= p[_V_MAX] - band):
+                    break  # a hold at the cut-off ended in a rest: its SOC is pinned (estimator._bookkeeping)
             below = vj < p[_V_MIN] - (lim[_L_MARGIN] if p[_GENERIC] > 0 else 0.0)
             above = vj > p[_V_MAX] + lim[_L_MARGIN]
             f = (est.FLAG_GAP if dt > lim[_L_GAP] else 0) | (est.FLAG_BELOW_WINDOW if below else 0) | (
                 est.FLAG_ABOVE_WINDOW if above else 0)
-            use_v = not below and not above
+            # A learned cell held at its cut-off: counted, the voltage not used (estimator._in_hold).
+            hold = p[_GENERIC] > 0 and sign == 0 and sk[_SEG_PINNED] > 0  # resting after a pinned hold
+            if p[_GENERIC] > 0 and seg_sign != 0 and abs(ij) > threshold and np.sign(ij) == seg_sign:
+                band = lim[_L_HOLD_BAND] * (p[_V_MAX] - p[_V_MIN])
+                at_cut = vj <= p[_V_MIN] + band if seg_sign < 0 else vj >= p[_V_MAX] - band
+                hold = at_cut and sk[_SEG_ACTIVE_S] > 0 and (
+                    abs(ij) * sk[_SEG_ACTIVE_S] < lim[_L_CV_TAIL] * sk[_SEG_MAH] * 3.6)
+            if hold:
+                f |= est.FLAG_HOLD
+            use_v = not below and not above and not hold
             if p[_GENERIC] == 0 and tc != g_temp:
                 g, g_temp = _temperature_core(tc), tc
             # Time update (estimator._prepare, _propagate).
@@ -220,6 +235,8 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 scale = xk[m] if m == 4 or m == 5 else (lim[_L_OFFSET_WALK] if m == 6 and p[_GENERIC] > 0 else 1.0)
                 q[m] = lim[_L_Q + m] * scale**2 * gap
             q[0] += _consider_soc_q(sk[_SEG_MAH], cap, sk[_CAP_VAR], bu_z)
+            if p[_GENERIC] > 0:
+                q[6] += lim[_L_CURVE_WALK] ** 2 * abs(bu_z)
             # Element loops, not slice assignment: numba's slice assignment brings in ~20 s of
             # compiling its error messages (string formatting) on a fresh install.
             for r in range(n_x):
@@ -323,6 +340,7 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 sk[_SEG_D0] = xk[3] - bu_d
                 sk[_SEG_TAIL_N] = 0.0
                 sk[_SEG_V_END] = np.nan
+                sk[_SEG_PINNED] = 0.0
             if seg_sign != 0 and sign != 0:
                 sk[_SEG_ACTIVE_S] += dt
             if sign != 0 and sign == seg_sign:

@@ -86,7 +86,7 @@ class KafkaSource(FixedPartitionedSource[KafkaMessage, int]):
         group_id: str | None = None,
         from_beginning: Collection[str] = (),
         batch_size: int = 1000,
-        idle_wait_s: float = 0.05,
+        idle_wait_s: float = 0.01,
         max_outage_s: float | None = None,
         consumer_config: Mapping[str, Any] | None = None,
     ) -> None:

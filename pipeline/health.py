@@ -7,8 +7,11 @@ whole flow, however many workers share it). Totals are snapshotted with the rest
 the state, so they continue across a recovery instead of restarting at zero.
 
 `consumer_lag` is the number of `cell.samples` records not yet read: the partitions'
-end offsets, asked from the broker when a point is due, minus the next offset the flow
-has seen per partition. It is absent in embedded mode, and while the broker is away.
+end offsets minus the next offset the flow had seen per partition. The broker is asked
+in a thread of its own when a point is due, so a slow answer never holds the dataflow;
+a point carries the answer to the question its predecessor asked (the lag as it was one
+health interval earlier). It is absent in embedded mode, from the first point, and while
+the broker is away or has not answered yet.
 
 `stalled_s` is the longest outage of the broker or the store in this process since the
 previous point, in progress or over (`connectors.outage.take_stall`); 0 without one.
@@ -117,16 +120,39 @@ class HealthLogic(StatefulBatchLogic[ShardStats, Batch, HealthTotals]):
 
 class KafkaLag:
     """Records of `cell.samples` not yet read, given the next offset seen per partition.
-    A short-lived consumer per call: one call per health interval, and nothing left open
-    when the flow stops (a logic has no close hook)."""
+
+    A call starts a probe in a thread (unless one still runs) and returns the answer of the
+    one before, if it had one: the dataflow never waits for the broker. A short-lived
+    consumer per probe: one per health interval, and nothing left open when the flow stops
+    (a logic has no close hook)."""
 
     def __init__(self, bootstrap: str, client: Mapping[str, Any], topic: str = TOPIC_SAMPLES) -> None:
         self._bootstrap = bootstrap
         self._client = dict(client)
         self._topic = topic
+        self._lock = threading.Lock()
+        self._answer: int | None = None
+        self._probe: threading.Thread | None = None
 
     def __call__(self, positions: Mapping[str, int]) -> int | None:
-        """The lag, or None if the broker cannot tell it now (unreachable, or no topic)."""
+        """The lag the last finished probe found (None if none or the broker could not tell),
+        and a new probe for `positions` started."""
+        with self._lock:
+            answer, self._answer = self._answer, None
+        if self._probe is None or not self._probe.is_alive():
+            self._probe = threading.Thread(target=self._run, args=(dict(positions),), name="celltwin-kafka-lag",
+                                           daemon=True)
+            self._probe.start()
+        return answer
+
+    def _run(self, positions: Mapping[str, int]) -> None:
+        lag = self.measure(positions)
+        with self._lock:
+            self._answer = lag
+
+    def measure(self, positions: Mapping[str, int]) -> int | None:
+        """The lag now, asked from the broker in this thread, or None if it cannot tell it now
+        (unreachable, or no topic)."""
         try:
             consumer = KafkaConsumer(**{**self._client, "bootstrap_servers": self._bootstrap,
                                         "group_id": None, "enable_auto_commit": False})

@@ -89,6 +89,37 @@ def test_bad_records_become_dead_letters_with_their_reason(value, reason: str) -
     assert (document["topic"], document["partition"], document["offset"], document["key"]) == (TOPIC_SAMPLES, 3, 17, "A1")
 
 
+SINGLES = [
+    {"cell": "A1", "t": 100, "v": 0.61, "i": -0.002},
+    {"cell": "A1", "t": 100.5, "v": 6.0, "i": -100, "temp_c": 129.5},
+    {"cell": "A1", "t": 0, "v": -1.0, "i": 100.0, "temp_c": None},
+    {"cell": "A1", "t": 1e11, "v": 0.5, "i": 0.0, "temp_c": -60},
+]
+
+
+@pytest.mark.parametrize("body", SINGLES)
+def test_plain_single_samples_decode_as_the_full_checks_do(body: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = decode_message(_record(body))
+    monkeypatch.setattr(decode, "_plain_sample", lambda *_: None)
+    full = decode_message(_record(body))
+
+    assert isinstance(fast, Frame) and isinstance(full, Frame)
+    for name in ("t", "v", "i", "temp_c"):
+        a, b = getattr(fast, name), getattr(full, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+    assert (fast.cell, fast.origin) == (full.cell, full.origin)
+
+
+# The records whose defect is in the samples (the cell is checked before).
+SAMPLE_DEFECTS = [p for p in BAD if p.id not in ("no-value", "not-json", "array", "no-cell", "cell-number")]
+
+
+@pytest.mark.parametrize(("value", "reason"), SAMPLE_DEFECTS)
+def test_the_plain_sample_path_leaves_bad_samples_to_the_full_checks(value, reason: str) -> None:
+    body = json.loads(value) if isinstance(value, bytes) else value
+    assert decode._plain_sample(body, "A1", None) is None
+
+
 def test_key_must_be_the_cell() -> None:
     letter = decode_message(_record(FRAME, key=b"B2"))
     assert isinstance(letter, DeadLetter) and letter.reason == "key_mismatch"

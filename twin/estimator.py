@@ -36,8 +36,7 @@ loses 15 % in a cycle is followed within that half.
 
 Never silently lost. A cell's SOC starts from its first voltage (`_start`). Where the
 voltage runs up a knee faster than the linearised filter follows, the SOC is read off
-the knee (`_knee_update`, flag FLAG_KNEE) instead of the sample being rejected, and so
-is a hydride cell's sample at its cut-off, so that every half's end is pinned alike. Five
+the knee (`_knee_update`, flag FLAG_KNEE) instead of the sample being rejected. Five
 consecutive rejected samples, a running NIS far above 1, or a state that is no longer
 finite mean the filter has lost the cell: it is re-initialised from the voltage
 (`_restart`, FLAG_RECOVERED) with its capacity uncertainty widened. Every estimate
@@ -202,9 +201,7 @@ class Tracker:
     i_scale: np.ndarray  # A: the cell's recent current scale (decaying peak)
     ref_rate: np.ndarray  # (N, 2, _REF_SLOTS) C-rate of each retention reference (discharge, charge)
     ref_counted_mah: np.ndarray  # counted capacity of that reference half
-    ref_twin_mah: np.ndarray  # the twin's capacity at that rate, at that half (revised with its capacity)
-    ref_capacity_mah: np.ndarray  # the twin's capacity at that half, revised by later counts (`_revise_references`)
-    ref_cov: np.ndarray  # mAh^2: its covariance with the capacity now
+    ref_twin_mah: np.ndarray  # the twin's capacity at that rate, at that half
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -332,8 +329,6 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         ref_rate=np.full((n, 2, _REF_SLOTS), np.nan),
         ref_counted_mah=np.full((n, 2, _REF_SLOTS), np.nan),
         ref_twin_mah=np.full((n, 2, _REF_SLOTS), np.nan),
-        ref_capacity_mah=np.full((n, 2, _REF_SLOTS), np.nan),
-        ref_cov=np.full((n, 2, _REF_SLOTS), np.nan),
     )
 
 
@@ -596,14 +591,10 @@ def step(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
     PHt = np.einsum("nij,nj->ni", P, H)
     S = np.einsum("ni,ni->n", H, PHt) + _V_STD**2
     use = _gate(tr, pr, y, S)
-    # A sample at the cut-off that lands on the knee is read off it, not linearised.
-    cut = _at_cut(tr, pr, v)
-    knee = _knee_update(tr, pr, v, x, P, np.zeros_like(use), cut & use) if cut.any() else np.zeros_like(use)
-    use_ekf = use & ~knee
     K = PHt / S[:, None]
-    x = np.where(use_ekf[:, None], x + K * np.where(use_ekf, y, 0.0)[:, None], x)
-    P = np.where(use_ekf[:, None, None], P - np.einsum("ni,nj->nij", PHt, K), P)
-    use = _knee_update(tr, pr, v, x, P, use | knee)
+    x = np.where(use[:, None], x + K * np.where(use, y, 0.0)[:, None], x)
+    P = np.where(use[:, None, None], P - np.einsum("ni,nj->nij", PHt, K), P)
+    use = _knee_update(tr, pr, v, x, P, use)
     return _commit(tr, pr, t, v, x, P, y, use)
 
 
@@ -626,14 +617,12 @@ def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutpu
     y = v - v_hat
     S = np.einsum("ni,nij,nj->n", H, P, H) + _V_STD**2
     use = _gate(tr, pr, y, S)
-    cut = _at_cut(tr, pr, v)
-    knee = _knee_update(tr, pr, v, x, P, np.zeros_like(use), cut & use) if cut.any() else np.zeros_like(use)
     R = np.array([[_V_STD**2]])
-    for k in np.flatnonzero(use & ~knee):
+    for k in np.flatnonzero(use):
         # EKF through the linear update: z_eff makes filterpy's residual v - h(x).
         z_eff = v[k] - v_hat[k] + H[k] @ x[k]
         x[k], P[k] = kf_update(x[k], P[k], z_eff, R, H[k : k + 1])
-    use = _knee_update(tr, pr, v, x, P, use | knee)
+    use = _knee_update(tr, pr, v, x, P, use)
     return _commit(tr, pr, t, v, x, P, y, use)
 
 
@@ -669,9 +658,8 @@ def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray) -> np.ndarra
     return use
 
 
-def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use, at_cut=None) -> np.ndarray:
-    """Read the surface SOC off a knee that the EKF gated, or that the half ended on;
-    returns the new `use` mask.
+def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use) -> np.ndarray:
+    """Read the surface SOC off a knee that the EKF gated; returns the new `use` mask.
 
     At the end of a half the voltage runs up (down) a knee within two or three samples
     while the filter's state is still on the plateau, where the linearised model calls it
@@ -679,16 +667,10 @@ def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use, at_cut=None) -> np.nd
     capacity. So for a gated sample whose voltage, inverted through the OCV, lands on a
     steep part of the curve (a few mV there fix the SOC to a fraction of a percent) not
     too far from the filter's belief (a spike on the plateau implies an impossible jump),
-    the inverted surface SOC (z + d) is used as a linear measurement instead. A sample
-    at the cut-off (`at_cut`, not yet used) is read so too when it lands on the knee,
-    gated or not: linearised on the plateau, the EKF would move the SOC by a fraction
-    of what the voltage says, so whether a half's end is pinned would depend on where
-    between two samples the cut-off fell, and the capacity with it. Updates x, P in place.
+    the inverted surface SOC (z + d) is used as a linear measurement instead. Updates x,
+    P in place.
     """
-    cand = (pr.flags & FLAG_OUTLIER).astype(bool) & pr.use_v
-    if at_cut is not None:
-        cand = cand | at_cut
-    rows = np.flatnonzero(cand)
+    rows = np.flatnonzero((pr.flags & FLAG_OUTLIER).astype(bool) & pr.use_v)
     if rows.size == 0:
         return use
     c = tr.consts[rows]
@@ -719,16 +701,6 @@ def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use, at_cut=None) -> np.nd
     use = use.copy()
     use[rows] = True
     return use
-
-
-def _at_cut(tr: Tracker, pr: _Prepared, v) -> np.ndarray:
-    """Hydride cells' samples within `END_TOLERANCE` of the cut-off the current heads for:
-    where a half ends, read off the knee if they land on it (`_knee_update`). Not learned
-    curves: where they hold at a cut-off, `_pin_held_end` pins the end."""
-    v_min, v_max = _c(tr, "v_min"), _c(tr, "v_max")
-    band = END_TOLERANCE * (v_max - v_min)
-    hydride = np.isnan(tr.ocv_table[:, 0, 0])
-    return pr.use_v & hydride & (((pr.i < 0) & (v <= v_min + band)) | ((pr.i > 0) & (v >= v_max - band)))
 
 
 def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
@@ -940,7 +912,6 @@ def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float) 
     # holds is unchanged: the SOC, a share of a smaller capacity, rises.
     keep = (1.0 - d_psi) * (1.0 - d_crack)
     tr.capacity_mah[k] *= keep
-    tr.ref_cov[k] *= keep
     tr.x[k, _IZ] = min(tr.x[k, _IZ] / keep, _FAST_HIGH[0])
     tr.P[k, _IZ, :] /= keep
     tr.P[k, :, _IZ] /= keep
@@ -1084,7 +1055,6 @@ def _retention(tr: Tracker, k: int, discharge: bool, c_rate: float, mah: float, 
         return float("nan"), float("nan")
     j = free[0]
     tr.ref_rate[k, kind, j], tr.ref_counted_mah[k, kind, j], tr.ref_twin_mah[k, kind, j] = c_rate, mah, at_rate_mah
-    tr.ref_capacity_mah[k, kind, j], tr.ref_cov[k, kind, j] = tr.capacity_mah[k], tr.capacity_var[k]
     return 1.0, 1.0
 
 
@@ -1130,8 +1100,6 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     intact = (1.0 - tr.psi[k]) * (1.0 - tr.crack[k]) > _INTACT_SHARE
     measures_tau = tr.seg_sign[k] > 0 and intact and h_r**2 * tau_var > _LAG_DOMINATES * h_q**2 * prior_var
     k_r = tau_var * h_r / s if measures_tau else 0.0
-    if capacity and intact:
-        _revise_references(tr, k, h_q * innovation / s, k_q * h_q)
     tr.capacity_mah[k] = q + k_q * innovation
     tr.capacity_var[k] = prior_var * (1.0 - k_q * h_q) if capacity else tr.capacity_var[k]
     tr.tau_var[k] = tau_var * (1.0 - k_r * h_r)
@@ -1145,25 +1113,6 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     tr.P[k] = A @ tr.P[k] @ A.T
     tr.seg_soc0[k] += (1.0 - r) * tr.seg_d0[k]
     tr.seg_d0[k] *= r
-
-
-def _revise_references(tr: Tracker, k: int, gain_per_cov: float, shrink: float) -> None:
-    """A count that corrects the capacity corrects what the twin knew of it at its
-    retention references too, by their covariance with it (a fixed-point smoother): an
-    error the capacity carried from the start (a diffusion time the 0.5C halves cannot
-    tell from capacity) then does not read as fade. Only while the electrode is intact
-    (`_update_capacity`): in one that has lost a tenth of its material, what the counts
-    correct is the fade model's error, and carried back it would hide the fade (MgH2 at
-    1C: twin retention 3 points above the counted one)."""
-    cov = tr.ref_cov[k]
-    ok = np.isfinite(cov) & (tr.ref_capacity_mah[k] > 0)
-    if not ok.any():
-        return
-    new = tr.ref_capacity_mah[k] + cov * gain_per_cov
-    tr.ref_twin_mah[k] = np.where(ok, tr.ref_twin_mah[k] * new / np.where(ok, tr.ref_capacity_mah[k], 1.0),
-                                  tr.ref_twin_mah[k])
-    tr.ref_capacity_mah[k] = np.where(ok, new, tr.ref_capacity_mah[k])
-    tr.ref_cov[k] = np.where(ok, cov * (1.0 - shrink), cov)
 
 
 def _cycle_complete(tr: Tracker, k: int) -> None:

@@ -68,11 +68,11 @@ _ONE_C, _V_MIN, _V_MAX, _ACT_FACTOR, _ACT_CYCLES, _TAU_DIFF, _GAMMA, _TAU1, _SHI
 # The estimator's constants, in this order; then _Q_RATE, _FAST_LOW, _FAST_HIGH.
 _LIMIT_NAMES = ("_MAX_C_RATE", "_WINDOW_MARGIN_V", "_GAP_S", "_GATE_NIS", "_MAX_RESIDUAL_V", "_MAX_REJECTED",
                 "_LOST_NIS", "_SETTLE_SAMPLES", "_CONVERGED_SOC_STD", "_ACTIVE_C", "_ACTIVE_SCALE", "_ACTIVE_FLOOR_C",
-                "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD", "_LEARNED_OFFSET_WALK", "END_TOLERANCE",
-                "_HOLD_BAND", "_CV_SAMPLES", "_CURVE_WALK_V")
+                "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD", "_LEARNED_OFFSET_WALK", "_HOLD_BAND",
+                "_CV_SAMPLES", "_CURVE_WALK_V")
 (_L_MAX_C, _L_MARGIN, _L_GAP, _L_GATE, _L_MAX_RES, _L_MAX_REJ, _L_LOST_NIS, _L_SETTLE, _L_CONV_SD, _L_ACTIVE_C,
  _L_ACTIVE_SCALE, _L_FLOOR_C, _L_CV_TAIL, _L_MEMORY, _L_KNEE_BAND, _L_V_STD, _L_OFFSET_WALK,
- _L_END, _L_HOLD_BAND, _L_CV_SAMPLES, _L_CURVE_WALK) = range(len(_LIMIT_NAMES))
+ _L_HOLD_BAND, _L_CV_SAMPLES, _L_CURVE_WALK) = range(len(_LIMIT_NAMES))
 _L_T_LOW, _L_T_HIGH = len(_LIMIT_NAMES), len(_LIMIT_NAMES) + 1
 _L_Q = _L_T_HIGH + 1
 _L_LOW = _L_Q + est.N_X
@@ -269,12 +269,6 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             e, de_dz, de_dh = _mix(xn[1], e_l, e_d, de_l, de_d)
             y = vj - (e + p[_SHIFT] + ij * xn[4] * g + xn[2] + xn[6])
             H[0], H[1], H[2], H[3], H[4], H[5], H[6] = de_dz, de_dh, 1.0, de_dz, ij * g, 0.0, 1.0
-            # A hydride cell's sample at the cut-off may be read off the knee: Python
-            # (estimator._at_cut, _knee_update).
-            band = lim[_L_END] * (p[_V_MAX] - p[_V_MIN])
-            if use_v and p[_GENERIC] == 0 and ((ij < 0 and vj <= p[_V_MIN] + band)
-                                               or (ij > 0 and vj >= p[_V_MAX] - band)):
-                break
             # Gate and EKF update (estimator._gate; a gated sample near the knee the current
             # heads for may be read off the knee: Python, estimator._knee_update).
             rejected, nis = sk[_REJECTED], sk[_NIS]

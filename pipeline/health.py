@@ -10,8 +10,9 @@ the state, so they continue across a recovery instead of restarting at zero.
 end offsets minus the next offset the flow had seen per partition. The broker is asked
 in a thread of its own when a point is due, so a slow answer never holds the dataflow;
 a point carries the answer to the question its predecessor asked (the lag as it was one
-health interval earlier). It is absent in embedded mode, from the first point, and while
-the broker is away or has not answered yet.
+health interval earlier). The last point, at the end of the stream, waits for a fresh
+answer: a run shorter than the probe would otherwise never report one. The lag is absent
+in embedded mode, from the first point, and while the broker is away or has not answered.
 
 `stalled_s` is the longest outage of the broker or the store in this process since the
 previous point, in progress or over (`connectors.outage.take_stall`); 0 without one.
@@ -43,7 +44,7 @@ __all__ = ["HEALTH_KEY", "Progress", "HealthTotals", "HealthLogic", "KafkaLag"]
 
 HEALTH_KEY = "health"
 
-LagProbe = Callable[[Mapping[str, int]], int | None]
+LagProbe = Callable[[Mapping[str, int], bool], int | None]  # (positions, wait for the answer)
 
 
 class Progress:
@@ -98,20 +99,20 @@ class HealthLogic(StatefulBatchLogic[ShardStats, Batch, HealthTotals]):
 
     def on_notify(self) -> tuple[Iterable[Batch], bool]:
         self._next = datetime.now(timezone.utc) + self._interval
-        return [self._batch()], StatefulBatchLogic.RETAIN
+        return [self._batch(final=False)], StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Batch], bool]:
-        return [self._batch()], StatefulBatchLogic.RETAIN
+        return [self._batch(final=True)], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> HealthTotals:
         t = self._totals
         return HealthTotals(t.samples, t.deadletters, dict(t.positions))
 
-    def _batch(self) -> Batch:
+    def _batch(self, final: bool) -> Batch:
         fields: dict[str, Any] = {"samples": self._totals.samples, "deadletters": self._totals.deadletters}
         fields["stalled_s"] = round(take_stall(), 3)
         if self._lag is not None and not fields["stalled_s"]:  # not in an outage: nobody might answer
-            lag = self._lag(self._totals.positions)
+            lag = self._lag(self._totals.positions, final)
             if lag is not None:
                 fields["consumer_lag"] = lag
         point = {"measurement": MEAS_HEALTH, "tags": {"worker": "all"}, "fields": fields, "time": time.time()}
@@ -134,9 +135,11 @@ class KafkaLag:
         self._answer: int | None = None
         self._probe: threading.Thread | None = None
 
-    def __call__(self, positions: Mapping[str, int]) -> int | None:
+    def __call__(self, positions: Mapping[str, int], wait: bool = False) -> int | None:
         """The lag the last finished probe found (None if none or the broker could not tell),
-        and a new probe for `positions` started."""
+        and a new probe for `positions` started; with `wait`, the lag now, asked in this thread."""
+        if wait:
+            return self.measure(positions)
         with self._lock:
             answer, self._answer = self._answer, None
         if self._probe is None or not self._probe.is_alive():

@@ -40,8 +40,9 @@ def test_killed_runs_resume_to_the_uninterrupted_result(
     fresh_kafka: str, victoria_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Single-sample records: the source reads at most 1000 records per partition and poll,
-    # so the run needs many polls (and epochs) and can be killed between them.
-    made = simulated_fleet(unique_prefix("recovery"), cells=8, cycles=2, frame_size=1)
+    # so the run needs many polls (and epochs) and can be killed between them. Enough cycles
+    # that one 0.3 s epoch of a fast run stores far less than the 30 % left after the last kill.
+    made = simulated_fleet(unique_prefix("recovery"), cells=8, cycles=6, frame_size=1)
     publish(fresh_kafka, made.samples)
     config = made.write_config(tmp_path / "cells.toml")
     recovery, log = tmp_path / "recovery", tmp_path / "run.log"

@@ -59,6 +59,12 @@ WireFrame = dict[str, Any]
 # frame is well under Kafka's default 1 MB message limit (~60 bytes a sample).
 MAX_FRAME = 4096
 
+# An embedded replay at full speed sends no message: its frames are larger (fewer passes of
+# the twin step, each with its fixed costs), within this many samples per pass over all
+# cells (the step holds cells x samples arrays), and at most _MAX_EMBEDDED_FRAME per cell.
+_EMBEDDED_BUDGET = 1 << 17
+_MAX_EMBEDDED_FRAME = 1 << 15
+
 # At real-time speeds frames are released when due; a partition never sleeps
 # longer than this, so a stopped dataflow notices promptly.
 _MAX_NAP_S = 1.0
@@ -200,16 +206,20 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, int]):
 
     :arg records: the cells to replay (names must be unique).
     :arg speed: replay speed factor, or None for as fast as possible.
-    :arg max_frame: most samples in one frame.
+    :arg max_frame: most samples in one frame (default: MAX_FRAME when paced; at full speed
+        more, the fewer the cells).
     """
 
-    def __init__(self, records: Sequence[CellRecord], speed: float | None = None, max_frame: int = MAX_FRAME) -> None:
+    def __init__(self, records: Sequence[CellRecord], speed: float | None = None, max_frame: int | None = None) -> None:
         names = [r.cell for r in records]
         if len(set(names)) != len(names):
             raise ValueError(f"cell names in a replay must be unique, got {names}")
         self._records = {r.cell: r for r in records}
         self._origin = origin_of(records)
         self._speed = speed
+        if max_frame is None:
+            wide = min(max(_EMBEDDED_BUDGET // max(len(records), 1), MAX_FRAME), _MAX_EMBEDDED_FRAME)
+            max_frame = MAX_FRAME if speed is not None else wide
         self._max_frame = max_frame
 
     def list_parts(self) -> list[str]:

@@ -323,13 +323,15 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         """The samples of `row` (of its first `count`) at which a twin_state point is due, with
         the risks and flags each carries; moves the row's clock and its flags since the last point."""
         st = self._state
-        times = t[row, :count].tolist()
+        times = t[row, :count]  # strictly increasing (decode checks)
         next_t = float(st.next_estimate_t[row])
+        # From each sample, the first one due after it; then follow that chain from the first due.
+        after = np.maximum(np.searchsorted(times, times + self._interval), np.arange(1, count + 1)).tolist()
+        k = 0 if np.isnan(next_t) else int(np.searchsorted(times, next_t))  # NaN: the cell's first sample
         samples = []
-        for k, tk in enumerate(times):
-            if not tk < next_t:  # NaN: the cell's first sample
-                samples.append(k)
-                next_t = tk + self._interval
+        while k < count:
+            samples.append(k)
+            k = after[k]
         flags = frame.flags[row, :count]
         if not samples:
             st.flags_since[row] |= np.bitwise_or.reduce(flags)

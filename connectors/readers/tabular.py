@@ -288,11 +288,17 @@ def _cells(
     """Each cell's name and its kept rows (all of them in a one-cell file)."""
     if "cell" not in cols:
         return [(options.cell or _file_cell(report.source), slice(None))]
-    names = as_strings(table.column(cols["cell"])).to_numpy(zero_copy_only=False)[keep]
-    chosen = [n for n in dict.fromkeys(names.tolist()) if options.cell is None or n == options.cell]
+    # Codes, not a million Python strings: one comparison of integers per cell.
+    encoded = pc.dictionary_encode(as_strings(table.column(cols["cell"]))).combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)[keep]
+    present, first = np.unique(codes, return_index=True)
+    labels = encoded.dictionary.to_pylist()
+    order = present[np.argsort(first)]  # the file's order of first appearance
+    chosen = [c for c in order.tolist() if options.cell is None or labels[c] == options.cell]
     if options.cell is not None and not chosen:
-        raise ReaderError(f"cell {options.cell!r} is not in {report.source}; it holds {sorted(set(names))}")
-    return [(n, names == n) for n in chosen]
+        found = sorted(labels[c] for c in order.tolist())
+        raise ReaderError(f"cell {options.cell!r} is not in {report.source}; it holds {found}")
+    return [(labels[c], codes == c) for c in chosen]
 
 
 def _settle_repeats(cells: dict[str, CellRecord], report: ParseReport) -> None:

@@ -14,7 +14,7 @@ from bytewax.testing import TestingSink, run_main
 
 from connectors.decode import decode_samples
 from connectors.readers import CellRecord
-from connectors.replay_source import Pacer, ReplaySource, encode, origin_of, parse_speed, wire_frames
+from connectors.replay_source import MAX_FRAME, Pacer, ReplaySource, encode, origin_of, parse_speed, wire_frames
 from connectors.wire import TOPIC_SAMPLES, DeadLetter, Frame, KafkaMessage
 
 T0 = 1_767_225_600.0
@@ -174,3 +174,14 @@ def test_bytewax_source_paces_and_resumes_at_its_snapshot() -> None:
     assert part.snapshot() == 21
     with pytest.raises(StopIteration):
         part.next_batch()
+
+
+def test_full_speed_frames_are_larger_the_fewer_the_cells_and_paced_ones_stay_wire_sized() -> None:
+    def first_frame(cells: int, speed: float | None) -> int:
+        records = [_record(f"C{k}", n=40_000, dt=1.0) for k in range(cells)]
+        return len(ReplaySource(records, speed=speed).build_part("in", "C0", None).next_batch()[0])
+
+    one, many = first_frame(1, None), first_frame(64, None)
+    assert one > 4 * MAX_FRAME  # a long single-cell test: few passes of the twin step
+    assert many == MAX_FRAME  # many cells: each pass holds cells x samples arrays
+    assert first_frame(1, 1e9) == MAX_FRAME  # paced: what produce would send

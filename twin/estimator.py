@@ -730,7 +730,12 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
     pr.flags |= np.where(ok & ~converged, FLAG_UNCONVERGED, 0)
     tr.t_last = np.where(ok, t, tr.t_last)
     tr.irr_left_mah = np.where(ok, np.maximum(tr.irr_left_mah + pr.i * pr.sink * pr.dt / 3.6, 0.0), tr.irr_left_mah)
-    halves = _bookkeeping(tr, pr, t, v, before, before_var)
+    halves = _bookkeeping(tr, pr.ok, pr.i, pr.dt, pr.Bu, t, v, before, before_var)
+    return _outputs(tr, np.where(pr.use_v, y, np.nan), pr.flags, halves)
+
+
+def _outputs(tr: Tracker, v_residual: np.ndarray, flags: np.ndarray, halves: list[HalfCycle]) -> StepOutput:
+    """What a step reports, read off the tracker after it."""
     return StepOutput(
         soc=tr.x[:, _IZ].copy(),
         soc_std=np.sqrt(tr.P[:, _IZ, _IZ]),
@@ -738,9 +743,9 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
         r0_ohm=tr.x[:, _IR0].copy(),
         r1_ohm=tr.x[:, _IR1].copy(),
         hysteresis=tr.x[:, _IH].copy(),
-        v_residual=np.where(pr.use_v, y, np.nan),
+        v_residual=v_residual,
         nis=tr.nis.copy(),
-        flags=pr.flags,
+        flags=flags,
         capacity_std_mah=np.sqrt(tr.capacity_var),
         r0_std_ohm=np.sqrt(tr.P[:, _IR0, _IR0]),
         r1_std_ohm=np.sqrt(tr.P[:, _IR1, _IR1]),
@@ -750,9 +755,11 @@ def _commit(tr: Tracker, pr: _Prepared, t, v, x, P, y, use) -> StepOutput:
     )
 
 
-def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray, before: np.ndarray,
-                 before_var: np.ndarray) -> list[HalfCycle]:
-    """Coulomb counting per half-cycle; close a half when the current reverses.
+def _bookkeeping(tr: Tracker, ok: np.ndarray, i: np.ndarray, dt: np.ndarray, Bu: np.ndarray, t: np.ndarray,
+                 v: np.ndarray, before: np.ndarray, before_var: np.ndarray) -> list[HalfCycle]:
+    """Coulomb counting per half-cycle; close a half when the current reverses. After the
+    filter's step: `ok`, `i` (0 where not ok), `dt` and `Bu` as `_prepare` made them,
+    `before` the state and `before_var` the SOC variance the sample started from.
 
     Where it ended, and the next one starts: for a learned curve, the state before the
     reversing sample, whose voltage already carries the step to the other branch that the
@@ -763,40 +770,40 @@ def _bookkeeping(tr: Tracker, pr: _Prepared, t: np.ndarray, v: np.ndarray, befor
     ended = np.column_stack([before[:, _IZ], before[:, _ID], before_var])
     one_c_a = _c(tr, "one_c_ma") / 1000.0
     # Active relative to the cell's own recent current, so a C/100 test is not "rest".
-    decay = np.exp(-pr.dt / _SCALE_MEMORY_S)
-    tr.i_scale = np.where(pr.ok, np.maximum(np.abs(pr.i), tr.i_scale * decay), tr.i_scale)
+    decay = np.exp(-dt / _SCALE_MEMORY_S)
+    tr.i_scale = np.where(ok, np.maximum(np.abs(i), tr.i_scale * decay), tr.i_scale)
     threshold = np.maximum(np.minimum(_ACTIVE_C, _ACTIVE_SCALE * tr.i_scale / one_c_a), _ACTIVE_FLOOR_C) * one_c_a
-    sign = np.where(np.abs(pr.i) > threshold, np.sign(pr.i), 0.0)
+    sign = np.where(np.abs(i) > threshold, np.sign(i), 0.0)
     # Trapezoid rule, the interval split where the current crosses zero: a reversal between
     # two samples gives each half its own part, and a step logged late is not over-counted.
-    tr.seg_mah = tr.seg_mah + np.where(pr.ok, _forward_mah(tr.seg_sign, tr.i_last, pr.i, pr.dt), 0.0)
-    closing = pr.ok & (sign != 0) & (tr.seg_sign != 0) & (sign != tr.seg_sign)
+    tr.seg_mah = tr.seg_mah + np.where(ok, _forward_mah(tr.seg_sign, tr.i_last, i, dt), 0.0)
+    closing = ok & (sign != 0) & (tr.seg_sign != 0) & (sign != tr.seg_sign)
     _pin_held_end(tr, np.flatnonzero(closing & learned[:, 0]), ended)
     end = np.where(learned, ended, np.column_stack([tr.x[:, _IZ], tr.x[:, _ID], tr.P[:, _IZ, _IZ]]))
     halves = [_close_half(tr, k, float(t[k]), *_ended(end[k])) for k in np.flatnonzero(closing)]
-    starting = pr.ok & (sign != 0) & (closing | (tr.seg_sign == 0))
+    starting = ok & (sign != 0) & (closing | (tr.seg_sign == 0))
     tr.seg_sign = np.where(starting, sign, tr.seg_sign)
-    tr.seg_mah = np.where(starting, _forward_mah(sign, tr.i_last, pr.i, pr.dt), tr.seg_mah)
+    tr.seg_mah = np.where(starting, _forward_mah(sign, tr.i_last, i, dt), tr.seg_mah)
     tr.seg_active_s = np.where(starting, 0.0, tr.seg_active_s)
     # (After the closing: its time update rescales the SOC to the smaller capacity.)
-    after = np.column_stack([tr.x[:, _IZ] - pr.Bu[:, _IZ], tr.x[:, _ID] - pr.Bu[:, _ID], tr.P[:, _IZ, _IZ]])
+    after = np.column_stack([tr.x[:, _IZ] - Bu[:, _IZ], tr.x[:, _ID] - Bu[:, _ID], tr.P[:, _IZ, _IZ]])
     start = np.where(learned, ended, after)
     tr.seg_soc0 = np.where(starting, start[:, 0], tr.seg_soc0)
     tr.seg_d0 = np.where(starting, start[:, 1], tr.seg_d0)
     tr.seg_soc_var0 = np.where(starting, start[:, 2], tr.seg_soc_var0)
-    tr.seg_active_s = tr.seg_active_s + np.where(pr.ok & (tr.seg_sign != 0) & (sign != 0), pr.dt, 0.0)
-    same = pr.ok & (sign != 0) & (sign == tr.seg_sign)
-    low = (tr.seg_active_s > 0) & (np.abs(pr.i) * tr.seg_active_s < _CV_TAIL * tr.seg_mah * 3.6)
+    tr.seg_active_s = tr.seg_active_s + np.where(ok & (tr.seg_sign != 0) & (sign != 0), dt, 0.0)
+    same = ok & (sign != 0) & (sign == tr.seg_sign)
+    low = (tr.seg_active_s > 0) & (np.abs(i) * tr.seg_active_s < _CV_TAIL * tr.seg_mah * 3.6)
     tail = np.where(starting, 0.0, tr.seg_tail_n)
     tr.seg_tail_n = np.where(same, np.where(low, tail + 1.0, 0.0), tail)
-    tr.seg_i_end = np.where(same, np.abs(pr.i), tr.seg_i_end)
+    tr.seg_i_end = np.where(same, np.abs(i), tr.seg_i_end)
     tr.seg_v_end = np.where(same & np.isfinite(v), v, np.where(starting, np.nan, tr.seg_v_end))
     tr.seg_pinned = np.where(starting, 0.0, tr.seg_pinned)
-    tr.i_last = np.where(pr.ok, pr.i, tr.i_last)
+    tr.i_last = np.where(ok, i, tr.i_last)
     # A hold at the cut-off that has just ended in a rest: the SOC is at the end of the
     # curve now, not only when the next half starts (the rest's relaxing voltage is no
     # open circuit either, and mid-rest the filter's SOC would still be the hold's count).
-    rested = np.flatnonzero(pr.ok & learned[:, 0] & (sign == 0) & (tr.seg_sign != 0) & (tr.seg_pinned == 0))
+    rested = np.flatnonzero(ok & learned[:, 0] & (sign == 0) & (tr.seg_sign != 0) & (tr.seg_pinned == 0))
     if rested.size:
         rows = _held_at_limit(tr, rested)
         _pin(tr, rows, None)

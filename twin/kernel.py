@@ -6,12 +6,13 @@ scalars with numba, cell after cell and sample after sample, and returns what `s
 would have returned for each sample, stacked.
 
 What is rare and involved stays in Python, defined once in `twin.estimator`: a cell's
-first sample (its SOC read off the voltage), a gated sample that may be a knee, a filter
-that has lost the cell (restart) and the end of a half-cycle (capacity update, ageing,
-risks, end of life). The kernel stops a cell *before* such a sample, its state
-untouched; `step_frame` steps that one sample with `estimator.step` and resumes the
-kernel after it. The kernel holds the hot path only: time update, measurement, gate,
-EKF update, commit and Coulomb counting.
+first sample (its SOC read off the voltage), a gated sample that may be a knee and a
+filter that has lost the cell (restart): the kernel stops a cell *before* such a sample,
+its state untouched, and `step_frame` steps that one sample with `estimator.step`. The
+end of a half-cycle (capacity update, ageing, risks, end of life) is `estimator`'s
+bookkeeping: the kernel filters the reversing sample and stops *after* it, and
+`step_frame` runs that bookkeeping on it. Then the kernel resumes. It holds the hot path
+only: time update, measurement, gate, EKF update, commit and Coulomb counting.
 
 The open-circuit curve, the temperature law, the transition terms and the activation are
 the very functions the numpy path runs (`model._plateau_branches`, `model._mix`,
@@ -154,11 +155,14 @@ def _write(out, flags, k, j, x, P, s, y, f) -> None:
 
 
 @njit
-def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, flags) -> int:
-    """Step cell k from sample pos[k] up to count[k]; stop before a sample Python must take.
+def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, flags, closing) -> int:
+    """Step cell k from sample pos[k] up to count[k]; stop before a sample Python must take,
+    or after one that ends a half (its filter step done, its bookkeeping left to Python).
 
     Writes x, P, s and the outputs in place; leaves pos[k] at the stopping sample (count[k]
-    when done). Returns how many cells stopped early. State indices: z, h, v1, d, r0, r1, e."""
+    when done). A cell stopped after a reversal has `closing[k]` = (its column, the state's
+    z, d and SOC variance before that sample, its Bu z and d, dt, current); the others
+    keep column -1. Returns how many cells stopped. State indices: z, h, v1, d, r0, r1, e."""
     n_x = x.shape[1]
     stopped = 0
     xn = np.empty(n_x)
@@ -201,8 +205,7 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                                    lim[_L_FLOOR_C]) * one_c_a
             sign = np.sign(ij) if abs(ij) > threshold else 0.0
             seg_sign = sk[_SEG_SIGN]
-            if sign != 0 and seg_sign != 0 and sign != seg_sign:
-                break
+            reversal = sign != 0 and seg_sign != 0 and sign != seg_sign
             if sign == 0 and seg_sign != 0 and p[_GENERIC] > 0 and sk[_SEG_PINNED] == 0 and (
                     sk[_SEG_TAIL_N] >= lim[_L_CV_SAMPLES]):
                 band = lim[_L_HOLD_BAND] * (p[_V_MAX] - p[_V_MIN])
@@ -310,6 +313,7 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             xn[5] = np.maximum(xn[5], 1e-6)
             if _lost(xn, Pn) or rejected >= lim[_L_MAX_REJ] or nis > lim[_L_LOST_NIS]:
                 break
+            z_before, d_before, var_before = xk[0], xk[3], Pk[0, 0]
             sk[_REJECTED], sk[_NIS] = rejected, nis
             if use:
                 sk[_SETTLED] += 1.0
@@ -321,7 +325,13 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 f |= est.FLAG_UNCONVERGED
             sk[_T_LAST] = tj
             sk[_IRR_LEFT] = np.maximum(irr + ij * sink * dt / 3.6, 0.0)
-            # Coulomb counting per half-cycle (estimator._bookkeeping, no closing here).
+            if reversal:  # the half closes in Python (estimator._bookkeeping), which then writes the outputs
+                _write(out, flags, k, j, xk, Pk, sk, y if use_v else np.nan, f)
+                c = closing[k]
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7] = j, z_before, d_before, var_before, bu_z, bu_d, dt, ij
+                j += 1
+                break
+            # Coulomb counting per half-cycle (estimator._bookkeeping).
             sk[_I_SCALE] = i_scale
             sk[_SEG_MAH] += _forward_mah(seg_sign, sk[_I_LAST], ij, dt)
             starting = sign != 0 and seg_sign == 0
@@ -347,7 +357,7 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             _write(out, flags, k, j, xk, Pk, sk, y if use_v else np.nan, f)
             j += 1
         pos[k] = j
-        stopped += j < count[k]
+        stopped += j < count[k] or closing[k, 0] >= 0
     return stopped
 
 
@@ -374,6 +384,51 @@ def _frame(a, n: int, name: str) -> np.ndarray:
     return a
 
 
+def _rows_of(tr: est.Tracker, rows: np.ndarray) -> tuple[est.Tracker, bool]:
+    """The tracker of `rows`; the tracker itself when that is every cell (always so for one
+    cell), with True when the copy must be written back."""
+    whole = rows.size == len(tr)
+    return (tr, False) if whole else (tr.take(rows), True)
+
+
+def _write_back(tr: est.Tracker, rows: np.ndarray, sub: est.Tracker) -> None:
+    for f in fields(est.Tracker):
+        getattr(tr, f.name)[rows] = getattr(sub, f.name)
+
+
+def _report(res: est.StepOutput, rows: np.ndarray, cols: np.ndarray, out: np.ndarray, flags: np.ndarray,
+            ) -> list[tuple[int, int, est.HalfCycle]]:
+    """Write a Python step's outputs at (rows, cols); its halves with their column and row."""
+    for m, name in enumerate(_OUTPUTS):
+        out[m, rows, cols] = getattr(res, name)
+    flags[rows, cols] = res.flags
+    return [(int(cols[h.cell]), int(rows[h.cell]), replace(h, cell=int(rows[h.cell]))) for h in res.halves]
+
+
+def _python_step(tr, rows, cols, t, v, i, temp_c, out, flags) -> list[tuple[int, int, est.HalfCycle]]:
+    """The samples (rows, cols) the kernel left to `estimator.step`."""
+    sub, copied = _rows_of(tr, rows)
+    res = est.step(sub, t[rows, cols], v[rows, cols], i[rows, cols], temp_c[rows, cols])
+    if copied:
+        _write_back(tr, rows, sub)
+    return _report(res, rows, cols, out, flags)
+
+
+def _close(tr, rows, cols, closing, t, v, out, flags) -> list[tuple[int, int, est.HalfCycle]]:
+    """The bookkeeping of the reversals (rows, cols) the kernel filtered: `estimator._bookkeeping`
+    closes their halves and starts the next; then their outputs are read off the tracker."""
+    sub, copied = _rows_of(tr, rows)
+    m = rows.size
+    before, bu = np.zeros((m, est.N_X)), np.zeros((m, est.N_X))
+    before[:, est._IZ], before[:, est._ID], before_var = closing[:, 1], closing[:, 2], closing[:, 3]
+    bu[:, est._IZ], bu[:, est._ID] = closing[:, 4], closing[:, 5]
+    halves = est._bookkeeping(sub, np.ones(m, dtype=bool), closing[:, 7], closing[:, 6], bu, t[rows, cols],
+                              v[rows, cols], before, before_var)
+    if copied:
+        _write_back(tr, rows, sub)
+    return _report(est._outputs(sub, out[6, rows, cols], flags[rows, cols], halves), rows, cols, out, flags)
+
+
 def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOutput:
     """Step T samples of each of the N cells of `tr`: arrays (N, T) (a one-cell tracker also
     takes (T,)); sample k of all cells is what `estimator.step` would take in its k-th call.
@@ -390,30 +445,29 @@ def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOut
     tables, lim = np.array(np.nan_to_num(tr.ocv_table), order="C"), _limits()
     out, flags = np.empty((len(_OUTPUTS), *shape)), np.zeros(shape, dtype=np.int64)
     count, pos = np.full(n, shape[1], dtype=np.int64), np.zeros(n, dtype=np.int64)
+    closing = np.empty((n, 8))
     halves: list[tuple[int, int, est.HalfCycle]] = []
     while True:
         params = _cell_params(tr)  # a half's end estimates the cell's diffusion time
         x, P = np.array(tr.x, dtype=float, order="C"), np.array(tr.P, dtype=float, order="C")
         s = np.column_stack([getattr(tr, name) for name in _STATE]).astype(float)
-        stopped = _run(params, tables, lim, x, P, s, t, v, i, temp_c, present, count, pos, out, flags)
+        closing[:, 0] = -1.0
+        stopped = _run(params, tables, lim, x, P, s, t, v, i, temp_c, present, count, pos, out, flags, closing)
         tr.x, tr.P = x, P
         for col, name in enumerate(_STATE):
             setattr(tr, name, s[:, col].copy())
         if not stopped:
             break
-        rows = np.flatnonzero(pos < count)
-        cols = pos[rows]
-        # Every cell stopped (always so for one cell): step the tracker itself, not a copy of its rows.
-        whole = rows.size == n
-        sub = tr if whole else tr.take(rows)
-        res = est.step(sub, t[rows, cols], v[rows, cols], i[rows, cols], temp_c[rows, cols])
-        for f in fields(est.Tracker) if not whole else ():
-            getattr(tr, f.name)[rows] = getattr(sub, f.name)
-        for m, name in enumerate(_OUTPUTS):
-            out[m, rows, cols] = getattr(res, name)
-        flags[rows, cols] = res.flags
-        halves.extend((int(cols[h.cell]), int(rows[h.cell]), replace(h, cell=int(rows[h.cell]))) for h in res.halves)
-        pos[rows] += 1
+        closed = closing[:, 0] >= 0
+        rows = np.flatnonzero(closed)
+        if rows.size:
+            cols = closing[rows, 0].astype(np.int64)
+            halves.extend(_close(tr, rows, cols, closing[rows], t, v, out, flags))
+        rows = np.flatnonzero((pos < count) & ~closed)
+        if rows.size:
+            cols = pos[rows]
+            halves.extend(_python_step(tr, rows, cols, t, v, i, temp_c, out, flags))
+            pos[rows] += 1
     halves.sort(key=lambda item: item[:2])
     return FrameOutput(**dict(zip(_OUTPUTS, out)), flags=flags, halves=[h for _, _, h in halves],
                        half_samples=[j for j, _, _ in halves])

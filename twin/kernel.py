@@ -325,8 +325,9 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 f |= est.FLAG_UNCONVERGED
             sk[_T_LAST] = tj
             sk[_IRR_LEFT] = np.maximum(irr + ij * sink * dt / 3.6, 0.0)
-            if reversal:  # the half closes in Python (estimator._bookkeeping), which then writes the outputs
-                _write(out, flags, k, j, xk, Pk, sk, y if use_v else np.nan, f)
+            if reversal:  # estimator._bookkeeping closes the half; the state's outputs are read after it
+                out[6, k, j] = y if use_v else np.nan
+                flags[k, j] = f
                 c = closing[k]
                 c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7] = j, z_before, d_before, var_before, bu_z, bu_d, dt, ij
                 j += 1

@@ -179,7 +179,9 @@ def test_bytewax_source_paces_and_resumes_at_its_snapshot() -> None:
 def test_full_speed_frames_are_larger_the_fewer_the_cells_and_paced_ones_stay_wire_sized() -> None:
     def first_frame(cells: int, speed: float | None) -> int:
         records = [_record(f"C{k}", n=40_000, dt=1.0) for k in range(cells)]
-        return len(ReplaySource(records, speed=speed).build_part("in", "C0", None).next_batch()[0])
+        part = ReplaySource(records, speed=speed).build_part("in", "C0", None)
+        time.sleep(0.01)  # paced: every sample is due 40 us after the start
+        return len(part.next_batch()[0])
 
     one, many = first_frame(1, None), first_frame(64, None)
     assert one > 4 * MAX_FRAME  # a long single-cell test: few passes of the twin step

@@ -18,6 +18,9 @@ update is the degradation model's own loss for the half (phase separation, conta
 loss), its measurement the charge counted over the filter's SOC swing of a deep half.
 The same count estimates the cell's diffusion time, which sets how far the bulk SOC lags
 the surface the knees pin (`_update_capacity`): at 1C a lag error would read as capacity.
+Where the lag weighs as much as the capacity (0.5C and faster), the count is read
+through the model's own answer for a constant-current half at that rate (`_at_rate_mah`),
+iterated to convergence, so the twin's retention starts from a reference it agrees with.
 Inside a half, the capacity's uncertainty enters the SOC variance as a "consider"
 parameter: a wrong capacity makes counted SOC drift one way, so that variance grows
 with the square of the charge counted, which keeps the SOC band honest. Joint
@@ -60,7 +63,9 @@ few KB per cell, which the streaming layer snapshots.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -144,11 +149,13 @@ _Q_RATE = np.array([1.5e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 2e-4]) ** 2  # per sec
 _CURVE_WALK_V = 0.02  # V per root unit of SOC moved: how a learned curve's error wanders along it
 _LEARNED_OFFSET_WALK = 0.3  # of the offset's random walk, for a cell with a learned curve
 _TAU_REL_SD = 0.1  # relative: cell-to-cell spread and model error of the diffusion time (its prior)
-_INTACT_SHARE = 0.9  # of its material: an electrode whose diffusion time can be measured
-_LAG_DOMINATES = 4.0  # ... and where the lag outweighs the capacity this many times in the count
+_INTACT_SHARE = 0.5  # of its material: an electrode whose diffusion time can be measured
+_LAG_DOMINATES = 1.0  # ... and where the lag weighs at least as much as the capacity in the count
 _OCV_OFFSET_SD = 3e-3  # V: cell-to-cell spread of the plateau potentials
 _CAPACITY_SD = 0.02  # relative: prior spread of a cell's capacity around its preset
 _CAPACITY_WALK = 0.01**2  # relative capacity variance added per half-cycle
+_AT_RATE_ITERATIONS = 3  # Gauss-Newton steps of a lag-dominated half's update
+_AT_RATE_MODEL_SD = 0.02  # relative: error of the at-rate model's answer for a sampled half
 RISK_HORIZON_CYCLES = 100.0
 _RISK_AT_FLOOR = -np.log(1.0 - RISK_AT_FLOOR)
 _FADE_SMOOTHING = 0.3
@@ -780,7 +787,7 @@ def _bookkeeping(tr: Tracker, ok: np.ndarray, i: np.ndarray, dt: np.ndarray, Bu:
     closing = ok & (sign != 0) & (tr.seg_sign != 0) & (sign != tr.seg_sign)
     _pin_held_end(tr, np.flatnonzero(closing & learned[:, 0]), ended)
     end = np.where(learned, ended, np.column_stack([tr.x[:, _IZ], tr.x[:, _ID], tr.P[:, _IZ, _IZ]]))
-    halves = [_close_half(tr, k, float(t[k]), *_ended(end[k])) for k in np.flatnonzero(closing)]
+    halves = [_close_half(tr, k, float(t[k]), *_ended(end[k]), float(dt[k])) for k in np.flatnonzero(closing)]
     starting = ok & (sign != 0) & (closing | (tr.seg_sign == 0))
     tr.seg_sign = np.where(starting, sign, tr.seg_sign)
     tr.seg_mah = np.where(starting, _forward_mah(sign, tr.i_last, i, dt), tr.seg_mah)
@@ -878,9 +885,9 @@ def _ended(row: np.ndarray) -> tuple[np.ndarray, float]:
     return x, float(row[2])
 
 
-def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float) -> HalfCycle:
+def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float, step_s: float = 0.0) -> HalfCycle:
     """Close cell k's half at time t; `end` holds the SOC and lag it ended with, `end_var`
-    the SOC's variance then."""
+    the SOC's variance then, `step_s` the interval of the sample that closed it."""
     c = {name: tr.consts[k, j] for j, name in enumerate(_CONSTS)}
     discharge = tr.seg_sign[k] < 0
     mah = float(tr.seg_mah[k])
@@ -909,7 +916,9 @@ def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float) 
     expected = _at_rate_mah(tr, k, c, c_rate, discharge)
     if measures:
         _update_capacity(tr, k, mah, swing, end, end_var,
-                         capacity=discharge or not learned or bool(tr.charges_balanced[k]))
+                         capacity=discharge or not learned or bool(tr.charges_balanced[k]),
+                         at_rate=functools.partial(_at_rate_mah, tr, k, c, c_rate, discharge),
+                         step_mah=mah * step_s / max(float(tr.seg_active_s[k]), step_s, 1e-9))
     p1 = {name: np.array([v]) for name, v in c.items()}
     age = deg.Ageing(tr.cycle[k : k + 1], tr.psi[k : k + 1], tr.crack[k : k + 1], tr.irr_left_mah[k : k + 1])
     new = deg.age_half_cycle(p1, age, np.array([discharge]), np.array([min(swing, 1.0)]), np.array([c_rate]))
@@ -998,22 +1007,26 @@ def _reached_limit(tr: Tracker, k: int) -> bool:
     return bool(at_limit or tr.seg_tail_n[k] >= _CV_SAMPLES)
 
 
-def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -> float:
+def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool, q_scale: float = 1.0,
+                 r: float = 1.0) -> float:
     """The charge the twin says a constant-current half at `c_rate` delivers from where this
     half started (and a constant-voltage hold after it, if this half ended on one): the
     model's own answer, with the state at the start of the half and the parameters as now
     estimated. The cut-off comes when the surface SOC (bulk plus the
     diffusion lag, which relaxes from its start value towards I tau_D / 3Q) meets the OCV
     at the cut-off voltage less the resistive drop. The rate matters: activation,
-    resistance growth and loss of material show at 1C long before they show at C/10."""
+    resistance growth and loss of material show at 1C long before they show at C/10.
+    `q_scale` and `r` scale the capacity and the diffusion time (the lag at the start
+    re-split as `_update_capacity` re-splits it): the answer's sensitivity to either."""
     sign = -1.0 if discharge else 1.0
     # Python floats: the bisection below runs 40 times per call, twice per closed half.
-    q_as = float(tr.capacity_mah[k]) * 3.6
+    q_mah = float(tr.capacity_mah[k]) * q_scale
+    q_as = q_mah * 3.6
     i = float(sign * c_rate * c["one_c_ma"] / 1000.0)
     act = deg.activation(c["activation_factor"], c["activation_cycles"], tr.cycle[k])
-    tau = float(c["tau_diff_s"] * tr.tau_scale[k] * deg.tau_multiplier(act))
-    lag_ss, lag0 = i * tau / (3.0 * q_as), float(tr.seg_d0[k])
-    z0 = float(tr.seg_soc0[k])
+    tau = float(c["tau_diff_s"] * tr.tau_scale[k] * r * deg.tau_multiplier(act))
+    lag_ss, lag0 = i * tau / (3.0 * q_as), float(tr.seg_d0[k]) * r
+    z0 = float(tr.seg_soc0[k] + (1.0 - r) * tr.seg_d0[k])
 
     def surface_at_cut(amps: float) -> float:
         cut = (c["v_min"] if discharge else c["v_max"]) - amps * (tr.x[k, _IR0] + tr.x[k, _IR1]) - tr.x[k, _IE]
@@ -1025,7 +1038,7 @@ def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -
         # A hold at the limit until the current fell to i_end: the half ends where the OCV
         # at the limit less the tail's drop meets the surface, the bulk a tail's lag behind.
         z_end = np.clip(surface_at_cut(i_end) - i_end * tau / (3.0 * q_as), 0.0, 1.0)
-        return float(tr.capacity_mah[k] * max(sign * (z_end - z0), 0.0))
+        return q_mah * max(sign * (z_end - z0), 0.0)
     surface_cut = float(surface_at_cut(i))
 
     def short_of_cut(t: float) -> float:  # > 0 while the surface has not reached it
@@ -1040,7 +1053,7 @@ def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool) -
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if short_of_cut(mid) > 0 else (lo, mid)
     z_end = np.clip(z0 + i * lo / q_as, 0.0, 1.0)
-    return float(tr.capacity_mah[k] * abs(z_end - z0))
+    return q_mah * abs(z_end - z0)
 
 
 def _retention(tr: Tracker, k: int, discharge: bool, c_rate: float, mah: float, at_rate_mah: float,
@@ -1066,7 +1079,8 @@ def _retention(tr: Tracker, k: int, discharge: bool, c_rate: float, mah: float, 
 
 
 def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndarray, end_var: float,
-                     capacity: bool = True) -> None:
+                     capacity: bool = True, at_rate: Callable[..., float] | None = None,
+                     step_mah: float = 0.0) -> None:
     """Kalman update of capacity and diffusion time from the charge counted over the half
     (of the diffusion time alone, the capacity a "consider" parameter, if not `capacity`).
 
@@ -1079,6 +1093,13 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     same every half. So tau_D is estimated beside Q: a slow half (no lag) measures Q, a
     fast one mostly tau_D, whose prior is the wider. The lag is re-split accordingly (the
     surface stays where the knee put it) and the filter runs on the new tau_D.
+
+    Where the lag weighs as much as the capacity, the count is read through `at_rate`
+    (`_at_rate_mah` of this half): there the lag's charge, I tau_D / 3, does not scale with
+    the capacity as the line above has it, and a first half at 1C can miss by a third of
+    its charge, too far for one linear step. So the update is iterated (Gauss-Newton on the
+    same prior) until the model's answer for this half meets the count; the twin's
+    retention, read off the same model, then starts from its reference as the count does.
 
     The degradation model's loss is the prior, not a cage: an innovation beyond
     `_ADAPT_SIGMAS` of what prior and measurement allow widens the capacity prior to the
@@ -1093,20 +1114,42 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     tau_var = tr.tau_var[k]  # a constant of the cell (its activation is modelled): no walk
     var_obs = q_obs**2 * (end_var + tr.seg_soc_var0[k]) + (0.002 * mah) ** 2
     innovation = mah - q * swing
-    from_tau = h_r**2 * tau_var + var_obs
-    if capacity and innovation**2 > _ADAPT_SIGMAS**2 * (h_q**2 * prior_var + from_tau):
-        prior_var = max(prior_var, (innovation**2 - from_tau) / h_q**2)
-    s = h_q**2 * prior_var + from_tau
-    k_q = prior_var * h_q / s if capacity else 0.0
     # tau_D is measured on a delithiation of an intact electrode, where it, not the fade,
     # dominates what the count may differ by. A lithiation segregates material as it goes
     # (the twin applies that loss at the half's end), so its count mixes loss into the lag;
-    # in an electrode that has lost a tenth of its material, segregated Mg has changed the
-    # paths the lag model assumes, and the fade model's error would pile up in tau_D as
-    # the lag's did in the capacity. Elsewhere tau_D only weighs the count ("consider").
+    # in an electrode that has lost half its material, segregated Mg has changed the paths
+    # the lag model assumes, and the fade model's error would pile up in tau_D as the lag's
+    # did in the capacity. Elsewhere tau_D only weighs the count ("consider").
     intact = (1.0 - tr.psi[k]) * (1.0 - tr.crack[k]) > _INTACT_SHARE
     measures_tau = tr.seg_sign[k] > 0 and intact and h_r**2 * tau_var > _LAG_DOMINATES * h_q**2 * prior_var
-    k_r = tau_var * h_r / s if measures_tau else 0.0
+    if measures_tau and at_rate is not None:
+        h_q, h_r, innovation = _at_rate_terms(at_rate, q, mah, 1.0, 1.0)
+        # The model's half runs from cut-off to cut-off, the sampled one starts and ends
+        # within a sample of them; and the model starts from the state the filter had at
+        # the reversal (1-2 % off the count at 60 s sampling).
+        var_obs += 2.0 * step_mah**2 + (_AT_RATE_MODEL_SD * mah) ** 2
+    explained = h_q**2 * prior_var + h_r**2 * tau_var
+    if capacity and innovation**2 > _ADAPT_SIGMAS**2 * (explained + var_obs):
+        if measures_tau:
+            # Either unknown could have made the surprise: widen both alike, so that it is
+            # split as the priors split it (a cell diffusing 20 % faster than its
+            # composition says has not gained 10 % of capacity in its first cycle).
+            widen = (innovation**2 - var_obs) / explained
+            prior_var, tau_var = prior_var * widen, tau_var * widen
+        else:
+            prior_var = max(prior_var, (innovation**2 - h_r**2 * tau_var - var_obs) / h_q**2)
+
+    def gains(h_q: float, h_r: float) -> tuple[float, float]:
+        s = h_q**2 * prior_var + h_r**2 * tau_var + var_obs
+        return (prior_var * h_q / s if capacity else 0.0), (tau_var * h_r / s if measures_tau else 0.0)
+
+    k_q, k_r = gains(h_q, h_r)
+    if measures_tau and at_rate is not None:
+        for _ in range(_AT_RATE_ITERATIONS):
+            dq, dr = k_q * innovation, k_r * innovation
+            h_q, h_r, miss = _at_rate_terms(at_rate, q, mah, 1.0 + dq / q, 1.0 + dr)
+            innovation = miss + h_q * dq + h_r * dr  # the count less the model linearised here, at the prior
+            k_q, k_r = gains(h_q, h_r)
     tr.capacity_mah[k] = q + k_q * innovation
     tr.capacity_var[k] = prior_var * (1.0 - k_q * h_q) if capacity else tr.capacity_var[k]
     tr.tau_var[k] = tau_var * (1.0 - k_r * h_r)
@@ -1120,6 +1163,16 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     tr.P[k] = A @ tr.P[k] @ A.T
     tr.seg_soc0[k] += (1.0 - r) * tr.seg_d0[k]
     tr.seg_d0[k] *= r
+
+
+def _at_rate_terms(at_rate: Callable[..., float], q: float, mah: float, q_scale: float,
+                   r: float) -> tuple[float, float, float]:
+    """d at_rate / d Q, d at_rate / d r and the count's miss, at capacity q q_scale and r."""
+    predicted = at_rate(q_scale, r)
+    step = 0.01
+    h_q = (at_rate(q_scale * (1.0 + step), r) - predicted) / (step * q_scale * q)
+    h_r = (at_rate(q_scale, r * (1.0 + step)) - predicted) / (step * r)
+    return h_q, h_r, mah - predicted
 
 
 def _cycle_complete(tr: Tracker, k: int) -> None:

@@ -41,7 +41,8 @@ RISK_AT_FLOOR = 0.7  # the risk of a mechanism on course to the floor within the
 HORIZON_CYCLES = 1000.0  # forecasts beyond this are reported as this (read: at least)
 _RATE_SD = 0.3  # lognormal cell-to-cell spread of each ageing rate about its preset (with model error)
 _GRID = np.linspace(-3.0 * _RATE_SD, 3.0 * _RATE_SD, 25)  # log multipliers the posterior is kept on
-_LOSS_MODEL_SD = 0.003  # fraction of the first capacity: ageing model error of the measured loss
+_LOSS_MODEL_SD = 0.01  # fraction of the first capacity: model error of the measured loss (the ageing
+# model's, and the capacity filter's split of a single-rate count between capacity and diffusion time)
 _DRAWS = 400
 _BISECTIONS = 20
 _SEED = 20260101

@@ -19,7 +19,7 @@ from twin.chemistry import Composition
 from twin.generic import generic_params, soc_grid
 from twin.params import params_from_composition
 from twin.protocol import cc_cycles, parse_step
-from twin.simulator import SensorNoise, Simulation
+from twin.simulator import Faults, SensorNoise, Simulation, vary
 
 from estimator_runs import run_estimator
 
@@ -68,11 +68,12 @@ def test_twin_retention_follows_the_measured_one_at_half_c(fleet_half_c):
 
 
 def test_twin_retention_of_fast_failing_cells_at_1c(fleet_1c):
-    """Measured: worst 3.15 points over 20 cells x 10 cycles (the issue asks for 3);
-    the MgH2 cells' twin retention used to climb to 1.46 while they lost 65 %."""
+    """Measured: worst 1.7 points over 20 cells x 10 cycles (3.15 before the count was read
+    through the at-rate model); the MgH2 cells' twin retention used to climb to 1.46 while
+    they lost 65 %."""
     cells, _, _, halves, _, _ = fleet_1c
     gaps = _retention_gaps(halves)
-    assert gaps and max(gaps) <= 0.035
+    assert gaps and max(gaps) <= 0.03
     for h in halves:
         if cells[h.cell].preset == "mgh2" and h.cycle >= 2 and math.isfinite(h.retention):
             assert h.retention <= 1.0  # 1 at the reference half itself
@@ -95,9 +96,9 @@ def test_every_cell_below_the_floor_is_alerted_within_one_cycle(run, request):
 
 def test_capacity_follows_a_fast_fade(fleet_half_c):
     """The MgH2 cells lose 15-20 % a cycle early on; the capacity estimate keeps up with
-    the truth and says how well it knows it. Measured: MgH2 worst 9.3 %, mean +1.8 %
+    the truth and says how well it knows it. Measured: MgH2 worst 7.4 %, mean +2.1 %
     (the diffusion lag of MgH2, known to ~10 %, blurs where the bulk SOC ends); the
-    composite worst 0.3 %."""
+    composite worst 0.2 %."""
     cells, _, _, halves, _, truth = fleet_half_c
     true_capacity = {(x.cell, x.cycle, x.half): x.reversible_capacity_mah for x in truth}
     errors = {"mgh2": [], "nd4mg80ni8": []}
@@ -114,7 +115,7 @@ def test_a_cell_that_diffuses_faster_than_its_composition_says():
     shorter (the spread between cells is 8 %). At 1C the lag is a quarter of the SOC range,
     and the count over the filter's swing read the lag error as capacity: the capacity ran
     5.5 % high and climbing, the twin's retention 16 points above the measured one.
-    Measured now: tau_D within 1 % of the cell's, capacity within 0.8 %, gap 2.9 points."""
+    Measured now: tau_D within 1.5 % of the cell's, capacity within 1.1 %, gap 1.4 points."""
     nominal = params_from_composition(Composition({"MgH2": 0.896, "Mg2NiH4": 0.037, "Nd2H5": 0.067}))
     true = nominal.with_(tau_diff_s=0.85 * nominal.tau_diff_s)
     sim = Simulation([true], cc_cycles(1.0, 5), dt=10.0, noise=SensorNoise(), seed=3)
@@ -126,6 +127,49 @@ def test_a_cell_that_diffuses_faster_than_its_composition_says():
     for h in charges:
         assert abs(h.twin_capacity_mah / truth[(h.cycle, h.half)] - 1.0) <= 0.02
         assert abs(h.retention - h.measured_retention) <= 0.035
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.22])
+def test_a_diffusion_time_two_and_a_half_spreads_off_is_found_in_the_first_charge(factor):
+    """The spread between cells is 8 %: these cells are 2.5-2.8 sigma out, and at 1C their
+    first charge misses the twin's prediction by a fifth to a third. Before the count was
+    read through the at-rate model, the faster cell's twin retention ran 4.6 points above
+    the measured one on every half (its reference half was off the count) and the slower
+    one's capacity 5.8 % low. Measured now: tau_D within 3 % (0.8) and 7.5 % (1.22) of the
+    cell's, capacity within 1.2 % and 4.3 %, gap at most 0.3 and 2.1 points."""
+    nominal = params_from_composition(Composition({"MgH2": 0.896, "Mg2NiH4": 0.037, "Nd2H5": 0.067}))
+    true = nominal.with_(tau_diff_s=factor * nominal.tau_diff_s)
+    sim = Simulation([true], cc_cycles(1.0, 6), dt=10.0, noise=SensorNoise(), seed=3)
+    run = run_estimator(sim, [nominal])
+    assert abs(run.tracker.tau_scale[0] - factor) <= 0.5 * abs(factor - 1.0)  # at least half way
+    truth = {(x.cycle, x.half): x.reversible_capacity_mah for x in sim.truth}
+    charges = [h for h in run.halves if h.half == "charge" and h.cycle >= 3]
+    assert len(charges) >= 3
+    for h in charges:
+        assert abs(h.twin_capacity_mah / truth[(h.cycle, h.half)] - 1.0) <= 0.05
+        assert abs(h.retention - h.measured_retention) <= 0.03
+
+
+@pytest.mark.parametrize("c_rate", [0.5, 1.0])
+def test_twin_retention_follows_the_measured_one_over_a_composition_population(c_rate):
+    """30 cells from pure MgH2 to the composite, each with the manufacturing spread the
+    twin is not told (diffusion time 8 %, resistances 8 %, ageing rates 25 %), dropouts and
+    spikes; the twin has each composition's nominal parameters. The benchmark's population
+    draws another 200 (seed 11); this one is drawn apart from it. Measured: worst 1.8
+    (0.5C) and 2.5 (1C) points; before the count was read through the at-rate model, 4.2
+    and 5.0, with 10 and 20 charge halves beyond 3 points."""
+    rng = np.random.default_rng(5)
+    nominal, true = [], []
+    for _ in range(30):
+        nd2h5, mg2nih4 = rng.uniform(0.0, 0.19), rng.uniform(0.0, 0.28)
+        p = params_from_composition(Composition({"MgH2": 1.0 - nd2h5 - mg2nih4, "Mg2NiH4": mg2nih4, "Nd2H5": nd2h5}))
+        nominal.append(p)
+        true.append(vary(p, 1, rng)[0])
+    sim = Simulation(true, cc_cycles(c_rate, 8), dt=10.0, noise=SensorNoise(),
+                     faults=Faults(dropout_prob=0.01, spike_prob=0.002), seed=5)
+    gaps = _retention_gaps(run_estimator(sim, nominal).halves)
+    assert len(gaps) >= 100
+    assert max(gaps) <= 0.03
 
 
 def _sloped_cell(capacity_mah: float = 19.6):

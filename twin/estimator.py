@@ -1150,6 +1150,8 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
             h_q, h_r, miss = _at_rate_terms(at_rate, q, mah, 1.0 + dq / q, 1.0 + dr)
             innovation = miss + h_q * dq + h_r * dr  # the count less the model linearised here, at the prior
             k_q, k_r = gains(h_q, h_r)
+            if abs(k_q * innovation - dq) <= 1e-4 * q and abs(k_r * innovation - dr) <= 1e-4:
+                break  # the step no longer moves: a half that met its prediction needs one pass
     tr.capacity_mah[k] = q + k_q * innovation
     tr.capacity_var[k] = prior_var * (1.0 - k_q * h_q) if capacity else tr.capacity_var[k]
     tr.tau_var[k] = tau_var * (1.0 - k_r * h_r)

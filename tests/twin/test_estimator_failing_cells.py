@@ -116,17 +116,25 @@ def test_a_cell_that_diffuses_faster_than_its_composition_says():
     and the count over the filter's swing read the lag error as capacity: the capacity ran
     5.5 % high and climbing, the twin's retention 16 points above the measured one.
     Measured now: tau_D within 1.5 % of the cell's, capacity within 1.1 %, gap 1.4 points."""
-    nominal = params_from_composition(Composition({"MgH2": 0.896, "Mg2NiH4": 0.037, "Nd2H5": 0.067}))
-    true = nominal.with_(tau_diff_s=0.85 * nominal.tau_diff_s)
-    sim = Simulation([true], cc_cycles(1.0, 5), dt=10.0, noise=SensorNoise(), seed=3)
-    run = run_estimator(sim, [nominal])
-    assert abs(run.tracker.tau_scale[0] * nominal.tau_diff_s / true.tau_diff_s - 1.0) <= 0.03
-    truth = {(x.cycle, x.half): x.reversible_capacity_mah for x in sim.truth}
-    charges = [h for h in run.halves if h.half == "charge" and h.cycle >= 3]
+    tau_scale, charges = _off_diffusion_cell(0.85, cycles=5)
+    assert abs(tau_scale / 0.85 - 1.0) <= 0.03
     assert len(charges) >= 2
-    for h in charges:
-        assert abs(h.twin_capacity_mah / truth[(h.cycle, h.half)] - 1.0) <= 0.02
+    for h, truth in charges:
+        assert abs(h.twin_capacity_mah / truth - 1.0) <= 0.02
         assert abs(h.retention - h.measured_retention) <= 0.035
+
+
+def _off_diffusion_cell(factor: float, cycles: int):
+    """A 1C cell whose diffusion time is `factor` times its composition's, the twin told the
+    nominal one: (its estimated tau_D over the nominal, [(charge half, true capacity)] from
+    cycle 3)."""
+    nominal = params_from_composition(Composition({"MgH2": 0.896, "Mg2NiH4": 0.037, "Nd2H5": 0.067}))
+    true = nominal.with_(tau_diff_s=factor * nominal.tau_diff_s)
+    sim = Simulation([true], cc_cycles(1.0, cycles), dt=10.0, noise=SensorNoise(), seed=3)
+    run = run_estimator(sim, [nominal])
+    truth = {(x.cycle, x.half): x.reversible_capacity_mah for x in sim.truth}
+    return float(run.tracker.tau_scale[0]), [(h, truth[(h.cycle, h.half)]) for h in run.halves
+                                             if h.half == "charge" and h.cycle >= 3]
 
 
 @pytest.mark.parametrize("factor", [0.8, 1.22])
@@ -137,16 +145,11 @@ def test_a_diffusion_time_two_and_a_half_spreads_off_is_found_in_the_first_charg
     the measured one on every half (its reference half was off the count) and the slower
     one's capacity 5.8 % low. Measured now: tau_D within 3 % (0.8) and 7.5 % (1.22) of the
     cell's, capacity within 1.2 % and 4.3 %, gap at most 0.3 and 2.1 points."""
-    nominal = params_from_composition(Composition({"MgH2": 0.896, "Mg2NiH4": 0.037, "Nd2H5": 0.067}))
-    true = nominal.with_(tau_diff_s=factor * nominal.tau_diff_s)
-    sim = Simulation([true], cc_cycles(1.0, 6), dt=10.0, noise=SensorNoise(), seed=3)
-    run = run_estimator(sim, [nominal])
-    assert abs(run.tracker.tau_scale[0] - factor) <= 0.5 * abs(factor - 1.0)  # at least half way
-    truth = {(x.cycle, x.half): x.reversible_capacity_mah for x in sim.truth}
-    charges = [h for h in run.halves if h.half == "charge" and h.cycle >= 3]
+    tau_scale, charges = _off_diffusion_cell(factor, cycles=6)
+    assert abs(tau_scale - factor) <= 0.5 * abs(factor - 1.0)  # at least half way
     assert len(charges) >= 3
-    for h in charges:
-        assert abs(h.twin_capacity_mah / truth[(h.cycle, h.half)] - 1.0) <= 0.05
+    for h, truth in charges:
+        assert abs(h.twin_capacity_mah / truth - 1.0) <= 0.05
         assert abs(h.retention - h.measured_retention) <= 0.03
 
 

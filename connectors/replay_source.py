@@ -245,7 +245,8 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, int]):
         span = self._pacer.span(time.monotonic() - self._t0)
         wait = self._pacer.next_due() - (time.monotonic() - self._t0)
         self._awake = None
-        if span is None or wait > 0:
+        # Once the last frame is out, the end is due at once (not a nap later).
+        if not self._pacer.done and (span is None or wait > 0):
             nap = min(max(wait, 0.0), _MAX_NAP_S)
             self._awake = datetime.now(timezone.utc) + timedelta(seconds=nap)
         return [] if span is None else [self._decoded(*span)]

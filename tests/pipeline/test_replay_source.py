@@ -172,6 +172,7 @@ def test_bytewax_source_paces_and_resumes_at_its_snapshot() -> None:
     resumed = part.next_batch()
     assert resumed[0].t[0] == rec.t[15]
     assert part.snapshot() == 21
+    assert part.next_awake() is None  # its end is due now: no nap after the last frame
     with pytest.raises(StopIteration):
         part.next_batch()
 

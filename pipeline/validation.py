@@ -630,8 +630,9 @@ def _stored(charge: Half | None, next_discharge: Half | None) -> float:
 
 
 def _residuals(state: Columns, t_start: float, t_end: float) -> dict[str, float]:
+    """Voltage residual statistics of the estimates inside (t_start, t_end] (times sorted, as `_at` has them)."""
     times = state.get("time", np.array([]))
-    inside = (times > t_start) & (times <= t_end)
+    inside = slice(*np.searchsorted(times, [t_start, t_end], side="right"))
     res = state.get("v_residual", np.full(times.shape, np.nan))[inside].astype(float)
     res = res[np.isfinite(res)]
     nis = state.get("nis", np.full(times.shape, np.nan))[inside].astype(float)

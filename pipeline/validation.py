@@ -157,7 +157,7 @@ CAPACITY_FLOOR = 0.005  # added to SIGMAS capacity std: gain and timing errors o
 CAPACITY_TOLERANCE_WITHOUT_STD = 0.02  # allowed when the twin's outputs carry no capacity std
 SLOW_C_RATE = 0.2  # halves at or below this rate reach the voltage window's SOC ends
 SOC_END_TOLERANCE = 0.05  # SOC left unreached at the window end by a slow half
-CLOSURE_FLOOR = 0.02  # stands for the capacity variance the outputs do not carry
+CLOSURE_FLOOR = 0.02  # model error of the SOC the voltage reads (and the capacity variance of older outputs)
 NIS_LIMIT = 3.0  # a consistent filter's NIS averages ~1; beyond 3 the misfit exceeds its belief
 SIGMAS = 3.0
 
@@ -607,14 +607,17 @@ def _closure(state: Columns, a: int | None, b: int | None, measured: float) -> t
     one. The capacity in effect over the half is the one at ``b``: the twin
     updates its capacity when a half closes and leaves the SOC where the
     voltage pinned it. What remains is what the voltage had to correct the
-    coulomb count by, which a twin that tracks keeps within its own soc_std.
+    coulomb count by, which a twin that tracks keeps within its own soc_std and
+    capacity_std: a capacity off by x % has the voltage add x % of the swing.
     """
     if a is None or b is None or not measured > 0:
         return math.nan, math.nan
     capacity = _value(state, "capacity_mah", b)
-    moved = abs(_value(state, "soc", b) - _value(state, "soc", a)) * capacity
-    std = math.hypot(_value(state, "soc_std", a), _value(state, "soc_std", b)) * capacity
-    return (moved - measured) / measured, std / measured
+    swing = abs(_value(state, "soc", b) - _value(state, "soc", a))
+    capacity_std = _value(state, "capacity_std_mah", b)
+    std = math.hypot(_value(state, "soc_std", a) * capacity, _value(state, "soc_std", b) * capacity,
+                     swing * capacity_std if math.isfinite(capacity_std) else 0.0)
+    return (swing * capacity - measured) / measured, std / measured
 
 
 def _stored(charge: Half | None, next_discharge: Half | None) -> float:

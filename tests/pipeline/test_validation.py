@@ -117,6 +117,21 @@ def test_rows_put_the_file_beside_the_twin() -> None:
     assert first["v_residual_rms"] == pytest.approx(0.003, rel=0.2)
 
 
+@pytest.mark.parametrize("capacity_std, holds", [(0.10, True), (0.01, False)])
+def test_the_soc_closure_allows_for_the_twins_stated_capacity_uncertainty(tmp_path: Path, capacity_std: float,
+                                                                          holds: bool) -> None:
+    # The twin's capacity is 6 % high, its SOC where the voltage pins it: the charge its SOC
+    # moved is 6 % more than the count. Within a stated 10 % that is tracking; within 1 % it is not.
+    rec = _cell(DEEP, sloped=True)
+    twin = _twin(rec)
+    twin.state["capacity_mah"] = twin.state["capacity_mah"] * 1.06
+    twin.state["capacity_std_mah"] = twin.state["capacity_mah"] * capacity_std
+    rows = validate_cell(rec, twin, one_c_ma=10.0)
+    assert rows[1]["closure_discharge"] == pytest.approx(0.06, abs=1e-6)
+    check = next(c for c in verdict("V1", _table(rows, tmp_path)).checks if c.name == "SOC x capacity vs charge")
+    assert check.passed is holds, check.detail
+
+
 def _table(rows: list[dict], tmp_path: Path) -> dict[str, np.ndarray]:
     write_validation(tmp_path, rows)
     table = load_validation(tmp_path)

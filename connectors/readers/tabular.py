@@ -44,7 +44,7 @@ from .model import (
     MAX_EXAMPLES, AmbiguousUnitError, Archive, CellRecord, MissingColumnError, ParseReport, ReaderError, RejectedRow,
 )
 from .text import TextTable, read_delimited
-from .units import DATENUM, WIRE_UNITS, conversion, epoch_conversion, split_header
+from .units import DATENUM, SERIAL_DATE, WIRE_UNITS, conversion, epoch_conversion, split_header
 
 __all__ = [
     "DEFAULT_EPOCH",
@@ -399,19 +399,24 @@ def _convert(
     if "timestamp" in cols:
         col = table.column(cols["timestamp"])
         header = headers.get(cols["timestamp"], cols["timestamp"])
-        values["timestamp"], ok = _epoch_seconds(col, header, layout, options)
-        failed["timestamp"] = ~ok
         text = pa.types.is_string(col.type) and not looks_numeric(col, layout.decimal_comma)
-        datenum = not text and layout.units.get("timestamp") == DATENUM
-        naive = (pa.types.is_timestamp(col.type) and col.type.tz is None) or text or datenum
+        numeric = not text and not pa.types.is_timestamp(col.type)
+        unit = _timestamp_unit(col, layout, report, header) if numeric else layout.units.get("timestamp", "s")
+        values["timestamp"], ok = _epoch_seconds(col, header, layout, options, unit)
+        failed["timestamp"] = ~ok
+        datenum = numeric and unit == DATENUM
+        serial = numeric and unit == SERIAL_DATE
+        naive = (pa.types.is_timestamp(col.type) and col.type.tz is None) or text or datenum or serial
         if text:
             report.units["timestamp"] = "date-time text"
         elif datenum:
             report.units["timestamp"] = "MATLAB date number (days since year 0)"
+        elif serial:
+            report.units["timestamp"] = "spreadsheet serial date (days since 1899-12-30)"
         elif pa.types.is_timestamp(col.type):
             report.units["timestamp"] = str(col.type)
         else:
-            report.units["timestamp"] = layout.units.get("timestamp", "s") + " since the epoch"
+            report.units["timestamp"] = unit + " since the epoch"
         if naive and options.tz is None:
             report.warn(
                 f"timestamps in {header!r} carry no time zone; "
@@ -432,8 +437,37 @@ def _missing(col: pa.ChunkedArray) -> np.ndarray:
     return pc.is_in(text, value_set=pa.array(_MISSING)).to_numpy(zero_copy_only=False)
 
 
+# Numbers that, read as seconds since 1970, would date a test to its first days, but are
+# days in a date convention of their own: spreadsheet serial dates 1927-2173, MATLAB date
+# numbers 1889-2080.
+_DAY_NUMBERS = ((SERIAL_DATE, 1e4, 1e5), (DATENUM, 6.9e5, 7.6e5))
+
+
+def _timestamp_unit(col: pa.ChunkedArray, layout: Layout, report: ParseReport, header: str) -> str:
+    """The unit of a numeric timestamp column: the one stated or mapped, else read from its values.
+
+    Unstated, numbers are seconds since 1970 unless every one of them lies where only a
+    date in days can (an Arbin ``DateTime`` of 42587.68 is 2016-08-05 16:21, not
+    1970-01-01 11:49): then they are spreadsheet serial dates or MATLAB date numbers.
+    """
+    if "timestamp" in layout.units:
+        return layout.units["timestamp"]
+    raw, ok = numbers(col, layout.decimal_comma)
+    finite = raw[ok]
+    if finite.size:
+        low, high = float(finite.min()), float(finite.max())
+        for unit, lo, hi in _DAY_NUMBERS:
+            if lo <= low and high < hi:
+                name = "spreadsheet serial dates (days since 1899-12-30)" if unit == SERIAL_DATE else (
+                    "MATLAB date numbers (days since year 0)")
+                report.warn(f"timestamps in {header!r} ({low:.6g} to {high:.6g}) read as {name}: as seconds since "
+                            "1970 they would date the test to its first days (give --unit timestamp=s to keep seconds)")
+                return unit
+    return "s"
+
+
 def _epoch_seconds(
-    col: pa.ChunkedArray, header: str, layout: Layout, options: Options
+    col: pa.ChunkedArray, header: str, layout: Layout, options: Options, unit: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Absolute time from a timestamp column, a text column, or numbers since the epoch."""
     if pa.types.is_timestamp(col.type):
@@ -444,9 +478,9 @@ def _epoch_seconds(
     if pa.types.is_string(col.type) and not looks_numeric(col, layout.decimal_comma):
         return timestamps(col, layout.timestamp_formats, options.tz)
     raw, ok = numbers(col, layout.decimal_comma)
-    unit = layout.units.get("timestamp", "s")
+    unit = unit or layout.units.get("timestamp", "s")
     scale, offset = epoch_conversion(unit, header)
-    if unit == DATENUM:  # a wall-clock date number: local time in the cycler's zone
+    if unit in (DATENUM, SERIAL_DATE):  # a wall-clock date number: local time in the cycler's zone
         return _wall_clock(raw * scale + offset, options.tz), ok
     return raw * scale + offset, ok
 

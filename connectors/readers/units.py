@@ -15,7 +15,7 @@ import re
 
 from .model import AmbiguousUnitError
 
-__all__ = ["QUANTITIES", "WIRE_UNITS", "DATENUM", "split_header", "canonical_unit", "conversion", "epoch_conversion"]
+__all__ = ["QUANTITIES", "WIRE_UNITS", "DATENUM", "SERIAL_DATE", "split_header", "canonical_unit", "conversion", "epoch_conversion"]
 
 # quantity -> {unit spelling (lower case, normalised) -> (scale, offset)} so that
 # wire value = file value * scale + offset.
@@ -94,6 +94,10 @@ WIRE_UNITS = {"current": "A", "voltage": "V", "time": "s", "temperature": "degC"
 # MATLAB serial date numbers (battery-data-hub "Datenum_d"): days since year 0, wall-clock time.
 DATENUM = "datenum"
 _DATENUM_1970 = 719529.0  # datenum of 1970-01-01 00:00
+# Spreadsheet / OLE Automation serial dates (Excel, the DateTime of Arbin's .res tables):
+# days since 1899-12-30, wall-clock time.
+SERIAL_DATE = "serial date"
+_SERIAL_1970 = 25569.0  # serial date of 1970-01-01 00:00
 
 # "Name(unit)", "Name (unit)", "Name [unit]", "Name / unit", "<I>/mA", "time/s".
 # The unit is the last bracketed or slash-separated token of the header.
@@ -158,8 +162,11 @@ def epoch_conversion(unit: str, column: str) -> tuple[float, float]:
     """(scale, offset) from numbers in a timestamp column to seconds since the epoch.
 
     Plain time units count from 1970 (``s``, ``ms``); MATLAB date numbers
-    (unit :data:`DATENUM`) count days from year 0.
+    (unit :data:`DATENUM`) count days from year 0, spreadsheet serial dates
+    (unit :data:`SERIAL_DATE`) days from 1899-12-30.
     """
     if canonical_unit(unit) == DATENUM:
         return 86400.0, -_DATENUM_1970 * 86400.0
+    if canonical_unit(unit) == SERIAL_DATE:
+        return 86400.0, -_SERIAL_1970 * 86400.0
     return conversion("time", unit, column)

@@ -96,3 +96,30 @@ def test_arbin_units_after_an_underscore(tmp_path: Path) -> None:
     np.testing.assert_allclose(got.i, [-0.5, -0.5])
     np.testing.assert_allclose(got.discharge_mah, [0.0, 0.5])
     assert archive.report.units["current"] == "mA"
+
+
+def test_arbin_table_export_with_serial_dates(tmp_path: Path) -> None:
+    # Channel_Normal_Table of an Arbin .res file as mdb-export writes it: DateTime is an
+    # OLE / spreadsheet serial date (days since 1899-12-30), 42587.6815162037 being
+    # 2016-08-05 16:21:23, not 42587 s after 1970 (which put 238 h of test into 10 s).
+    path = tmp_path / "res_normal.csv"
+    path.write_text(
+        "Test_ID,Data_Point,Test_Time,Step_Time,DateTime,Step_Index,Cycle_Index,Is_FC_Data,Current,Voltage,"
+        "Charge_Capacity,Discharge_Capacity\n"
+        "1,1,300.0104819316021,300.0104819316021,42587.6815162037,1,1,0,0,3.0976174,0,0\n"
+        "1,2,600.0149465474614,600.0149465474614,42587.68498842593,1,1,0,0,3.1000805,0,0\n"
+        "1,3,610.0,10.0,42587.68510416667,2,1,0,-0.0002,3.05,0,0.0000005\n"
+    )
+    archive = read_archive(path)
+    got = archive.only()
+    assert archive.report.units["timestamp"] == "spreadsheet serial date (days since 1899-12-30)"
+    assert any("read as spreadsheet serial dates" in w for w in archive.report.warnings)
+    # 2016-08-05 16:21:23 UTC; the elapsed clock keeps its resolution within the rounded stamps.
+    assert got.t[0] == pytest.approx(1470414083.0, abs=1.0)
+    np.testing.assert_allclose(np.diff(got.t), [300.0044646, 9.9850535], atol=1e-3)
+    # Wall-clock dates: the cycler's zone moves them like any naive timestamp.
+    berlin = read_archive(path, tz="Europe/Berlin").only().t
+    np.testing.assert_allclose(berlin, got.t - 7200.0, atol=1e-3)
+    # A stated unit wins: --unit timestamp=s keeps seconds.
+    seconds = read_archive(path, units={"timestamp": "s"})
+    assert seconds.report.units["timestamp"] == "s since the epoch"

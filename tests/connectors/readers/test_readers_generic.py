@@ -441,3 +441,26 @@ def test_elapsed_time_follows_the_timestamps_across_pauses_but_not_their_jitter(
     archive = read_archive(path)
     np.testing.assert_allclose(archive.only().t - 1700000000, truth)
     assert any("disagree at 1 point(s)" in w for w in archive.report.warnings)
+
+
+def test_numeric_timestamps_in_days_are_dates_and_elapsed_seconds_stay_seconds(tmp_path: Path) -> None:
+    # A numeric timestamp column without a unit is seconds since 1970, unless every value lies
+    # where only a date in days can: spreadsheet serial dates, MATLAB date numbers.
+    serial = tmp_path / "serial.csv"
+    serial.write_text("Time_s,Timestamp,Voltage_V,Current_A\n0,44927.5,3.0,1\n10,44927.500115741,3.1,1\n")
+    np.testing.assert_allclose(read_archive(serial).only().t, [1672574400.0, 1672574410.0], atol=1e-3)
+    datenum = tmp_path / "datenum.csv"
+    datenum.write_text("Time_s,Timestamp,Voltage_V,Current_A\n0,738887.5,3.0,1\n10,738887.500115741,3.1,1\n")
+    got = read_archive(datenum)
+    np.testing.assert_allclose(got.only().t, [1672574400.0, 1672574410.0], atol=1e-3)
+    assert "MATLAB date number" in got.report.units["timestamp"]
+    # Seconds that start at 0 (a timestamp column counting the test) are not days.
+    elapsed = tmp_path / "elapsed.csv"
+    elapsed.write_text("Timestamp,Voltage_V,Current_A\n0,3.0,1\n20000,3.1,1\n40000,3.2,1\n")
+    got = read_archive(elapsed)
+    np.testing.assert_allclose(got.only().t, [0.0, 20000.0, 40000.0])
+    assert got.report.units["timestamp"] == "s since the epoch"
+    # Epoch seconds of a real date stay seconds.
+    unix = tmp_path / "unix.csv"
+    unix.write_text("Time_s,Unix Time,Voltage_V,Current_A\n0,1672574400,3.0,1\n10,1672574410,3.1,1\n")
+    np.testing.assert_allclose(read_archive(unix).only().t, [1672574400.0, 1672574410.0], atol=1e-3)

@@ -41,5 +41,7 @@ def test_time_units_and_date_numbers() -> None:
     assert epoch_conversion("ms", "t") == (1e-3, 0.0)
     scale, offset = epoch_conversion("datenum", "Datenum_d")
     assert 738887.5 * scale + offset == pytest.approx(1672574400.0)  # 2023-01-01 12:00
+    scale, offset = epoch_conversion("serial date", "DateTime")
+    assert 44927.5 * scale + offset == pytest.approx(1672574400.0)  # Excel / OLE serial date of the same
     with pytest.raises(AmbiguousUnitError, match="'kAh' is not a known charge unit"):
         conversion("charge", "kAh", "Q (kAh)")

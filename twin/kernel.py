@@ -56,10 +56,11 @@ _tau_multiplier = njit(deg.tau_multiplier)
 # Per-cell scalars of the tracker the hot path reads or writes, packed as columns.
 _STATE = ("t_last", "i_last", "rejected", "nis", "settled", "i_scale", "irr_left_mah", "capacity_mah",
           "capacity_var", "cycle", "seg_sign", "seg_mah", "seg_soc0", "seg_soc_var0", "seg_d0", "seg_active_s",
-          "seg_i_end", "seg_tail_n", "seg_v_end", "first_capacity_mah", "r_base", "seg_pinned")
+          "seg_i_end", "seg_tail_n", "seg_v_end", "first_capacity_mah", "r_base", "seg_pinned", "seg_z_end",
+          "seg_d_end", "seg_var_end")
 (_T_LAST, _I_LAST, _REJECTED, _NIS, _SETTLED, _I_SCALE, _IRR_LEFT, _CAP, _CAP_VAR, _CYCLE, _SEG_SIGN, _SEG_MAH,
  _SEG_SOC0, _SEG_SOC_VAR0, _SEG_D0, _SEG_ACTIVE_S, _SEG_I_END, _SEG_TAIL_N, _SEG_V_END, _FIRST_CAP,
- _R_BASE, _SEG_PINNED) = range(len(_STATE))
+ _R_BASE, _SEG_PINNED, _SEG_Z_END, _SEG_D_END, _SEG_VAR_END) = range(len(_STATE))
 
 # Per-cell model constants, in this order (see `_cell_params`).
 _PARAMS = ("one_c_ma", "v_min", "v_max", "activation_factor", "activation_cycles", "tau_diff_s", "hysteresis_rate",
@@ -160,9 +161,8 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
     or after one that ends a half (its filter step done, its bookkeeping left to Python).
 
     Writes x, P, s and the outputs in place; leaves pos[k] at the stopping sample (count[k]
-    when done). A cell stopped after a reversal has `closing[k]` = (its column, the state's
-    z, d and SOC variance before that sample, its Bu z and d, dt, current); the others
-    keep column -1. Returns how many cells stopped. State indices: z, h, v1, d, r0, r1, e."""
+    when done). A cell stopped after a reversal has `closing[k]` = (its column, its Bu z
+    and d, dt, current); the others keep column -1. Returns how many cells stopped. State indices: z, h, v1, d, r0, r1, e."""
     n_x = x.shape[1]
     stopped = 0
     xn = np.empty(n_x)
@@ -313,7 +313,6 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             xn[5] = np.maximum(xn[5], 1e-6)
             if _lost(xn, Pn) or rejected >= lim[_L_MAX_REJ] or nis > lim[_L_LOST_NIS]:
                 break
-            z_before, d_before, var_before = xk[0], xk[3], Pk[0, 0]
             sk[_REJECTED], sk[_NIS] = rejected, nis
             if use:
                 sk[_SETTLED] += 1.0
@@ -329,7 +328,7 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 out[6, k, j] = y if use_v else np.nan
                 flags[k, j] = f
                 c = closing[k]
-                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7] = j, z_before, d_before, var_before, bu_z, bu_d, dt, ij
+                c[0], c[1], c[2], c[3], c[4] = j, bu_z, bu_d, dt, ij
                 j += 1
                 break
             # Coulomb counting per half-cycle (estimator._bookkeeping).
@@ -354,6 +353,8 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 sk[_SEG_I_END] = abs(ij)
                 if np.isfinite(vj):
                     sk[_SEG_V_END] = vj
+            if sign == seg_sign:  # the half goes on, or none has begun: where it would end (or start)
+                sk[_SEG_Z_END], sk[_SEG_D_END], sk[_SEG_VAR_END] = xk[0], xk[3], Pk[0, 0]
             sk[_I_LAST] = ij
             _write(out, flags, k, j, xk, Pk, sk, y if use_v else np.nan, f)
             j += 1
@@ -420,11 +421,10 @@ def _close(tr, rows, cols, closing, t, v, out, flags) -> list[tuple[int, int, es
     closes their halves and starts the next; then their outputs are read off the tracker."""
     sub, copied = _rows_of(tr, rows)
     m = rows.size
-    before, bu = np.zeros((m, est.N_X)), np.zeros((m, est.N_X))
-    before[:, est._IZ], before[:, est._ID], before_var = closing[:, 1], closing[:, 2], closing[:, 3]
-    bu[:, est._IZ], bu[:, est._ID] = closing[:, 4], closing[:, 5]
-    halves = est._bookkeeping(sub, np.ones(m, dtype=bool), closing[:, 7], closing[:, 6], bu, t[rows, cols],
-                              v[rows, cols], before, before_var)
+    bu = np.zeros((m, est.N_X))
+    bu[:, est._IZ], bu[:, est._ID] = closing[:, 1], closing[:, 2]
+    halves = est._bookkeeping(sub, np.ones(m, dtype=bool), closing[:, 4], closing[:, 3], bu, t[rows, cols],
+                              v[rows, cols])
     if copied:
         _write_back(tr, rows, sub)
     return _report(est._outputs(sub, out[6, rows, cols], flags[rows, cols], halves), rows, cols, out, flags)
@@ -446,7 +446,7 @@ def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOut
     tables, lim = np.array(np.nan_to_num(tr.ocv_table), order="C"), _limits()
     out, flags = np.empty((len(_OUTPUTS), *shape)), np.zeros(shape, dtype=np.int64)
     count, pos = np.full(n, shape[1], dtype=np.int64), np.zeros(n, dtype=np.int64)
-    closing = np.empty((n, 8))
+    closing = np.empty((n, 5))
     halves: list[tuple[int, int, est.HalfCycle]] = []
     while True:
         params = _cell_params(tr)  # a half's end estimates the cell's diffusion time

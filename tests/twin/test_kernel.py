@@ -147,9 +147,10 @@ def _generic_cell(name: str, capacity_mah: float, r_ohm: float):
 
 def test_generic_and_hydride_cells_in_one_tracker_match_numpy_step():
     """Tabled (generic) cells beside hydride cells, SOC started from a given value for
-    some: the table interpolation and its temperature-free resistance in the kernel."""
+    some: the table interpolation and its temperature-free resistance in the kernel, and
+    halves that end in a rest (a learned cell's half ends at its last active sample)."""
     generic = [_generic_cell("a", 2000.0, 0.04), _generic_cell("b", 1500.0, 0.06)]
-    gsim = Simulation(generic, cc_cycles(0.5, 2, v_min=2.9, v_max=4.2), dt=20.0, noise=SensorNoise(),
+    gsim = Simulation(generic, cc_cycles(0.5, 2, rest_s=300.0, v_min=2.9, v_max=4.2), dt=20.0, noise=SensorNoise(),
                       faults=Faults(dropout_prob=0.05, spike_prob=0.01), seed=9)
     hsim = Simulation([preset("mgh2")], cc_cycles(1.0, 3), dt=10.0, noise=SensorNoise(), seed=4)
     g, h = _stream(gsim), _stream(hsim)
@@ -158,6 +159,7 @@ def test_generic_and_hydride_cells_in_one_tracker_match_numpy_step():
     cells = [*generic, preset("mgh2")]
     ref = _assert_same(est.concat([est.new_tracker(generic, soc0=1.0), est.new_tracker(cells[2:])]), s, [64, 1000])
     assert {half.cell for half in ref["halves"]} == {0, 1, 2}
+    assert (np.abs(g["i"][:, :width]) < 0.01).sum() > 20  # rests inside the compared stretch
 
 
 def test_frame_shapes_are_checked():

@@ -132,6 +132,20 @@ def test_the_soc_closure_allows_for_the_twins_stated_capacity_uncertainty(tmp_pa
     assert check.passed is holds, check.detail
 
 
+@pytest.mark.parametrize("c_rate, holds", [(0.2017, False), (0.3, True)])
+def test_a_nominal_c5_half_reaches_the_window_ends(tmp_path: Path, c_rate: float, holds: bool) -> None:
+    # A twin 8 % above the count: more than a slow half leaves unreached (5 %), which C/5
+    # read as 0.2017C against a capacity learned a little low still is; any share at 0.3C.
+    rec = _cell(DEEP, sloped=True)
+    twin = _twin(rec)
+    twin.state["capacity_mah"] = twin.state["capacity_mah"] * 1.08
+    twin.state["capacity_std_mah"] = twin.state["capacity_mah"] * 0.001
+    mean_ma = half_cycles(rec)[0].mean_ma
+    rows = validate_cell(rec, twin, one_c_ma=mean_ma / c_rate)
+    check = next(c for c in verdict("V1", _table(rows, tmp_path)).checks if c.name == "capacity")
+    assert check.passed is holds, check.detail
+
+
 def _table(rows: list[dict], tmp_path: Path) -> dict[str, np.ndarray]:
     write_validation(tmp_path, rows)
     table = load_validation(tmp_path)
@@ -163,6 +177,8 @@ def test_the_soc_is_judged_at_window_ends_only_where_a_half_reached_them(tmp_pat
         ({"count_bias": 0.05}, "charge counted", "worst 5.00%, allowed 1%"),  # the twin missed what the file holds
         ({"soc_offset": 0.15}, "SOC at window ends", "worst miss"),  # SOC off by far more than soc_std
         ({"nis": 12.0}, "voltage residual", "median NIS 12.00, allowed 3"),  # beyond the filter's own belief
+        # A filter that gated every sample keeps its NIS; its residual says it lost the voltage.
+        ({"residual_v": 1.0}, "voltage residual", "residual rms 10"),
     ],
 )
 def test_the_verdict_names_what_fails_and_by_how_much(tmp_path: Path, twin: dict, failing: str,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Collection, Mapping, Sequence
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import TopicAlreadyExistsError, for_code
 
+from connectors import kafka_clients
 from connectors.wire import TOPIC_META
 
 __all__ = ["ensure_topics", "empty_topic"]
@@ -35,9 +36,7 @@ def ensure_topics(
     """
     if not topics:
         return
-    admin = KafkaAdminClient(
-        **{**dict(admin_config or {}), "bootstrap_servers": bootstrap_servers}
-    )
+    admin = kafka_clients.admin(**{**dict(admin_config or {}), "bootstrap_servers": bootstrap_servers})
     try:
         request = {
             name: {
@@ -65,13 +64,13 @@ def ensure_topics(
 def empty_topic(bootstrap_servers: str | Sequence[str], topic: str) -> None:
     """Move the start of every partition of ``topic`` to its end (delete the records), so
     a reader from the earliest offset sees only what comes next. For tests and benchmarks."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         ends = consumer.end_offsets(parts)
     finally:
         consumer.close()
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = kafka_clients.admin(bootstrap_servers=bootstrap_servers)
     try:
         admin.delete_records({tp: end for tp, end in ends.items() if end > 0})
     finally:

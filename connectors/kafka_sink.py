@@ -33,6 +33,7 @@ from kafka.errors import (
     RecordListTooLargeError,
 )
 
+from connectors import kafka_clients
 from connectors.outage import Outage
 
 __all__ = ["KafkaSink"]
@@ -94,8 +95,8 @@ class KafkaSink(DynamicSink[KeyValue]):
         """A producer; its batches ``2**shrink`` times smaller (down to 16 KiB) after refusals."""
         config = {**_BATCHING, **self._extra}
         config["batch_size"] = max(config["batch_size"] >> shrink, min(config["batch_size"], _SMALLEST_BATCH))
-        return KafkaProducer(**{**config, "bootstrap_servers": self._bootstrap, "acks": "all",
-                                "enable_idempotence": True})
+        return kafka_clients.producer(**{**config, "bootstrap_servers": self._bootstrap, "acks": "all",
+                                         "enable_idempotence": True})
 
 
 class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):

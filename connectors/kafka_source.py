@@ -40,6 +40,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from connectors import kafka_clients
 from connectors.outage import Outage
 from connectors.wire import KafkaMessage
 
@@ -103,15 +104,11 @@ class KafkaSource(FixedPartitionedSource[KafkaMessage, int]):
         self._batch_size = batch_size
         self._idle_wait = timedelta(seconds=idle_wait_s)
         self._extra = dict(consumer_config or {})
-        # The broker's API version, as the first consumer probed it: kafka-python probes on
-        # every new client (~0.1 s each), and each partition has its own.
-        self._api_version: tuple[int, ...] | None = None
         self._outage = Outage(f"Kafka broker {bootstrap_servers}", max_outage_s=max_outage_s)
 
     def list_parts(self) -> list[str]:
         """Every partition of every topic, as ``"topic:partition"``."""
         consumer = self._consumer("earliest")
-        self._api_version = consumer.config.get("api_version")
         try:
             parts = []
             for topic in self._topics:
@@ -151,10 +148,8 @@ class KafkaSource(FixedPartitionedSource[KafkaMessage, int]):
                                self._outage, self._group is not None, seen)
 
     def _consumer(self, reset: str) -> KafkaConsumer:
-        probed = {"api_version": self._api_version} if self._api_version is not None else {}
-        return KafkaConsumer(
+        return kafka_clients.consumer(
             **{
-                **probed,
                 **self._extra,
                 "bootstrap_servers": self._bootstrap,
                 "group_id": self._group,

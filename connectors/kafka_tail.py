@@ -13,7 +13,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
+
+from connectors import kafka_clients
 
 __all__ = ["TopicTail"]
 
@@ -23,8 +25,8 @@ class TopicTail:
 
     def __init__(self, bootstrap: str, topic: str, consumer_config: Mapping[str, Any] | None = None) -> None:
         self._topic = topic
-        self._consumer = KafkaConsumer(**{**dict(consumer_config or {}), "bootstrap_servers": bootstrap,
-                                          "group_id": None, "enable_auto_commit": False})
+        self._consumer = kafka_clients.consumer(**{**dict(consumer_config or {}), "bootstrap_servers": bootstrap,
+                                                   "group_id": None, "enable_auto_commit": False})
         partitions = self._consumer.partitions_for_topic(topic) or set()
         self._parts = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not self._parts:

@@ -19,8 +19,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Mapping
 
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
+
+from connectors import kafka_clients
 
 __all__ = ["PreflightError", "USAGE", "UNAVAILABLE", "check_folder", "check_kafka", "check_influx"]
 
@@ -74,8 +75,8 @@ def check_kafka(bootstrap: str, client: Mapping[str, Any], option: str = "--kafk
         raise PreflightError(f"cannot reach the Kafka broker at {bootstrap} ({'; '.join(reasons)}).\n"
                              f"Check {option} (or CELLTWIN_KAFKA) and that the broker is running.", UNAVAILABLE)
     try:
-        KafkaAdminClient(**{**dict(client), "bootstrap_servers": servers,
-                            "bootstrap_timeout_ms": _KAFKA_BOOTSTRAP_MS}).close()
+        kafka_clients.admin(**{**dict(client), "bootstrap_servers": servers,
+                               "bootstrap_timeout_ms": _KAFKA_BOOTSTRAP_MS}).close()
     except KafkaError as error:
         name = type(error).__name__
         if "Authentication" in name or "Authorization" in name:

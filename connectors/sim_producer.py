@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-from kafka import KafkaProducer
 
+from connectors import kafka_clients
 from twin.params import MIXED, CellParams, fleet_labels
 from twin.params import preset as make_preset
 from twin.protocol import cc_cycles
@@ -211,7 +211,7 @@ class Publisher:
         self, bootstrap_servers: str | Sequence[str], *,
         producer_config: Mapping[str, Any] | None = None,
     ) -> None:
-        self._producer = KafkaProducer(**{
+        self._producer = kafka_clients.producer(**{
             # Throughput defaults, overridable: a short linger fills batches of many frames.
             "linger_ms": 5,
             "batch_size": 256 * 1024,

@@ -372,7 +372,6 @@ def json_loads(value: bytes) -> Any:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
         return json.loads(value)
-    return [None if isinstance(x, float) and not math.isfinite(x) else x for x in column.tolist()]
 
 
 def batches(points: Sequence[Point]) -> list[Batch]:

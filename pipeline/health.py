@@ -33,9 +33,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 from bytewax.operators import StatefulBatchLogic
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
+from connectors import kafka_clients
 from connectors.outage import take_stall
 from connectors.wire import MEAS_HEALTH, TOPIC_SAMPLES, Batch, batches
 from pipeline.twin_step import ShardStats
@@ -157,8 +158,8 @@ class KafkaLag:
         """The lag now, asked from the broker in this thread, or None if it cannot tell it now
         (unreachable, or no topic)."""
         try:
-            consumer = KafkaConsumer(**{**self._client, "bootstrap_servers": self._bootstrap,
-                                        "group_id": None, "enable_auto_commit": False})
+            consumer = kafka_clients.consumer(**{**self._client, "bootstrap_servers": self._bootstrap,
+                                                 "group_id": None, "enable_auto_commit": False})
         except KafkaError:
             return None
         try:

@@ -256,7 +256,7 @@ def _measure_steps(an: Analytics, batch: Batch, now: tuple[np.ndarray, ...], bef
     middle of a ramp or the partial sample of a cut-off) and where it does not turn the
     cell's direction of work: on a conversion electrode a reversal also moves the voltage
     from one hysteresis branch to the other, which is no resistance."""
-    (t, v, i), (tp, vp, ip, ipp) = now, before
+    (t, _, i), (tp, vp, ip, ipp) = now, before
     size = np.abs(i - ip)
     resting = np.abs(ip) < ACTIVE_C * an.one_c_a[:, None]
     with np.errstate(invalid="ignore"):

@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 
 python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 
-# Debian packages: VictoriaMetrics for the store, Chromium to open the HTML report in tests.
+# Debian packages: VictoriaMetrics for the store, Chromium to open the HTML report in tests,
+# mdbtools to read Arbin .res files (Access databases).
 missing=""
 command -v victoria-metrics >/dev/null 2>&1 || missing="$missing victoria-metrics"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v mdb-export >/dev/null 2>&1 || missing="$missing mdbtools"
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

@@ -68,6 +68,7 @@ _Reader = Callable[..., Archive]
 FORMATS: dict[str, _Reader] = {
     "table": read_table,
     "arbin": arbin.read_arbin,
+    "arbin-res": arbin.read_arbin_res,
     "maccor": maccor.read_maccor,
     "biologic": biologic.read_mpt,
     "mpr": biologic.read_mpr,
@@ -77,7 +78,7 @@ FORMATS: dict[str, _Reader] = {
     "nda": neware.read_nda,
 }
 _BY_EXTENSION = {".mpt": "biologic", ".mpr": "mpr", ".nda": "nda", ".ndax": "nda", ".xlsx": "xlsx",
-                 ".parquet": "table", ".pq": "table"}
+                 ".res": "arbin-res", ".parquet": "table", ".pq": "table"}
 
 
 def detect_format(path: str | Path) -> str:

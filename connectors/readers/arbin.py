@@ -1,4 +1,5 @@
-"""Arbin CSV exports (MITS Pro "Data_Point, Test_Time(s), Date_Time, ..." and MITS 8 spellings).
+"""Arbin CSV exports (MITS Pro "Data_Point, Test_Time(s), Date_Time, ..." and MITS 8 spellings),
+and Arbin's own .res files.
 
 Arbin writes one header line, comma separated, units in parentheses, and signed
 current with charge positive, which is the wire's convention. ``Date_Time`` is
@@ -7,20 +8,31 @@ has sub-second resolution, so both are read and combined (see tabular).
 ``Charge_Capacity(Ah)``/``Discharge_Capacity(Ah)`` are the cycler's charge
 counters. Column names mirror what cellpy, beep and battdat expect from these
 exports; the unit may also follow an underscore (``Test_Time_s``).
+
+A .res file is a Microsoft Access database; its ``Channel_Normal_Table`` holds the
+samples under the unitless MITS 8 names (``DateTime`` a spreadsheet serial date). It is
+exported with mdbtools' ``mdb-export``, as cellpy does on Linux, and read as that CSV.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import pyarrow.csv as pacsv
+
 from .generic import ColumnMapping, override, with_mapping_options
-from .model import Archive, ParseReport
+from .model import Archive, MissingExtraError, ParseReport, ReaderError
 from .tabular import Layout, Options, pick, read_text
 from .text import read_head, split_line
-from .units import split_header
+from .units import SERIAL_DATE, split_header
 
-__all__ = ["sniff", "read_arbin"]
+__all__ = ["sniff", "read_arbin", "read_arbin_res", "RES_TABLE"]
+
+RES_TABLE = "Channel_Normal_Table"  # the samples of a .res file
 
 _ALIASES = {
     "time": ("Test_Time(s)", "Test Time (s)", "Test_Time", "Test Time"),
@@ -70,3 +82,35 @@ def read_arbin(
         path, header_line=1, delimiter=",", encoding=encoding, header=header,
         layout=layout, options=options, report=ParseReport(source=str(path)),
     )
+
+
+def read_arbin_res(
+    path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
+) -> Archive:
+    """Read an Arbin .res file (an Access database) through mdbtools' ``mdb-export``."""
+    path = Path(path)
+    exporter = shutil.which("mdb-export")
+    if exporter is None:
+        raise MissingExtraError(
+            f"{path} is an Arbin .res file (an Access database): reading it needs mdbtools' mdb-export on PATH "
+            f"(apt install mdbtools; brew install mdbtools), or export its {RES_TABLE} to CSV and replay that"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = Path(tmp) / f"{path.stem}.csv"  # the file's name names its cell
+        with exported.open("wb") as out:
+            done = subprocess.run([exporter, str(path), RES_TABLE], stdout=out, stderr=subprocess.PIPE)
+        if done.returncode:
+            why = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
+            raise ReaderError(f"{path}: mdb-export could not read its {RES_TABLE}: {why}")
+        # A database keeps no row order (a real file gives rows 1321-1560 after row 1800);
+        # Arbin numbers its samples.
+        table = pacsv.read_csv(exported)
+        if "Data_Point" in table.column_names:
+            pacsv.write_csv(table.sort_by("Data_Point"), exported, pacsv.WriteOptions(quoting_style="none"))
+        mapping = ColumnMapping.coerce(mapping, {"timestamp": SERIAL_DATE, **(mapping.units if mapping else {})})
+        archive = read_arbin(exported, mapping=mapping, options=options)
+    archive.report.source = str(path)
+    archive.report.format = "arbin res"
+    for record in archive.cells.values():
+        record.meta.update(source=str(path), format="arbin res")
+    return archive

@@ -2,8 +2,9 @@
 cell delivers, as the cycler's own counters give it.
 
 Files (navani 0.1.22 example data, MIT; see the READMEs next to them):
-`tests/data/real/navani_test.ndax` (Neware, 1.5-4.4 V) and the BioLogic C/24 GCPL binary in
-`tests/connectors/readers/data/` (2.0-3.8 V, Coulombic efficiency ~1.08 on every cycle).
+`tests/data/real/navani_test.ndax` (Neware, 1.5-4.4 V), `tests/data/real/navani_arbin_example.res`
+(Arbin .res, 3.0-4.3 V) and the BioLogic C/24 GCPL binary in `tests/connectors/readers/data/`
+(2.0-3.8 V, Coulombic efficiency ~1.08 on every cycle).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from twin.generic import generic_params, learn_ocv
 
 TESTS = Path(__file__).resolve().parents[1]
 NDAX = TESTS / "data" / "real" / "navani_test.ndax"
+RES = TESTS / "data" / "real" / "navani_arbin_example.res"
 GCPL = TESTS / "connectors" / "readers" / "data" / "jdb11-1_c3_gcpl_5cycles_2V-3p8V_C-24_data_C09.mpr"
 
 
@@ -69,3 +71,19 @@ def test_charges_that_count_side_reactions_do_not_raise_the_capacity() -> None:
     assert learned.capacity_mah == pytest.approx(discharges[0].cycler_mah, rel=1e-3)
     for d in discharges[1:]:
         assert before[d.cycle] == pytest.approx(d.cycler_mah, rel=0.03), d
+
+
+def test_an_arbin_res_file_tracks_its_discharges() -> None:
+    """An Arbin .res file with the window inferred from the data: every full discharge after
+    the one the curve was learned from within 3 % of the twin's capacity, the cycler's own
+    counter within 1 % of the count on every full half."""
+    record, learned, halves = _replay(RES, None, None)
+    counted = [h for h in half_cycles(record, learned.v_min, learned.v_max) if h.full]
+    assert (learned.v_min, learned.v_max) == pytest.approx((3.0, 4.3), abs=0.01)
+    for h in counted:
+        assert h.mah == pytest.approx(h.cycler_mah, rel=0.01), h
+    discharges = [h for h in counted if h.half == "discharge"]
+    assert len(discharges) >= 3
+    before = {h.cycle: prev.twin_capacity_mah for prev, h in zip(halves, halves[1:]) if h.half == "discharge"}
+    for d in discharges[1:]:
+        assert before[d.cycle] == pytest.approx(d.mah, rel=0.03), d

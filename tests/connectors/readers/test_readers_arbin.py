@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.readers import detect_format, read_archive
+from connectors.readers import MissingExtraError, detect_format, read_archive
 from cycler_writers import synthetic_cell, write_arbin
 from real_files import REAL, assert_counters_match_current, assert_discharge_negative, assert_wire_ready
 
@@ -123,3 +123,28 @@ def test_arbin_table_export_with_serial_dates(tmp_path: Path) -> None:
     # A stated unit wins: --unit timestamp=s keeps seconds.
     seconds = read_archive(path, units={"timestamp": "s"})
     assert seconds.report.units["timestamp"] == "s since the epoch"
+
+
+def test_arbin_res_file_is_read_through_mdb_export_in_sample_order() -> None:
+    # An Arbin .res file is an Access database whose rows come out in storage order
+    # (rows 1321-1560 after row 1800 in this one): read in Arbin's Data_Point order.
+    path = REAL / "navani_arbin_example.res"
+    assert detect_format(path) == "arbin-res"
+    archive = read_archive(path)
+    got = archive.only()
+    assert got.cell == "navani_arbin_example" and len(got) == 2150
+    assert archive.report.format == got.meta["format"] == "arbin res"
+    assert archive.report.source == got.meta["source"] == str(path)
+    assert archive.report.units["timestamp"] == "spreadsheet serial date (days since 1899-12-30)"
+    # Serial date 45131.7847 is 2023-07-24 18:50:00; the elapsed clock, anchored to the dates at
+    # their median offset, starts within the few seconds they drift apart.
+    assert got.t[0] == pytest.approx(1690224600.0, abs=10.0)
+    assert_wire_ready(got)
+    assert_discharge_negative(got)
+    assert_counters_match_current(got, rel=0.01)
+
+
+def test_arbin_res_without_mdbtools_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("connectors.readers.arbin.shutil.which", lambda name: None)
+    with pytest.raises(MissingExtraError, match="apt install mdbtools"):
+        read_archive(REAL / "navani_arbin_example.res")

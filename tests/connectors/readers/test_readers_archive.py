@@ -33,12 +33,17 @@ def test_formats_are_detected_from_content_not_extension(tmp_path: Path, name: s
 
 
 def test_binary_of_unknown_kind_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "x.res"
+    path = tmp_path / "x.bin"
     path.write_bytes(b"\x00\x01Standard Jet DB" + bytes(100))
     with pytest.raises(UnsupportedFormatError, match="--format NAME"):
         read_archive(path)
     with pytest.raises(UnsupportedFormatError, match="unknown format 'res'"):
         read_archive(path, format="res")
+    # A .res that is no Arbin database: what mdb-export said.
+    res = tmp_path / "x.res"
+    res.write_bytes(path.read_bytes())
+    with pytest.raises(ReaderError, match="mdb-export could not read its Channel_Normal_Table"):
+        read_archive(res)
     with pytest.raises(ReaderError, match="does not exist"):
         read_archive(tmp_path / "missing.csv")
 

@@ -785,15 +785,17 @@ def _gap_note(table: Columns) -> str:
     return f"; {skipped} cycle(s) with a gap not judged" if skipped else ""
 
 
-def _relative_errors(table: Columns, measured: str, reference: str) -> tuple[np.ndarray, np.ndarray]:
-    """(measured / reference - 1, cycle) over both halves of every cycle without a gap where both are known."""
-    errors, cycles = [], []
+def _relative_errors(table: Columns, measured: str, reference: str, *also: str) -> tuple[np.ndarray, ...]:
+    """(measured / reference - 1, cycle, then each column of `also`) over both halves of every
+    cycle without a gap where both are known; column names hold ``{}`` for the half."""
+    picked: list[list[np.ndarray]] = [[] for _ in range(2 + len(also))]
     for name in _HALVES:
         value, base = _floats(table, measured.format(name)), _floats(table, reference.format(name))
         ok = _without_gaps(table) & np.isfinite(value) & np.isfinite(base) & (base > 0)
-        errors.append(value[ok] / base[ok] - 1)
-        cycles.append(table["cycle"][ok])
-    return np.concatenate(errors), np.concatenate(cycles)
+        columns = [value[ok] / base[ok] - 1, table["cycle"][ok], *(_floats(table, c.format(name))[ok] for c in also)]
+        for into, column in zip(picked, columns):
+            into.append(column)
+    return tuple(np.concatenate(columns) for columns in picked)
 
 
 def _check_count(table: Columns) -> Check:
@@ -809,16 +811,10 @@ def _check_count(table: Columns) -> Check:
 
 def _check_counter(table: Columns) -> Check:
     """The file's count vs the cycler's counters on every full half, each within its tolerance."""
-    errors, cycles, allowed, full = [], [], [], []
-    for name in _HALVES:
-        value, base = _floats(table, f"measured_{name}_mah"), _floats(table, f"cycler_{name}_mah")
-        ok = _without_gaps(table) & np.isfinite(value) & np.isfinite(base) & (base > 0)
-        errors.append(value[ok] / base[ok] - 1)
-        cycles.append(table["cycle"][ok])
-        tolerance = _floats(table, f"cycler_{name}_tolerance")[ok]
-        allowed.append(np.where(np.isfinite(tolerance), tolerance, COUNTER_TOLERANCE))
-        full.append(_floats(table, f"full_{name}")[ok] > 0)
-    errors, cycles, allowed, full = map(np.concatenate, (errors, cycles, allowed, full))
+    errors, cycles, tolerance, full = _relative_errors(table, "measured_{}_mah", "cycler_{}_mah",
+                                                      "cycler_{}_tolerance", "full_{}")
+    allowed = np.where(np.isfinite(tolerance), tolerance, COUNTER_TOLERANCE)  # a table from an older run has none
+    full = full > 0
     if errors.size == 0:
         return Check("charge counted vs cycler", None, "the file carries no charge counters of its own"
                      + _gap_note(table))

@@ -936,7 +936,7 @@ def _close_half(tr: Tracker, k: int, t: float, end: np.ndarray, end_var: float, 
     if measures:
         _update_capacity(tr, k, mah, swing, end, end_var,
                          capacity=discharge or not learned or bool(tr.charges_balanced[k]),
-                         at_rate=functools.partial(_at_rate_mah, tr, k, c, c_rate, discharge),
+                         at_rate=functools.partial(_at_rate_mah, tr, k, c, c_rate, discharge), expected=expected,
                          step_mah=mah * step_s / max(float(tr.seg_active_s[k]), step_s, 1e-9))
     p1 = {name: np.array([v]) for name, v in c.items()}
     age = deg.Ageing(tr.cycle[k : k + 1], tr.psi[k : k + 1], tr.crack[k : k + 1], tr.irr_left_mah[k : k + 1])
@@ -1099,7 +1099,7 @@ def _retention(tr: Tracker, k: int, discharge: bool, c_rate: float, mah: float, 
 
 def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndarray, end_var: float,
                      capacity: bool = True, at_rate: Callable[..., float] | None = None,
-                     step_mah: float = 0.0) -> None:
+                     expected: float | None = None, step_mah: float = 0.0) -> None:
     """Kalman update of capacity and diffusion time from the charge counted over the half
     (of the diffusion time alone, the capacity a "consider" parameter, if not `capacity`).
 
@@ -1114,7 +1114,7 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     surface stays where the knee put it) and the filter runs on the new tau_D.
 
     Where the lag weighs as much as the capacity, the count is read through `at_rate`
-    (`_at_rate_mah` of this half): there the lag's charge, I tau_D / 3, does not scale with
+    (`_at_rate_mah` of this half; `expected` its answer before the update, if known): there the lag's charge, I tau_D / 3, does not scale with
     the capacity as the line above has it, and a first half at 1C can miss by a third of
     its charge, too far for one linear step. So the update is iterated (Gauss-Newton on the
     same prior) until the model's answer for this half meets the count; the twin's
@@ -1142,7 +1142,7 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
     intact = (1.0 - tr.psi[k]) * (1.0 - tr.crack[k]) > _INTACT_SHARE
     measures_tau = tr.seg_sign[k] > 0 and intact and h_r**2 * tau_var > _LAG_DOMINATES * h_q**2 * prior_var
     if measures_tau and at_rate is not None:
-        h_q, h_r, innovation = _at_rate_terms(at_rate, q, mah, 1.0, 1.0)
+        h_q, h_r, innovation = _at_rate_terms(at_rate, q, mah, 1.0, 1.0, expected)
         # The model's half runs from cut-off to cut-off, the sampled one starts and ends
         # within a sample of them; and the model starts from the state the filter had at
         # the reversal (1-2 % off the count at 60 s sampling).
@@ -1187,9 +1187,10 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
 
 
 def _at_rate_terms(at_rate: Callable[..., float], q: float, mah: float, q_scale: float,
-                   r: float) -> tuple[float, float, float]:
-    """d at_rate / d Q, d at_rate / d r and the count's miss, at capacity q q_scale and r."""
-    predicted = at_rate(q_scale, r)
+                   r: float, predicted: float | None = None) -> tuple[float, float, float]:
+    """d at_rate / d Q, d at_rate / d r and the count's miss, at capacity q q_scale and r
+    (`predicted`: at_rate there, if the caller has it)."""
+    predicted = at_rate(q_scale, r) if predicted is None else predicted
     step = 0.01
     h_q = (at_rate(q_scale * (1.0 + step), r) - predicted) / (step * q_scale * q)
     h_r = (at_rate(q_scale, r * (1.0 + step)) - predicted) / (step * r)

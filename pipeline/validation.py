@@ -113,6 +113,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from connectors.readers import CellRecord
+from connectors.wire import GENERIC
 from pipeline.report_data import VALIDATION_COLUMNS, VALIDATION_FILE, CellData, Columns
 
 __all__ = [
@@ -566,8 +567,17 @@ def _value(columns: Columns, name: str, k: int | None) -> float:
     return float(columns[name][k])
 
 
-def _twin_counts(twin: CellData, halves: Sequence[Half]) -> list[float]:
-    """The twin's net count over each of the file's halves (NaN where the twin closed none of its kind).
+class _TwinHalf(NamedTuple):
+    """What the twin's halves inside one file half say: their net count, and the capacity
+    (with its std) the last of them of the file half's kind closed with."""
+
+    mah: float
+    capacity_mah: float
+    capacity_std_mah: float
+
+
+def _twin_halves(twin: CellData, halves: Sequence[Half]) -> list[_TwinHalf]:
+    """The twin's halves matched to the file's (NaN where the twin closed none of its kind).
 
     The twin closes a half at every reversal of the current, the file's count absorbs pulses
     into the half they interrupt (an HPPC discharge: one half here, a discharge piece and a
@@ -575,7 +585,8 @@ def _twin_counts(twin: CellData, halves: Sequence[Half]) -> list[float]:
     runs from the previous twin half's close to its own; it belongs to the file half its span
     overlaps longest (the file's halves cover their active time only, so the rest a twin half
     closes in does not pull it over), and counts there with its own sign, as pulses do in the
-    file's count.
+    file's count. The capacity is the one its close updated: the estimate at the file half's
+    last sample is still the one of the half before.
     """
     closes = []
     for name in _HALVES:
@@ -583,14 +594,17 @@ def _twin_counts(twin: CellData, halves: Sequence[Half]) -> list[float]:
         times, mah = table.get("time"), table.get("capacity_mah")
         if times is None or mah is None:
             continue
-        closes += [(float(t), name, float(m)) for t, m in zip(times, mah)]
+        nan = np.full(len(times), np.nan)
+        capacity, std = table.get("twin_capacity_mah", nan), table.get("twin_capacity_std_mah", nan)
+        closes += [(float(t), name, float(m), float(c), float(sd)) for t, m, c, sd in zip(times, mah, capacity, std)]
     closes.sort(key=lambda c: c[0])
     starts = np.array([h.t_start for h in halves])
     ends = np.array([h.t_end for h in halves])
     net = np.zeros(len(halves))
     seen = np.zeros(len(halves), dtype=bool)
+    capacity = np.full((len(halves), 2), np.nan)
     previous = -math.inf
-    for t, name, mah in closes:
+    for t, name, mah, cap, cap_std in closes:
         overlap = np.minimum(ends, t) - np.maximum(starts, previous)
         previous = t
         if not overlap.size or not overlap.max() > 0 or not math.isfinite(mah):
@@ -599,7 +613,9 @@ def _twin_counts(twin: CellData, halves: Sequence[Half]) -> list[float]:
         own = halves[k].half == name
         net[k] += mah if own else -mah
         seen[k] |= own
-    return [float(n) if s else math.nan for n, s in zip(net, seen)]
+        if own:
+            capacity[k] = cap, cap_std
+    return [_TwinHalf(float(n) if s else math.nan, float(c), float(sd)) for n, s, (c, sd) in zip(net, seen, capacity)]
 
 
 def _closure(state: Columns, a: int | None, b: int | None, measured: float) -> tuple[float, float]:
@@ -659,13 +675,25 @@ def _capacity_half(halves: Mapping[str, Half]) -> str:
     return "charge" if "charge" in halves else "discharge"
 
 
-def _capacity_columns(state: Columns, halves: Mapping[str, Half], ends: Mapping[str, int | None]) -> dict[str, float]:
+def _capacity_columns(state: Columns, halves: Mapping[str, Half], ends: Mapping[str, int | None],
+                      twin_halves: Mapping[int, _TwinHalf], generic: bool) -> dict[str, float]:
+    """The twin's capacity over the half it is read at.
+
+    A generic twin has no fade model: the capacity its close of the half left is that
+    half's own measurement, where its estimate at the half's last sample is still the
+    one of the half before. A hydride twin's close also takes off the loss its
+    degradation model puts on the half (8 % in one half on a cracking cell), so the
+    capacity in effect over the half is its estimate at the half's end."""
     name = _capacity_half(halves)
-    twin = _value(state, "capacity_mah", ends[name])
     counted = halves[name]
+    closed = twin_halves[id(counted)]
+    if generic and math.isfinite(closed.capacity_mah):
+        twin, std = closed.capacity_mah, closed.capacity_std_mah
+    else:
+        twin, std = _value(state, "capacity_mah", ends[name]), _value(state, "capacity_std_mah", ends[name])
     return {
         "twin_capacity_mah": twin,
-        "twin_capacity_std_mah": _value(state, "capacity_std_mah", ends[name]),
+        "twin_capacity_std_mah": std,
         "capacity_error": twin / counted.mah - 1 if counted.full and counted.mah > 0 else math.nan,
     }
 
@@ -687,7 +715,7 @@ def validate_cell(
     state = twin.state
     halves_in_order = half_cycles(record, v_min, v_max)
     retention = _measured_retention(halves_in_order)
-    twin_mah = dict(zip(map(id, halves_in_order), _twin_counts(twin, halves_in_order)))
+    twin_halves = dict(zip(map(id, halves_in_order), _twin_halves(twin, halves_in_order)))
     half_quantum_ma = 0.5 * _current_step_ma(record.i)
     cycles: dict[int, dict[str, Half]] = {}
     for h in halves_in_order:
@@ -706,7 +734,7 @@ def validate_cell(
                                                if h and math.isfinite(h.cycler_mah) and h.mean_ma else math.nan)
             row[f"full_{name}"] = int(bool(h and h.full))
             row[f"{name}_c_rate"] = h.mean_ma / one_c_ma if h and one_c_ma else math.nan
-            row[f"twin_{name}_mah"] = twin_mah[id(h)] if h else math.nan
+            row[f"twin_{name}_mah"] = twin_halves[id(h)].mah if h else math.nan
             ends[name] = _at(state, h.t_start, h.t_end) if h else None
             row[f"soc_end_{name}"] = _value(state, "soc", ends[name])
             row[f"soc_std_end_{name}"] = _value(state, "soc_std", ends[name])
@@ -715,7 +743,7 @@ def validate_cell(
             charge.mah / discharge.mah if charge and discharge and discharge.mah > 0 else math.nan
         )
         row["measured_retention"] = retention.get(number, math.nan)
-        row.update(_capacity_columns(state, halves, ends))
+        row.update(_capacity_columns(state, halves, ends, twin_halves, twin.preset == GENERIC))
         last = charge or discharge
         row["t_end"] = last.t_end
         row["uncounted_s"] = sum(h.uncounted_s for h in halves.values())

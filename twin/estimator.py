@@ -43,7 +43,11 @@ the knee (`_knee_update`, flag FLAG_KNEE) instead of the sample being rejected. 
 consecutive rejected samples, a running NIS far above 1, or a state that is no longer
 finite mean the filter has lost the cell: it is re-initialised from the voltage
 (`_restart`, FLAG_RECOVERED) with its capacity uncertainty widened. Every estimate
-until the SOC has converged again carries FLAG_UNCONVERGED.
+until the SOC has converged again carries FLAG_UNCONVERGED. A learned curve's branch
+switch after a reversal is not such a loss when the real one runs ahead of the twin's
+default rate: while it is under way the branch state is free and read off the voltage
+(FLAG_SWITCH where that is more than 0.1 V off), and the first `_TRANSIENT` of the half
+does not count towards a restart (`_gate`).
 
 Cycle-level outputs (capacity per half, Coulombic efficiency, measured and twin
 retention, impedance growth, crack and phase-separation risk, NIS) come from the same
@@ -89,6 +93,7 @@ __all__ = [
     "FLAG_RECOVERED",
     "FLAG_KNEE",
     "FLAG_HOLD",
+    "FLAG_SWITCH",
     "Tracker",
     "StepOutput",
     "HalfCycle",
@@ -113,6 +118,7 @@ FLAG_UNCONVERGED = 128  # the estimate has not converged yet (a new cell, or sin
 FLAG_RECOVERED = 256  # the filter had lost the cell and was re-initialised from this voltage
 FLAG_KNEE = 512  # the voltage ran up a knee ahead of the prediction: SOC read off it (see _knee_update)
 FLAG_HOLD = 1024  # a learned cell held at its cut-off (constant-voltage tail), or resting after it: voltage not used
+FLAG_SWITCH = 2048  # a learned cell's branch switch ran over 0.1 V ahead of its default rate: the branch read off the voltage
 
 N_X = 7
 _IZ, _IH, _IV1, _ID, _IR0, _IR1, _IE = range(N_X)
@@ -147,6 +153,9 @@ _DEEP_HALF = 0.25  # SOC swing a half needs before it measures capacity
 _V_STD = 3e-3  # V: sensor noise plus the fast part of model error (the slow part is the offset e)
 _Q_RATE = np.array([1.5e-4, 1e-4, 2e-5, 1e-5, 1e-5, 1e-5, 2e-4]) ** 2  # per second (r0, r1: relative)
 _CURVE_WALK_V = 0.02  # V per root unit of SOC moved: how a learned curve's error wanders along it
+_SWITCHING = 0.5  # hysteresis state this far from the branch the current heads for: a switch under way
+_SWITCH_VAR = 1.0  # variance the branch state of a learned curve gains per sample while it switches
+_TRANSIENT = 0.05  # of its capacity: the start of a learned cell's half, where the reduced model's transient is approximate
 _LEARNED_OFFSET_WALK = 0.3  # of the offset's random walk, for a cell with a learned curve
 _TAU_REL_SD = 0.1  # relative: cell-to-cell spread and model error of the diffusion time (its prior)
 _INTACT_SHARE = 0.5  # of its material: an electrode whose diffusion time can be measured
@@ -507,6 +516,11 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     # of SOC with a band of 1 %. So the offset also walks with the SOC moved, not only with
     # time: 2 mV per 1 % moved, 20 mV over a whole half.
     q_diag[:, _IE] += np.where(learned, _CURVE_WALK_V**2 * np.abs(bu_z), 0.0)
+    # ... and how fast it swaps branches after a reversal is a default (`hysteresis_rate`),
+    # not learned: at a steep end the real switch can be over in seconds where the default
+    # takes 3 % of SOC, a volt apart at 1.5C. So while a switch is under way the branch
+    # state is free, and the voltage says how far it has got (`_gate` lets it).
+    q_diag[:, _IH] += np.where(learned & _switching(tr, i, tr.x[:, _IH]), _SWITCH_VAR, 0.0)
     return _Prepared(ok, use_v, flags, a_h, a_1, b_1, a_d, Bu, q_diag, dt, i, g, sink)
 
 
@@ -605,7 +619,7 @@ def step(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
     y = v - v_hat
     PHt = np.einsum("nij,nj->ni", P, H)
     S = np.einsum("ni,ni->n", H, PHt) + _V_STD**2
-    use = _gate(tr, pr, y, S)
+    use = _gate(tr, pr, y, S, x[:, _IH])
     K = PHt / S[:, None]
     x = np.where(use[:, None], x + K * np.where(use, y, 0.0)[:, None], x)
     P = np.where(use[:, None, None], P - np.einsum("ni,nj->nij", PHt, K), P)
@@ -631,7 +645,7 @@ def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutpu
     v_hat, H = _measurement(tr, x, pr)
     y = v - v_hat
     S = np.einsum("ni,nij,nj->n", H, P, H) + _V_STD**2
-    use = _gate(tr, pr, y, S)
+    use = _gate(tr, pr, y, S, x[:, _IH])
     R = np.array([[_V_STD**2]])
     for k in np.flatnonzero(use):
         # EKF through the linear update: z_eff makes filterpy's residual v - h(x).
@@ -657,20 +671,37 @@ def finish(tr: Tracker) -> list[HalfCycle]:
     return halves
 
 
-def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray) -> np.ndarray:
+def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Use the voltage unless it is out of window or an outlier: beyond the gate of the
     filter's own uncertainty, or further than any twin that describes the cell could be.
     Consecutive outliers under current mean the filter, not the data, is wrong: `_commit`
     recovers. At rest they do not: the SOC cannot move there, and a cell relaxing for hours
-    after a deep half (slow diffusion the reduced model only approximates) is not lost."""
+    after a deep half (slow diffusion the reduced model only approximates) is not lost.
+    Nor do they in the first `_TRANSIENT` of a learned cell's half: a curve learned at
+    one rate, a branch switch at a default rate and polarisation building up describe a
+    real cell's first minutes after a reversal only roughly (a volt at a steep end, 1.5C).
+    While its branch switch is under way, with the voltage beyond it on the side the
+    switch heads for, that distance is how far the switch has got, for the filter's own
+    uncertainty to judge (see `_prepare`), not the 0.1 V limit."""
     nis = y * y / S
-    outlier = pr.use_v & ((nis > _GATE_NIS) | (np.abs(y) > _MAX_RESIDUAL_V))
-    pr.flags |= np.where(outlier, FLAG_OUTLIER, 0)
+    learned = ~np.isnan(tr.ocv_table[:, 0, 0])
+    switching = learned & _switching(tr, pr.i, h) & (np.sign(y) == np.sign(pr.i))
+    far = np.abs(y) > _MAX_RESIDUAL_V
+    outlier = pr.use_v & ((nis > _GATE_NIS) | (far & ~switching))
+    pr.flags |= np.where(outlier, FLAG_OUTLIER, np.where(pr.use_v & far, FLAG_SWITCH, 0))
     resting = np.abs(pr.i) <= _ACTIVE_FLOOR_C * _c(tr, "one_c_ma") / 1000.0
-    tr.rejected = np.where(outlier & ~resting, tr.rejected + 1, np.where(pr.use_v & ~outlier, 0.0, tr.rejected))
+    transient = learned & (np.abs(tr.seg_mah) < _TRANSIENT * tr.capacity_mah)
+    tr.rejected = np.where(outlier & ~resting & ~transient, tr.rejected + 1,
+                           np.where(pr.use_v & ~outlier, 0.0, tr.rejected))
     use = pr.use_v & ~outlier
     tr.nis = np.where(use, 0.99 * tr.nis + 0.01 * np.minimum(nis, _GATE_NIS), tr.nis)
     return use
+
+
+def _switching(tr: Tracker, i: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Cells under current whose hysteresis state is still far from the branch it heads for."""
+    active = np.abs(i) > _ACTIVE_FLOOR_C * _c(tr, "one_c_ma") / 1000.0
+    return active & (np.abs(np.sign(i) - h) > _SWITCHING)
 
 
 def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use) -> np.ndarray:

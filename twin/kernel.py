@@ -71,10 +71,10 @@ _ONE_C, _V_MIN, _V_MAX, _ACT_FACTOR, _ACT_CYCLES, _TAU_DIFF, _GAMMA, _TAU1, _SHI
 _LIMIT_NAMES = ("_MAX_C_RATE", "_WINDOW_MARGIN_V", "_GAP_S", "_GATE_NIS", "_MAX_RESIDUAL_V", "_MAX_REJECTED",
                 "_LOST_NIS", "_SETTLE_SAMPLES", "_CONVERGED_SOC_STD", "_ACTIVE_C", "_ACTIVE_SCALE", "_ACTIVE_FLOOR_C",
                 "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD", "_LEARNED_OFFSET_WALK", "_HOLD_BAND",
-                "_CV_SAMPLES", "_CURVE_WALK_V")
+                "_CV_SAMPLES", "_CURVE_WALK_V", "_SWITCHING", "_SWITCH_VAR", "_TRANSIENT")
 (_L_MAX_C, _L_MARGIN, _L_GAP, _L_GATE, _L_MAX_RES, _L_MAX_REJ, _L_LOST_NIS, _L_SETTLE, _L_CONV_SD, _L_ACTIVE_C,
  _L_ACTIVE_SCALE, _L_FLOOR_C, _L_CV_TAIL, _L_MEMORY, _L_KNEE_BAND, _L_V_STD, _L_OFFSET_WALK,
- _L_HOLD_BAND, _L_CV_SAMPLES, _L_CURVE_WALK) = range(len(_LIMIT_NAMES))
+ _L_HOLD_BAND, _L_CV_SAMPLES, _L_CURVE_WALK, _L_SWITCHING, _L_SWITCH_VAR, _L_TRANSIENT) = range(len(_LIMIT_NAMES))
 _L_T_LOW, _L_T_HIGH = len(_LIMIT_NAMES), len(_LIMIT_NAMES) + 1
 _L_Q = _L_T_HIGH + 1
 _L_LOW = _L_Q + est.N_X
@@ -238,8 +238,11 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 scale = xk[m] if m == 4 or m == 5 else (lim[_L_OFFSET_WALK] if m == 6 and p[_GENERIC] > 0 else 1.0)
                 q[m] = lim[_L_Q + m] * scale**2 * gap
             q[0] += _consider_soc_q(sk[_SEG_MAH], cap, sk[_CAP_VAR], bu_z)
+            active = abs(ij) > lim[_L_FLOOR_C] * one_c_a
             if p[_GENERIC] > 0:
                 q[6] += lim[_L_CURVE_WALK] ** 2 * abs(bu_z)
+                if active and abs(np.sign(ij) - xk[1]) > lim[_L_SWITCHING]:  # a branch switch under way
+                    q[1] += lim[_L_SWITCH_VAR]
             # Element loops, not slice assignment: numba's slice assignment brings in ~20 s of
             # compiling its error messages (string formatting) on a fresh install.
             for r in range(n_x):
@@ -288,17 +291,23 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                     acc += H[r] * PHt[r]
                 S += acc
                 nis_y = y * y / S
-                if nis_y > lim[_L_GATE] or abs(y) > lim[_L_MAX_RES]:
+                switching = p[_GENERIC] > 0 and active and abs(np.sign(ij) - xn[1]) > lim[_L_SWITCHING] and (
+                    np.sign(y) == np.sign(ij))
+                if nis_y > lim[_L_GATE] or (abs(y) > lim[_L_MAX_RES] and not switching):
                     span = p[_V_MAX] - p[_V_MIN]
                     if (ij < 0 and vj < p[_V_MIN] + lim[_L_KNEE_BAND] * span) or (
                             ij > 0 and vj > p[_V_MAX] - lim[_L_KNEE_BAND] * span):
                         break
                     f |= est.FLAG_OUTLIER
-                    if abs(ij) > lim[_L_FLOOR_C] * one_c_a:  # at rest, outliers do not mean a lost filter
+                    # At rest, or at the start of a learned cell's half (estimator._gate),
+                    # outliers do not mean a lost filter.
+                    if active and not (p[_GENERIC] > 0 and abs(sk[_SEG_MAH]) < lim[_L_TRANSIENT] * cap):
                         rejected += 1.0
                 else:
                     use = True
                     rejected = 0.0
+                    if abs(y) > lim[_L_MAX_RES]:  # a branch switch read off the voltage (estimator._gate)
+                        f |= est.FLAG_SWITCH
                     nis = 0.99 * nis + 0.01 * min(nis_y, lim[_L_GATE])
                     for r in range(n_x):
                         xn[r] += PHt[r] / S * y

@@ -558,6 +558,24 @@ def test_capacity_columns_per_cycle(tmp_path: Path) -> None:
     assert table["twin_capacity_std_mah"] == pytest.approx(0.005 * table["twin_capacity_mah"])
 
 
+def test_the_twins_capacity_is_the_one_its_close_of_the_half_updated(tmp_path: Path) -> None:
+    # The twin updates its capacity when a half closes, at the first sample of the next:
+    # its estimate at the file half's last sample is still the one of the cycle before.
+    rec = _logged(_faded(4))
+    twin = _reversal_twin(rec)
+    closed = twin.discharge["capacity_mah"]  # a twin that follows the fade within each half
+    twin.discharge["twin_capacity_mah"], twin.discharge["twin_capacity_std_mah"] = closed, 0.005 * closed
+    halves = [h for h in half_cycles(rec, V_MIN, V_MAX) if h.half == "discharge"]
+    lagging = np.r_[closed[0], closed[:-1]]
+    twin.state.update(time=np.array([h.t_end for h in halves]), capacity_mah=lagging,
+                      capacity_std_mah=0.005 * lagging)
+
+    rows = validate_cell(rec, twin, one_c_ma=10.0, v_min=V_MIN, v_max=V_MAX)
+
+    assert [r["capacity_error"] for r in rows] == pytest.approx([0.0] * 4, abs=1e-3)
+    assert [r["twin_capacity_mah"] for r in rows] == pytest.approx(closed.tolist())
+
+
 def test_a_fast_full_half_may_fall_far_short_of_the_twins_capacity_but_not_exceed_it(tmp_path: Path) -> None:
     rec = _logged(_faded(3, amps=5e-3))  # 0.5C on a 10 mA cell: charge stays behind the voltage limit
 

@@ -198,6 +198,31 @@ def test_a_rest_after_the_cut_off_is_not_read_as_charge_left():
     assert halves[-1].twin_capacity_mah == pytest.approx(delivered, rel=0.03)
 
 
+def test_a_branch_switch_faster_than_the_default_does_not_restart_the_filter():
+    """A half-cell-like learned curve (steep ends, 0.1 V between its branches) whose real
+    branch switch after a reversal is over in seconds, where the twin's default rate takes
+    3 % of SOC: the voltage moves the branch state instead. Each restart had floored the
+    capacity uncertainty at 10 %."""
+    z = soc_grid()
+    ocv = 0.15 + 0.25 * z + 0.6 * np.exp((z - 1.0) / 0.03) - 0.1 * np.exp(-z / 0.03)
+    table = np.stack([ocv - 0.05, ocv + 0.05])
+    cell = generic_params("steep", 19.6, float(table[0, 0]) + 0.01, float(table[1, -1]) - 0.01, table, r_ohm=2.0)
+    sim = Simulation([cell.with_(hysteresis_rate=1000.0)], cc_cycles(1.0, 5, v_min=cell.v_min, v_max=cell.v_max),
+                     dt=10.0, noise=SensorNoise(), seed=3, temp_c=25.0)
+    tr = est.new_tracker([cell], soc0=None)
+    recovered, halves = 0, []
+    for b in sim.blocks():
+        for k in range(b.t.size):
+            o = est.step(tr, b.t[k], b.v[:, k], b.i[:, k], b.temp_c[:, k], present=b.valid[:, k])
+            recovered += bool(o.flags[0] & est.FLAG_RECOVERED)
+            halves += o.halves
+    assert recovered == 0
+    assert len(halves) == 9
+    for h in halves[2:]:
+        assert h.twin_capacity_mah == pytest.approx(cell.capacity_mah, rel=0.01)
+        assert h.twin_capacity_std_mah < 0.01 * cell.capacity_mah
+
+
 def test_a_cell_that_starts_empty_is_not_read_as_full():
     """SOC from the first voltage: an empty cell that charges first keeps its capacity
     (it used to start at SOC 1, be gated, and have its capacity cut from 19.6 to 1.6 mAh)."""

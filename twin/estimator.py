@@ -28,7 +28,8 @@ estimation of 1/capacity in the EKF was tried and rejected: on the flat plateaus
 large initial SOC error leaks into it and the capacity swings by tens of percent.
 Resistances get the same model time update at half ends (activation, contact loss).
 A learned curve's half that ended on a voltage hold at its cut-off ended at the end of
-the curve: its SOC is read as 0 (1) there (`_pin_held_end`), since on a sloped end the
+the curve: its SOC is read as 0 (1) there (`_pin_held_end`; one that got there on constant
+current too, as loosely as its current's diffusion lag says), since on a sloped end the
 voltage cannot tell the SOC from an offset that drifted as the cell aged. On the hold
 itself, and in the rest after it, the voltage is not used (FLAG_HOLD, `_in_hold`): the
 cycler holds it while the cell is still polarised, and the SOC is set to the curve's end
@@ -876,17 +877,25 @@ def _pin_held_end(tr: Tracker, rows: np.ndarray, ended: np.ndarray) -> None:
     SOC (z + d) is measured there as 0 (1), with the knee reading's spread plus the
     diffusion lag I tau_D / 3Q that the tail current I still leaves. Updates tr.x, tr.P
     and the `ended` rows (z, d, SOC variance) in place. (A hold that ended in a rest was
-    set there already, `_pin`; its rest kept it.)"""
-    _pin(tr, _held_at_limit(tr, rows), ended)
+    set there already, `_pin`; its rest kept it.)
+
+    A half that got to its cut-off on constant current is pinned there too, as loosely as
+    its whole current's lag says: the curve's end is where its own half reached the
+    cut-off, and a curve that drifted since (a real half-cell's early cycles, read as 2-4 %
+    of charge left at the cut-off, 1.5-6 % on the capacity) cannot tell that from SOC."""
+    _pin(tr, rows[_at_limit(tr, rows)], ended)
+
+
+def _at_limit(tr: Tracker, rows: np.ndarray) -> np.ndarray:
+    """Which of `rows` had their half in progress end at its cut-off (the last active voltage)."""
+    v_min, v_max = _c(tr, "v_min")[rows], _c(tr, "v_max")[rows]
+    band = END_TOLERANCE * (v_max - v_min)
+    return np.where(tr.seg_sign[rows] < 0, tr.seg_v_end[rows] <= v_min + band, tr.seg_v_end[rows] >= v_max - band)
 
 
 def _held_at_limit(tr: Tracker, rows: np.ndarray) -> np.ndarray:
     """Those of `rows` whose half in progress ended on a voltage hold at its cut-off."""
-    v_min, v_max = _c(tr, "v_min")[rows], _c(tr, "v_max")[rows]
-    band = END_TOLERANCE * (v_max - v_min)
-    down = tr.seg_sign[rows] < 0
-    at_limit = np.where(down, tr.seg_v_end[rows] <= v_min + band, tr.seg_v_end[rows] >= v_max - band)
-    return rows[at_limit & (tr.seg_tail_n[rows] >= _CV_SAMPLES)]
+    return rows[_at_limit(tr, rows) & (tr.seg_tail_n[rows] >= _CV_SAMPLES)]
 
 
 def _pin(tr: Tracker, rows: np.ndarray, ended: np.ndarray | None) -> None:
@@ -1051,10 +1060,7 @@ def _balance(tr: Tracker, k: int, discharge: bool, full: bool, mah: float) -> No
 def _reached_limit(tr: Tracker, k: int) -> bool:
     """Cell k's half in progress got to its cut-off: its last active voltage within
     `END_TOLERANCE` of the window there, or it ended on a voltage hold."""
-    v_min, v_max = tr.consts[k, _C["v_min"]], tr.consts[k, _C["v_max"]]
-    band = END_TOLERANCE * (v_max - v_min)
-    at_limit = tr.seg_v_end[k] <= v_min + band if tr.seg_sign[k] < 0 else tr.seg_v_end[k] >= v_max - band
-    return bool(at_limit or tr.seg_tail_n[k] >= _CV_SAMPLES)
+    return bool(_at_limit(tr, np.array([k]))[0] or tr.seg_tail_n[k] >= _CV_SAMPLES)
 
 
 def _at_rate_mah(tr: Tracker, k: int, c: dict, c_rate: float, discharge: bool, q_scale: float = 1.0,

@@ -223,6 +223,22 @@ def test_a_branch_switch_faster_than_the_default_does_not_restart_the_filter():
         assert h.twin_capacity_std_mah < 0.01 * cell.capacity_mah
 
 
+def test_a_curve_that_sagged_at_its_end_since_it_was_learned_does_not_inflate_the_capacity():
+    """The cell's curve has sagged 40 mV at its empty end since the twin learned it: at 0.2C
+    it reaches the cut-off with charge the learned curve would still count as there. A half
+    that gets to its cut-off ended at the curve's end (pinned as loosely as its current's lag
+    says), so the capacity follows what the cell delivers (it was 2.4-2.7 % high)."""
+    cell = _sloped_cell()
+    z = soc_grid()
+    sagged = cell.with_(ocv_table=cell.ocv_table - 0.04 * np.clip((0.15 - z) / 0.15, 0.0, 1.0))
+    sim = Simulation([sagged], cc_cycles(0.2, 4, v_min=cell.v_min, v_max=cell.v_max), dt=10.0, noise=SensorNoise(),
+                     seed=3, temp_c=25.0)
+    discharges = [h for h in run_estimator(sim, [cell], soc0=None).halves if h.half == "discharge"]
+    assert len(discharges) == 4
+    for h in discharges[2:]:
+        assert h.twin_capacity_mah == pytest.approx(h.capacity_mah, rel=0.02)
+
+
 def test_a_cell_that_starts_empty_is_not_read_as_full():
     """SOC from the first voltage: an empty cell that charges first keeps its capacity
     (it used to start at SOC 1, be gated, and have its capacity cut from 19.6 to 1.6 mAh)."""

@@ -48,7 +48,7 @@ from pipeline.embedded import simulated_fleet
 from pipeline.health import HEALTH_KEY, HealthLogic, KafkaLag, Progress
 from pipeline.shards import shard_keys, shard_of
 from pipeline.stops import StopBetweenSteps, quiet_stderr
-from pipeline.twin_step import ShardLogic, ShardStats
+from pipeline.twin_step import ShardLogic, ShardStats, StateFormatError
 
 __all__ = ["TOPIC_PARTITIONS", "build_flow", "ensure_kafka_topics", "run_flow"]
 
@@ -176,9 +176,10 @@ def _interrupted(error: BaseException | None) -> bool:
     return False
 
 
-def _outage(error: BaseException | None) -> OutageError | None:
-    """The outage that outlasted --max-outage and so ended the run, if that was the cause."""
-    while error is not None and not isinstance(error, OutageError):
+def _fatal(error: BaseException | None) -> OutageError | StateFormatError | None:
+    """What ended the run with a one-line message of its own, if that was the cause: an
+    outage that outlasted --max-outage, or recovery state another release wrote."""
+    while error is not None and not isinstance(error, (OutageError, StateFormatError)):
         error = error.__cause__
     return error
 
@@ -191,7 +192,8 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
     Returns False if Ctrl-C or SIGTERM (a container stop) ended the run: the output
     files then hold what was processed, closed and readable; with recovery the next run
     resumes from the last snapshot. Raises OutageError if the broker or the store was
-    away longer than `cfg.max_outage_s`."""
+    away longer than `cfg.max_outage_s`, StateFormatError if the recovery folder holds
+    state another release wrote."""
     processes = len(addresses) if addresses else 1
     recovery = _recovery(cfg, workers * processes, process_id)
     main_thread = threading.current_thread() is threading.main_thread()
@@ -209,9 +211,9 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
                 recovery_config=recovery,
             )
     except BytewaxRuntimeError as error:
-        outage = _outage(error)
-        if outage is not None:
-            raise outage from None  # its one line says it all (--max-outage)
+        fatal = _fatal(error)
+        if fatal is not None:
+            raise fatal from None  # its one line says it all
         if not _interrupted(error):
             raise
         stop.finish()

@@ -31,6 +31,7 @@ from pipeline.health import Progress
 from pipeline.report import build_report
 from pipeline.report_data import fmt, forget_other_jobs, load_cells, summarize, write_run_info
 from pipeline.shards import shard_layout
+from pipeline.twin_step import StateFormatError
 
 __all__ = ["run", "DEFAULT_OUT"]
 
@@ -201,7 +202,7 @@ def run(
         raise typer.BadParameter(str(error)) from None
     try:
         finished = _run_with_display(build_flow(cfg, progress, keys), cfg, progress, mode, workers, process_id, peers)
-    except OutageError as error:
+    except (OutageError, StateFormatError) as error:
         _err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if finished:

@@ -45,6 +45,7 @@ half fires no alert (it would read as lost capacity).
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, fields
@@ -60,11 +61,12 @@ from connectors.wire import (
 )
 from pipeline.alerts import Alert, frame_alerts, half_cycle_alerts, new_latch
 from twin import analytics
+from twin import estimator
 from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker
 from twin.kernel import FrameOutput, step_frame
 from twin.params import T_REF_C
 
-__all__ = ["WAIT_SAMPLES", "ShardStats", "ShardState", "ShardLogic"]
+__all__ = ["WAIT_SAMPLES", "STATE_FORMAT", "StateFormatError", "ShardStats", "ShardState", "ShardLogic"]
 
 WAIT_SAMPLES = 100_000  # per cell waiting for its metadata; older frames go to the dead letters
 _Due = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # twin_state points of a row: rows, samples, risks, flags
@@ -103,6 +105,36 @@ class ShardState:
     waiting_samples: dict[str, int] = field(default_factory=dict)  # samples in each queue of `waiting`
     waiting_since: dict[str, float] = field(default_factory=dict)  # wall time (epoch s) of the first
     measured: analytics.Analytics | None = None  # the lab's per-half figures from the data (twin.analytics)
+    # The release's STATE_FORMAT, stamped on every snapshot; a factory, not a class-level
+    # default, so a snapshot pickled without it does not read the default.
+    state_format: str = field(default_factory=lambda: STATE_FORMAT)
+
+
+def _state_format() -> str:
+    """A fingerprint of what a snapshot holds: the fields of the shard's, the twin's and the
+    analytics' state, and the twin's per-cell constants in their order. A release that
+    changes any of them cannot read an older snapshot's state and says so, rather than
+    failing on a missing field in the middle of a run."""
+    layout = [f"{cls.__name__}:{','.join(f.name for f in fields(cls))}"
+              for cls in (ShardState, Tracker, analytics.Analytics, CellMeta)]
+    layout.append("consts:" + ",".join(estimator._CONSTS))
+    return hashlib.sha256(";".join(layout).encode()).hexdigest()[:12]
+
+
+STATE_FORMAT = _state_format()
+
+
+class StateFormatError(RuntimeError):
+    """A recovery snapshot written by a release whose state this one cannot read; the message is one line."""
+
+
+def _check_format(state: ShardState) -> None:
+    written = state.__dict__.get("state_format")  # a snapshot from before the stamp has none
+    if written != STATE_FORMAT:
+        raise StateFormatError(
+            f"the recovery folder holds twin state in format {written or 'unstamped'} and this release reads format "
+            f"{STATE_FORMAT}: it was written by another celltwin release. Resume with the release that wrote it, "
+            "or start with an empty --recovery-dir (the twins then start again from the data the broker still holds)")
 
 
 _Item = Frame | CellMeta
@@ -123,6 +155,8 @@ class ShardLogic(StatefulBatchLogic[_Item, _Out, ShardState]):
         self._close_at_end = close_at_end
         self._interval = estimate_interval_s
         self._meta_wait_s = meta_wait_s
+        if resume is not None:
+            _check_format(resume)
         self._state = resume or ShardState()
         self._rows = {cell: row for row, cell in enumerate(self._state.cells)}
         self._joining: list[CellMeta] = []  # cells past the end of the arrays, in row order

@@ -21,6 +21,7 @@ from connectors.wire import (
 from pipeline.cli import app
 from pipeline.report_data import VALIDATION_COLUMNS, VALIDATION_FILE
 from pipeline.run_cmd import _summary_table
+from pipeline import twin_step
 from pipeline.shards import LAYOUT_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +86,20 @@ def test_recovery_folder_is_initialised_when_empty(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in recovery.iterdir()) == [LAYOUT_FILE, "part-0.sqlite3"]
     assert pq.read_table(tmp_path / "out" / OUT_ESTIMATES).num_rows > 0
+
+
+def test_a_recovery_folder_another_release_wrote_ends_the_run_with_one_line(tmp_path: Path, monkeypatch) -> None:
+    recovery = tmp_path / "recovery"
+    args = ["run", "--cells", "1", "--cycles", "1", "--dt", "60", "--out", str(tmp_path / "out"),
+            "--recovery-dir", str(recovery), "--epoch-interval", "0.2", "--no-report"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    monkeypatch.setattr(twin_step, "STATE_FORMAT", "0123456789ab")  # the next release's state
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 1, result.output
+    assert "error: the recovery folder holds twin state in format" in result.output
+    assert "start with an empty --recovery-dir" in result.output and "Traceback" not in result.output
 
 
 def test_help_explains_both_modes() -> None:

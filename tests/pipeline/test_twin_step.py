@@ -4,6 +4,7 @@ the shard count or the batch boundaries; metadata, unknown cells and stale sampl
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from collections import defaultdict
 
@@ -12,7 +13,7 @@ import pytest
 
 from connectors.wire import MEAS_ALERT, MEAS_CYCLE, MEAS_STATE, STATE_FIELDS, TAG_CELL, TAG_PRESET, Batch, CellMeta, Frame
 from pipeline.shards import shard_of
-from pipeline.twin_step import ShardLogic
+from pipeline.twin_step import STATE_FORMAT, ShardLogic, StateFormatError
 from twin.estimator import new_tracker, step
 from twin.params import preset
 from twin.protocol import cc_cycles
@@ -229,6 +230,22 @@ def test_snapshot_resumes_to_the_same_results(samples) -> None:
     points += _emitted_points(resumed.on_batch(items[half:])[0])
 
     assert _table(points) == _table(whole_points)
+
+
+def test_a_snapshot_another_release_wrote_is_refused_with_what_to_do(samples) -> None:
+    first = ShardLogic({}, 0.0)
+    first.on_batch(METAS + _frames(samples, [25])[:10])
+    snapshot = pickle.loads(pickle.dumps(first.snapshot()))  # as the recovery store keeps it
+    assert snapshot.state_format == STATE_FORMAT
+    ShardLogic({}, 0.0, resume=snapshot)  # this release reads its own
+
+    older = pickle.loads(pickle.dumps(first.snapshot()))
+    del older.__dict__["state_format"]  # a snapshot from before the stamp
+    with pytest.raises(StateFormatError, match="unstamped.*Resume with the release that wrote it.*--recovery-dir"):
+        ShardLogic({}, 0.0, resume=older)
+    older.state_format = "0123456789ab"  # a release whose state had other fields
+    with pytest.raises(StateFormatError, match="format 0123456789ab and this release reads format"):
+        ShardLogic({}, 0.0, resume=older)
 
 
 def test_metadata_corrected_before_the_cell_joins_the_arrays_is_the_one_used(samples) -> None:

@@ -15,7 +15,7 @@ scales with it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -125,11 +125,12 @@ def read_files(
 
 def generic_metas(
     records: list[CellRecord], mass_mg: float | None, v_min: float | None = None, v_max: float | None = None
-) -> dict[str, CellMeta]:
+) -> tuple[dict[str, CellMeta], dict[str, float]]:
     """Generic cells (another chemistry): the window from the flags or inferred from each file,
     the open-circuit curve and the capacity learned from its slowest full cycle. A cell
-    with nothing to learn from still replays, on a provisional curve, and the output says so."""
-    metas = {}
+    with nothing to learn from still replays, on a provisional curve, and the output says so.
+    Also per cell: the time the halves it learned from end (the validation judges what follows)."""
+    metas, learned_until = {}, {}
     for r in records:
         try:
             learned = learn_ocv(r.t, r.v, r.i, v_min, v_max, fallback=True)
@@ -147,7 +148,8 @@ def generic_metas(
         except ValueError as error:
             raise typer.BadParameter(f"cell {r.cell!r}: {error}") from None
         _print_learned(r.cell, learned)
-    return metas
+        learned_until[r.cell] = learned.learned_until
+    return metas, learned_until
 
 
 def _print_learned(cell: str, learned: LearnedOcv) -> None:
@@ -250,8 +252,9 @@ def _verdict_table(out: Path) -> Table:
 
 
 def _embedded(cfg: Config, out: Path, records: list[CellRecord], metas: dict[str, CellMeta], speed: float | None,
-              report: bool) -> None:
-    """Replay through the run's dataflow into ``out``, then validate and report."""
+              report: bool, learned_until: Mapping[str, float]) -> None:
+    """Replay through the run's dataflow into ``out``, then validate and report (a generic
+    cell's curve learned from halves that end at `learned_until`, the file's time)."""
     cfg = replay_config(cfg, out, metas)
     progress = FlowProgress()
     flow = replay_flow(cfg, ReplaySource(records, speed), progress)
@@ -275,7 +278,7 @@ def _embedded(cfg: Config, out: Path, records: list[CellRecord], metas: dict[str
     one_c = {c: p.one_c_ma for c, p in params.items()}
     windows = {c: (p.v_min, p.v_max) for c, p in params.items()}  # a full half runs the twin's own window
     cells = load_cells(out)  # read once: for the validation and the report
-    validation = write_validation(out, validate(records, cells, masses, one_c, windows))
+    validation = write_validation(out, validate(records, cells, masses, one_c, windows, learned_until))
     _out.print(_verdict_table(out))
     _out.print(f"files: {out}/ (estimates, cycles, alerts, dead letters), {validation}", soft_wrap=True)
     if report:
@@ -361,8 +364,9 @@ def replay(
                 "\nAlso needed once the file reads: --mass-mg (hydride mass per cell, mg; no default).")
         raise typer.BadParameter(f"{error}{also}") from None
     _print_reports(reports)
+    learned_until: dict[str, float] = {}
     if generic:
-        metas = generic_metas(records, mass_mg, v_min, v_max)
+        metas, learned_until = generic_metas(records, mass_mg, v_min, v_max)
     else:
         metas = cell_metas([r.cell for r in records], cfg, mass_mg, electrode)
     _out.print(_metas_table(records, metas))
@@ -374,7 +378,7 @@ def replay(
             "input": "replay of " + ", ".join(str(f) for f in files),
             "C-rate": ", ".join(f"{c}: {m.c_rate:g}C" if m.c_rate else f"{c}: not given" for c, m in metas.items()),
         })
-        _embedded(cfg, out_dir, records, metas, pace, report)
+        _embedded(cfg, out_dir, records, metas, pace, report, learned_until)
 
 
 def _check_generic_options(generic: bool, preset: str | None, v_min: float | None, v_max: float | None) -> None:

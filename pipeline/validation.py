@@ -97,7 +97,11 @@ its count may fall short of the twin's capacity by up to
 :data:`SOC_END_TOLERANCE` on a slow half (<= :data:`SLOW_C_RATE` within :data:`RATE_MATCH`; the
 simulator's truth: 2 % at 0.1C, 4 % at 0.2C, 18 % at 1C) and by any amount on a faster one
 or one of unknown rate, but never exceed it beyond the twin's own uncertainty.
-The first full cycle is not judged: a generic twin learns its capacity there.
+The first full cycle is not judged: a generic twin learns its capacity there; nor, given
+the time its curve was learned until, any cycle up to that one (marked ``learned``). A full
+half faster than slow is also judged on the twin's prediction at its rate, made before its
+count (``twin_expected_mah``), within the capacity tolerance plus
+:data:`AT_RATE_MODEL_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -163,6 +167,7 @@ CLOSURE_FLOOR = 0.02  # model error of the SOC the voltage reads (and the capaci
 NIS_LIMIT = 3.0  # a consistent filter's NIS averages ~1; beyond 3 the misfit exceeds its belief
 RESIDUAL_RMS_LIMIT = 0.1  # V, median over cycles: beyond it the twin does not follow the voltage
 SIGMAS = 3.0
+AT_RATE_MODEL_TOLERANCE = 0.02  # added for the twin's prediction of a faster half: its at-rate model's error
 
 _HALVES = ("discharge", "charge")
 _CURRENT_DIGITS = 12  # decimals of an ampere tried as the file's current resolution (1 pA)
@@ -182,10 +187,13 @@ COLUMNS: tuple[str, ...] = VALIDATION_COLUMNS + (
     "full_discharge",
     "full_charge",
     "measured_retention",
+    "learned",
     "twin_discharge_mah",
     "twin_charge_mah",
     "twin_capacity_std_mah",
     "capacity_error",
+    "twin_expected_mah",
+    "expected_error",
     "soc_end_discharge",
     "soc_std_end_discharge",
     "soc_end_charge",
@@ -200,7 +208,7 @@ COLUMNS: tuple[str, ...] = VALIDATION_COLUMNS + (
     "nis",
 )
 _PER_GRAM = ("measured_discharge_mah_g", "measured_charge_mah_g", "twin_capacity_mah_g")
-_INTEGER_COLUMNS = ("cycle", "full_discharge", "full_charge")
+_INTEGER_COLUMNS = ("cycle", "full_discharge", "full_charge", "learned")
 
 
 @dataclass(frozen=True)
@@ -568,12 +576,14 @@ def _value(columns: Columns, name: str, k: int | None) -> float:
 
 
 class _TwinHalf(NamedTuple):
-    """What the twin's halves inside one file half say: their net count, and the capacity
-    (with its std) the last of them of the file half's kind closed with."""
+    """What the twin's halves inside one file half say: their net count, the capacity
+    (with its std) the last of them of the file half's kind closed with, and what the
+    twin predicted that one would deliver at its rate before its count came in."""
 
     mah: float
     capacity_mah: float
     capacity_std_mah: float
+    expected_mah: float
 
 
 def _twin_halves(twin: CellData, halves: Sequence[Half]) -> list[_TwinHalf]:
@@ -596,15 +606,18 @@ def _twin_halves(twin: CellData, halves: Sequence[Half]) -> list[_TwinHalf]:
             continue
         nan = np.full(len(times), np.nan)
         capacity, std = table.get("twin_capacity_mah", nan), table.get("twin_capacity_std_mah", nan)
-        closes += [(float(t), name, float(m), float(c), float(sd)) for t, m, c, sd in zip(times, mah, capacity, std)]
+        # mAh per gram of the count gives the grams the prediction is per.
+        expected = table.get("expected_mah_g", nan) * mah / table.get("capacity_mah_g", nan)
+        closes += [(float(t), name, float(m), (float(c), float(sd), float(e)))
+                   for t, m, c, sd, e in zip(times, mah, capacity, std, expected)]
     closes.sort(key=lambda c: c[0])
     starts = np.array([h.t_start for h in halves])
     ends = np.array([h.t_end for h in halves])
     net = np.zeros(len(halves))
     seen = np.zeros(len(halves), dtype=bool)
-    capacity = np.full((len(halves), 2), np.nan)
+    closed = np.full((len(halves), 3), np.nan)
     previous = -math.inf
-    for t, name, mah, cap, cap_std in closes:
+    for t, name, mah, figures in closes:
         overlap = np.minimum(ends, t) - np.maximum(starts, previous)
         previous = t
         if not overlap.size or not overlap.max() > 0 or not math.isfinite(mah):
@@ -614,8 +627,8 @@ def _twin_halves(twin: CellData, halves: Sequence[Half]) -> list[_TwinHalf]:
         net[k] += mah if own else -mah
         seen[k] |= own
         if own:
-            capacity[k] = cap, cap_std
-    return [_TwinHalf(float(n) if s else math.nan, float(c), float(sd)) for n, s, (c, sd) in zip(net, seen, capacity)]
+            closed[k] = figures
+    return [_TwinHalf(float(n) if s else math.nan, *map(float, f)) for n, s, f in zip(net, seen, closed)]
 
 
 def _closure(state: Columns, a: int | None, b: int | None, measured: float) -> tuple[float, float]:
@@ -691,10 +704,13 @@ def _capacity_columns(state: Columns, halves: Mapping[str, Half], ends: Mapping[
         twin, std = closed.capacity_mah, closed.capacity_std_mah
     else:
         twin, std = _value(state, "capacity_mah", ends[name]), _value(state, "capacity_std_mah", ends[name])
+    judged = counted.full and counted.mah > 0
     return {
         "twin_capacity_mah": twin,
         "twin_capacity_std_mah": std,
-        "capacity_error": twin / counted.mah - 1 if counted.full and counted.mah > 0 else math.nan,
+        "capacity_error": twin / counted.mah - 1 if judged else math.nan,
+        "twin_expected_mah": closed.expected_mah,
+        "expected_error": closed.expected_mah / counted.mah - 1 if judged else math.nan,
     }
 
 
@@ -706,10 +722,13 @@ def validate_cell(
     *,
     v_min: float | None = None,
     v_max: float | None = None,
+    learned_until: float = math.nan,
 ) -> list[dict[str, float | int | str]]:
     """Rows of ``validation.csv`` for one cell, one per cycle of the file.
 
     ``v_min``/``v_max``: the voltage window a full half runs (None: the file's 1st / 99th percentile).
+    ``learned_until``: a generic twin learned its curve from halves that end then (the file's
+    time): cycles that start by then are marked ``learned`` and not judged on capacity.
     """
     twin = twin or CellData(record.cell, "", {}, {}, {})
     state = twin.state
@@ -743,6 +762,7 @@ def validate_cell(
             charge.mah / discharge.mah if charge and discharge and discharge.mah > 0 else math.nan
         )
         row["measured_retention"] = retention.get(number, math.nan)
+        row["learned"] = int(min(h.t_start for h in halves.values()) <= learned_until)
         row.update(_capacity_columns(state, halves, ends, twin_halves, twin.preset == GENERIC))
         last = charge or discharge
         row["t_end"] = last.t_end
@@ -767,18 +787,20 @@ def validate(
     masses: Mapping[str, float] | None = None,
     one_c_ma: Mapping[str, float] | None = None,
     windows: Mapping[str, tuple[float, float]] | None = None,
+    learned_until: Mapping[str, float] | None = None,
 ) -> list[dict[str, float | int | str]]:
     """Rows of ``validation.csv`` for every replayed cell (twin outputs matched by name).
 
     ``windows``: each cell's (v_min, v_max); a cell without one is judged on its file's own.
+    ``learned_until``: where a generic cell's curve was learned from halves ending at that time.
     """
     by_name = {t.cell: t for t in twins}
-    masses, one_c_ma, windows = masses or {}, one_c_ma or {}, windows or {}
+    masses, one_c_ma, windows, learned_until = masses or {}, one_c_ma or {}, windows or {}, learned_until or {}
     rows = []
     for r in records:
         v_min, v_max = windows.get(r.cell, (None, None))
         rows += validate_cell(r, by_name.get(r.cell), masses.get(r.cell), one_c_ma.get(r.cell),
-                              v_min=v_min, v_max=v_max)
+                              v_min=v_min, v_max=v_max, learned_until=learned_until.get(r.cell, math.nan))
     return rows
 
 
@@ -877,15 +899,32 @@ def _capacity_bounds(table: Columns) -> tuple[np.ndarray, np.ndarray]:
     return below, np.where(_slow(rate), SOC_END_TOLERANCE, np.inf)
 
 
+def _learning(table: Columns) -> np.ndarray:
+    """Cycles a twin learned its capacity on: the first full one, and for a generic twin
+    every cycle up to the one its curve came from (marked ``learned``)."""
+    full = np.isfinite(_floats(table, "capacity_error"))
+    cycles = table["cycle"]
+    first = cycles == (cycles[full].min() if full.any() else -1)
+    return first | (_floats(table, "learned") > 0)
+
+
+def _learning_note(table: Columns) -> str:
+    learning = table["cycle"][_learning(table)]
+    if learning.size > 1:
+        return f"cycles {int(learning.min())}-{int(learning.max())}, up to the one its curve came from, are not judged"
+    if learning.size:
+        return f"cycle {int(learning[0])}, the first full one, is where a generic twin learns its capacity and is not judged"
+    return "no cycle to learn on"
+
+
 def _check_capacity(table: Columns) -> Check:
     error = _floats(table, "capacity_error")
     full = np.isfinite(error)
     if not full.any():
         return Check("capacity", None, "no full half-cycle (one that runs the whole voltage window)")
     cycles = table["cycle"]
-    first = int(cycles[full].min())
-    judged = full & (cycles != first) & _without_gaps(table)
-    learned = f"cycle {first}, the first full one, is where a generic twin learns its capacity and is not judged"
+    judged = full & ~_learning(table) & _without_gaps(table)
+    learned = _learning_note(table)
     if not judged.any():
         return Check("capacity", None, learned + "; no other full cycle" + _gap_note(table))
     below, headroom = _capacity_bounds(table)
@@ -898,6 +937,29 @@ def _check_capacity(table: Columns) -> Check:
                  f"{SIGMAS:g} x its capacity_std_mah + {CAPACITY_FLOOR:.1%}, else {CAPACITY_TOLERANCE_WITHOUT_STD:.0%};"
                  f" above: {SOC_END_TOLERANCE:.0%} more at <= {SLOW_C_RATE}C, any amount faster); {learned}"
                  + _gap_note(table), worst)
+
+
+def _check_at_rate(table: Columns) -> Check:
+    """A full half faster than slow, where the capacity check allows any shortfall: the
+    twin's own prediction of what it would deliver at its rate, made before its count."""
+    error = _floats(table, "expected_error")
+    full = np.isfinite(_floats(table, "capacity_error"))
+    on_discharge = _floats(table, "full_discharge") > 0
+    rate = np.where(on_discharge, _floats(table, "discharge_c_rate"), _floats(table, "charge_c_rate"))
+    cycles = table["cycle"]
+    judged = full & np.isfinite(error) & ~_slow(rate) & ~_learning(table) & _without_gaps(table)
+    if not judged.any():
+        return Check("capacity at rate", None, f"no full half faster than {SLOW_C_RATE}C after the cycles it "
+                     "learned from" + _gap_note(table))
+    allowed = _capacity_bounds(table)[0] + AT_RATE_MODEL_TOLERANCE
+    beyond = np.abs(error) - allowed
+    k = int(np.flatnonzero(judged)[np.argmax(beyond[judged])])
+    worst = f"worst {error[k]:+.1%} at cycle {int(cycles[k])} ({rate[k]:.2g}C), allowed {allowed[k]:.1%}"
+    return Check("capacity at rate", bool(beyond[judged].max() <= 0),
+                 f"twin's prediction at the half's rate, before its count / the count of {int(judged.sum())} full "
+                 f"halves faster than {SLOW_C_RATE}C - 1: {worst} ({SIGMAS:g} x its capacity_std_mah + "
+                 f"{CAPACITY_FLOOR:.1%} + {AT_RATE_MODEL_TOLERANCE:.0%} for its at-rate model)" + _gap_note(table),
+                 worst)
 
 
 def _check_soc_ends(table: Columns) -> Check:
@@ -963,7 +1025,8 @@ def _check_voltage(table: Columns) -> Check:
 
 def verdict(cell: str, table: Columns) -> Verdict:
     """The verdict on one cell from its rows of ``validation.csv``."""
-    checks = (_check_count, _check_counter, _check_capacity, _check_soc_ends, _check_closure, _check_voltage)
+    checks = (_check_count, _check_counter, _check_capacity, _check_at_rate, _check_soc_ends, _check_closure,
+              _check_voltage)
     complete = np.isfinite(_floats(table, "measured_discharge_mah")) & np.isfinite(_floats(table, "measured_charge_mah"))
     return Verdict(cell, tuple(check(table) for check in checks), int(complete.sum()))
 

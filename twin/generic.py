@@ -169,6 +169,7 @@ class LearnedOcv:
     provisional: bool  # a fallback: the twin's capacity figures for this cell are provisional
     notes: tuple[str, ...]  # for the user: rates, skipped formation, one direction, fallback reason
     tau_diff_s: float = DEFAULT_TAU_S  # from the rate loss of faster full halves (see "Rate")
+    learned_until: float = float("nan")  # time (the file's) of the last sample of the latest half it came from
 
     def sources(self) -> str:
         """Which half gave what, for one line of output."""
@@ -622,11 +623,12 @@ def learn_ocv(
         tau_s, tau_note = _diffusion_time(full, source, table, r_ohm, v_min, v_max, i)
         notes += [tau_note] if tau_note else []
         return LearnedOcv(table, source.charge_mah, r_ohm, source.c_rate, v_min, v_max, inferred, lith, delith,
-                          source, reason is not None, tuple(notes[:1] + chosen + notes[1:]), tau_s)
+                          source, reason is not None, tuple(notes[:1] + chosen + notes[1:]), tau_s,
+                          float(t[max(h.stop for h in (lith, delith, source)) - 1]))
     table, largest = _straight_line(halves, v_min, v_max)
     line = f"straight line across the window; capacity = the largest half counted ({largest.describe()}), a lower bound"
     return LearnedOcv(table, largest.charge_mah, r_ohm, float("nan"), v_min, v_max, inferred, None, None, largest,
-                      True, (notes[0], line, *notes[1:]))
+                      True, (notes[0], line, *notes[1:]), learned_until=float(t[largest.stop - 1]))
 
 
 def generic_params(

@@ -159,8 +159,8 @@ def test_the_verdict_on_a_twin_that_tracks(tmp_path: Path) -> None:
 
     assert judged.tracks, judged.checks
     assert judged.summary() == "tracks within its own uncertainty"
-    # No cycler counters in the file: that check does not apply.
-    assert [c.passed for c in judged.checks] == [True, None, True, True, True, True]
+    # No cycler counters in the file, no full half faster than slow: those checks do not apply.
+    assert [c.passed for c in judged.checks] == [True, None, True, None, True, True, True]
 
 
 def test_the_soc_is_judged_at_window_ends_only_where_a_half_reached_them(tmp_path: Path) -> None:
@@ -574,6 +574,52 @@ def test_the_twins_capacity_is_the_one_its_close_of_the_half_updated(tmp_path: P
 
     assert [r["capacity_error"] for r in rows] == pytest.approx([0.0] * 4, abs=1e-3)
     assert [r["twin_capacity_mah"] for r in rows] == pytest.approx(closed.tolist())
+
+
+def _predicting_twin(rec: CellRecord, error: Callable[[int], float]) -> CellData:
+    """A twin closing each half with a capacity 5 % above its count (a fast half leaves
+    that much behind), its std 0.5 % of the count, and a prediction of the count, before it
+    came in, off by error(cycle)."""
+    twin = _reversal_twin(rec)
+    for table in (twin.discharge, twin.charge):
+        count = table["capacity_mah"]
+        table["capacity_mah_g"] = count  # a gram of it
+        table["expected_mah_g"] = count * np.array([1 + error(int(c)) for c in table["cycle"]])
+        table["twin_capacity_mah"], table["twin_capacity_std_mah"] = 1.05 * count, 0.005 * count
+    return twin
+
+
+def test_a_fast_half_is_judged_on_the_twins_prediction_at_its_rate(tmp_path: Path) -> None:
+    rec = _logged(_faded(4))
+
+    def checked(error: Callable[[int], float], **options: float) -> Check:
+        rows = validate_cell(rec, _predicting_twin(rec, error), one_c_ma=1.0, v_min=V_MIN, v_max=V_MAX, **options)
+        return next(c for c in verdict("L1", _table(rows, tmp_path)).checks if c.name == "capacity at rate")
+
+    assert checked(lambda cycle: 0.01 * (-1) ** cycle).passed  # 1C halves, predicted within 1 %
+    off = checked(lambda cycle: -0.08 if cycle == 3 else 0.0)
+    # Allowed: 3 x its std (0.5 % of the count) + 0.5 % + 2 % for the at-rate model.
+    assert off.passed is False and off.worst == "worst -8.0% at cycle 3 (1C), allowed 4.0%"
+    assert checked(lambda cycle: -0.08 if cycle == 1 else 0.0).passed  # the first full cycle is not judged
+    # A curve learned from cycle 3's halves: cycles 1-3 are where it learned, and are not judged.
+    learned_until = max(h.t_end for h in half_cycles(rec, V_MIN, V_MAX) if h.cycle == 3)
+    learning = checked(lambda cycle: -0.08 if cycle == 3 else 0.0, learned_until=learned_until)
+    assert learning.passed and "1 full halves" in learning.detail
+
+    slow = validate_cell(rec, _predicting_twin(rec, lambda cycle: -0.08), one_c_ma=10.0, v_min=V_MIN, v_max=V_MAX)
+    at_rate = next(c for c in verdict("L1", _table(slow, tmp_path)).checks if c.name == "capacity at rate")
+    assert at_rate.passed is None  # 0.1C halves reach the window's ends: the capacity check judges them
+
+
+def test_the_cycles_a_generic_twin_learned_on_are_marked_and_not_judged(tmp_path: Path) -> None:
+    rec = _logged(_faded(5))
+    learned_until = max(h.t_end for h in half_cycles(rec, V_MIN, V_MAX) if h.cycle == 2)
+    rows = validate_cell(rec, _capacity_twin(rec, lambda cycle: -0.08 if cycle <= 2 else 0.0), one_c_ma=10.0,
+                         v_min=V_MIN, v_max=V_MAX, learned_until=learned_until)
+
+    assert [r["learned"] for r in rows] == [1, 1, 0, 0, 0]
+    capacity = next(c for c in verdict("L1", _table(rows, tmp_path)).checks if c.name == "capacity")
+    assert capacity.passed and "cycles 1-2, up to the one its curve came from, are not judged" in capacity.detail
 
 
 def test_a_fast_full_half_may_fall_far_short_of_the_twins_capacity_but_not_exceed_it(tmp_path: Path) -> None:

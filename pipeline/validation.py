@@ -592,10 +592,12 @@ def _twin_halves(twin: CellData, halves: Sequence[Half]) -> list[_TwinHalf]:
     The twin closes a half at every reversal of the current, the file's count absorbs pulses
     into the half they interrupt (an HPPC discharge: one half here, a discharge piece and a
     regen pulse per SOC step for the twin), so their cycle numbers do not line up. A twin half
-    runs from the previous twin half's close to its own; it belongs to the file half its span
-    overlaps longest (the file's halves cover their active time only, so the rest a twin half
-    closes in does not pull it over), and counts there with its own sign, as pulses do in the
-    file's count. The capacity is the one its close updated: the estimate at the file half's
+    runs from the previous twin half's close to its own; it belongs to the file half of its
+    kind its span overlaps longest, else to the one it overlaps longest (the file's halves
+    cover their active time only, so the rest a twin half closes in does not pull it over;
+    a 10 s regen pulse logged every 50 s is the file's own charge half, though the twin's
+    closes at the next sample, 50 s into the discharge after it; one logged on one sample
+    only touches it), and counts there with its own sign, as pulses do in the file's count. The capacity is the one its close updated: the estimate at the file half's
     last sample is still the one of the half before.
     """
     closes = []
@@ -613,6 +615,7 @@ def _twin_halves(twin: CellData, halves: Sequence[Half]) -> list[_TwinHalf]:
     closes.sort(key=lambda c: c[0])
     starts = np.array([h.t_start for h in halves])
     ends = np.array([h.t_end for h in halves])
+    kinds = np.array([h.half for h in halves])
     net = np.zeros(len(halves))
     seen = np.zeros(len(halves), dtype=bool)
     closed = np.full((len(halves), 3), np.nan)
@@ -620,9 +623,10 @@ def _twin_halves(twin: CellData, halves: Sequence[Half]) -> list[_TwinHalf]:
     for t, name, mah, figures in closes:
         overlap = np.minimum(ends, t) - np.maximum(starts, previous)
         previous = t
-        if not overlap.size or not overlap.max() > 0 or not math.isfinite(mah):
+        own_kind = np.where(kinds == name, overlap, -np.inf)  # touching counts: a one-sample pulse spans no time
+        if not overlap.size or not math.isfinite(mah) or not (own_kind.max() >= 0 or overlap.max() > 0):
             continue
-        k = int(np.argmax(overlap))
+        k = int(np.argmax(own_kind if own_kind.max() >= 0 else overlap))
         own = halves[k].half == name
         net[k] += mah if own else -mah
         seen[k] |= own

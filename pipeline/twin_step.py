@@ -60,8 +60,7 @@ from connectors.wire import (
     TAG_KIND, TAG_PRESET, TAG_VOLTAGE, Batch, CellMeta, DeadLetter, Frame, Point, batches,
 )
 from pipeline.alerts import Alert, frame_alerts, half_cycle_alerts, new_latch
-from twin import analytics
-from twin import estimator
+from twin import analytics, estimator
 from twin.estimator import HalfCycle, Tracker, concat, finish, new_tracker
 from twin.kernel import FrameOutput, step_frame
 from twin.params import T_REF_C

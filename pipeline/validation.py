@@ -597,8 +597,9 @@ def _twin_halves(twin: CellData, halves: Sequence[Half]) -> list[_TwinHalf]:
     cover their active time only, so the rest a twin half closes in does not pull it over;
     a 10 s regen pulse logged every 50 s is the file's own charge half, though the twin's
     closes at the next sample, 50 s into the discharge after it; one logged on one sample
-    only touches it), and counts there with its own sign, as pulses do in the file's count. The capacity is the one its close updated: the estimate at the file half's
-    last sample is still the one of the half before.
+    only touches it), and counts there with its own sign, as pulses do in the file's count.
+    The capacity is the one its close updated: the estimate at the file half's last sample
+    is still the one of the half before.
     """
     closes = []
     for name in _HALVES:

@@ -28,7 +28,7 @@ estimation of 1/capacity in the EKF was tried and rejected: on the flat plateaus
 large initial SOC error leaks into it and the capacity swings by tens of percent.
 Resistances get the same model time update at half ends (activation, contact loss).
 A learned curve's half that ended on a voltage hold at its cut-off ended at the end of
-the curve: its SOC is read as 0 (1) there (`_pin_held_end`; one that got there on constant
+the curve: its SOC is read as 0 (1) there (`_pin_end`; one that got there on constant
 current too, as loosely as its current's diffusion lag says), since on a sloped end the
 voltage cannot tell the SOC from an offset that drifted as the cell aged. On the hold
 itself, and in the rest after it, the voltage is not used (FLAG_HOLD, `_in_hold`): the
@@ -506,7 +506,7 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     # up what the steep ends of the curve say about the SOC. Not much slower either (3.6
     # mV per root hour): a hold at a cut-off pulls it by the polarisation the reduced model
     # lacks (tens of mV at an LFP knee), and it must come back within the next half, or
-    # the plateau SOC takes up the rest. Since held ends are pinned (`_pin_held_end`), a
+    # the plateau SOC takes up the rest. Since held ends are pinned (`_pin_end`), a
     # faster offset no longer shortens the swing.
     scale[:, _IE] = np.where(learned, _LEARNED_OFFSET_WALK, 1.0)
     q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > _GAP_S, 10.0, 1.0))[:, None]
@@ -534,7 +534,7 @@ def _in_hold(tr: Tracker, v: np.ndarray, i: np.ndarray, dt: np.ndarray) -> np.nd
     it stops the SOC where the learned curve meets the cut-off, a few % short of the end
     the hold runs to, while the charge keeps flowing (2.0 V held for 5 % of an LFP cell's
     charge). The SOC is counted there, set to the end of the curve where the hold gives
-    way to a rest (`_pin`), and pinned there when the half closes (`_pin_held_end`)."""
+    way to a rest (`_pin`), and pinned there when the half closes (`_pin_end`)."""
     one_c_a = _c(tr, "one_c_ma") / 1000.0
     i_scale = np.maximum(np.abs(i), tr.i_scale * np.exp(-dt / _SCALE_MEMORY_S))
     threshold = np.maximum(np.minimum(_ACTIVE_C, _ACTIVE_SCALE * i_scale / one_c_a), _ACTIVE_FLOOR_C) * one_c_a
@@ -828,7 +828,7 @@ def _bookkeeping(tr: Tracker, ok: np.ndarray, i: np.ndarray, dt: np.ndarray, Bu:
     # two samples gives each half its own part, and a step logged late is not over-counted.
     tr.seg_mah = tr.seg_mah + np.where(ok, _forward_mah(tr.seg_sign, tr.i_last, i, dt), 0.0)
     closing = ok & (sign != 0) & (tr.seg_sign != 0) & (sign != tr.seg_sign)
-    _pin_held_end(tr, np.flatnonzero(closing & learned[:, 0]), ended)
+    _pin_end(tr, np.flatnonzero(closing & learned[:, 0]), ended)
     end = np.where(learned, ended, np.column_stack([tr.x[:, _IZ], tr.x[:, _ID], tr.P[:, _IZ, _IZ]]))
     halves = [_close_half(tr, k, float(t[k]), *_ended(end[k]), float(dt[k])) for k in np.flatnonzero(closing)]
     starting = ok & (sign != 0) & (closing | (tr.seg_sign == 0))
@@ -868,7 +868,7 @@ def _mark_end(tr: Tracker, rows: np.ndarray) -> None:
     tr.seg_z_end[rows], tr.seg_d_end[rows], tr.seg_var_end[rows] = tr.x[rows, _IZ], tr.x[rows, _ID], tr.P[rows, _IZ, _IZ]
 
 
-def _pin_held_end(tr: Tracker, rows: np.ndarray, ended: np.ndarray) -> None:
+def _pin_end(tr: Tracker, rows: np.ndarray, ended: np.ndarray) -> None:
     """A learned cell's half that ended on a voltage hold at its cut-off ended at the end
     of its curve: the curve's SOC grid is the charge of a half held there, so SOC 0 (1) is
     where such a hold ends, whatever the offset. On a sloped end (NMC at the top: 1 % of
@@ -900,7 +900,7 @@ def _held_at_limit(tr: Tracker, rows: np.ndarray) -> np.ndarray:
 
 def _pin(tr: Tracker, rows: np.ndarray, ended: np.ndarray | None) -> None:
     """Measure the surface SOC (z + d) of `rows` as the end of the curve their half held at
-    (see `_pin_held_end`). With `ended` (N, 3: z, d, SOC variance where the half ended; its
+    (see `_pin_end`). With `ended` (N, 3: z, d, SOC variance where the half ended; its
     rows updated too), the state has moved on since then: the reversing sample (after the
     rest a hold may have ended in, where the voltage is not used)."""
     for k in rows:

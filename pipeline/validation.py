@@ -888,6 +888,13 @@ def _check_counter(table: Columns) -> Check:
                  + partial + _gap_note(table), worst)
 
 
+def _read_half(table: Columns, column: str) -> np.ndarray:
+    """Per row, `column` (``{}`` for the half) of the half the capacity is read at: the full
+    discharge, else the charge (as `_capacity_half` picks it)."""
+    on_discharge = _floats(table, "full_discharge") > 0
+    return np.where(on_discharge, _floats(table, column.format("discharge")), _floats(table, column.format("charge")))
+
+
 def _capacity_bounds(table: Columns) -> tuple[np.ndarray, np.ndarray]:
     """Per row: how far the twin's capacity may lie below the count, and how much further above.
 
@@ -896,9 +903,7 @@ def _capacity_bounds(table: Columns) -> tuple[np.ndarray, np.ndarray]:
     unreached, up to SOC_END_TOLERANCE on a slow half and any share on a faster one (or one of
     unknown rate).
     """
-    on_discharge = _floats(table, "full_discharge") > 0
-    counted = np.where(on_discharge, _floats(table, "measured_discharge_mah"), _floats(table, "measured_charge_mah"))
-    rate = np.where(on_discharge, _floats(table, "discharge_c_rate"), _floats(table, "charge_c_rate"))
+    counted, rate = _read_half(table, "measured_{}_mah"), _read_half(table, "{}_c_rate")
     std = _floats(table, "twin_capacity_std_mah") / counted
     below = np.where(np.isfinite(std), SIGMAS * std + CAPACITY_FLOOR, CAPACITY_TOLERANCE_WITHOUT_STD)
     return below, np.where(_slow(rate), SOC_END_TOLERANCE, np.inf)
@@ -949,8 +954,7 @@ def _check_at_rate(table: Columns) -> Check:
     twin's own prediction of what it would deliver at its rate, made before its count."""
     error = _floats(table, "expected_error")
     full = np.isfinite(_floats(table, "capacity_error"))
-    on_discharge = _floats(table, "full_discharge") > 0
-    rate = np.where(on_discharge, _floats(table, "discharge_c_rate"), _floats(table, "charge_c_rate"))
+    rate = _read_half(table, "{}_c_rate")
     cycles = table["cycle"]
     judged = full & np.isfinite(error) & ~_slow(rate) & ~_learning(table) & _without_gaps(table)
     if not judged.any():

@@ -517,11 +517,6 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     # of SOC with a band of 1 %. So the offset also walks with the SOC moved, not only with
     # time: 2 mV per 1 % moved, 20 mV over a whole half.
     q_diag[:, _IE] += np.where(learned, _CURVE_WALK_V**2 * np.abs(bu_z), 0.0)
-    # ... and how fast it swaps branches after a reversal is a default (`hysteresis_rate`),
-    # not learned: at a steep end the real switch can be over in seconds where the default
-    # takes 3 % of SOC, a volt apart at 1.5C. So while a switch is under way the branch
-    # state is free, and the voltage says how far it has got (`_gate` lets it).
-    q_diag[:, _IH] += np.where(learned & _switching(tr, i, tr.x[:, _IH]), _SWITCH_VAR, 0.0)
     return _Prepared(ok, use_v, flags, a_h, a_1, b_1, a_d, Bu, q_diag, dt, i, g, sink)
 
 
@@ -618,9 +613,10 @@ def step(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutput:
     x, P = _propagate(pr, tr.x, tr.P)
     v_hat, H = _measurement(tr, x, pr)
     y = v - v_hat
+    switching = _switch(tr, pr, x, P, y)
     PHt = np.einsum("nij,nj->ni", P, H)
     S = np.einsum("ni,ni->n", H, PHt) + _V_STD**2
-    use = _gate(tr, pr, y, S, x[:, _IH])
+    use = _gate(tr, pr, y, S, switching)
     K = PHt / S[:, None]
     x = np.where(use[:, None], x + K * np.where(use, y, 0.0)[:, None], x)
     P = np.where(use[:, None, None], P - np.einsum("ni,nj->nij", PHt, K), P)
@@ -645,8 +641,9 @@ def step_filterpy(tr: Tracker, t, v, i, temp_c=130.0, present=True) -> StepOutpu
         x[k], P[k] = kf_predict(tr.x[k], tr.P[k], F[k], Q[k], u=1.0, B=pr.Bu[k])
     v_hat, H = _measurement(tr, x, pr)
     y = v - v_hat
+    switching = _switch(tr, pr, x, P, y)
     S = np.einsum("ni,nij,nj->n", H, P, H) + _V_STD**2
-    use = _gate(tr, pr, y, S, x[:, _IH])
+    use = _gate(tr, pr, y, S, switching)
     R = np.array([[_V_STD**2]])
     for k in np.flatnonzero(use):
         # EKF through the linear update: z_eff makes filterpy's residual v - h(x).
@@ -672,7 +669,7 @@ def finish(tr: Tracker) -> list[HalfCycle]:
     return halves
 
 
-def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray, h: np.ndarray) -> np.ndarray:
+def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray, switching: np.ndarray) -> np.ndarray:
     """Use the voltage unless it is out of window or an outlier: beyond the gate of the
     filter's own uncertainty, or further than any twin that describes the cell could be.
     Consecutive outliers under current mean the filter, not the data, is wrong: `_commit`
@@ -681,12 +678,10 @@ def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray, h: np.ndarra
     Nor do they in the first `_TRANSIENT` of a learned cell's half: a curve learned at
     one rate, a branch switch at a default rate and polarisation building up describe a
     real cell's first minutes after a reversal only roughly (a volt at a steep end, 1.5C).
-    While its branch switch is under way, with the voltage beyond it on the side the
-    switch heads for, that distance is how far the switch has got, for the filter's own
-    uncertainty to judge (see `_prepare`), not the 0.1 V limit."""
+    While its branch switch is under way (`switching`, from `_switch`), that distance is how
+    far the switch has got, for the filter's own uncertainty to judge, not the 0.1 V limit."""
     nis = y * y / S
     learned = ~np.isnan(tr.ocv_table[:, 0, 0])
-    switching = learned & _switching(tr, pr.i, h) & (np.sign(y) == np.sign(pr.i))
     far = np.abs(y) > _MAX_RESIDUAL_V
     outlier = pr.use_v & ((nis > _GATE_NIS) | (far & ~switching))
     pr.flags |= np.where(outlier, FLAG_OUTLIER, np.where(pr.use_v & far, FLAG_SWITCH, 0))
@@ -699,10 +694,21 @@ def _gate(tr: Tracker, pr: _Prepared, y: np.ndarray, S: np.ndarray, h: np.ndarra
     return use
 
 
-def _switching(tr: Tracker, i: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Cells under current whose hysteresis state is still far from the branch it heads for."""
-    active = np.abs(i) > _ACTIVE_FLOOR_C * _c(tr, "one_c_ma") / 1000.0
-    return active & (np.abs(np.sign(i) - h) > _SWITCHING)
+def _switch(tr: Tracker, pr: _Prepared, x: np.ndarray, P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Learned cells whose branch switch is under way and ahead of the twin: under current,
+    their hysteresis state still far from the branch the current heads for, and the voltage
+    beyond the prediction on that side. How fast a cell swaps branches after a reversal is
+    a default (`hysteresis_rate`), not learned: at a steep end the real switch can be over
+    in seconds where the default takes 3 % of SOC, a volt apart at 1.5C. So there the branch
+    state gains `_SWITCH_VAR` (in P, in place) and the voltage says how far the switch has
+    got. Only that way: a voltage on the other side is no switch, and a free branch state
+    would fit it instead of the SOC (an HPPC's 0.9C discharges, 40 mV above a curve learned
+    at C/23, were read on the charge branch)."""
+    learned = ~np.isnan(tr.ocv_table[:, 0, 0])
+    active = np.abs(pr.i) > _ACTIVE_FLOOR_C * _c(tr, "one_c_ma") / 1000.0
+    switching = learned & active & (np.abs(np.sign(pr.i) - x[:, _IH]) > _SWITCHING) & (np.sign(y) == np.sign(pr.i))
+    P[:, _IH, _IH] += np.where(switching, _SWITCH_VAR, 0.0)
+    return switching
 
 
 def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use) -> np.ndarray:

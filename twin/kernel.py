@@ -241,8 +241,6 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             active = abs(ij) > lim[_L_FLOOR_C] * one_c_a
             if p[_GENERIC] > 0:
                 q[6] += lim[_L_CURVE_WALK] ** 2 * abs(bu_z)
-                if active and abs(np.sign(ij) - xk[1]) > lim[_L_SWITCHING]:  # a branch switch under way
-                    q[1] += lim[_L_SWITCH_VAR]
             # Element loops, not slice assignment: numba's slice assignment brings in ~20 s of
             # compiling its error messages (string formatting) on a fresh install.
             for r in range(n_x):
@@ -275,6 +273,11 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             e, de_dz, de_dh = _mix(xn[1], e_l, e_d, de_l, de_d)
             y = vj - (e + p[_SHIFT] + ij * xn[4] * g + xn[2] + xn[6])
             H[0], H[1], H[2], H[3], H[4], H[5], H[6] = de_dz, de_dh, 1.0, de_dz, ij * g, 0.0, 1.0
+            # A branch switch under way and ahead of the twin (estimator._switch).
+            switching = p[_GENERIC] > 0 and active and abs(np.sign(ij) - xn[1]) > lim[_L_SWITCHING] and (
+                np.sign(y) == np.sign(ij))
+            if switching:
+                Pn[1, 1] += lim[_L_SWITCH_VAR]
             # Gate and EKF update (estimator._gate; a gated sample near the knee the current
             # heads for may be read off the knee: Python, estimator._knee_update).
             rejected, nis = sk[_REJECTED], sk[_NIS]
@@ -291,8 +294,6 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                     acc += H[r] * PHt[r]
                 S += acc
                 nis_y = y * y / S
-                switching = p[_GENERIC] > 0 and active and abs(np.sign(ij) - xn[1]) > lim[_L_SWITCHING] and (
-                    np.sign(y) == np.sign(ij))
                 if nis_y > lim[_L_GATE] or (abs(y) > lim[_L_MAX_RES] and not switching):
                     span = p[_V_MAX] - p[_V_MIN]
                     if (ij < 0 and vj < p[_V_MIN] + lim[_L_KNEE_BAND] * span) or (

@@ -28,8 +28,9 @@ estimation of 1/capacity in the EKF was tried and rejected: on the flat plateaus
 large initial SOC error leaks into it and the capacity swings by tens of percent.
 Resistances get the same model time update at half ends (activation, contact loss).
 A learned curve's half that ended on a voltage hold at its cut-off ended at the end of
-the curve: its SOC is read as 0 (1) there (`_pin_end`; one that got there on constant
-current too, as loosely as its current's diffusion lag says), since on a sloped end the
+the curve: its SOC is read as 0 (1) there, less the resistive drop of its last current
+(`_pin_end`, `_cut_off_soc`; one that got there on constant current too, as loosely as
+its current's diffusion lag says), since on a sloped end the
 voltage cannot tell the SOC from an offset that drifted as the cell aged. On the hold
 itself, and in the rest after it, the voltage is not used (FLAG_HOLD, `_in_hold`): the
 cycler holds it while the cell is still polarised, and the SOC is set to the curve's end
@@ -880,8 +881,9 @@ def _pin_end(tr: Tracker, rows: np.ndarray, ended: np.ndarray) -> None:
     where such a hold ends, whatever the offset. On a sloped end (NMC at the top: 1 % of
     SOC is 4 mV) the voltage alone cannot tell the SOC from an offset that drifted as the
     cell aged, and a swing short by that 1 % makes the capacity 1 % high. So the surface
-    SOC (z + d) is measured there as 0 (1), with the knee reading's spread plus the
-    diffusion lag I tau_D / 3Q that the tail current I still leaves. Updates tr.x, tr.P
+    SOC (z + d) is measured there as 0 (1), less the tail current's resistive drop
+    (`_cut_off_soc`), with the knee reading's spread plus the diffusion lag I tau_D / 3Q
+    that the tail current I still leaves. Updates tr.x, tr.P
     and the `ended` rows (z, d, SOC variance) in place. (A hold that ended in a rest was
     set there already, `_pin`; its rest kept it.)
 
@@ -904,13 +906,25 @@ def _held_at_limit(tr: Tracker, rows: np.ndarray) -> np.ndarray:
     return rows[_at_limit(tr, rows) & (tr.seg_tail_n[rows] >= _CV_SAMPLES)]
 
 
+def _cut_off_soc(tr: Tracker, k: int) -> float:
+    """The surface SOC at which cell k's half in progress met its cut-off: where its branch
+    of the curve, less (for a charge, plus) the resistive drop of the half's last current,
+    is the cut-off voltage. The curve's end (0 or 1) for the current it was learned at or a
+    hold's tail; short of it at a faster rate (a 1C charge stops 4 % short of a top that
+    rises 1 V over the SOC, through 2 ohm), which the end itself would read as capacity."""
+    discharge = tr.seg_sign[k] < 0
+    drop = tr.seg_i_end[k] * (tr.x[k, _IR0] + tr.x[k, _IR1])
+    v_cut = tr.consts[k, _C["v_min"]] + drop if discharge else tr.consts[k, _C["v_max"]] - drop
+    return float(ocv_inverse(v_cut, -1.0 if discharge else 1.0, 0.0, tr.ocv_table[k : k + 1])[0])
+
+
 def _pin(tr: Tracker, rows: np.ndarray, ended: np.ndarray | None) -> None:
-    """Measure the surface SOC (z + d) of `rows` as the end of the curve their half held at
-    (see `_pin_end`). With `ended` (N, 3: z, d, SOC variance where the half ended; its
+    """Measure the surface SOC (z + d) of `rows` as where their half met its cut-off
+    (`_cut_off_soc`; see `_pin_end`). With `ended` (N, 3: z, d, SOC variance where the half ended; its
     rows updated too), the state has moved on since then: the reversing sample (after the
     rest a hold may have ended in, where the voltage is not used)."""
     for k in rows:
-        target = 0.0 if tr.seg_sign[k] < 0 else 1.0
+        target = _cut_off_soc(tr, k)
         lag = tr.seg_i_end[k] * tr.consts[k, _C["tau_diff_s"]] / (3.0 * tr.capacity_mah[k] * 3.6)
         var = _KNEE_SOC_SD**2 + lag**2
         if ended is None:

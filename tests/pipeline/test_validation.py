@@ -191,6 +191,19 @@ def test_the_verdict_names_what_fails_and_by_how_much(tmp_path: Path, twin: dict
     assert judged.summary().startswith(f"does not track: {failing} ({by_how_much}")
 
 
+def test_a_knee_at_the_end_of_a_cycle_does_not_stand_for_its_nis(tmp_path: Path) -> None:
+    """The running NIS of a twin consistent all cycle long jumps at the knee its last sample
+    sits on: the cycle's NIS is the median of it, not its last value."""
+    rec = _cell(DEEP, sloped=True)
+    twin = _twin(rec)
+    for h in half_cycles(rec):
+        end = np.searchsorted(rec.t, h.t_end, side="right")
+        twin.state["nis"][end - 3 : end] = 12.0
+    judged = verdict("V1", _table(validate_cell(rec, twin, one_c_ma=10.0), tmp_path))
+    voltage = next(c for c in judged.checks if c.name == "voltage residual")
+    assert voltage.passed and "median NIS 0.80" in voltage.detail
+
+
 def test_capacity_that_does_not_explain_the_charge_fails(tmp_path: Path) -> None:
     rec = _cell(DEEP)
     twin = _twin(rec)

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from typer.main import get_command
 
-from connectors.config import ENV_VARS, load_config
+from connectors.config import ENV_VARS
 from pipeline.cli import app
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"

@@ -125,7 +125,7 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
         influx = cfg.influx
         op.output("influx_out", op.merge("influx_batches", batches, op.key_rm("health_unkey", health)),
                   InfluxSink(influx.url, influx.token, influx.org, influx.bucket, max_outage_s=cfg.max_outage_s,
-                             health_interval_s=cfg.health_interval_s))
+                             health_interval_s=cfg.health_interval_s, overlap=cfg.recovery_dir is None))
     if cfg.kafka is not None:
         kafka = cfg.kafka.bootstrap
         producing = {"max_outage_s": cfg.max_outage_s, "producer_config": cfg.kafka.producer_config()}

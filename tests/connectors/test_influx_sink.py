@@ -33,6 +33,10 @@ class _ScriptedServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.statuses = statuses
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.answer = threading.Event()  # cleared: a request waits (5 s at most) before its answer
+        self.answer.set()
+        self.received = threading.Event()
+        self.answered = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,6 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.requests.append((self.path, dict(self.headers), body))
+        self.server.received.set()
+        self.server.answer.wait(5.0)
         status = self.server.statuses.pop(0) if self.server.statuses else 204
         payload = b'{"code":"x","message":"scripted failure"}' if status >= 400 else b""
         self.send_response(status)
@@ -48,6 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+        self.server.answered += 1
 
     def log_message(self, *args: object) -> None:
         """Quiet: the test reads the recorded requests, not a log line per request."""
@@ -174,3 +181,45 @@ def test_an_outage_longer_than_the_limit_stops_with_one_line() -> None:
     message = str(raised.value)
     assert "\n" not in message and message.startswith(f"InfluxDB http://127.0.0.1:{port} (worker 0) unreachable for ")
     assert "0.2 s (--max-outage)" in message and "Connection refused" in message
+
+
+def _overlapped(url: str):
+    sink = InfluxSink(url, "token", "org", "bucket", max_retries=0, timeout_s=10, health_interval_s=3600.0,
+                      overlap=True)
+    return sink.build("influx", 0, 1)
+
+
+def test_an_overlapped_write_returns_while_the_store_takes_it_and_the_next_waits(scripted: _ScriptedServer) -> None:
+    scripted.answer.clear()
+    part = _overlapped(f"http://127.0.0.1:{scripted.server_port}")
+    part.write_batch(batches([_item(soc=0.5)]))  # returns with the store still holding its answer
+    assert scripted.received.wait(5.0)
+    assert len(scripted.requests) == 1 and scripted.answered == 0
+    second = threading.Thread(target=part.write_batch, args=(batches([_item(soc=0.6)]),))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive() and len(scripted.requests) == 1  # one batch in flight at most
+    scripted.answer.set()
+    second.join(5.0)
+    part.close()  # waits for the second
+    bodies = [gzip.decompress(body).splitlines()[0] for _path, _headers, body in scripted.requests]
+    assert bodies == [rb"twin_state,cell=A\ 1,preset=p soc=0.5 1767225600251",
+                      rb"twin_state,cell=A\ 1,preset=p soc=0.6 1767225600251"]
+
+
+def test_an_overlapped_write_that_fails_raises_at_the_next_write_or_at_close(scripted: _ScriptedServer) -> None:
+    url = f"http://127.0.0.1:{scripted.server_port}"
+    scripted.statuses = [400]
+    part = _overlapped(url)
+    part.write_batch(batches([_item(soc=0.5)]))
+    with pytest.raises(InfluxWriteError, match="scripted failure"):
+        part.write_batch(batches([_item(soc=0.6)]))
+    part.close()
+    assert len(scripted.requests) == 1  # the batch after a refused one is not sent
+
+    scripted.statuses = [400]
+    part = _overlapped(url)
+    part.write_batch(batches([_item(soc=0.7)]))
+    with pytest.raises(InfluxWriteError, match="scripted failure") as raised:
+        part.close()
+    assert (raised.value.status, raised.value.attempts) == (400, 1)

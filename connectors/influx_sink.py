@@ -3,13 +3,10 @@
 Items are :class:`connectors.wire.Batch` columns (rows of one measurement, times in epoch
 seconds), so the dataflow never sees influxdb-client types.
 
-A bytewax batch of them is written in one request of the write API (line protocol,
-gzipped). By default inside ``write_batch``: when it returns, the server has stored the
-points, which is what lets a run with recovery commit an epoch. With ``overlap=True``
-(runs without recovery) the request goes out on a writer thread and ``write_batch``
-returns at once, so the dataflow computes the next batch while the store takes this one;
-the next ``write_batch`` (or ``close``) first waits for it and raises its error, so at
-most one batch is in flight and a slow store still holds the dataflow back. Transient failures (HTTP 5xx and 429, connection errors,
+A bytewax batch of them is written in one request of the write API inside ``write_batch``
+(line protocol, gzipped): when it returns, the server has stored the points (with
+``overlap=True``, for runs without recovery, the request runs on a writer thread while the
+dataflow computes the next batch: :mod:`connectors.overlap`). Transient failures (HTTP 5xx and 429, connection errors,
 timeouts) are retried with exponential backoff in the same call, by default for as long as
 the store is away: the worker reads no new input meanwhile (backpressure), and resumes
 where it was once the store is back, so nothing is lost (see :mod:`connectors.outage` for
@@ -38,7 +35,6 @@ import gzip
 import math
 import re
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import urllib3
@@ -49,6 +45,7 @@ from influxdb_client.service.write_service import WriteService
 
 from connectors.line_protocol import lines as line_protocol
 from connectors.outage import Outage
+from connectors.overlap import Overlapped
 from connectors.wire import MEAS_HEALTH, Batch, batches
 
 __all__ = ["InfluxSink", "InfluxWriteError"]
@@ -84,8 +81,8 @@ class InfluxSink(DynamicSink[Batch]):
     :arg backoff_s: wait before the first retry; doubled for each further one.
     :arg max_backoff_s: cap on one wait.
     :arg health_interval_s: least wall time between two health points (and outage log lines).
-    :arg overlap: send each batch while the dataflow computes the next (see the module doc);
-        only for runs without recovery, where returning is not what commits an epoch.
+    :arg overlap: write each batch while the dataflow computes the next
+        (:class:`~connectors.overlap.Overlapped`); only for runs without recovery.
     """
 
     def __init__(
@@ -127,11 +124,11 @@ class InfluxSink(DynamicSink[Batch]):
         outage = Outage(f"InfluxDB {self._url} (worker {worker_index})", max_outage_s=self._max_outage_s,
                         backoff_s=self._backoff_s, max_backoff_s=self._max_backoff_s,
                         log_interval_s=self._health_interval_s)
-        return _InfluxPartition(
+        partition = _InfluxPartition(
             client, WriteService(client.api_client), self._bucket, self._org,
             self._max_retries, outage, f"influx-{worker_index}", self._health_interval_s,
-            ThreadPoolExecutor(1, thread_name_prefix=f"influx-{worker_index}") if self._overlap else None,
         )
+        return Overlapped(partition, f"influx-{worker_index}") if self._overlap else partition
 
 
 class _InfluxPartition(StatelessSinkPartition[Batch]):
@@ -145,10 +142,7 @@ class _InfluxPartition(StatelessSinkPartition[Batch]):
         outage: Outage,
         worker: str,
         health_interval_s: float,
-        writer: ThreadPoolExecutor | None,
     ) -> None:
-        self._writer = writer
-        self._in_flight: Future[None] | None = None
         self._worker = worker
         self._health_interval_s = health_interval_s
         self._failed_attempts = 0
@@ -164,20 +158,6 @@ class _InfluxPartition(StatelessSinkPartition[Batch]):
         lines = [line for batch in items for line in line_protocol(batch)]
         if not lines:
             return
-        if self._writer is None:
-            self._store(lines)
-            return
-        self._wait()
-        self._in_flight = self._writer.submit(self._store, lines)
-
-    def _wait(self) -> None:
-        """Wait for the batch in flight, if any; its failure is raised here."""
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None:
-            in_flight.result()
-
-    def _store(self, lines: list[str]) -> None:
-        """Write `lines` in one request, retrying transient failures (see the module doc)."""
         self._add_health(lines)
         attempt = 0
         while True:
@@ -214,9 +194,4 @@ class _InfluxPartition(StatelessSinkPartition[Batch]):
         lines.extend(line_protocol(batches([point])[0]))
 
     def close(self) -> None:
-        try:
-            self._wait()
-        finally:
-            if self._writer is not None:
-                self._writer.shutdown()
-            self._client.close()
+        self._client.close()

@@ -6,7 +6,8 @@ record's future. bytewax therefore never moves past an epoch whose output is not
 A broker outage is ridden out: records that timed out or failed with a retriable error are
 sent again after a backoff, however long the outage lasts unless ``max_outage_s`` says
 otherwise (see :mod:`connectors.outage`); while ``write_batch`` waits, the worker reads no
-new input.
+new input. With ``overlap=True`` (runs without recovery) all this happens on a writer
+thread while the dataflow computes the next batch (:mod:`connectors.overlap`).
 
 A record the broker refuses for itself (larger than the topic or the client allows, or
 invalid) is sent once more alone; if it is refused again it goes to a local JSON-lines
@@ -35,6 +36,7 @@ from kafka.errors import (
 
 from connectors import kafka_clients
 from connectors.outage import Outage
+from connectors.overlap import Overlapped
 
 __all__ = ["KafkaSink"]
 
@@ -65,6 +67,8 @@ class KafkaSink(DynamicSink[KeyValue]):
     :arg undeliverable: a file that records refused by the broker for themselves (too
         large, invalid) are appended to, one JSON object per line (``topic``, ``error``,
         ``key``, ``value``; key and value as UTF-8 text), instead of failing the batch.
+    :arg overlap: write each batch while the dataflow computes the next
+        (:class:`~connectors.overlap.Overlapped`); only for runs without recovery.
     """
 
     def __init__(
@@ -76,7 +80,9 @@ class KafkaSink(DynamicSink[KeyValue]):
         max_outage_s: float | None = None,
         producer_config: Mapping[str, Any] | None = None,
         undeliverable: Path | None = None,
+        overlap: bool = False,
     ) -> None:
+        self._overlap = overlap
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._timeout_s = timeout_s
@@ -89,7 +95,8 @@ class KafkaSink(DynamicSink[KeyValue]):
     ) -> StatelessSinkPartition[KeyValue]:
         outage = Outage(f"Kafka broker {self._bootstrap} ({self._topic}, worker {worker_index})",
                         max_outage_s=self._max_outage_s)
-        return _KafkaSinkPartition(self._new_producer, self._topic, self._timeout_s, outage, self._undeliverable)
+        partition = _KafkaSinkPartition(self._new_producer, self._topic, self._timeout_s, outage, self._undeliverable)
+        return Overlapped(partition, f"kafka-{self._topic}-{worker_index}") if self._overlap else partition
 
     def _new_producer(self, shrink: int = 0) -> KafkaProducer:
         """A producer; its batches ``2**shrink`` times smaller (down to 16 KiB) after refusals."""

@@ -116,6 +116,8 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
         # With recovery the files follow the snapshots exactly: a resumed run continues them.
         files = OutputFolderSink(cfg.out, exact=cfg.recovery_dir is not None)
         op.output("files_out", op.key_on("files_key", records, lambda _: "files"), files)
+    # Without recovery a sink's return commits nothing: its writes may overlap the next batch.
+    overlap = cfg.recovery_dir is None
     if cfg.influx is not None:
         lag = KafkaLag(cfg.kafka.bootstrap, cfg.kafka.consumer_config()) if cfg.kafka is not None else None
         health = op.stateful_batch("health", op.key_on("health_key", stats, lambda _: HEALTH_KEY),
@@ -125,10 +127,11 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
         influx = cfg.influx
         op.output("influx_out", op.merge("influx_batches", batches, op.key_rm("health_unkey", health)),
                   InfluxSink(influx.url, influx.token, influx.org, influx.bucket, max_outage_s=cfg.max_outage_s,
-                             health_interval_s=cfg.health_interval_s, overlap=cfg.recovery_dir is None))
+                             health_interval_s=cfg.health_interval_s, overlap=overlap))
     if cfg.kafka is not None:
         kafka = cfg.kafka.bootstrap
-        producing = {"max_outage_s": cfg.max_outage_s, "producer_config": cfg.kafka.producer_config()}
+        producing = {"max_outage_s": cfg.max_outage_s, "producer_config": cfg.kafka.producer_config(),
+                     "overlap": overlap}
         states = op.filter("twin_batches", batches, lambda b: b.measurement == MEAS_STATE)
         alerts = op.filter("alert_batches", batches, lambda b: b.measurement == MEAS_ALERT)
         op.output("twin_out", op.flat_map("twin_json", states, Batch.frames), KafkaSink(kafka, TOPIC_TWIN, **producing))

@@ -154,6 +154,25 @@ def test_sink_returns_only_once_the_batch_is_stored(kafka_bootstrap: str) -> Non
     assert sorted(read) == sorted(items)
 
 
+def test_an_overlapped_sink_keeps_the_order_of_its_batches_and_stores_all_by_close(kafka_bootstrap: str) -> None:
+    topic = _topic()
+    ensure_topics(kafka_bootstrap, {topic: 1})
+    batches = [[(b"cell", f"estimate-{b}-{i}".encode()) for i in range(50)] for b in range(4)]
+    part = KafkaSink(kafka_bootstrap, topic, overlap=True).build("out", 0, 1)
+    for batch in batches:
+        part.write_batch(batch)
+    part.close()  # waits for the batch in flight
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=5000)
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        read = [r.value for _, r in zip(range(200), consumer)]
+    finally:
+        consumer.close()
+    assert read == [value for batch in batches for _key, value in batch]
+
+
 def test_sink_raises_when_records_cannot_be_stored(kafka_bootstrap: str) -> None:
     # The broker does not auto-create topics, so nothing sent here can be acknowledged: the
     # sink retries as in an outage, until the outage limit.

@@ -87,12 +87,12 @@ _WIRE_UNITS = {"timestamp": "s", "voltage": "V", "current": "A", "temperature": 
 # Common spellings in hand-made tables and data portals (battery-data-hub, BatteryArchive,
 # battdat), most specific first; matched on the name without its unit.
 _ALIASES: dict[str, tuple[str, ...]] = {
-    "time": ("test time", "elapsed time", "total time", "testtime", "elapsed", "time", "seconds", "secs", "minutes",
-             "hours"),
-    "timestamp": ("unix time", "timestamp", "date time", "datetime", "date", "datenum"),
+    "time": ("test time", "elapsed time", "total time", "prog time", "testtime", "elapsed", "time", "seconds", "secs",
+             "minutes", "hours"),
+    "timestamp": ("unix time", "timestamp", "time stamp", "date time", "datetime", "date", "datenum"),
     "voltage": ("voltage", "cell voltage", "potential", "ewe", "ecell", "u", "v", "volts", "volt", "millivolts", "mv"),
     "current": ("current", "cell current", "i", "amps", "amp", "amperes", "ampere", "milliamps", "ma"),
-    "temperature": ("cell temperature", "temperature", "temp", "t1"),
+    "temperature": ("cell temperature", "temperature", "temp", "t1", "temperature a1"),
     "cycle": ("cycle index", "cycle number", "cycle count", "cycle"),
     "step": ("step index", "step number", "step count", "step"),
     "cell": ("cell id", "cell"),
@@ -108,6 +108,11 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 
 # Quantities whose column may be named by its unit alone ("volts", "amps", "mA", "seconds").
 _NAMED_BY_UNIT = ("voltage", "current", "time")
+
+# Exports whose headers state no units but whose vendor fixes them, known by a column only
+# they have: Bitrode's first CSV layout (``Total Time,Cycle,Loop Counter #1,...,Current,
+# Voltage,...``; its later one says ``"Total Time, S"``).
+_UNSTATED_UNITS = {"Loop Counter #1": ("bitrode csv", {"time": "s", "voltage": "V", "current": "A"})}
 
 
 @dataclass
@@ -211,6 +216,11 @@ def generic_layout(header: Sequence[str], mapping: ColumnMapping, fmt: str = "ta
                 units[role] = unit
     if header_key(columns.get("timestamp", "")) == DATENUM:  # "Datenum_d" counts days since year 0
         units["timestamp"] = DATENUM
+    for marker, (vendor, vendor_units) in _UNSTATED_UNITS.items():
+        unstated = {role: unit for role, unit in vendor_units.items() if role in columns and role not in units}
+        if marker in header and unstated:
+            fmt = vendor
+            units.update(unstated)
     units.update(mapping.units)
     return Layout(fmt, columns, units, discharge_positive=convention)
 
@@ -243,18 +253,73 @@ def read_table(
         return normalise(table, layout, options, report)
 
     lines, encoding = read_head(path)
-    index = next((k for k, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")), None)
+    index = _header_index(lines, mp)
     if index is None:
         raise ReaderError(f"{path} has no header line")
+    if index:
+        report.warn(f"column names on line {index + 1}; the {index} line(s) above them are not data")
     delimiter = sniff_delimiter(lines[index])
     header = split_line(lines[index], delimiter)
     layout = generic_layout(header, mp, {"\t": "tsv", ";": "csv (;)", ",": "csv"}[delimiter])
-    if delimiter != "," and index + 1 < len(lines):
-        layout.decimal_comma = _decimal_comma(lines[index + 1 : index + 21], delimiter)
+    if layout.format in {vendor for vendor, _units in _UNSTATED_UNITS.values()}:
+        assumed = ", ".join(f"{role} in {layout.units[role]}" for role in ("time", "voltage", "current")
+                            if role in layout.units and role not in mp.units and not split_header(layout.columns[role])[1])
+        if assumed:
+            report.warn(f"the header states no units; read as a {layout.format} export: {assumed} "
+                        "(give --unit ROLE=UNIT if the file says otherwise)")
+    unit_rows = _read_units_row(lines[index + 1] if index + 1 < len(lines) else "", delimiter, header, layout)
+    if unit_rows:
+        report.warn(f"units from the row below the column names (line {index + 2})")
+    first_data = index + 1 + unit_rows
+    if delimiter != "," and first_data < len(lines):
+        layout.decimal_comma = _decimal_comma(lines[first_data : first_data + 20], delimiter)
     return read_text(
-        path, header_line=index + 1, delimiter=delimiter, encoding=encoding,
+        path, header_line=first_data, delimiter=delimiter, encoding=encoding,
         header=header, layout=layout, options=options, report=report,
     )
+
+
+def _read_units_row(line: str, delimiter: str, header: Sequence[str], layout: Layout) -> int:
+    """1 if `line`, the one below the column names, holds their units (Digatron: ``Voltage,
+    Current`` over ``V,A``), which then fill the units the names do not state; else 0."""
+    fields = split_line(line, delimiter)
+    if len(fields) < len(header) // 2 or not any(fields) or any(_is_number(f) for f in fields):
+        return 0
+    stated = {role: fields[header.index(column)] for role, column in layout.columns.items()
+              if header.index(column) < len(fields) and fields[header.index(column)]}
+    if not any(canonical_unit(stated.get(role, "")) in QUANTITIES[role] for role in ("voltage", "current")):
+        return 0
+    for role, unit in stated.items():
+        layout.units.setdefault(role, unit)
+    return 1
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", "."))
+    except ValueError:
+        return False
+    return True
+
+
+def _header_index(lines: Sequence[str], mapping: ColumnMapping) -> int | None:
+    """The line that names the columns: the first that names voltage, current and a time (or
+    every mapped column), below any preamble a cycler writes first (Bitrode's ``Test Name``,
+    ``Test Date``); else the first line that is not blank or a ``#`` comment."""
+    candidates = [k for k, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")]
+    for k in candidates:
+        header = split_line(lines[k], sniff_delimiter(lines[k]))
+        if mapping.columns:
+            if set(mapping.columns.values()) <= set(header):
+                return k
+            continue
+        try:
+            cols = generic_layout(header, mapping).columns
+        except ReaderError:
+            continue
+        if "voltage" in cols and "current" in cols and ("time" in cols or "timestamp" in cols):
+            return k
+    return candidates[0] if candidates else None
 
 
 def _decimal_comma(lines: Sequence[str], delimiter: str) -> bool:

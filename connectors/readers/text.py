@@ -9,6 +9,8 @@ instead of aborting the file. Empty lines are kept as rows so that table row
 
 from __future__ import annotations
 
+import csv
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,9 +134,8 @@ def _fit_header(path: Path, header_line: int, delimiter: str, header: list[str])
 
 
 def split_line(line: str, delimiter: str) -> list[str]:
-    """Header fields as Arrow will see them (quotes removed for CSV)."""
-    fields = line.split(delimiter)
+    """Header fields as Arrow will see them: for CSV, quoted (``"Total Time, S"``) and unquoted."""
     if delimiter == ",":
-        fields = [f.strip().strip('"') for f in fields]
-    return [f.strip() for f in fields]
+        return [f.strip().strip('"').strip() for f in next(csv.reader([line], skipinitialspace=True), [])]
+    return [f.strip() for f in line.split(delimiter)]
 

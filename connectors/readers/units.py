@@ -102,15 +102,18 @@ _SERIAL_1970 = 25569.0  # serial date of 1970-01-01 00:00
 # "Name(unit)", "Name (unit)", "Name [unit]", "Name / unit", "<I>/mA", "time/s".
 # The unit is the last bracketed or slash-separated token of the header.
 _HEADER = re.compile(r"^(?P<base>.*?)\s*(?:\((?P<p>[^()]*)\)|\[(?P<b>[^\[\]]*)\]|/\s*(?P<s>[^/]*))\s*$")
-# "Voltage_V", "Charge_Capacity_Ah", "charging_capacity_ampere_hour": a unit after an underscore.
-_SUFFIXES = (re.compile(r"^(?P<base>.+?)_(?P<u>[^_\s]+_[^_\s]+)$"), re.compile(r"^(?P<base>.+?)_(?P<u>[^_\s]+)$"))
+# "Voltage_V", "Charge_Capacity_Ah", "charging_capacity_ampere_hour": a unit after an underscore;
+# "Total Time, S", "Current, A" (Bitrode): after a comma.
+_SUFFIXES = (re.compile(r"^(?P<base>.+?)_(?P<u>[^_\s]+_[^_\s]+)$"), re.compile(r"^(?P<base>.+?)_(?P<u>[^_\s]+)$"),
+             re.compile(r"^(?P<base>.+?),\s*(?P<u>[^,]+?)$"))
 
 
 def split_header(header: str) -> tuple[str, str | None]:
     """Split a column header into its base name and the unit it states, if any.
 
-    An underscore suffix counts as a unit only when it is a unit this module
-    knows (``Voltage_V``, ``Time_s``), so ``Cycle_Index`` keeps its name.
+    An underscore or comma suffix counts as a unit only when it is a unit this
+    module knows (``Voltage_V``, ``Time_s``, ``Current, A``), so ``Cycle_Index``
+    keeps its name.
     """
     text = header.strip()
     m = _HEADER.match(text)

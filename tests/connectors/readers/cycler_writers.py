@@ -103,6 +103,41 @@ def write_arbin(path: Path, cell: Synthetic) -> Path:
     return path
 
 
+def write_bitrode(path: Path, cell: Synthetic, stated_units: bool) -> Path:
+    """Bitrode CSV: the first layout (no units, none stated) or the later one (``"Total Time, S"``,
+    quoted, below a ``Test Name`` / ``Test Date`` preamble); discharge negative."""
+    if stated_units:
+        lines = ["Test Name,synthetic", f"Test Date,{_utc(cell.t[0], '%m/%d/%Y')}", "",
+                 '"Total Time, S","Cycle","Loop Counter #1","Step","Step Time, S","Current, A","Voltage, V",'
+                 '"Amp-Hours, AH","Temperature A1, °C","Mode"']
+    else:
+        lines = ["Total Time,Cycle,Loop Counter #1,Loop Counter #2,Loop Counter #3,Step,Step time,Current,Voltage,"
+                 "Amp-Hours,Watt-Hours,Mode,Data Acquisition Flag"]
+    for k in range(len(cell.t)):
+        mode = "CHARGE" if cell.i[k] > 0 else "DISCHARGE" if cell.i[k] < 0 else "REST"
+        if stated_units:
+            lines.append(f"{cell.elapsed[k]:.3f},{cell.cycle[k]},0,{cell.step[k]},0.0,{cell.i[k]:.6f},{cell.v[k]:.6f},"
+                         f"0.0,{cell.temp_c[k]:.2f},{mode}")
+        else:
+            lines.append(f"{cell.elapsed[k]:.3f},{cell.cycle[k]},0,0,0,{cell.step[k]},0.0,{cell.i[k]:.6f},"
+                         f"{cell.v[k]:.6f},0.0,0.0,{mode},T")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_digatron(path: Path, cell: Synthetic) -> Path:
+    """Digatron CSV: a preamble, the column names, then a row of their units; current in mA here."""
+    lines = ["Digatron Test Report", "Program,cycling.pgm", "",
+             "Time Stamp,Step,Status,Prog Time,Cycle,Voltage,Current,Temperature,AhAccu",
+             ",,,,,V,mA,°C,Ah"]
+    for k in range(len(cell.t)):
+        status = "CHA" if cell.i[k] > 0 else "DCH" if cell.i[k] < 0 else "PAU"
+        lines.append(f"{_utc(cell.t[k], '%Y-%m-%d %H:%M:%S')},{cell.step[k]},{status},{_hms(cell.elapsed[k])},"
+                     f"{cell.cycle[k]},{cell.v[k]:.6f},{1000 * cell.i[k]:.3f},{cell.temp_c[k]:.2f},")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def write_maccor(path: Path, cell: Synthetic) -> Path:
     """Maccor raw text export: metadata line, tab separated, current magnitude + State."""
     start = _utc(cell.t[0], "%m/%d/%Y %I:%M:%S %p")

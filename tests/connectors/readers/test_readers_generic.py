@@ -20,7 +20,7 @@ from connectors.readers import (
     load_mapping,
     read_archive,
 )
-from cycler_writers import START, synthetic_cell, write_bdf
+from cycler_writers import START, synthetic_cell, write_bdf, write_bitrode, write_digatron
 from real_files import REAL, assert_counters_match_current, assert_discharge_negative, assert_wire_ready
 
 
@@ -464,3 +464,32 @@ def test_numeric_timestamps_in_days_are_dates_and_elapsed_seconds_stay_seconds(t
     unix = tmp_path / "unix.csv"
     unix.write_text("Time_s,Unix Time,Voltage_V,Current_A\n0,1672574400,3.0,1\n10,1672574410,3.1,1\n")
     np.testing.assert_allclose(read_archive(unix).only().t, [1672574400.0, 1672574410.0], atol=1e-3)
+
+
+@pytest.mark.parametrize("stated_units", [False, True])
+def test_bitrode_exports_read_without_a_mapping(tmp_path: Path, stated_units: bool) -> None:
+    cell = synthetic_cell()
+    archive = read_archive(write_bitrode(tmp_path / "bitrode.csv", cell, stated_units), start=START)
+    got = archive.only()
+    np.testing.assert_allclose(got.t, cell.t)
+    np.testing.assert_allclose(got.v, cell.v)
+    np.testing.assert_allclose(got.i, cell.i)
+    warnings = " ".join(archive.report.warnings)
+    if stated_units:  # the quoted "Total Time, S" below a preamble
+        np.testing.assert_allclose(got.temp_c, cell.temp_c)
+        assert "column names on line 4" in warnings and "states no units" not in warnings
+    else:  # no unit in any header: Bitrode's own, said so
+        assert archive.report.format == "bitrode csv"
+        assert "time in s, voltage in V, current in A" in warnings
+
+
+def test_units_in_the_row_below_the_column_names_are_read(tmp_path: Path) -> None:
+    cell = synthetic_cell()
+    archive = read_archive(write_digatron(tmp_path / "digatron.csv", cell))
+    got = archive.only()
+    np.testing.assert_allclose(got.t, cell.t)
+    np.testing.assert_allclose(got.v, cell.v)
+    np.testing.assert_allclose(got.i, cell.i)  # the units row says mA
+    np.testing.assert_allclose(got.temp_c, cell.temp_c)
+    assert archive.report.rows_rejected == 0
+    assert "units from the row below the column names (line 5)" in " ".join(archive.report.warnings)

@@ -24,6 +24,9 @@ from connectors.readers.units import conversion, epoch_conversion, split_header
         ("Test_Time", "Test_Time", None),
         ("Power_W", "Power_W", None),  # a unit no quantity here uses stays in the name
         ("Amp-hr", "Amp-hr", None),
+        ("Total Time, S", "Total Time", "S"),  # Bitrode: after a comma
+        ("Temperature A1, °C", "Temperature A1", "°C"),
+        ("Watt-Hours, WH", "Watt-Hours, WH", None),
     ],
 )
 def test_split_header(header: str, base: str, unit: str | None) -> None:

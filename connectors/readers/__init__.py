@@ -13,7 +13,7 @@ format         files                                       needs
 ``maccor``     Maccor text export                          -
 ``biologic``   EC-Lab ``.mpt``                             -
 ``mpr``        EC-Lab ``.mpr``                             galvani (GPL)
-``neware``     Neware CSV record export                    -
+``neware``     Neware CSV record export, BTS 7 nested CSV  -
 ``xlsx``       Neware XLSX export                          openpyxl
 ``landt``      Landt (LANHE) XLSX export                   openpyxl
 ``nda``        Neware ``.nda``/``.ndax``                   fastnda/NewareNDA

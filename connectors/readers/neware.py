@@ -7,6 +7,10 @@ whenever the file has one. ``Time`` in these exports is the step time; the
 test clock is ``Total Time`` (seconds or ``h:mm:ss``) and the wall clock is
 ``Date``/``Realtime``, local time without a zone (pass ``tz``).
 
+BTS 7 exported a nested CSV instead: a cycle row, then step rows one field in (with the
+step's name), then record rows two fields in whose ``Time`` restarts with each step; it is
+flattened, and the test clock is the sum of the steps' times.
+
 The charge counters are ``Capacity(mAh)`` (the step's, a magnitude) or the
 per-direction ``Chg. Cap.(mAh)``/``DChg. Cap.(mAh)`` of newer BTS versions.
 
@@ -17,6 +21,7 @@ the BDF project's Neware plugin, beep's Neware config and the two NDA readers.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +33,7 @@ from . import xlsx
 from .generic import ColumnMapping, override, sniff_delimiter, with_mapping_options
 from .model import Archive, MissingExtraError, ParseReport, UnsupportedFormatError
 from .tabular import Layout, Options, normalise, pick, read_text, require
+from .convert import durations, looks_like_durations, numbers
 from .text import read_head, split_line
 from .units import split_header
 
@@ -53,8 +59,15 @@ _MARKERS = ("Step Type", "DataPoint", "Record Index", "Record ID", "Total Time")
 
 
 def sniff(lines: Sequence[str]) -> bool:
-    """A Neware record table names ``Step Type``/``DataPoint``/``Total Time`` in its header."""
-    return bool(lines) and sum(m in lines[0] for m in _MARKERS) >= 2
+    """A Neware record table names ``Step Type``/``DataPoint``/``Total Time`` in its header;
+    a BTS 7 export nests ``Cycle ID``, ``Step ID`` and ``Record ID`` rows."""
+    return bool(lines) and (sum(m in lines[0] for m in _MARKERS) >= 2 or _nested(lines))
+
+
+def _nested(lines: Sequence[str]) -> bool:
+    """BTS 7's CSV: a cycle row, a step row one field in, a record row two fields in."""
+    return (len(lines) >= 3 and lines[0].lstrip().startswith("Cycle ID") and "Step ID" in lines[1]
+            and "Record ID" in lines[2] and not lines[1].split(sniff_delimiter(lines[1]))[0].strip())
 
 
 def state_sign(col: pa.ChunkedArray) -> np.ndarray:
@@ -84,7 +97,9 @@ def read_neware_csv(
     path = Path(path)
     mapping = mapping or ColumnMapping()
     options = with_mapping_options(mapping, options or Options())
-    lines, encoding = read_head(path, max_lines=2)
+    lines, encoding = read_head(path, max_lines=3)
+    if _nested(lines):
+        return _read_nested(path, lines, encoding, mapping, options)
     delimiter = sniff_delimiter(lines[0])
     header = split_line(lines[0], delimiter)
     layout = _layout(header, "neware csv", mapping)
@@ -92,6 +107,72 @@ def read_neware_csv(
         path, header_line=1, delimiter=delimiter, encoding=encoding, header=header,
         layout=layout, options=options, report=ParseReport(source=str(path)),
     )
+
+
+def _read_nested(path: Path, lines: Sequence[str], encoding: str, mapping: ColumnMapping,
+                 options: Options) -> Archive:
+    """BTS 7's nested CSV, flattened: each record row with its cycle, its step and the step's
+    name (the sign), and the test clock summed over the steps, whose ``Time`` restarts at 0."""
+    delimiter = sniff_delimiter(lines[2])
+    step_header = split_line(lines[1], delimiter)[1:]
+    header = split_line(lines[2], delimiter)[2:]
+    layout = _layout(header, "neware csv (cycle, step, record rows)", mapping)
+    step_time = pick(header, ("Time(h:min:s.ms)", "Time"))
+    name_at = step_header.index("Step Name") if "Step Name" in step_header else None
+    if step_time is None or "time" in layout.columns:
+        raise UnsupportedFormatError(f"{path}: a nested Neware CSV without a record 'Time' column; "
+                                     "give --format table with a mapping")
+    wanted = list(dict.fromkeys(layout.columns.values()))
+    index = [header.index(name) for name in wanted + [step_time]]
+    cells: list[list[str]] = [[] for _ in index]
+    cycles: list[str] = []
+    steps: list[str] = []
+    names: list[str] = []
+    starts: list[int] = []  # the first record of each step
+    cycle = step = name = ""
+    with path.open(encoding=encoding, newline="") as fh:
+        for number, row in enumerate(csv.reader(fh, delimiter=delimiter), start=1):
+            if number <= 3 or not any(field.strip() for field in row):
+                continue
+            if row[0].strip():
+                cycle = row[0].strip()
+            elif len(row) > 1 and row[1].strip():
+                step = row[1].strip()
+                name = row[1 + name_at].strip() if name_at is not None and len(row) > 1 + name_at else ""
+                starts.append(len(cycles))
+            else:
+                record = row[2:]
+                for out, k in zip(cells, index):
+                    out.append(record[k] if k < len(record) else "")
+                cycles.append(cycle)
+                steps.append(step)
+                names.append(name)
+    extra = {"Test Time (s)": _test_clock(cells.pop(), starts), "Cycle ID": cycles, "Step ID": steps,
+             "Step Name": names}
+    for role, column in (("time", "Test Time (s)"), ("cycle", "Cycle ID"), ("step", "Step ID"), ("state", "Step Name")):
+        if role == "time" or role not in layout.columns:
+            layout.columns[role] = column
+            wanted.append(column)
+            cells.append(extra[column])
+    layout.units["time"] = "s"
+    require(layout, header + list(extra))
+    report = ParseReport(source=str(path))
+    report.warn("a nested cycle / step / record export: the test clock is the sum of the steps' times")
+    return normalise(xlsx.table_of(wanted, cells), layout, options, report)
+
+
+def _test_clock(step_times: list[str], starts: list[int]) -> list[str]:
+    """Seconds since the test began, from step times (``h:mm:ss.ms``) that restart at each of
+    `starts`: each step begins where the one before it last logged."""
+    col = pa.chunked_array([pa.array(step_times, pa.string())])
+    seconds = durations(col)[0] if looks_like_durations(col) else numbers(col, False)[0]
+    seconds = np.nan_to_num(seconds)
+    bounds = np.unique(np.clip(np.asarray(starts + [len(step_times)], dtype=int), 0, len(step_times)))
+    offsets = np.zeros(len(step_times))
+    lasts = seconds[bounds[1:] - 1] if len(step_times) else np.zeros(0)
+    for begin, end, before in zip(bounds[:-1], bounds[1:], np.cumsum(np.r_[0.0, lasts[:-1]])):
+        offsets[begin:end] = before
+    return [repr(float(x)) for x in seconds + offsets]
 
 
 def read_neware_xlsx(

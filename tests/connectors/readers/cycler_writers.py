@@ -138,6 +138,25 @@ def write_digatron(path: Path, cell: Synthetic) -> Path:
     return path
 
 
+def write_neware_nested(path: Path, cell: Synthetic) -> Path:
+    """Neware BTS 7 CSV: cycle rows, step rows one field in (with the step's name), record rows
+    two fields in whose time restarts with each step; current a magnitude in mA."""
+    lines = ["Cycle ID,Cap_Chg(mAh),Cap_DChg(mAh)", ",Step ID,Step Name,Step Time(h:min:s.ms)",
+             ",,Record ID,Time(h:min:s.ms),Voltage(V),Current(mA),Temperature(C)"]
+    step_start = 0.0
+    for k in range(len(cell.t)):
+        if k == 0 or cell.cycle[k] != cell.cycle[k - 1]:
+            lines.append(f"{cell.cycle[k]},0,0")
+        if k == 0 or cell.step[k] != cell.step[k - 1]:
+            name = "CC_Chg" if cell.i[k] > 0 else "CC_DChg" if cell.i[k] < 0 else "Rest"
+            lines.append(f",{cell.step[k]},{name},0:00:00.000")
+            step_start = cell.elapsed[k - 1] if k else 0.0  # a step's clock runs from the record before it
+        lines.append(f",,{k + 1},{_hms(cell.elapsed[k] - step_start)},{cell.v[k]:.6f},{1000 * abs(cell.i[k]):.3f},"
+                     f"{cell.temp_c[k]:.2f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def write_maccor(path: Path, cell: Synthetic) -> Path:
     """Maccor raw text export: metadata line, tab separated, current magnitude + State."""
     start = _utc(cell.t[0], "%m/%d/%Y %I:%M:%S %p")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from connectors.readers import MissingExtraError, detect_format, read_archive
-from cycler_writers import synthetic_cell, write_neware_csv, write_neware_xlsx
+from cycler_writers import START, synthetic_cell, write_neware_csv, write_neware_nested, write_neware_xlsx
 
 
 @pytest.mark.parametrize("discharge_positive", [True, False])
@@ -25,6 +25,22 @@ def test_neware_csv_round_trip_either_sign_version(tmp_path: Path, discharge_pos
     assert archive.report.units["current"] == "mA"
     assert archive.report.units["time"] == "h:mm:ss"
     assert "'Step Type' labels" in archive.report.sign_convention
+
+
+def test_neware_nested_cycle_step_record_csv_round_trip(tmp_path: Path) -> None:
+    cell = synthetic_cell(cycles=3)
+    path = write_neware_nested(tmp_path / "bts7.csv", cell)
+    assert detect_format(path) == "neware"
+    archive = read_archive(path, start=START)
+    got = archive.only()
+    np.testing.assert_allclose(got.t, cell.t, atol=1e-3)  # the step times, summed
+    np.testing.assert_allclose(got.v, cell.v, atol=1e-4)
+    np.testing.assert_allclose(got.i, cell.i, atol=1e-7)  # signed by the step's name
+    np.testing.assert_allclose(got.temp_c, cell.temp_c)
+    np.testing.assert_array_equal(got.step, cell.step)
+    np.testing.assert_array_equal(got.cycle, cell.cycle)
+    assert archive.report.rows_rejected == 0
+    assert "'Step Name' labels" in archive.report.sign_convention
 
 
 def test_neware_xlsx_round_trip(tmp_path: Path) -> None:

@@ -5,19 +5,21 @@ file, so ``celltwin replay FILE`` works without being told the cycler; every
 reader can also be called directly. See :mod:`.model` for what is returned
 and :mod:`.tabular` for the rules on time, units and sign that all share.
 
-=============  ==========================================  ==================
-format         files                                       needs
-=============  ==========================================  ==================
-``table``      CSV/TSV/Parquet, BDF, wire names, mapping   -
-``arbin``      Arbin CSV export                            -
-``maccor``     Maccor text export                          -
-``biologic``   EC-Lab ``.mpt``                             -
-``mpr``        EC-Lab ``.mpr``                             galvani (GPL)
-``neware``     Neware CSV record export, BTS 7 nested CSV  -
-``xlsx``       Neware XLSX export                          openpyxl
-``landt``      Landt (LANHE) XLSX export                   openpyxl
-``nda``        Neware ``.nda``/``.ndax``                   fastnda/NewareNDA
-=============  ==========================================  ==================
+==============  ==========================================  =================
+format          files                                       needs
+==============  ==========================================  =================
+``table``       CSV/TSV/Parquet, BDF, wire names, mapping   -
+``arbin``       Arbin CSV export                            -
+``arbin-xlsx``  Arbin XLSX export (``Channel_...`` sheets)  openpyxl
+``arbin-res``   Arbin ``.res`` (Access database)            mdbtools
+``maccor``      Maccor text export                          -
+``biologic``    EC-Lab ``.mpt``                             -
+``mpr``         EC-Lab ``.mpr``                             galvani (GPL)
+``neware``      Neware CSV record export, BTS 7 nested CSV  -
+``xlsx``        Neware XLSX export                          openpyxl
+``landt``       Landt (LANHE) XLSX export                   openpyxl
+``nda``         Neware ``.nda``/``.ndax``                   fastnda/NewareNDA
+==============  ==========================================  =================
 
 Columns are found by their names and the unit each header states, so the
 common exports need no mapping; :mod:`.counters` and :mod:`.repeats` say how
@@ -69,6 +71,7 @@ FORMATS: dict[str, _Reader] = {
     "table": read_table,
     "arbin": arbin.read_arbin,
     "arbin-res": arbin.read_arbin_res,
+    "arbin-xlsx": arbin.read_arbin_xlsx,
     "maccor": maccor.read_maccor,
     "biologic": biologic.read_mpt,
     "mpr": biologic.read_mpr,
@@ -105,10 +108,10 @@ def detect_format(path: str | Path) -> str:
 
 
 def _xlsx_format(path: Path) -> str:
-    """Landt and Neware both export XLSX; their header rows tell them apart."""
+    """Landt, Arbin and Neware all export XLSX; their header rows tell them apart."""
     book = xlsx.open_workbook(path)
     try:
-        return "landt" if landt.sniff_workbook(book) else "xlsx"
+        return "landt" if landt.sniff_workbook(book) else "arbin-xlsx" if arbin.sniff_workbook(book) else "xlsx"
     finally:
         book.close()
 

@@ -1,5 +1,5 @@
-"""Arbin CSV exports (MITS Pro "Data_Point, Test_Time(s), Date_Time, ..." and MITS 8 spellings),
-and Arbin's own .res files.
+"""Arbin CSV and XLSX exports (MITS Pro "Data_Point, Test_Time(s), Date_Time, ..." and MITS 8
+spellings), and Arbin's own .res files.
 
 Arbin writes one header line, comma separated, units in parentheses, and signed
 current with charge positive, which is the wire's convention. ``Date_Time`` is
@@ -21,16 +21,18 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow.csv as pacsv
 
+from . import xlsx
 from .generic import ColumnMapping, override, with_mapping_options
-from .model import Archive, MissingExtraError, ParseReport, ReaderError
-from .tabular import Layout, Options, pick, read_text
+from .model import Archive, MissingExtraError, ParseReport, ReaderError, UnsupportedFormatError
+from .tabular import Layout, Options, pick, read_text, require
 from .text import read_head, split_line
 from .units import SERIAL_DATE, split_header
 
-__all__ = ["sniff", "read_arbin", "read_arbin_res", "RES_TABLE"]
+__all__ = ["sniff", "sniff_workbook", "read_arbin", "read_arbin_xlsx", "read_arbin_res", "RES_TABLE"]
 
 RES_TABLE = "Channel_Normal_Table"  # the samples of a .res file
 
@@ -59,6 +61,53 @@ def sniff(lines: Sequence[str]) -> bool:
     return ("Test_Time(s)" in first or "Data_Point" in first) or ("Test Time (s)" in first and "Date Time" in first)
 
 
+def _layout(header: Sequence[str], fmt: str, mapping: ColumnMapping) -> Layout:
+    columns = {role: col for role, names in _ALIASES.items() if (col := pick(header, names))}
+    # Unitless spellings (MITS 8 "Voltage") are in Arbin's base units.
+    units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC",
+             "charge_capacity": "Ah", "discharge_capacity": "Ah"}
+    units.update({role: u for role, col in columns.items() if (u := split_header(col)[1])})
+    return override(Layout(fmt, columns, units, discharge_positive=False, timestamp_formats=TIMESTAMP_FORMATS),
+                    header, mapping)
+
+
+def read_arbin_xlsx(
+    path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
+) -> Archive:
+    """Read an Arbin XLSX export (needs openpyxl): its ``Channel_...`` sheets, one after the
+    other (Arbin continues a channel on a new sheet past Excel's row limit)."""
+    path = Path(path)
+    mapping = mapping or ColumnMapping()
+    options = with_mapping_options(mapping, options or Options())
+    book = xlsx.open_workbook(path)
+    try:
+        header: list[str] = []
+        cells: list[list[str]] = []
+        for sheet in book.worksheets:
+            rows = sheet.iter_rows(values_only=True)
+            names = xlsx.header_of(next(rows, None))
+            if not sniff([",".join(names)]) or (header and names != header):
+                continue
+            header = header or names
+            layout = _layout(header, "arbin xlsx", mapping)
+            wanted = list(dict.fromkeys(layout.columns.values()))
+            cells = [have + more for have, more in zip(cells, xlsx.collect(rows, header, wanted))] if cells else \
+                xlsx.collect(rows, header, wanted)
+        if not header:
+            raise UnsupportedFormatError(f"{path}: no sheet has Arbin columns; sheets are "
+                                         f"{[ws.title for ws in book.worksheets]}")
+    finally:
+        book.close()
+    require(layout, header)
+    return xlsx.archive_of(path, wanted, cells, layout, options, 1)  # the header is sheet row 1
+
+
+def sniff_workbook(book: Any) -> bool:
+    """An Arbin workbook has a sheet whose first row holds Arbin column names."""
+    return any(sniff([",".join(xlsx.header_of(next(ws.iter_rows(values_only=True, max_row=1), None)))])
+               for ws in book.worksheets)
+
+
 def read_arbin(
     path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
 ) -> Archive:
@@ -68,16 +117,7 @@ def read_arbin(
     options = with_mapping_options(mapping, options or Options())
     lines, encoding = read_head(path, max_lines=2)
     header = split_line(lines[0], ",")
-    columns = {role: col for role, names in _ALIASES.items() if (col := pick(header, names))}
-    # Unitless spellings (MITS 8 "Voltage") are in Arbin's base units.
-    units = {"time": "s", "voltage": "V", "current": "A", "temperature": "degC",
-             "charge_capacity": "Ah", "discharge_capacity": "Ah"}
-    units.update({role: u for role, col in columns.items() if (u := split_header(col)[1])})
-    layout = override(
-        Layout("arbin csv", columns, units, discharge_positive=False, timestamp_formats=TIMESTAMP_FORMATS),
-        header,
-        mapping,
-    )
+    layout = _layout(header, "arbin csv", mapping)
     return read_text(
         path, header_line=1, delimiter=",", encoding=encoding, header=header,
         layout=layout, options=options, report=ParseReport(source=str(path)),

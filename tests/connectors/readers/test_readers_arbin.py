@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from connectors.readers import MissingExtraError, detect_format, read_archive
-from cycler_writers import synthetic_cell, write_arbin
+from cycler_writers import synthetic_cell, write_arbin, write_arbin_xlsx
 from real_files import REAL, assert_counters_match_current, assert_discharge_negative, assert_wire_ready
 
 
@@ -27,6 +27,20 @@ def test_arbin_round_trip_with_gap(tmp_path: Path) -> None:
     assert archive.report.columns["timestamp"] == "Date_Time"
     assert "arbin csv convention" in archive.report.sign_convention
     assert got.meta["format"] == "arbin csv"
+
+
+def test_arbin_xlsx_reads_its_channel_sheets_in_order(tmp_path: Path) -> None:
+    pytest.importorskip("openpyxl")
+    cell = synthetic_cell()
+    path = write_arbin_xlsx(tmp_path / "arbin.xlsx", cell, rows_per_sheet=50)  # 120 rows over 3 sheets
+    assert detect_format(path) == "arbin-xlsx"
+    archive = read_archive(path, tz="UTC")
+    got = archive.only()
+    np.testing.assert_allclose(got.t, cell.t, atol=1e-3)
+    np.testing.assert_allclose(got.v, cell.v)
+    np.testing.assert_allclose(got.i, cell.i)
+    np.testing.assert_array_equal(got.step, cell.step)
+    assert archive.report.format == "arbin xlsx" and "arbin xlsx convention" in archive.report.sign_convention
 
 
 def test_arbin_paused_test_keeps_the_wall_clock(tmp_path: Path) -> None:

@@ -259,7 +259,7 @@ def read_table(
     if index:
         report.warn(f"column names on line {index + 1}; the {index} line(s) above them are not data")
     delimiter = sniff_delimiter(lines[index])
-    header = split_line(lines[index], delimiter)
+    header = _names(lines[index])
     layout = generic_layout(header, mp, {"\t": "tsv", ";": "csv (;)", ",": "csv"}[delimiter])
     if layout.format in {vendor for vendor, _units in _UNSTATED_UNITS.values()}:
         assumed = ", ".join(f"{role} in {layout.units[role]}" for role in ("time", "voltage", "current")
@@ -277,6 +277,11 @@ def read_table(
         path, header_line=first_data, delimiter=delimiter, encoding=encoding,
         header=header, layout=layout, options=options, report=report,
     )
+
+
+def _names(line: str) -> list[str]:
+    """The column names on a header line; BaSyTec marks its header as a comment (``~Time[h]``)."""
+    return split_line(line.removeprefix("~"), sniff_delimiter(line))
 
 
 def _read_units_row(line: str, delimiter: str, header: Sequence[str], layout: Layout) -> int:
@@ -305,10 +310,10 @@ def _is_number(text: str) -> bool:
 def _header_index(lines: Sequence[str], mapping: ColumnMapping) -> int | None:
     """The line that names the columns: the first that names voltage, current and a time (or
     every mapped column), below any preamble a cycler writes first (Bitrode's ``Test Name``,
-    ``Test Date``); else the first line that is not blank or a ``#`` comment."""
+    ``Test Date``, BaSyTec's ``~`` lines); else the first line that is not blank or a ``#`` comment."""
     candidates = [k for k, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")]
     for k in candidates:
-        header = split_line(lines[k], sniff_delimiter(lines[k]))
+        header = _names(lines[k])
         if mapping.columns:
             if set(mapping.columns.values()) <= set(header):
                 return k

@@ -232,6 +232,7 @@ def normalise(
 
     values, failed = _convert(table, layout, headers, options, report)
     blank = _blank_rows(table, cols)
+    _drop_unreadable_timestamps(table, cols, headers, values, failed, blank, report)
     excluded = {role: (mask & ~blank, why) for role, (mask, why) in _not_samples(table, layout).items()}
     bad = np.logical_or.reduce([*failed.values(), *(mask for mask, _ in excluded.values())])
     bad &= ~blank  # blank lines are not rows
@@ -274,6 +275,26 @@ def normalise(
         cells[str(name)] = record
     _settle_repeats(cells, report)
     return Archive(cells, report)
+
+
+def _drop_unreadable_timestamps(table: pa.Table, cols: dict[str, str], headers: dict[str, str],
+                                values: dict[str, np.ndarray], failed: dict[str, np.ndarray],
+                                blank: np.ndarray, report: ParseReport) -> None:
+    """A file with elapsed time whose timestamp column mostly cannot be read as times (a date
+    without the time of day, ``02.07.2017``; a format not known here) is read on its elapsed
+    time, with a warning, rather than every row rejected for the timestamp."""
+    if "time" not in values or "timestamp" not in failed:
+        return
+    rows = ~blank & ~failed["time"]
+    if not rows.any() or failed["timestamp"][rows].mean() <= 0.5:
+        return
+    column = cols.pop("timestamp")
+    example = as_strings(table.column(column)).to_numpy(zero_copy_only=False)[np.flatnonzero(rows)[0]]
+    del values["timestamp"], failed["timestamp"]
+    report.columns.pop("timestamp", None)
+    report.units.pop("timestamp", None)
+    report.warn(f"timestamps in {headers.get(column, column)!r} cannot be read as times (e.g. {example!r}): "
+                "elapsed time is used alone")
 
 
 def _file_cell(source: str) -> str:

@@ -157,6 +157,19 @@ def write_neware_nested(path: Path, cell: Synthetic) -> Path:
     return path
 
 
+def write_basytec(path: Path, cell: Synthetic) -> Path:
+    """BaSyTec text export: ``~`` comment lines, the last of them the tab-separated column names
+    (time in hours); its ``Date`` holds the day only."""
+    lines = ["~Resultfile from BaSyTec Battery Test System", f"~Date of Test: {_utc(cell.t[0], '%d.%m.%Y')}", "~",
+             "~Time[h]\tDataSet\tDate\tLine\tCommand\tU[V]\tI[A]\tT1[°C]"]
+    for k in range(len(cell.t)):
+        command = "Charge" if cell.i[k] > 0 else "Discharge" if cell.i[k] < 0 else "Pause"
+        lines.append(f"{cell.elapsed[k] / 3600.0:.9f}\t{k + 1}\t{_utc(cell.t[k], '%d.%m.%Y')}\t{cell.step[k]}\t"
+                     f"{command}\t{cell.v[k]:.6f}\t{cell.i[k]:.6f}\t{cell.temp_c[k]:.2f}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def write_maccor(path: Path, cell: Synthetic) -> Path:
     """Maccor raw text export: metadata line, tab separated, current magnitude + State."""
     start = _utc(cell.t[0], "%m/%d/%Y %I:%M:%S %p")

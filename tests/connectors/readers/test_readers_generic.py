@@ -20,7 +20,7 @@ from connectors.readers import (
     load_mapping,
     read_archive,
 )
-from cycler_writers import START, synthetic_cell, write_bdf, write_bitrode, write_digatron
+from cycler_writers import START, synthetic_cell, write_basytec, write_bdf, write_bitrode, write_digatron
 from real_files import REAL, assert_counters_match_current, assert_discharge_negative, assert_wire_ready
 
 
@@ -493,3 +493,14 @@ def test_units_in_the_row_below_the_column_names_are_read(tmp_path: Path) -> Non
     np.testing.assert_allclose(got.temp_c, cell.temp_c)
     assert archive.report.rows_rejected == 0
     assert "units from the row below the column names (line 5)" in " ".join(archive.report.warnings)
+
+
+def test_a_commented_header_is_found_and_a_date_without_its_time_does_not_reject_the_rows(tmp_path: Path) -> None:
+    cell = synthetic_cell()
+    archive = read_archive(write_basytec(tmp_path / "basytec.txt", cell), start=START)
+    got = archive.only()
+    np.testing.assert_allclose(got.t, cell.t, atol=1e-3)  # "~Time[h]", in hours
+    np.testing.assert_allclose(got.v, cell.v)
+    np.testing.assert_allclose(got.i, cell.i)
+    assert archive.report.rows_rejected == 0 and "timestamp" not in archive.report.columns
+    assert "timestamps in 'Date' cannot be read as times" in " ".join(archive.report.warnings)

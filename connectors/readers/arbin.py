@@ -16,6 +16,7 @@ exported with mdbtools' ``mdb-export``, as cellpy does on Linux, and read as tha
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -49,6 +50,8 @@ _ALIASES = {
     "charge_capacity": ("Charge_Capacity(Ah)", "Charge Capacity (Ah)", "Charge_Capacity"),
     "discharge_capacity": ("Discharge_Capacity(Ah)", "Discharge Capacity (Ah)", "Discharge_Capacity"),
 }
+_CONTINUED = re.compile(r"_\d+$")  # "Channel_1-008_1": the rows of Channel_1-008 past the first sheet's
+_CHANNEL = "(sheet)"  # the column of channel names added to a workbook of several channels
 # Date_Time as Arbin prints it besides ISO 8601.
 TIMESTAMP_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M")
 
@@ -74,8 +77,9 @@ def _layout(header: Sequence[str], fmt: str, mapping: ColumnMapping) -> Layout:
 def read_arbin_xlsx(
     path: str | Path, *, mapping: ColumnMapping | None = None, options: Options | None = None
 ) -> Archive:
-    """Read an Arbin XLSX export (needs openpyxl): its ``Channel_...`` sheets, one after the
-    other (Arbin continues a channel on a new sheet past Excel's row limit)."""
+    """Read an Arbin XLSX export (needs openpyxl): its ``Channel_...`` sheets in order, a
+    channel continued on ``..._1``, ``..._2`` sheets past Excel's row limit; a workbook of
+    several channels gives one cell per channel, named after its sheet."""
     path = Path(path)
     mapping = mapping or ColumnMapping()
     options = with_mapping_options(mapping, options or Options())
@@ -83,6 +87,7 @@ def read_arbin_xlsx(
     try:
         header: list[str] = []
         cells: list[list[str]] = []
+        channels: list[str] = []
         for sheet in book.worksheets:
             rows = sheet.iter_rows(values_only=True)
             names = xlsx.header_of(next(rows, None))
@@ -91,14 +96,19 @@ def read_arbin_xlsx(
             header = header or names
             layout = _layout(header, "arbin xlsx", mapping)
             wanted = list(dict.fromkeys(layout.columns.values()))
-            cells = [have + more for have, more in zip(cells, xlsx.collect(rows, header, wanted))] if cells else \
-                xlsx.collect(rows, header, wanted)
+            part = xlsx.collect(rows, header, wanted)
+            cells = [have + more for have, more in zip(cells, part)] if cells else part
+            channels += [_CONTINUED.sub("", sheet.title)] * len(part[0])
         if not header:
             raise UnsupportedFormatError(f"{path}: no sheet has Arbin columns; sheets are "
                                          f"{[ws.title for ws in book.worksheets]}")
     finally:
         book.close()
     require(layout, header)
+    if len(set(channels)) > 1 and "cell" not in layout.columns:
+        layout.columns["cell"] = _CHANNEL
+        wanted.append(_CHANNEL)
+        cells.append(channels)
     return xlsx.archive_of(path, wanted, cells, layout, options, 1)  # the header is sheet row 1
 
 

@@ -237,9 +237,10 @@ def write_neware_xlsx(path: Path, cell: Synthetic) -> Path:
     return path
 
 
-def write_arbin_xlsx(path: Path, cell: Synthetic, rows_per_sheet: int) -> Path:
-    """Arbin XLSX: an "Info" sheet, then the channel's rows over "Channel_1-008" sheets of
-    `rows_per_sheet` rows each, as Arbin splits a channel past Excel's row limit."""
+def write_arbin_xlsx(path: Path, channels: dict[str, Synthetic], rows_per_sheet: int) -> Path:
+    """Arbin XLSX: an "Info" sheet, then each channel's rows over "Channel_..." sheets of
+    `rows_per_sheet` rows each ("_1", "_2" after the first), as Arbin splits a channel past
+    Excel's row limit."""
     import openpyxl
 
     book = openpyxl.Workbook()
@@ -247,12 +248,14 @@ def write_arbin_xlsx(path: Path, cell: Synthetic, rows_per_sheet: int) -> Path:
     book.active.append(["TEST REPORT"])
     header = ["Data_Point", "Test_Time(s)", "Date_Time", "Step_Index", "Cycle_Index", "Current(A)", "Voltage(V)",
               "Charge_Capacity(Ah)", "Discharge_Capacity(Ah)"]
-    for part, first in enumerate(range(0, len(cell.t), rows_per_sheet)):
-        sheet = book.create_sheet("Channel_1-008" + (f"_{part}" if part else ""))
-        sheet.append(header)
-        for k in range(first, min(first + rows_per_sheet, len(cell.t))):
-            sheet.append([k + 1, float(cell.elapsed[k]), datetime.fromtimestamp(cell.t[k], timezone.utc).replace(tzinfo=None),
-                          int(cell.step[k]), int(cell.cycle[k]), float(cell.i[k]), float(cell.v[k]), 0.0, 0.0])
+    for name, cell in channels.items():
+        for part, first in enumerate(range(0, len(cell.t), rows_per_sheet)):
+            sheet = book.create_sheet(name + (f"_{part}" if part else ""))
+            sheet.append(header)
+            for k in range(first, min(first + rows_per_sheet, len(cell.t))):
+                stamp = datetime.fromtimestamp(cell.t[k], timezone.utc).replace(tzinfo=None)
+                sheet.append([k + 1, float(cell.elapsed[k]), stamp, int(cell.step[k]), int(cell.cycle[k]),
+                              float(cell.i[k]), float(cell.v[k]), 0.0, 0.0])
     book.save(path)
     return path
 

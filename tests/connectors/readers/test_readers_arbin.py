@@ -32,7 +32,7 @@ def test_arbin_round_trip_with_gap(tmp_path: Path) -> None:
 def test_arbin_xlsx_reads_its_channel_sheets_in_order(tmp_path: Path) -> None:
     pytest.importorskip("openpyxl")
     cell = synthetic_cell()
-    path = write_arbin_xlsx(tmp_path / "arbin.xlsx", cell, rows_per_sheet=50)  # 120 rows over 3 sheets
+    path = write_arbin_xlsx(tmp_path / "arbin.xlsx", {"Channel_1-008": cell}, rows_per_sheet=50)  # 3 sheets
     assert detect_format(path) == "arbin-xlsx"
     archive = read_archive(path, tz="UTC")
     got = archive.only()
@@ -41,6 +41,13 @@ def test_arbin_xlsx_reads_its_channel_sheets_in_order(tmp_path: Path) -> None:
     np.testing.assert_allclose(got.i, cell.i)
     np.testing.assert_array_equal(got.step, cell.step)
     assert archive.report.format == "arbin xlsx" and "arbin xlsx convention" in archive.report.sign_convention
+
+    other = synthetic_cell(cycles=3)
+    path = write_arbin_xlsx(tmp_path / "two.xlsx", {"Channel_1-008": cell, "Channel_2-009": other}, rows_per_sheet=50)
+    archive = read_archive(path, tz="UTC")
+    assert list(archive.cells) == ["Channel_1-008", "Channel_2-009"]  # one cell per channel, not one merged
+    np.testing.assert_allclose(archive.cells["Channel_2-009"].i, other.i)
+    np.testing.assert_allclose(archive.cells["Channel_1-008"].t, cell.t, atol=1e-3)
 
 
 def test_arbin_paused_test_keeps_the_wall_clock(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from .counters import COUNTER_ROLES
 from .model import Archive, MissingColumnError, ParseReport, ReaderError
 from .tabular import ROLES, Layout, Options, header_key, normalise, pick, read_text, require
 from .text import read_head, split_line
@@ -295,7 +296,9 @@ def _read_units_row(line: str, delimiter: str, header: Sequence[str], layout: La
     if not any(canonical_unit(stated.get(role, "")) in QUANTITIES[role] for role in ("voltage", "current")):
         return 0
     for role, unit in stated.items():
-        layout.units.setdefault(role, unit)
+        quantity = "charge" if role in COUNTER_ROLES else role
+        if quantity in QUANTITIES and canonical_unit(unit) in QUANTITIES[quantity]:  # not "h:mm:ss", formats
+            layout.units.setdefault(role, unit)
     return 1
 
 

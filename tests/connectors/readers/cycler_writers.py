@@ -129,7 +129,7 @@ def write_digatron(path: Path, cell: Synthetic) -> Path:
     """Digatron CSV: a preamble, the column names, then a row of their units; current in mA here."""
     lines = ["Digatron Test Report", "Program,cycling.pgm", "",
              "Time Stamp,Step,Status,Prog Time,Cycle,Voltage,Current,Temperature,AhAccu",
-             ",,,,,V,mA,°C,Ah"]
+             "yyyy-mm-dd hh:mm:ss,,,h:mm:ss,,V,mA,°C,Ah"]
     for k in range(len(cell.t)):
         status = "CHA" if cell.i[k] > 0 else "DCH" if cell.i[k] < 0 else "PAU"
         lines.append(f"{_utc(cell.t[k], '%Y-%m-%d %H:%M:%S')},{cell.step[k]},{status},{_hms(cell.elapsed[k])},"

@@ -291,8 +291,8 @@ def _read_units_row(line: str, delimiter: str, header: Sequence[str], layout: La
     fields = split_line(line, delimiter)
     if len(fields) < len(header) // 2 or not any(fields) or any(_is_number(f) for f in fields):
         return 0
-    stated = {role: fields[header.index(column)] for role, column in layout.columns.items()
-              if header.index(column) < len(fields) and fields[header.index(column)]}
+    under = dict(zip(header, fields))
+    stated = {role: under[column] for role, column in layout.columns.items() if under.get(column)}
     if not any(canonical_unit(stated.get(role, "")) in QUANTITIES[role] for role in ("voltage", "current")):
         return 0
     for role, unit in stated.items():

@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import xlsx
+from .convert import durations, looks_like_durations, numbers
 from .generic import ColumnMapping, override, sniff_delimiter, with_mapping_options
 from .model import Archive, MissingExtraError, ParseReport, UnsupportedFormatError
 from .tabular import Layout, Options, normalise, pick, read_text, require
-from .convert import durations, looks_like_durations, numbers
 from .text import read_head, split_line
 from .units import split_header
 
@@ -164,14 +164,14 @@ def _read_nested(path: Path, lines: Sequence[str], encoding: str, mapping: Colum
 def _test_clock(step_times: list[str], starts: list[int]) -> list[str]:
     """Seconds since the test began, from step times (``h:mm:ss.ms``) that restart at each of
     `starts`: each step begins where the one before it last logged."""
+    if not step_times:
+        return []
     col = pa.chunked_array([pa.array(step_times, pa.string())])
     seconds = durations(col)[0] if looks_like_durations(col) else numbers(col, False)[0]
     seconds = np.nan_to_num(seconds)
-    bounds = np.unique(np.clip(np.asarray(starts + [len(step_times)], dtype=int), 0, len(step_times)))
-    offsets = np.zeros(len(step_times))
-    lasts = seconds[bounds[1:] - 1] if len(step_times) else np.zeros(0)
-    for begin, end, before in zip(bounds[:-1], bounds[1:], np.cumsum(np.r_[0.0, lasts[:-1]])):
-        offsets[begin:end] = before
+    bounds = np.unique(np.r_[0, starts, len(step_times)].astype(int))  # steps as [begin, end) of the records
+    lasts = seconds[bounds[1:] - 1]
+    offsets = np.repeat(np.cumsum(np.r_[0.0, lasts[:-1]]), np.diff(bounds))
     return [repr(float(x)) for x in seconds + offsets]
 
 

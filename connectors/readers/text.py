@@ -10,7 +10,6 @@ instead of aborting the file. Empty lines are kept as rows so that table row
 from __future__ import annotations
 
 import csv
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path

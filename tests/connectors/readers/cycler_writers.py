@@ -77,6 +77,11 @@ def _hms(seconds: float) -> str:
     return f"{int(h)}:{int(m):02d}:{s:06.3f}"
 
 
+def _label(current: float, charge: str, discharge: str, rest: str) -> str:
+    """A cycler's name for the direction of `current` (A, discharge negative)."""
+    return charge if current > 0 else discharge if current < 0 else rest
+
+
 def _utc(t: float, fmt: str) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime(fmt)
 
@@ -114,7 +119,7 @@ def write_bitrode(path: Path, cell: Synthetic, stated_units: bool) -> Path:
         lines = ["Total Time,Cycle,Loop Counter #1,Loop Counter #2,Loop Counter #3,Step,Step time,Current,Voltage,"
                  "Amp-Hours,Watt-Hours,Mode,Data Acquisition Flag"]
     for k in range(len(cell.t)):
-        mode = "CHARGE" if cell.i[k] > 0 else "DISCHARGE" if cell.i[k] < 0 else "REST"
+        mode = _label(cell.i[k], "CHARGE", "DISCHARGE", "REST")
         if stated_units:
             lines.append(f"{cell.elapsed[k]:.3f},{cell.cycle[k]},0,{cell.step[k]},0.0,{cell.i[k]:.6f},{cell.v[k]:.6f},"
                          f"0.0,{cell.temp_c[k]:.2f},{mode}")
@@ -131,7 +136,7 @@ def write_digatron(path: Path, cell: Synthetic) -> Path:
              "Time Stamp,Step,Status,Prog Time,Cycle,Voltage,Current,Temperature,AhAccu",
              "yyyy-mm-dd hh:mm:ss,,,h:mm:ss,,V,mA,°C,Ah"]
     for k in range(len(cell.t)):
-        status = "CHA" if cell.i[k] > 0 else "DCH" if cell.i[k] < 0 else "PAU"
+        status = _label(cell.i[k], "CHA", "DCH", "PAU")
         lines.append(f"{_utc(cell.t[k], '%Y-%m-%d %H:%M:%S')},{cell.step[k]},{status},{_hms(cell.elapsed[k])},"
                      f"{cell.cycle[k]},{cell.v[k]:.6f},{1000 * cell.i[k]:.3f},{cell.temp_c[k]:.2f},")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -148,7 +153,7 @@ def write_neware_nested(path: Path, cell: Synthetic) -> Path:
         if k == 0 or cell.cycle[k] != cell.cycle[k - 1]:
             lines.append(f"{cell.cycle[k]},0,0")
         if k == 0 or cell.step[k] != cell.step[k - 1]:
-            name = "CC_Chg" if cell.i[k] > 0 else "CC_DChg" if cell.i[k] < 0 else "Rest"
+            name = _label(cell.i[k], "CC_Chg", "CC_DChg", "Rest")
             lines.append(f",{cell.step[k]},{name},0:00:00.000")
             step_start = cell.elapsed[k - 1] if k else 0.0  # a step's clock runs from the record before it
         lines.append(f",,{k + 1},{_hms(cell.elapsed[k] - step_start)},{cell.v[k]:.6f},{1000 * abs(cell.i[k]):.3f},"
@@ -163,7 +168,7 @@ def write_basytec(path: Path, cell: Synthetic) -> Path:
     lines = ["~Resultfile from BaSyTec Battery Test System", f"~Date of Test: {_utc(cell.t[0], '%d.%m.%Y')}", "~",
              "~Time[h]\tDataSet\tDate\tLine\tCommand\tU[V]\tI[A]\tT1[°C]"]
     for k in range(len(cell.t)):
-        command = "Charge" if cell.i[k] > 0 else "Discharge" if cell.i[k] < 0 else "Pause"
+        command = _label(cell.i[k], "Charge", "Discharge", "Pause")
         lines.append(f"{cell.elapsed[k] / 3600.0:.9f}\t{k + 1}\t{_utc(cell.t[k], '%d.%m.%Y')}\t{cell.step[k]}\t"
                      f"{command}\t{cell.v[k]:.6f}\t{cell.i[k]:.6f}\t{cell.temp_c[k]:.2f}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -177,7 +182,7 @@ def write_maccor(path: Path, cell: Synthetic) -> Path:
              "Procedure:\tcycle.000\tComment/Barcode:\t",
              "Rec#\tCyc#\tStep\tTest (Sec)\tStep (Sec)\tAmp-hr\tWatt-hr\tAmps\tVolts\tState\tES\tDPt Time\tTemp 1"]
     for k in range(len(cell.t)):
-        state = "D" if cell.i[k] < 0 else "C" if cell.i[k] > 0 else "R"
+        state = _label(cell.i[k], "C", "D", "R")
         lines.append(f"{k + 1}\t{cell.cycle[k]}\t{cell.step[k]}\t{cell.elapsed[k]:.4f}\t0.0000\t0.0\t0.0\t"
                      f"{abs(cell.i[k]):.10f}\t{cell.v[k]:.10f}\t{state}\t0\t"
                      f"{_utc(cell.t[k], '%m/%d/%Y %I:%M:%S %p')}\t{cell.temp_c[k]:.2f}")

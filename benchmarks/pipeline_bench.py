@@ -1,18 +1,21 @@
 """End-to-end speed of the pipeline: Kafka (or the simulator) -> twin -> store. Prints figures; asserts nothing.
 
     python benchmarks/pipeline_bench.py [--cells 200] [--cycles 1] [--dt 1] [--processes 1] [--load 1000] [--profile]
-                                        [--only frames single latency embedded]
+                                        [--only frames single latency embedded] [--store victoria|influxdb]
 
-Starts its own Kafka broker and VictoriaMetrics (infra/services.py) and puts a small HTTP
-relay in front of the store that notes when each twin_state point was stored (the store
-answered the write). Four measurements:
+Starts its own Kafka broker and store (infra/services.py: VictoriaMetrics, or with
+``--store influxdb`` InfluxDB OSS 1.13) and puts a small HTTP relay in front of the store
+that notes when each twin_state point was stored (the store answered the write). Four
+measurements:
 
 1. throughput with frames of 100 samples: the topic is filled first (by default 200
    cells, one 1C cycle sampled at 1 Hz, composite and MgH2 cells alternating), then
    `celltwin run --exit-when-idle` reads it (``--processes N``: a cluster of N); samples/s
    counted from the process start (startup included) and from its first stored point
-   (steady state). With the default estimate interval of 10 s of sample time, a 1 Hz
-   stream gives one twin_state point per 10 samples; ``--dt 10`` makes every sample one;
+   (steady state), and the CPU seconds the pipeline, the broker, the store and the bench's
+   relay used meanwhile (they share the machine's cores). With the default estimate
+   interval of 10 s of sample time, a 1 Hz stream gives one twin_state point per 10
+   samples; ``--dt 10`` makes every sample one;
 2. the same with single-sample messages (``--single-cells``, one cycle);
 3. produce-to-store latency at a fixed offered load: the pipeline follows the topic while
    frames are produced at ``--load`` samples/s; a frame's latency runs from its send to
@@ -40,13 +43,16 @@ import cProfile
 import gzip
 import io
 import json
+import os
 import pstats
+import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,7 +69,7 @@ from connectors.kafka_admin import empty_topic, ensure_topics  # noqa: E402
 from connectors.sim_producer import (  # noqa: E402
     BLOCK_TICKS, KeyValue, Publisher, SimCell, encode_block, fleet, simulation, stream,
 )
-from infra.services import free_ports, start_kafka, start_victoria  # noqa: E402
+from infra.services import free_ports, start_influxdb, start_kafka, start_victoria  # noqa: E402
 from connectors.wire import (  # noqa: E402
     MEAS_STATE, OUT_CYCLES, OUT_DQDV, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_SAMPLES,
     TOPIC_TWIN,
@@ -75,13 +81,17 @@ _INFLUX = ["--influx-token", "bench", "--influx-org", "bench", "--influx-bucket"
 
 @dataclass
 class _Stored:
-    """When each twin_state point (cell, sample time in ms) reached the store."""
+    """When each twin_state point (cell, sample time in ms) reached the store.
+
+    The relay only keeps each answered write's body and time; reading their points waits
+    until a figure is asked for, so that the bench's own parsing does not take CPU from the
+    pipeline it measures on the same cores."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     at: dict[tuple[str, int], float] = field(default_factory=dict)
     first: float | None = None
     last: float | None = None
-    noting: int = 0  # writes answered whose points are still being noted
+    answered: list[tuple[float, bytes, bool]] = field(default_factory=list)  # (when, body, gzipped) not yet read
 
     def count(self, prefix: str) -> int:
         self.settle()
@@ -89,48 +99,48 @@ class _Stored:
             return sum(1 for cell, _ in self.at if cell.startswith(prefix))
 
     def settle(self) -> None:
-        """Wait until every answered write is noted."""
-        while True:
+        """Note the points of every answered write."""
+        measurement = f"{MEAS_STATE},".encode()
+        with self.lock:
+            answered, self.answered = self.answered, []
+        for now, body, gzipped in answered:
+            seen = []
+            for line in (gzip.decompress(body) if gzipped else body).splitlines():
+                if line.startswith(measurement):
+                    tags = line.split(b" ", 1)[0].split(b",")
+                    cell = next(t[5:] for t in tags if t.startswith(b"cell="))
+                    seen.append((cell.decode(), int(line.rsplit(b" ", 1)[1])))
             with self.lock:
-                if self.noting == 0:
-                    return
-            time.sleep(0.01)
+                for key in seen:
+                    self.at.setdefault(key, now)
+                if seen:
+                    self.first = min(self.first or now, now)
+                    self.last = max(self.last or now, now)
 
 
 def _relay(store_url: str, stored: _Stored) -> ThreadingHTTPServer:
-    """An HTTP server that forwards writes to the store and notes what was stored when."""
-    measurement = f"{MEAS_STATE},".encode()
+    """An HTTP server that forwards writes to the store and keeps what was stored when."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "content-encoding")}
             request = urllib.request.Request(store_url + self.path, data=body, headers=headers, method="POST")
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                status, reply = answer.status, answer.read()
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    status, reply = answer.status, answer.read()
+            except urllib.error.HTTPError as error:  # the store's refusal goes back to the pipeline
+                self.send_response(error.code)
+                self.end_headers()
+                self.wfile.write(error.read())
+                return
             now = time.time()
-            with stored.lock:
-                stored.noting += 1
-            # The pipeline gets the store's answer first: noting its points is the bench's
-            # work, and it must not slow the writes it measures.
             self.send_response(status)
             self.end_headers()
             self.wfile.write(reply)
             self.wfile.flush()
-            text = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
-            seen = []
-            for line in text.splitlines():
-                if line.startswith(measurement):
-                    tags = line.split(b" ", 1)[0].split(b",")
-                    cell = next(t[5:] for t in tags if t.startswith(b"cell="))
-                    seen.append((cell.decode(), int(line.rsplit(b" ", 1)[1])))
             with stored.lock:
-                for key in seen:
-                    stored.at.setdefault(key, now)
-                if seen:
-                    stored.first = stored.first or now
-                    stored.last = now
-                stored.noting -= 1
+                stored.answered.append((now, body, self.headers.get("Content-Encoding") == "gzip"))
 
         def log_message(self, *args: object) -> None:
             """Quiet: one line per request would drown the figures."""
@@ -168,8 +178,14 @@ def _run_cmd(bootstrap: str, relay: str, config: Path, *extra: str) -> list[str]
             "--config", str(config), "--no-report", *extra]
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _throughput(name: str, bootstrap: str, relay: str, stored: _Stored, work: Path, cells: int, cycles: int,
-                frame_size: int, dt: float, processes: int) -> None:
+                frame_size: int, dt: float, processes: int, services: dict[str, int]) -> None:
     prefix = f"{name}-"
     members = fleet(cells, "mixed", prefix=prefix)
     records, samples = _messages(members, cycles, frame_size, dt)
@@ -181,11 +197,18 @@ def _throughput(name: str, bootstrap: str, relay: str, stored: _Stored, work: Pa
     cmd = _run_cmd(bootstrap, relay, _config(members, work / f"{name}.toml"), "--exit-when-idle")
     addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(processes))
     cluster = [[*cmd, "-i", str(k), "-a", addresses] for k in range(processes)] if processes > 1 else [cmd]
+    cpu = {service: _cpu_s(pid) for service, pid in services.items()}
+    cpu_children, cpu_bench = resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
     started = time.time()
     with (work / f"{name}.log").open("wb") as log:
         running = [subprocess.Popen(c, cwd=_REPO, stdout=log, stderr=subprocess.STDOUT) for c in cluster]
         if any(p.wait() != 0 for p in running):
             raise RuntimeError(f"the pipeline failed: {(work / f'{name}.log').read_text()[-3000:]}")
+    wall = time.time() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {"pipeline": children.ru_utime + children.ru_stime - cpu_children.ru_utime - cpu_children.ru_stime,
+           **{service: _cpu_s(pid) - cpu[service] for service, pid in services.items()},
+           "bench relay": time.process_time() - cpu_bench}
     done = stored.count(prefix)  # (once every answered write is noted)
     assert stored.first is not None and stored.last is not None
     first, last = stored.first - started, stored.last - started
@@ -195,6 +218,9 @@ def _throughput(name: str, bootstrap: str, relay: str, stored: _Stored, work: Pa
           f"{f' by {processes} processes' if processes > 1 else ''}; "
           f"{samples / last:,.0f} samples/s from process start (first stored point after {first:.1f} s, "
           f"last after {last:.1f} s; {steady})")
+    # Where the cores went: the broker and the store share them with the pipeline.
+    print(f"{'':>8}  CPU seconds over the run's {wall:.1f} s on {os.cpu_count()} cores: "
+          + ", ".join(f"{who} {seconds:.1f}" for who, seconds in cpu.items()))
 
 
 def _latency(bootstrap: str, relay: str, stored: _Stored, work: Path, cells: int, load: float,
@@ -404,6 +430,9 @@ def main() -> None:
                         help="only time the embedded pipeline with and without the measured analytics")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each case of --analytics-cost")
     parser.add_argument("--only", nargs="+", choices=_CASES, default=_CASES, help="run only these measurements")
+    parser.add_argument("--store", choices=("victoria", "influxdb"), default="victoria",
+                        help="the time-series store written to: VictoriaMetrics, or InfluxDB OSS 1.13 "
+                             "(built by infra/influxdb/build.sh)")
     options = parser.parse_args()
     if options.analytics_cost:
         _analytics_cost(options.cells, options.cycles, options.dt, options.repeats)
@@ -411,21 +440,23 @@ def main() -> None:
     # A SIGTERM (a timeout, a CI runner) unwinds like Ctrl-C: the services are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    with start_kafka() as kafka, start_victoria() as victoria, tempfile.TemporaryDirectory() as tmp:
+    store = start_influxdb(databases=("bench",)) if options.store == "influxdb" else start_victoria()
+    with start_kafka() as kafka, store, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ensure_topics(kafka.address, {TOPIC_SAMPLES: 4, TOPIC_META: 1, TOPIC_TWIN: 4, TOPIC_ALERTS: 1,
                                       TOPIC_DEADLETTER: 1})
         stored = _Stored()
-        relay = _relay(victoria.address, stored)
+        relay = _relay(store.address, stored)
         relay_url = f"http://127.0.0.1:{relay.server_address[1]}"
         try:
-            print(f"Kafka {kafka.address}, VictoriaMetrics {victoria.address} behind {relay_url}")
+            print(f"Kafka {kafka.address}, {store.name} {store.address} behind {relay_url}")
+            services = {"broker": kafka.process.pid, "store": store.process.pid}
             if "frames" in options.only:
                 _throughput("frames", kafka.address, relay_url, stored, work, options.cells, options.cycles, 100,
-                            options.dt, options.processes)
+                            options.dt, options.processes, services)
             if "single" in options.only:
                 _throughput("single", kafka.address, relay_url, stored, work, options.single_cells, 1, 1, options.dt,
-                            options.processes)
+                            options.processes, services)
             if "latency" in options.only:
                 _latency(kafka.address, relay_url, stored, work, options.latency_cells, options.load,
                          options.duration)

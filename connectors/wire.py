@@ -62,6 +62,7 @@ __all__ = [
     "AlertThresholds",
     "THRESHOLDS",
     "MAX_MESSAGE_BYTES",
+    "FRAME_ROWS",
     "MAX_PAYLOAD_CHARS",
     "MAX_DEADLETTER_BYTES",
     "MAX_DEADLETTER_KEY_BYTES",
@@ -201,6 +202,7 @@ THRESHOLDS = AlertThresholds()
 
 # Limits of a record on the wire.
 MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB: larger records are refused unread
+FRAME_ROWS = 1000  # rows of a cell.twin frame at most: ~0.45 MB of twin_state
 MAX_PAYLOAD_CHARS = 64 * 1024  # what a dead letter keeps of the record
 MAX_DEADLETTER_BYTES = 256 * 1024  # a dead letter's JSON as a whole, after escaping
 MAX_DEADLETTER_KEY_BYTES = 1024  # its Kafka key (the cell id, else the record's key cut short)
@@ -338,21 +340,28 @@ class Batch:
     def __len__(self) -> int:
         return int(self.time.size)
 
-    def frames(self) -> list[tuple[bytes, bytes]]:
-        """One Kafka record per cell (key = cell id): its tags, then ``time`` and every field
-        as arrays in row order, NaN as null, e.g. ``{"cell": "A1", "preset": "mgh2",
-        "time": [1767225600.0, ...], "soc": [0.4, ...], ...}``; ``frame_rows`` reads it back."""
-        tag_rows = list(zip(*(column.tolist() for column in self.tags.values())))
+    def frames(self, max_rows: int = FRAME_ROWS) -> list[tuple[bytes, bytes]]:
+        """Kafka records of a cell's rows (key = cell id), one per cell, or several of at most
+        ``max_rows`` rows for a cell with more (a broker takes records of 1 MB by default):
+        its tags, then ``time`` and every field as arrays in row order, NaN as null, e.g.
+        ``{"cell": "A1", "preset": "mgh2", "time": [1767225600.0, ...], "soc": [0.4, ...],
+        ...}``; ``frame_rows`` reads it back."""
         names = list(self.tags)
-        groups: dict[tuple, list[int]] = {}
-        for row, values in enumerate(tag_rows):
-            groups.setdefault(values, []).append(row)
-        columns = {"time": self.time.tolist(), **{name: c.tolist() for name, c in self.fields.items()}}
-        records = []
-        for values, rows in groups.items():
-            body = dict(zip(names, values))
-            body.update((name, [column[r] for r in rows]) for name, column in columns.items())
-            records.append((str(body[TAG_CELL]).encode(), orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)))
+        groups: dict[tuple, int] = {}
+        tag_rows = zip(*(column.tolist() for column in self.tags.values()))
+        group = np.fromiter((groups.setdefault(values, len(groups)) for values in tag_rows), np.intp, len(self))
+        order = np.argsort(group, kind="stable")  # each cell's rows together, in row order
+        ends = np.cumsum(np.bincount(group, minlength=len(groups))).tolist()
+        columns = {"time": self.time, **self.fields}
+        records, start = [], 0
+        for values, end in zip(groups, ends):
+            head = dict(zip(names, values))
+            key = str(head[TAG_CELL]).encode()
+            for first in range(start, end, max_rows):
+                rows = order[first:min(first + max_rows, end)]
+                body = head | {name: _json_array(column[rows]) for name, column in columns.items()}
+                records.append((key, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)))
+            start = end
         return records
 
     def records(self) -> list[tuple[bytes, bytes]]:
@@ -362,6 +371,12 @@ class Batch:
         columns = [c.tolist() for c in [*self.tags.values(), self.time, *self.fields.values()]]
         bodies = (dict(zip(names, values)) for values in zip(*columns))
         return [(str(body[TAG_CELL]).encode(), orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)) for body in bodies]
+
+
+def _json_array(column: np.ndarray) -> np.ndarray | list[Any]:
+    """A column as orjson writes it: numbers and booleans as the array itself (NaN becomes
+    null), objects (strings, None) as a list."""
+    return column.tolist() if column.dtype.kind == "O" else column
 
 
 def json_loads(value: bytes) -> Any:

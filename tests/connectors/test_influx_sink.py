@@ -11,6 +11,7 @@ from typing import Iterator
 
 import pytest
 
+import connectors.influx_sink as influx_sink
 from connectors.influx_sink import InfluxSink, InfluxWriteError
 from connectors.outage import OutageError
 from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET, batches
@@ -70,6 +71,12 @@ def scripted() -> Iterator[_ScriptedServer]:
     server.server_close()
 
 
+def _lines(request: tuple[str, dict[str, str], bytes]) -> list[bytes]:
+    """The line protocol lines of a recorded write."""
+    _path, headers, body = request
+    return (gzip.decompress(body) if headers["Content-Encoding"] == "gzip" else body).splitlines()
+
+
 def _partition(url: str, max_retries: int = 3):
     sink = InfluxSink(url, "token", "org", "bucket", max_retries=max_retries,
                       backoff_s=0.01, timeout_s=2, health_interval_s=3600.0)
@@ -86,8 +93,8 @@ def test_transient_errors_are_retried_until_stored(scripted: _ScriptedServer) ->
     path, headers, body = scripted.requests[-1]
     assert path.startswith("/api/v2/write?")
     assert "bucket=bucket" in path and "org=org" in path and "precision=ms" in path
-    assert headers["Content-Encoding"] == "gzip"
-    lines = gzip.decompress(body).splitlines()
+    assert headers["Content-Encoding"] == "identity"  # a store on loopback: not worth compressing
+    lines = body.splitlines()
     assert lines[0] == rb"twin_state,cell=A\ 1,preset=p soc=0.5 1767225600251"
     assert lines[1].startswith(b"pipeline_health,worker=influx-0 write_errors=0i ")
 
@@ -100,7 +107,7 @@ def test_failed_attempts_are_reported_as_write_errors(scripted: _ScriptedServer)
     part.write_batch(batches([_item(soc=0.5)]))
     part.write_batch(batches([_item(soc=0.6)]))
     part.close()
-    last = gzip.decompress(scripted.requests[-1][2]).splitlines()
+    last = _lines(scripted.requests[-1])
     assert last[1].startswith(b"pipeline_health,worker=influx-0 write_errors=2i ")
 
 
@@ -150,7 +157,7 @@ def test_by_default_retries_have_no_count_limit_and_report_the_stall(scripted: _
     part.write_batch(batches([_item(soc=0.5)]))
     part.close()
     assert len(scripted.requests) == 13
-    lines = gzip.decompress(scripted.requests[-1][2]).splitlines()
+    lines = _lines(scripted.requests[-1])
     assert lines[0] == rb"twin_state,cell=A\ 1,preset=p soc=0.5 1767225600251"
     # A health point before the first attempt, then one per retry (interval 0 here), with
     # the stall's length so far; all stored with the batch once the store answers.
@@ -202,7 +209,7 @@ def test_an_overlapped_write_returns_while_the_store_takes_it_and_the_next_waits
     scripted.answer.set()
     second.join(5.0)
     part.close()  # waits for the second
-    bodies = [gzip.decompress(body).splitlines()[0] for _path, _headers, body in scripted.requests]
+    bodies = [_lines(request)[0] for request in scripted.requests]
     assert bodies == [rb"twin_state,cell=A\ 1,preset=p soc=0.5 1767225600251",
                       rb"twin_state,cell=A\ 1,preset=p soc=0.6 1767225600251"]
 
@@ -223,3 +230,34 @@ def test_an_overlapped_write_that_fails_raises_at_the_next_write_or_at_close(scr
     with pytest.raises(InfluxWriteError, match="scripted failure") as raised:
         part.close()
     assert (raised.value.status, raised.value.attempts) == (400, 1)
+
+
+def test_a_store_elsewhere_gets_gzipped_line_protocol(scripted: _ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(influx_sink, "_on_loopback", lambda url: False)
+    part = _partition(f"http://127.0.0.1:{scripted.server_port}")
+    part.write_batch(batches([_item(soc=0.5)]))
+    part.close()
+    (request,) = scripted.requests
+    assert request[1]["Content-Encoding"] == "gzip"
+    assert _lines(request)[0] == rb"twin_state,cell=A\ 1,preset=p soc=0.5 1767225600251"
+
+
+@pytest.mark.parametrize(("url", "loopback"), [
+    ("http://127.0.0.1:8086", True), ("http://localhost:8086", True), ("http://[::1]:8086", True),
+    ("http://127.0.1.1", True), ("http://influxdb:8086", False), ("https://10.0.0.2:8086", False),
+])
+def test_only_a_loopback_store_counts_as_on_this_machine(url: str, loopback: bool) -> None:
+    assert influx_sink._on_loopback(url) is loopback
+
+
+def test_a_large_batch_goes_in_several_requests_each_within_the_size_limit(
+        scripted: _ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(influx_sink, "_MAX_BODY_CHARS", 300)
+    part = _partition(f"http://127.0.0.1:{scripted.server_port}")
+    part.write_batch(batches([_item(soc=k / 100) for k in range(40)]))
+    part.close()
+    bodies = [request[2] for request in scripted.requests]
+    assert len(bodies) > 5 and all(len(body) <= 300 for body in bodies)
+    lines = [line for request in scripted.requests for line in _lines(request)]
+    socs = [line.rsplit(b" ", 2)[1] for line in lines if line.startswith(b"twin_state")]
+    assert socs == [f"soc={k / 100:g}".encode() for k in range(40)]  # every point, in order

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.wire import (
     ALERT_FIELDS, CYCLE_FIELDS, DQDV_FIELDS, HEALTH_FIELDS, MEAS_ALERT, MEAS_CYCLE, MEAS_DQDV, MEAS_HEALTH, MEAS_STATE,
-    STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, TAG_VOLTAGE, THRESHOLDS, Batch, batches, frame_rows,
+    FRAME_ROWS, MAX_MESSAGE_BYTES, STATE_FIELDS, TAG_CELL, TAG_HALF, TAG_KIND, TAG_PRESET, TAG_VOLTAGE, THRESHOLDS, Batch, batches, frame_rows,
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -76,6 +76,19 @@ def test_a_batch_goes_to_kafka_as_one_frame_per_cell() -> None:
     assert rows == [{"cell": "A1", "preset": "mgh2", "time": 12.5, "soc": 0.5, "v_residual": None, "flags": 2},
                     {"cell": "A1", "preset": "mgh2", "time": 22.5, "soc": 0.75, "v_residual": -2e-3, "flags": 0},
                     {"cell": "B2", "preset": "nd4mg80ni8", "time": 12.5, "soc": 0.25, "v_residual": 1e-3, "flags": 0}]
+
+
+def test_a_cell_with_more_rows_than_a_frame_holds_goes_in_several_frames_in_order() -> None:
+    rows, rng = 2500, np.random.default_rng(0)
+    batch = Batch(MEAS_STATE, np.arange(rows, dtype=float), {TAG_CELL: np.array(["A1", "B2"] * (rows // 2), dtype=object)},
+                  {name: rng.random(rows) for name in STATE_FIELDS})
+    frames = batch.frames()
+    assert [key for key, _ in frames] == [b"A1", b"A1", b"B2", b"B2"]
+    sizes = [len(frame_rows(value)) for _, value in frames]
+    assert sizes == [FRAME_ROWS, rows // 2 - FRAME_ROWS] * 2
+    assert max(len(value) for _, value in frames) < MAX_MESSAGE_BYTES  # every twin_state field: still one record
+    times = [row["time"] for _, value in frames for row in frame_rows(value)]
+    assert times == [*range(0, rows, 2), *range(1, rows, 2)]
 
 
 def test_alerts_go_to_kafka_as_one_record_each() -> None:

@@ -9,10 +9,12 @@ import urllib.parse
 import urllib.request
 import uuid
 
+import numpy as np
 import pytest
 
 from connectors.influx_sink import InfluxSink, InfluxWriteError
-from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET, batches
+from connectors.line_protocol import lines as line_protocol
+from connectors.wire import MEAS_STATE, TAG_CELL, TAG_PRESET, Batch, batches
 from tests.integration.conftest import INFLUX_DATABASE
 
 pytestmark = pytest.mark.integration
@@ -58,3 +60,22 @@ def test_rejected_write_raises_with_status_and_message(influx_url: str) -> None:
     part.close()
     assert raised.value.status == 404
     assert raised.value.attempts == 1  # a client error is not retried
+
+
+def test_a_batch_beyond_the_stores_body_limit_is_stored_whole(influx_url: str) -> None:
+    # InfluxDB refuses a request body over 25 MB (413); 60,000 points of 20 fields make ~33 MB.
+    cell, rows = f"cell-{uuid.uuid4().hex[:8]}", 60_000
+    rng = np.random.default_rng(3)
+    fields = {f"field_{k:02d}": rng.random(rows) for k in range(20)}
+    t = math.floor(time.time()) - 7 * 86400 + np.arange(rows) * 10.0
+    batch = Batch(MEAS_STATE, t, {TAG_CELL: np.full(rows, cell, dtype=object)}, fields)
+    assert sum(len(line) + 1 for line in line_protocol(batch)) > 25 * 2**20
+
+    part = InfluxSink(influx_url, "token", "-", INFLUX_DATABASE).build("influx", 0, 1)
+    part.write_batch([batch])
+    part.close()
+
+    (row,) = _select(influx_url, f'SELECT count("field_00"), sum("field_19") FROM "{MEAS_STATE}" '
+                                 f"WHERE \"{TAG_CELL}\" = '{cell}'")
+    assert row["count"] == rows
+    assert row["sum"] == pytest.approx(fields["field_19"].sum(), rel=1e-12)

@@ -199,7 +199,7 @@ class _InfluxPartition(StatelessSinkPartition[Batch]):
                 raise InfluxWriteError(status, message, attempt)
             wait_s = self._outage.failed(message if status is None else f"HTTP {status}: {message}")
             self._add_health(lines)
-            time.sleep(wait_s)
+            self._outage.wait(wait_s)
 
     def _add_health(self, lines: list[str]) -> None:
         """Append a pipeline_health point to ``lines`` if one is due."""

@@ -23,7 +23,6 @@ Encoding stays in the dataflow; the sink takes bytes.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -144,7 +143,7 @@ class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):
             # Only what failed for the broker's state, or was never handed over, goes again.
             pending = retry + pending[handed:]
             if pending:
-                time.sleep(self._outage.failed(error))
+                self._outage.wait(self._outage.failed(error))
         self._outage.succeeded()
         return refused
 
@@ -171,7 +170,8 @@ class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):
             try:
                 self._producer.flush(timeout=self._timeout_s)
             except KafkaTimeoutError as error:
-                self._outage.failed(error)  # records stay queued in the producer: wait again
+                self._outage.failed(error)  # records stay queued in the producer: wait again,
+                self._outage.wait(0.0)  # unless a stop was asked for
             except KafkaError:
                 pass  # each record's future says what became of it (kafka-python's flush fails on a split batch)
 

@@ -10,6 +10,11 @@ never, the default: an outage of minutes is ridden out, however many attempts it
 Outages are also tallied process-wide (:func:`take_stall`), so the health step can report
 them: an outage of the input while it lasts (the source then emits nothing), and one of a
 sink once it is over (a sink that waits holds its worker, health step included).
+
+A sink waits between attempts in :meth:`Outage.wait`, which gives up at once with
+:class:`OutageError` once a stop was asked for (:func:`ask_stop`: Ctrl-C, SIGTERM): a run
+stops only between two steps, and a sink riding out an outage would hold its step until
+the service came back.
 """
 
 from __future__ import annotations
@@ -18,16 +23,47 @@ import logging
 import threading
 import time
 
-__all__ = ["OutageError", "Outage", "take_stall"]
+__all__ = ["OutageError", "Outage", "ask_stop", "clear_stop", "stop_asked", "take_given_up", "take_stall"]
 
 _log = logging.getLogger("celltwin.outage")
 _lock = threading.Lock()
 _stalls: dict[str, float] = {}  # what is down -> monotonic time its outage began
 _ended = [0.0]  # the longest outage that ended since the last take_stall, seconds
+_stop_asked = threading.Event()
 
 
 class OutageError(RuntimeError):
-    """An outage lasted longer than the configured maximum; the message is one line."""
+    """An outage lasted longer than the configured maximum, or a stop cut it short; the
+    message is one line."""
+
+
+_given_up: list[OutageError] = []  # waits a stop ended, in order
+
+
+def ask_stop() -> None:
+    """A stop was asked for: waits for a service to come back end now, and from now on."""
+    _stop_asked.set()
+
+
+def stop_asked() -> bool:
+    """Whether a stop was asked for since the run began."""
+    return _stop_asked.is_set()
+
+
+def clear_stop() -> None:
+    """A new run begins: outages are waited out again."""
+    _stop_asked.clear()
+    with _lock:
+        _given_up.clear()
+
+
+def take_given_up() -> OutageError | None:
+    """The first wait a stop ended since the last call (what was not written), if any: a
+    sink closed while the run stops cannot raise it, so the run does once it has stopped."""
+    with _lock:
+        first = _given_up[0] if _given_up else None
+        _given_up.clear()
+    return first
 
 
 def take_stall() -> float:
@@ -93,6 +129,17 @@ class Outage:
                 _log.warning("%s unreachable for %.0f s (%d failed attempts), retrying: %s",
                              self.what, lasted, self._failures, reason)
             return min(self._backoff * 2 ** min(self._failures - 1, 30), self._max_backoff)
+
+    def wait(self, seconds: float) -> None:
+        """Wait before the next attempt (what :meth:`failed` said). Raises :class:`OutageError`
+        at once if a stop is asked for meanwhile, or was before: what the caller holds is not
+        written."""
+        if _stop_asked.wait(seconds):
+            error = OutageError(f"stopped while {self.what} was unreachable (for {self.duration_s:.0f} s): "
+                                "what it was writing was not written")
+            with _lock:
+                _given_up.append(error)
+            raise error
 
     def succeeded(self) -> None:
         """Note a successful attempt; ends (and logs the end of) an outage in progress."""

@@ -19,6 +19,8 @@ from typing import TypeVar
 
 from bytewax.outputs import StatelessSinkPartition
 
+from connectors.outage import OutageError, stop_asked
+
 __all__ = ["Overlapped"]
 
 X = TypeVar("X")
@@ -45,6 +47,11 @@ class Overlapped(StatelessSinkPartition[X]):
     def close(self) -> None:
         try:
             self._wait()
+        except OutageError:
+            # A stop cut the last write's outage short. Raised here, while the run stops,
+            # it would abort the process; the run raises it once stopped (take_given_up).
+            if not stop_asked():
+                raise
         finally:
             self._writer.shutdown()
             self._inner.close()

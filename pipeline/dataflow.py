@@ -38,7 +38,7 @@ from connectors.file_sink import OutputFolderSink, close_open_files
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
 from connectors.kafka_source import KafkaSource
-from connectors.outage import OutageError
+from connectors.outage import OutageError, clear_stop, take_given_up
 from connectors.sim_source import SimulatorSource
 from connectors.wire import (
     MEAS_ALERT, MEAS_STATE, OUT_UNDELIVERED, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_PARTITIONS,
@@ -201,6 +201,7 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
     recovery = _recovery(cfg, workers * processes, process_id)
     main_thread = threading.current_thread() is threading.main_thread()
     stop = StopBetweenSteps(run_flow.__code__)
+    clear_stop()  # a stop asked of an earlier run in this process is not this run's
     # Outside the main thread Python runs no signal handlers: nothing to install there.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
@@ -221,6 +222,9 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
             raise
         stop.finish()
         close_open_files()
+        given_up = take_given_up()
+        if given_up is not None:
+            raise given_up from None  # stopped, and a sink's last write was lost to an outage
         return False
     finally:
         stop.finish()  # no signal sent again once the handlers are given back

@@ -20,6 +20,8 @@ import time
 from types import CodeType, FrameType
 from typing import Iterator
 
+from connectors.outage import ask_stop
+
 __all__ = ["StopBetweenSteps", "quiet_stderr"]
 
 _PANIC = re.compile(rb"thread '[^']*' panicked at ")
@@ -49,6 +51,7 @@ class StopBetweenSteps:
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
             return
+        ask_stop()  # a sink waiting out an outage gives up rather than hold its step
         if frame is not None and frame.f_code is self._runner:
             self.stopping = True
             raise KeyboardInterrupt

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 
 from connectors import outage as outage_module
-from connectors.outage import Outage, OutageError, take_stall
+from connectors.outage import Outage, OutageError, ask_stop, clear_stop, take_stall
 
 
 @pytest.fixture
@@ -70,3 +72,21 @@ def test_health_takes_the_longest_stall_in_progress_or_over(clock: list[float]) 
     source.succeeded()
     assert take_stall() == 40.0  # over since the last take: its whole length, once
     assert take_stall() == 0.0
+
+
+def test_a_wait_ends_with_an_error_once_a_stop_is_asked_for() -> None:
+    outage = Outage("InfluxDB http://store:8086")
+    outage.failed("refused")
+    timer = threading.Timer(0.2, ask_stop)
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(OutageError, match=r"^stopped while InfluxDB http://store:8086 was unreachable"):
+            outage.wait(30.0)
+        assert time.monotonic() - started < 5.0
+        with pytest.raises(OutageError):  # and every wait after it, until a new run clears it
+            outage.wait(30.0)
+    finally:
+        timer.cancel()
+        clear_stop()
+    outage.wait(0.01)

@@ -198,6 +198,31 @@ def test_max_outage_stops_the_run_with_one_line(
     assert "Traceback" not in text, text
 
 
+def test_a_stop_during_a_store_outage_ends_the_run_and_says_what_was_not_written(
+    fresh_kafka: str, own_victoria: RunningService, tmp_path: Path,
+) -> None:
+    made = simulated_fleet(unique_prefix("stop-outage"), cells=2, cycles=1)
+    publish(fresh_kafka, made.samples)
+    log = tmp_path / "run.log"
+    process = start_pipeline(_pipeline(fresh_kafka, own_victoria.address, made, tmp_path), log)
+    try:
+        _wait_for(lambda: stored_estimates(own_victoria.address, made.prefix) > 0, "a first estimate stored", process, log)
+        pause_service(own_victoria)
+        publish(fresh_kafka, simulated_fleet(made.prefix, cells=2, cycles=1, seed=1).samples)  # more to write
+        _wait_for(lambda: "InfluxDB" in "".join(_outage_lines(log)), "the outage noticed", process, log)
+        asked = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)  # without a stop, it would wait for the store for ever
+        took = time.monotonic() - asked
+    finally:
+        kill(process, signal.SIGKILL)
+    text = log.read_text(errors="replace")
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert code == 1 and took < 20.0, (code, took, log_tail(log))
+    assert len(errors) == 1 and re.search(r"stopped while InfluxDB .* was unreachable .* not written", errors[0]), text
+    assert "Traceback" not in text, text
+
+
 def _health_stalls(url: str) -> dict[str, list[float]]:
     """The ``stalled_s`` values stored in pipeline_health, by worker tag."""
     urllib.request.urlopen(f"{url}/internal/force_flush", timeout=10).close()

@@ -219,8 +219,11 @@ def _throughput(name: str, bootstrap: str, relay: str, stored: _Stored, work: Pa
           f"{samples / last:,.0f} samples/s from process start (first stored point after {first:.1f} s, "
           f"last after {last:.1f} s; {steady})")
     # Where the cores went: the broker and the store share them with the pipeline.
+    services_s = sum(cpu[service] for service in services)
     print(f"{'':>8}  CPU seconds over the run's {wall:.1f} s on {os.cpu_count()} cores: "
-          + ", ".join(f"{who} {seconds:.1f}" for who, seconds in cpu.items()))
+          + ", ".join(f"{who} {seconds:.1f}" for who, seconds in cpu.items())
+          + f"; the broker and the store alone leave room for {samples * os.cpu_count() / services_s:,.0f} "
+            "samples/s at most")
 
 
 def _latency(bootstrap: str, relay: str, stored: _Stored, work: Path, cells: int, load: float,

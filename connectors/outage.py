@@ -23,7 +23,8 @@ import logging
 import threading
 import time
 
-__all__ = ["OutageError", "Outage", "ask_stop", "clear_stop", "stop_asked", "take_given_up", "take_stall"]
+__all__ = ["OutageError", "Outage", "ask_stop", "clear_stop", "hold_until_stopped", "stop_asked", "take_held",
+           "take_stall"]
 
 _log = logging.getLogger("celltwin.outage")
 _lock = threading.Lock()
@@ -37,7 +38,7 @@ class OutageError(RuntimeError):
     message is one line."""
 
 
-_given_up: list[OutageError] = []  # waits a stop ended, in order
+_held: list[BaseException] = []  # errors of sinks closed while the run stopped, in order
 
 
 def ask_stop() -> None:
@@ -54,15 +55,21 @@ def clear_stop() -> None:
     """A new run begins: outages are waited out again."""
     _stop_asked.clear()
     with _lock:
-        _given_up.clear()
+        _held.clear()
 
 
-def take_given_up() -> OutageError | None:
-    """The first wait a stop ended since the last call (what was not written), if any: a
-    sink closed while the run stops cannot raise it, so the run does once it has stopped."""
+def hold_until_stopped(error: BaseException) -> None:
+    """Keep the error of a sink closed while the run stops: raised there, while bytewax
+    unwinds, it would abort the process; the run raises it once stopped (:func:`take_held`)."""
     with _lock:
-        first = _given_up[0] if _given_up else None
-        _given_up.clear()
+        _held.append(error)
+
+
+def take_held() -> BaseException | None:
+    """The first error held since the last call, if any."""
+    with _lock:
+        first = _held[0] if _held else None
+        _held.clear()
     return first
 
 
@@ -135,11 +142,8 @@ class Outage:
         at once if a stop is asked for meanwhile, or was before: what the caller holds is not
         written."""
         if _stop_asked.wait(seconds):
-            error = OutageError(f"stopped while {self.what} was unreachable (for {self.duration_s:.0f} s): "
-                                "what it was writing was not written")
-            with _lock:
-                _given_up.append(error)
-            raise error
+            raise OutageError(f"stopped while {self.what} was unreachable (for {self.duration_s:.0f} s): "
+                              "what it was writing was not written")
 
     def succeeded(self) -> None:
         """Note a successful attempt; ends (and logs the end of) an outage in progress."""

@@ -6,7 +6,9 @@ broker acknowledging records) idles the twin for that long. :class:`Overlapped` 
 each batch to a writer thread and returns: the next ``write_batch`` (or ``close``) first
 waits for the one in flight and raises its error, so at most one batch is in flight, the
 order of batches is kept, and a server that slows down or goes away still holds the
-dataflow back.
+dataflow back. A ``close`` while the run stops (Ctrl-C, SIGTERM) holds that error instead
+(:func:`connectors.outage.hold_until_stopped`): raised while bytewax unwinds, it would
+abort the process.
 
 Only for runs without recovery: with it, bytewax commits an epoch once the sinks have
 returned from its batches, and a batch still in flight at a crash would not be replayed.
@@ -19,7 +21,7 @@ from typing import TypeVar
 
 from bytewax.outputs import StatelessSinkPartition
 
-from connectors.outage import OutageError, stop_asked
+from connectors.outage import hold_until_stopped, stop_asked
 
 __all__ = ["Overlapped"]
 
@@ -47,11 +49,10 @@ class Overlapped(StatelessSinkPartition[X]):
     def close(self) -> None:
         try:
             self._wait()
-        except OutageError:
-            # A stop cut the last write's outage short. Raised here, while the run stops,
-            # it would abort the process; the run raises it once stopped (take_given_up).
+        except Exception as error:
             if not stop_asked():
                 raise
+            hold_until_stopped(error)  # e.g. a stop cut the last write's outage short
         finally:
             self._writer.shutdown()
             self._inner.close()

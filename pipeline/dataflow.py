@@ -38,7 +38,7 @@ from connectors.file_sink import OutputFolderSink, close_open_files
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import KafkaSink
 from connectors.kafka_source import KafkaSource
-from connectors.outage import OutageError, clear_stop, take_given_up
+from connectors.outage import OutageError, clear_stop, take_held
 from connectors.sim_source import SimulatorSource
 from connectors.wire import (
     MEAS_ALERT, MEAS_STATE, OUT_UNDELIVERED, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_META, TOPIC_PARTITIONS,
@@ -222,9 +222,11 @@ def run_flow(flow: Dataflow, cfg: Config, workers: int = 1, process_id: int | No
             raise
         stop.finish()
         close_open_files()
-        given_up = take_given_up()
-        if given_up is not None:
-            raise given_up from None  # stopped, and a sink's last write was lost to an outage
+        held = take_held()  # a sink's last write failed while the run stopped
+        if isinstance(held, OutageError):
+            raise held from None  # its one line says it all
+        if held is not None:
+            raise held
         return False
     finally:
         stop.finish()  # no signal sent again once the handlers are given back

@@ -130,17 +130,15 @@ def _relay(store_url: str, stored: _Stored) -> ThreadingHTTPServer:
                 with urllib.request.urlopen(request, timeout=30) as answer:
                     status, reply = answer.status, answer.read()
             except urllib.error.HTTPError as error:  # the store's refusal goes back to the pipeline
-                self.send_response(error.code)
-                self.end_headers()
-                self.wfile.write(error.read())
-                return
+                status, reply = error.code, error.read()
             now = time.time()
             self.send_response(status)
             self.end_headers()
             self.wfile.write(reply)
             self.wfile.flush()
-            with stored.lock:
-                stored.answered.append((now, body, self.headers.get("Content-Encoding") == "gzip"))
+            if status < 300:
+                with stored.lock:
+                    stored.answered.append((now, body, self.headers.get("Content-Encoding") == "gzip"))
 
         def log_message(self, *args: object) -> None:
             """Quiet: one line per request would drown the figures."""

@@ -170,8 +170,8 @@ class _KafkaSinkPartition(StatelessSinkPartition[KeyValue]):
             try:
                 self._producer.flush(timeout=self._timeout_s)
             except KafkaTimeoutError as error:
-                self._outage.failed(error)  # records stay queued in the producer: wait again,
-                self._outage.wait(0.0)  # unless a stop was asked for
+                self._outage.failed(error)
+                self._outage.wait(0.0)  # records stay queued in the producer: flush again, unless told to stop
             except KafkaError:
                 pass  # each record's future says what became of it (kafka-python's flush fails on a split batch)
 

@@ -177,22 +177,37 @@ def test_store_away_for_two_minutes_is_ridden_out(
     assert all(len(said) <= STORE_OUTAGE_S / HEALTH_INTERVAL_S + 2 for said in lines.values()), lines
 
 
+def _into_a_store_outage(bootstrap: str, store: RunningService, tmp_path: Path, name: str, *extra: str):
+    """A pipeline (and its log) past its first stored estimate, with the store then taken
+    away and more samples to write."""
+    made = simulated_fleet(unique_prefix(name), cells=2, cycles=1)
+    publish(bootstrap, made.samples)
+    log = tmp_path / "run.log"
+    process = start_pipeline(_pipeline(bootstrap, store.address, made, tmp_path, *extra), log)
+    try:
+        _wait_for(lambda: stored_estimates(store.address, made.prefix) > 0, "a first estimate stored", process, log)
+        pause_service(store)
+        publish(bootstrap, simulated_fleet(made.prefix, cells=2, cycles=1, seed=1).samples)
+    except BaseException:
+        kill(process, signal.SIGKILL)
+        raise
+    return process, log
+
+
+def _error_lines(log: Path) -> tuple[str, list[str]]:
+    text = log.read_text(errors="replace")
+    return text, [line for line in text.splitlines() if line.startswith("error:")]
+
+
 def test_max_outage_stops_the_run_with_one_line(
     fresh_kafka: str, own_victoria: RunningService, tmp_path: Path,
 ) -> None:
-    made = simulated_fleet(unique_prefix("max-outage"), cells=2, cycles=1)
-    publish(fresh_kafka, made.samples)
-    log = tmp_path / "run.log"
-    process = start_pipeline(_pipeline(fresh_kafka, own_victoria.address, made, tmp_path, "--max-outage", "3"), log)
+    process, log = _into_a_store_outage(fresh_kafka, own_victoria, tmp_path, "max-outage", "--max-outage", "3")
     try:
-        _wait_for(lambda: stored_estimates(own_victoria.address, made.prefix) > 0, "a first estimate stored", process, log)
-        pause_service(own_victoria)
-        publish(fresh_kafka, simulated_fleet(made.prefix, cells=2, cycles=1, seed=1).samples)  # more to write
         code = process.wait(timeout=60)
     finally:
         kill(process, signal.SIGKILL)
-    text = log.read_text(errors="replace")
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    text, errors = _error_lines(log)
     assert code == 1, log_tail(log)
     assert len(errors) == 1 and re.search(r"InfluxDB .* unreachable for \d+ s.*3 s \(--max-outage\)", errors[0]), text
     assert "Traceback" not in text, text
@@ -201,14 +216,8 @@ def test_max_outage_stops_the_run_with_one_line(
 def test_a_stop_during_a_store_outage_ends_the_run_and_says_what_was_not_written(
     fresh_kafka: str, own_victoria: RunningService, tmp_path: Path,
 ) -> None:
-    made = simulated_fleet(unique_prefix("stop-outage"), cells=2, cycles=1)
-    publish(fresh_kafka, made.samples)
-    log = tmp_path / "run.log"
-    process = start_pipeline(_pipeline(fresh_kafka, own_victoria.address, made, tmp_path), log)
+    process, log = _into_a_store_outage(fresh_kafka, own_victoria, tmp_path, "stop-outage")
     try:
-        _wait_for(lambda: stored_estimates(own_victoria.address, made.prefix) > 0, "a first estimate stored", process, log)
-        pause_service(own_victoria)
-        publish(fresh_kafka, simulated_fleet(made.prefix, cells=2, cycles=1, seed=1).samples)  # more to write
         _wait_for(lambda: "InfluxDB" in "".join(_outage_lines(log)), "the outage noticed", process, log)
         asked = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -216,8 +225,7 @@ def test_a_stop_during_a_store_outage_ends_the_run_and_says_what_was_not_written
         took = time.monotonic() - asked
     finally:
         kill(process, signal.SIGKILL)
-    text = log.read_text(errors="replace")
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    text, errors = _error_lines(log)
     assert code == 1 and took < 20.0, (code, took, log_tail(log))
     assert len(errors) == 1 and re.search(r"stopped while InfluxDB .* was unreachable .* not written", errors[0]), text
     assert "Traceback" not in text, text

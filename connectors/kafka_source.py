@@ -132,6 +132,9 @@ class KafkaSource(FixedPartitionedSource[KafkaMessage, int]):
         consumer = self._consumer(reset)
         try:
             consumer.assign([tp])
+            # Now, with the partition assigned: left to itself, the consumer's first request
+            # finds no metadata yet and waits out retry_backoff_ms (0.1 s a partition).
+            consumer.bootstrap()
             seen = (consumer.committed(tp) or 0) if table and self._group is not None else 0
             if resume_state is not None:
                 consumer.seek(tp, resume_state)

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Mapping
 
+from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from connectors import kafka_clients
@@ -75,8 +76,13 @@ def check_kafka(bootstrap: str, client: Mapping[str, Any], option: str = "--kafk
         raise PreflightError(f"cannot reach the Kafka broker at {bootstrap} ({'; '.join(reasons)}).\n"
                              f"Check {option} (or CELLTWIN_KAFKA) and that the broker is running.", UNAVAILABLE)
     try:
-        kafka_clients.admin(**{**dict(client), "bootstrap_servers": servers,
-                               "bootstrap_timeout_ms": _KAFKA_BOOTSTRAP_MS}).close()
+        settings = {**dict(client), "bootstrap_servers": servers, "bootstrap_timeout_ms": _KAFKA_BOOTSTRAP_MS}
+        kafka_clients.admin(**settings).close()
+        # The admin client keeps the broker's API versions to itself; a consumer's are kept
+        # for the process's later clients (connectors.kafka_clients): none asks again, and
+        # the Kafka source's first metadata request does not wait out a 0.1 s back-off.
+        kafka_clients.consumer(**{key: value for key, value in settings.items()
+                                  if key in KafkaConsumer.DEFAULT_CONFIG}).close(autocommit=False)
     except KafkaError as error:
         name = type(error).__name__
         if "Authentication" in name or "Authorization" in name:

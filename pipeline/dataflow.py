@@ -49,8 +49,9 @@ from pipeline.health import HEALTH_KEY, HealthLogic, KafkaLag, Progress
 from pipeline.shards import shard_keys, shard_of
 from pipeline.stops import StopBetweenSteps, quiet_stderr
 from pipeline.twin_step import ShardLogic, ShardStats, StateFormatError
+from twin.kernel import warm_up
 
-__all__ = ["TOPIC_PARTITIONS", "build_flow", "ensure_kafka_topics", "run_flow"]
+__all__ = ["TOPIC_PARTITIONS", "build_flow", "ensure_kafka_topics", "run_flow", "warm_up_twin"]
 
 
 def _deadletter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
@@ -141,6 +142,12 @@ def build_flow(cfg: Config, progress: Progress | None = None, keys: Sequence[str
         op.output("deadletter_out", op.map("deadletter_kafka", deadletters, _deadletter_message),
                   KafkaSink(kafka, TOPIC_DEADLETTER, **producing, undeliverable=undelivered))
     return flow
+
+
+def warm_up_twin() -> None:
+    """Load the compiled twin (numba's cache, ~0.3 s) on a thread of its own while the caller
+    connects or reads files: the first batch need not wait for it."""
+    threading.Thread(target=warm_up, name="twin-warm-up", daemon=True).start()
 
 
 def ensure_kafka_topics(cfg: Config) -> None:

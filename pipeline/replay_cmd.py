@@ -36,7 +36,7 @@ from connectors.readers import CellRecord, ParseReport, ReaderError, read_archiv
 from connectors.replay_source import ReplaySource, produce
 from connectors.sim_producer import Publisher
 from connectors.wire import OUT_DEADLETTER, TOPIC_META, TOPIC_SAMPLES, CellMeta, MetaError
-from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow
+from pipeline.dataflow import TOPIC_PARTITIONS, build_flow, run_flow, warm_up_twin
 from pipeline.flags import (
     COMPOSITION, CONFIG, MASS_MG, PRESET, REPORT, SPEED, DischargeFlag, FormatFlag, MapFlag, MappingFlag, StartFlag,
     TzFlag, UnitFlag, invocation, parse_speed, read_options,
@@ -349,6 +349,8 @@ def replay(
     options = read_options(map_, mapping, unit, format_, start, tz, discharge_positive)
     if kafka:
         check_kafka(kafka, cfg.kafka.admin_config() if cfg.kafka is not None else {})  # before reading the files
+    else:
+        warm_up_twin()
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=_err, transient=True) as bar:

@@ -25,7 +25,7 @@ from connectors.preflight import check_folder, check_influx, check_kafka
 from connectors.wire import (
     OUT_ALERTS, OUT_CYCLES, OUT_DEADLETTER, OUT_ESTIMATES, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_TWIN,
 )
-from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow
+from pipeline.dataflow import build_flow, ensure_kafka_topics, run_flow, warm_up_twin
 from pipeline.flags import COMPOSITION, CONFIG, DT, MIXED_CELLS, PRESET, REPORT, REST, SEED, invocation
 from pipeline.health import Progress
 from pipeline.report import build_report
@@ -188,6 +188,7 @@ def run(
     peers = [a.strip() for a in addresses.split(";") if a.strip()] if addresses else None
     if (process_id is None) != (peers is None):
         raise typer.BadParameter("--process-id and --addresses go together")
+    warm_up_twin()
     _preflight(cfg)
     if cfg.out is not None and process_id in (None, 0):
         forget_other_jobs(cfg.out)

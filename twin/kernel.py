@@ -33,8 +33,9 @@ from numba import njit as _numba_njit
 from . import degradation as deg
 from . import estimator as est
 from . import model
+from .params import preset
 
-__all__ = ["FrameOutput", "step_frame"]
+__all__ = ["FrameOutput", "step_frame", "warm_up"]
 
 
 def njit(fn):
@@ -438,6 +439,14 @@ def _close(tr, rows, cols, closing, t, v, out, flags) -> list[tuple[int, int, es
     if copied:
         _write_back(tr, rows, sub)
     return _report(est._outputs(sub, out[6, rows, cols], flags[rows, cols], halves), rows, cols, out, flags)
+
+
+def warm_up() -> None:
+    """Load the compiled kernel now: the first `step_frame` of a process otherwise spends
+    ~0.3 s loading it from numba's cache (setting up numba's own machinery). A pipeline
+    calls this on a thread of its own while it connects, so its first frame need not wait."""
+    step_frame(est.new_tracker([preset("nd4mg80ni8")]), np.array([0.0, 1.0]), np.array([0.9, 0.9]),
+               np.array([0.0, 0.0]))
 
 
 def step_frame(tr: est.Tracker, t, v, i, temp_c=130.0, present=True) -> FrameOutput:

@@ -11,7 +11,10 @@ checks that they did."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +177,21 @@ def test_frame_shapes_are_checked():
         step_frame(tr, np.zeros(5), np.zeros(5), np.zeros(5))
     with pytest.raises(ValueError, match="one shape"):
         step_frame(tr, np.zeros((2, 5)), np.zeros((2, 4)), np.zeros((2, 5)))
+
+
+def test_warm_up_loads_the_one_signature_that_frames_use():
+    # In a fresh process (here the kernel has long been loaded): nothing is loaded before the
+    # warm-up, and a real frame of another shape after it needs no second compiled version.
+    code = ("import numpy as np\n"
+            "from twin import estimator as est, kernel\n"
+            "from twin.params import preset\n"
+            "before = len(kernel._run.signatures)\n"
+            "kernel.warm_up()\n"
+            "warmed = len(kernel._run.signatures)\n"
+            "t = np.arange(6.0).reshape(3, 2).astype(np.float32)\n"
+            "cells = est.new_tracker([preset('mgh2')] * 3)\n"
+            "kernel.step_frame(cells, t, np.full((3, 2), 0.5), np.full((3, 2), -1e-3))\n"
+            "print(before, warmed, len(kernel._run.signatures))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["0", "1", "1"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from twin import estimator as est
-from twin.params import preset
+from twin.params import END_TOLERANCE, preset
 from twin.protocol import cc_cycles
 from twin.simulator import Faults, SensorNoise, Simulation, vary
 
@@ -158,3 +158,21 @@ def test_a_half_the_data_stops_in_is_closed_as_partial(share):
     (last,) = est.finish(tr)
     assert last.half == "charge" and last.partial
     assert last.capacity_mah < 0.9 * sim.truth[1].capacity_mah
+
+
+def test_a_half_whose_last_sample_is_on_its_knee_is_not_partial():
+    """The sample that crossed the cut-off is lost (a dropout; 30 s logging over a knee run
+    up in 20 s): the half ended on the knee it was driving into, so it got to its end."""
+    cell = preset("nd4mg80ni8")
+    sim = Simulation([cell], cc_cycles(1.0, 1), dt=10.0, seed=1)
+    t, v, i = (np.concatenate([getattr(b, name).reshape(-1) for b in sim.blocks()]) for name in ("t", "v", "i"))
+    band = END_TOLERANCE * (cell.v_max - cell.v_min)
+    charging = np.flatnonzero(i > 0)
+    end = charging[np.argmax(v[charging] >= cell.v_max - band)]  # the first sample at the cut-off, dropped
+    assert v[end - 1] < cell.v_max - band
+    tr = est.new_tracker([cell])
+    for k in range(end):
+        est.step(tr, t[k], v[k], i[k])
+    (last,) = est.finish(tr)
+    assert last.half == "charge" and not last.partial
+    assert last.capacity_mah == pytest.approx(sim.truth[1].capacity_mah, rel=0.01)

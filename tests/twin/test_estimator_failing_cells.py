@@ -96,9 +96,11 @@ def test_every_cell_below_the_floor_is_alerted_within_one_cycle(run, request):
 
 def test_capacity_follows_a_fast_fade(fleet_half_c):
     """The MgH2 cells lose 15-20 % a cycle early on; the capacity estimate keeps up with
-    the truth and says how well it knows it. Measured: MgH2 worst 7.4 %, mean +2.1 %
+    the truth and says how well it knows it. Measured: MgH2 worst 7.4 %, mean +2.4 %
     (the diffusion lag of MgH2, known to ~10 %, blurs where the bulk SOC ends); the
-    composite worst 0.2 %."""
+    composite worst 0.2 %. Measuring tau_D on every charge where the lag weighs at least
+    half what the capacity does (not 0.7) piles that fade into tau_D: mean +2.7 % (+3.1 %
+    at 0.3)."""
     cells, _, _, halves, _, truth = fleet_half_c
     true_capacity = {(x.cell, x.cycle, x.half): x.reversible_capacity_mah for x in truth}
     errors = {"mgh2": [], "nd4mg80ni8": []}
@@ -115,7 +117,7 @@ def test_a_cell_that_diffuses_faster_than_its_composition_says():
     shorter (the spread between cells is 8 %). At 1C the lag is a quarter of the SOC range,
     and the count over the filter's swing read the lag error as capacity: the capacity ran
     5.5 % high and climbing, the twin's retention 16 points above the measured one.
-    Measured now: tau_D within 1.5 % of the cell's, capacity within 1.1 %, gap 1.4 points."""
+    Measured now: tau_D within 1.6 % of the cell's, capacity within 0.8 %, gap 0.8 points."""
     tau_scale, charges = _off_diffusion_cell(0.85, cycles=5)
     assert abs(tau_scale / 0.85 - 1.0) <= 0.03
     assert len(charges) >= 2
@@ -144,7 +146,8 @@ def test_a_diffusion_time_two_and_a_half_spreads_off_is_found_in_the_first_charg
     read through the at-rate model, the faster cell's twin retention ran 4.6 points above
     the measured one on every half (its reference half was off the count) and the slower
     one's capacity 5.8 % low. Measured now: tau_D within 3 % (0.8) and 7.5 % (1.22) of the
-    cell's, capacity within 1.2 % and 4.3 %, gap at most 0.3 and 2.1 points."""
+    cell's, capacity within 1.2 % and 4.3 %, gap at most 0.3 and 0.5 points (2.1 before the
+    half's start moved to where its count says it was, `_update_capacity`)."""
     tau_scale, charges = _off_diffusion_cell(factor, cycles=6)
     assert abs(tau_scale - factor) <= 0.5 * abs(factor - 1.0)  # at least half way
     assert len(charges) >= 3
@@ -153,14 +156,37 @@ def test_a_diffusion_time_two_and_a_half_spreads_off_is_found_in_the_first_charg
         assert abs(h.retention - h.measured_retention) <= 0.03
 
 
+@pytest.mark.parametrize("noise_seed", range(6))
+def test_a_slow_diffusing_fast_segregating_cell_is_read_from_its_first_charge(noise_seed):
+    """A cell of the benchmark's population drawn with seed 5: diffusion 22 % slower than
+    its composition says (2.7 spreads), phase separation 19 % faster. Its first 1C charge
+    delivers a quarter less than the twin predicts. Where the capacity was still uncertain
+    enough that the lag's share of that miss came out under the capacity's, the count went
+    to the capacity alone, with tau_D only "considered", and part of the miss stayed in the
+    twin's answer for that half, its retention reference. Measured over these six noise
+    draws: worst gap 3.1 points before, 1.0 now."""
+    nominal = params_from_composition(Composition({"MgH2": 0.87, "Mg2NiH4": 0.078, "Nd2H5": 0.052}))
+    true = nominal.with_(tau_diff_s=1.218 * nominal.tau_diff_s, ps_rate=1.187 * nominal.ps_rate,
+                         crack_rate=1.104 * nominal.crack_rate, r0_ohm=1.02 * nominal.r0_ohm,
+                         r1_ohm=1.007 * nominal.r1_ohm, utilisation=0.996 * nominal.utilisation,
+                         ocv_shift_v=nominal.ocv_shift_v + 0.0033)
+    sim = Simulation([true], cc_cycles(1.0, 8), dt=10.0, noise=SensorNoise(),
+                     faults=Faults(dropout_prob=0.01, spike_prob=0.002), seed=noise_seed)
+    gaps = _retention_gaps(run_estimator(sim, [nominal]).halves)
+    assert len(gaps) >= 5
+    assert max(gaps) <= 0.03
+
+
 @pytest.mark.parametrize("c_rate", [0.5, 1.0])
 def test_twin_retention_follows_the_measured_one_over_a_composition_population(c_rate):
     """30 cells from pure MgH2 to the composite, each with the manufacturing spread the
     twin is not told (diffusion time 8 %, resistances 8 %, ageing rates 25 %), dropouts and
     spikes; the twin has each composition's nominal parameters. The benchmark's population
-    draws another 200 (seed 11); this one is drawn apart from it. Measured: worst 1.8
-    (0.5C) and 2.5 (1C) points; before the count was read through the at-rate model, 4.2
-    and 5.0, with 10 and 20 charge halves beyond 3 points."""
+    draws another 200 (seed 11, `--seed N` others); this one is drawn apart from it.
+    Measured: worst 1.7 (0.5C) and 1.3 (1C) points (1.8 and 2.5 before the twin's
+    retention read each half from where its count says it started); before the count was
+    read through the at-rate model, 4.2 and 5.0, with 10 and 20 charge halves beyond 3
+    points."""
     rng = np.random.default_rng(5)
     nominal, true = [], []
     for _ in range(30):
@@ -170,9 +196,17 @@ def test_twin_retention_follows_the_measured_one_over_a_composition_population(c
         true.append(vary(p, 1, rng)[0])
     sim = Simulation(true, cc_cycles(c_rate, 8), dt=10.0, noise=SensorNoise(),
                      faults=Faults(dropout_prob=0.01, spike_prob=0.002), seed=5)
-    gaps = _retention_gaps(run_estimator(sim, nominal).halves)
+    halves = run_estimator(sim, nominal).halves
+    gaps = _retention_gaps(halves)
     assert len(gaps) >= 100
     assert max(gaps) <= 0.03
+    # Discharges: the twin's answer at the activation the half had, not the next cycle's
+    # (a discharge completes a lithiation). Measured median gap 0.4 (0.5C) and 1.8 (1C)
+    # points, 1.1 and 4.0 when read a cycle on.
+    discharge_gaps = [abs(h.retention - h.measured_retention) for h in halves
+                      if h.half == "discharge" and h.cycle >= 3 and math.isfinite(h.measured_retention)]
+    assert len(discharge_gaps) >= 100
+    assert np.median(discharge_gaps) <= 0.025
 
 
 def _sloped_cell(capacity_mah: float = 19.6):

@@ -454,8 +454,8 @@ def data_sets(args) -> list[tuple[str, str, object]]:
          lambda: sim_fleet("fleet 20 x 10 cycles 1C", 8 if quick else 20, 4 if quick else 10, 1.0, 0)),
         ("fleet12", "fleet 12 x 15 cycles 0.5C seed 7",
          lambda: sim_fleet("fleet 12 x 15 cycles 0.5C seed 7", 6 if quick else 12, 4 if quick else 15, 0.5, 7)),
-        ("population", f"population {pop_n}", lambda: population(pop_n, quick, args.seed)),
     ]
+    sets += [("population", f"population {pop_n}", (lambda seed=seed: population(pop_n, quick, seed))) for seed in args.seed]
     sets += [(f"pybamm-{n}", f"pybamm {n}", (lambda n=n: pybamm_one(n))) for n in PYBAMM_NAMES]
     sets += [(f"real-{f}", f"real {f[:24]}", (lambda f=f: real_one(f))) for f in REAL_FILES]
     return sets
@@ -474,9 +474,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="smaller fleets and fewer cycles (a smoke run); population of 20 cells")
     ap.add_argument("--population", type=int, default=200, metavar="N",
                     help="cells in the composition population (default 200; --quick uses 20)")
-    ap.add_argument("--seed", type=int, default=POP_SEED,
+    ap.add_argument("--seed", type=int, nargs="+", default=[POP_SEED], metavar="N",
                     help="seed of the population: its compositions, cell-to-cell spread, noise and faults "
-                         f"(default {POP_SEED}; others check that the twin was not tuned to one draw)")
+                         f"(default {POP_SEED}; others check that the twin was not tuned to one draw). "
+                         "Several seeds give one population row each")
     ap.add_argument("--only", metavar="NAME", help="run only the data sets whose key contains NAME")
     args = ap.parse_args(argv)
 

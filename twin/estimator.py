@@ -662,10 +662,9 @@ def finish(tr: Tracker) -> list[HalfCycle]:
     nor into a voltage hold nor onto the knee before it is marked partial: the data stopped
     in it."""
     open_ = np.flatnonzero((tr.seg_sign != 0) & (tr.seg_active_s > 0))
-    complete = np.zeros(len(tr), dtype=bool)
-    complete[open_] = (_at_limit(tr, open_) | (tr.seg_tail_n[open_] >= _CV_SAMPLES)) | _on_end_knee(tr, open_)
-    halves = [replace(_close_half(tr, k, float(tr.t_last[k]), tr.x[k], tr.P[k, _IZ, _IZ]), partial=not complete[k])
-              for k in open_]
+    complete = _at_limit(tr, open_) | (tr.seg_tail_n[open_] >= _CV_SAMPLES) | _on_end_knee(tr, open_)
+    halves = [replace(_close_half(tr, k, float(tr.t_last[k]), tr.x[k], tr.P[k, _IZ, _IZ]), partial=not done)
+              for k, done in zip(open_, complete)]
     tr.seg_sign[open_] = 0.0
     return halves
 
@@ -730,8 +729,7 @@ def _knee_update(tr: Tracker, pr: _Prepared, v, x, P, use) -> np.ndarray:
     c = tr.consts[rows]
     h = np.clip(x[rows, _IH], -1.0, 1.0)
     e = v[rows] - pr.i[rows] * x[rows, _IR0] * pr.g[rows] - x[rows, _IV1] - x[rows, _IE] - c[:, _C["ocv_shift_v"]]
-    surface = ocv_inverse(e, h, c[:, _C["ni_share"]], tr.ocv_table[rows])
-    slope = terminal_voltage(surface, h, 0.0, 0.0, 0.0, 1.0, 1.0, c[:, _C["ni_share"]], 0.0, tr.ocv_table[rows])[1]
+    surface, slope = _surface_and_slope(tr, rows, e, h)
     Hs = np.zeros((rows.size, N_X))
     Hs[:, _IZ] = Hs[:, _ID] = 1.0
     PHt = np.einsum("nij,nj->ni", P[rows], Hs)
@@ -913,10 +911,17 @@ def _on_end_knee(tr: Tracker, rows: np.ndarray) -> np.ndarray:
     drop = sign * tr.seg_i_end[rows] * (tr.x[rows, _IR0] + tr.x[rows, _IR1])
     e = tr.seg_v_end[rows] - drop - tr.x[rows, _IE] - c[:, _C["ocv_shift_v"]]
     with np.errstate(invalid="ignore"):
-        surface = ocv_inverse(e, h, c[:, _C["ni_share"]], tr.ocv_table[rows])
-        slope = terminal_voltage(surface, h, 0.0, 0.0, 0.0, 1.0, 1.0, c[:, _C["ni_share"]], 0.0, tr.ocv_table[rows])[1]
+        surface, slope = _surface_and_slope(tr, rows, e, h)
     near = np.where(sign < 0, surface <= _END_KNEE_SOC, surface >= 1.0 - _END_KNEE_SOC)
     return near & (slope >= _KNEE_SLOPE_V)
+
+
+def _surface_and_slope(tr: Tracker, rows: np.ndarray, e: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The surface SOC (z + d) at which `rows`' curves on branch h give the open-circuit
+    voltage e, and the curve's slope there (V per unit SOC: a knee when steep)."""
+    ni, table = tr.consts[rows, _C["ni_share"]], tr.ocv_table[rows]
+    surface = ocv_inverse(e, h, ni, table)
+    return surface, terminal_voltage(surface, h, 0.0, 0.0, 0.0, 1.0, 1.0, ni, 0.0, table)[1]
 
 
 def _held_at_limit(tr: Tracker, rows: np.ndarray) -> np.ndarray:
@@ -1243,8 +1248,11 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
         else:
             prior_var = max(prior_var, (innovation**2 - h_r**2 * tau_var - var_obs) / h_q**2)
 
+    def spread(h_q: float, h_r: float) -> float:  # what the count may differ from the model by
+        return h_q**2 * prior_var + h_r**2 * tau_var + var_obs
+
     def gains(h_q: float, h_r: float) -> tuple[float, float]:
-        s = h_q**2 * prior_var + h_r**2 * tau_var + var_obs
+        s = spread(h_q, h_r)
         return (prior_var * h_q / s if capacity else 0.0), (tau_var * h_r / s if measures_tau else 0.0)
 
     k_q, k_r = gains(h_q, h_r)
@@ -1259,8 +1267,7 @@ def _update_capacity(tr: Tracker, k: int, mah: float, swing: float, end: np.ndar
         # The count also says where the half started (its share of the miss, d count / d z0
         # = -Q): the model's answer for this half, which the twin's retention reads, starts
         # there. Only the bookkeeping's start moves; the filter's state is its own.
-        s_all = h_q**2 * prior_var + h_r**2 * tau_var + var_obs
-        tr.seg_soc0[k] -= tr.seg_soc_var0[k] * q_obs * innovation / s_all
+        tr.seg_soc0[k] -= tr.seg_soc_var0[k] * q_obs * innovation / spread(h_q, h_r)
     tr.capacity_mah[k] = q + k_q * innovation
     tr.capacity_var[k] = prior_var * (1.0 - k_q * h_q) if capacity else tr.capacity_var[k]
     tr.tau_var[k] = tau_var * (1.0 - k_r * h_r)

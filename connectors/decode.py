@@ -44,6 +44,7 @@ __all__ = [
     "TEMP_RANGE_C",
     "T_RANGE_S",
     "check_samples",
+    "implausible",
     "decode_message",
     "decode_samples",
     "decode_meta",
@@ -129,6 +130,14 @@ def _check_values(data: np.ndarray, temp_given: bool) -> None:
         reason, hint = _RANGE_REASONS[row]
         raise Rejected(reason, f"{_ROWS[row]} = {data[row, k]:g}{_at(k, data)} is outside "
                                f"{_LOW[row, 0]:g} .. {_HIGH[row, 0]:g}{hint}")
+
+
+def implausible(t: np.ndarray, v: np.ndarray, i: np.ndarray, temp_c: np.ndarray | None = None) -> np.ndarray:
+    """Which samples lie outside the plausible ranges the decoder holds every frame to
+    (a temperature not reported, NaN, is no fault): the ones a replay's frames send to
+    the dead letters, and that nothing learned from the file may rest on."""
+    data = np.vstack([t, v, i, np.full(np.shape(t), np.nan) if temp_c is None else temp_c])
+    return ((data < _LOW) | (data > _HIGH)).any(axis=0)
 
 
 def _at(k: int, data: np.ndarray) -> str:

@@ -356,7 +356,7 @@ class Follower:
             state.first_t.setdefault(record.cell, float(record.t[0]))
             state.rows[record.cell] = len(record)
             state.last_t[record.cell] = float(record.t[-1])
-        return _tail(record, min(start, len(record)))
+        return record.rows(slice(min(start, len(record)), None))
 
     def _finished(self, path: Path, old: FileState) -> Update | None:
         if not old.rows:
@@ -375,13 +375,6 @@ class Follower:
             return None
         self._said[key] = message
         return Update(path, [], None, [f"{path.name}: not read yet: {message}"], None)
-
-
-def _tail(record: CellRecord, start: int) -> CellRecord:
-    """``record`` from row ``start`` on (every per-row array sliced alike)."""
-    sliced = {f.name: getattr(record, f.name)[start:] for f in dataclasses.fields(record)
-              if isinstance(getattr(record, f.name), np.ndarray)}
-    return dataclasses.replace(record, **sliced)
 
 
 def _is_data(path: Path) -> bool:

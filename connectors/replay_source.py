@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.decode import MAX_ABS_CURRENT_A, T_RANGE_S, TEMP_RANGE_C, check_samples
-from connectors.meta import V_RANGE, name_error
+from connectors.decode import check_samples, implausible
+from connectors.meta import name_error
 from connectors.readers import CellRecord
 from connectors.sim_producer import Publisher
 from connectors.wire import TOPIC_META, TOPIC_SAMPLES, CellMeta, DeadLetter, Frame, Origin, Rejected
@@ -111,15 +111,12 @@ def _frame_breaks(record: CellRecord) -> np.ndarray:
     appears or disappears, and around every implausible sample (a row logged in
     mV among rows in V becomes a dead letter of one sample, not of thousands).
     """
-    t, v, i = record.t, record.v, record.i
     starts = np.zeros(len(record), dtype=bool)
-    starts[1:] = np.diff(t) <= 0
-    bad = (v < V_RANGE[0]) | (v > V_RANGE[1]) | (np.abs(i) > MAX_ABS_CURRENT_A)
-    bad |= (t < T_RANGE_S[0]) | (t > T_RANGE_S[1])
+    starts[1:] = np.diff(record.t) <= 0
     if record.temp_c is not None:
         has_temp = np.isfinite(record.temp_c)
         starts[1:] |= has_temp[1:] != has_temp[:-1]
-        bad |= has_temp & ((record.temp_c < TEMP_RANGE_C[0]) | (record.temp_c > TEMP_RANGE_C[1]))
+    bad = implausible(record.t, record.v, record.i, record.temp_c)
     starts |= bad
     starts[1:] |= bad[:-1]
     starts[0] = False

@@ -30,7 +30,8 @@ from rich.text import Text
 
 from connectors.config import Config, ConfigError, KafkaConfig, load_config
 from connectors.kafka_admin import ensure_topics
-from connectors.meta import meta_from_mapping
+from connectors.decode import MAX_ABS_CURRENT_A, implausible
+from connectors.meta import V_RANGE, meta_from_mapping
 from connectors.preflight import check_kafka
 from connectors.readers import CellRecord, ParseReport, ReaderError, read_archive
 from connectors.replay_source import ReplaySource, produce
@@ -121,6 +122,27 @@ def read_files(
     if empty:
         raise ReadFilesError(f"no usable rows for cell(s) {empty}: see the parse report above", reports)
     return records, reports
+
+
+def plausible_records(records: list[CellRecord]) -> list[CellRecord]:
+    """Each cell without its samples outside the plausible ranges (`connectors.decode`): the
+    replay's frames send those to the dead letters, so neither the curve learned from the
+    file nor its validation may rest on them (one row of 1e30 A made a capacity of 4e29 mAh).
+    Says how many, per cell; a cell left with none is refused with what to check."""
+    kept = []
+    for r in records:
+        bad = implausible(r.t, r.v, r.i, r.temp_c)
+        if bad.all():
+            raise typer.BadParameter(
+                f"cell {r.cell!r}: no sample within the plausible ranges (voltage {V_RANGE[0]:g} .. {V_RANGE[1]:g} V, "
+                f"|current| <= {MAX_ABS_CURRENT_A:g} A); the file's voltages run {np.nanmin(r.v):.3g} to "
+                f"{np.nanmax(r.v):.3g} V, its currents reach {np.nanmax(np.abs(r.i)):.3g} A: is it a cell's "
+                "charge/discharge test, in these units? If not in these units, give --unit (e.g. --unit current=mA)")
+        if bad.any():
+            _out.print(f"{r.cell}: {int(bad.sum()):,} sample(s) outside the plausible ranges go to the dead letters "
+                       "and are left out of the learned curve and the validation", soft_wrap=True, markup=False)
+        kept.append(r.rows(~bad) if bad.any() else r)
+    return kept
 
 
 def generic_metas(
@@ -251,10 +273,11 @@ def _verdict_table(out: Path) -> Table:
     return table
 
 
-def _embedded(cfg: Config, out: Path, records: list[CellRecord], metas: dict[str, CellMeta], speed: float | None,
-              report: bool, learned_until: Mapping[str, float]) -> None:
-    """Replay through the run's dataflow into ``out``, then validate and report (a generic
-    cell's curve learned from halves that end at `learned_until`, the file's time)."""
+def _embedded(cfg: Config, out: Path, records: list[CellRecord], plausible: list[CellRecord],
+              metas: dict[str, CellMeta], speed: float | None, report: bool, learned_until: Mapping[str, float]) -> None:
+    """Replay `records` through the run's dataflow into ``out``, then validate the twin on
+    their `plausible` samples and report (a generic cell's curve learned from halves that
+    end at `learned_until`, the file's time)."""
     cfg = replay_config(cfg, out, metas)
     progress = FlowProgress()
     flow = replay_flow(cfg, ReplaySource(records, speed), progress)
@@ -278,7 +301,7 @@ def _embedded(cfg: Config, out: Path, records: list[CellRecord], metas: dict[str
     one_c = {c: p.one_c_ma for c, p in params.items()}
     windows = {c: (p.v_min, p.v_max) for c, p in params.items()}  # a full half runs the twin's own window
     cells = load_cells(out)  # read once: for the validation and the report
-    validation = write_validation(out, validate(records, cells, masses, one_c, windows, learned_until))
+    validation = write_validation(out, validate(plausible, cells, masses, one_c, windows, learned_until))
     _out.print(_verdict_table(out))
     _out.print(f"files: {out}/ (estimates, cycles, alerts, dead letters), {validation}", soft_wrap=True)
     if report:
@@ -366,9 +389,10 @@ def replay(
                 "\nAlso needed once the file reads: --mass-mg (hydride mass per cell, mg; no default).")
         raise typer.BadParameter(f"{error}{also}") from None
     _print_reports(reports)
+    plausible = plausible_records(records)
     learned_until: dict[str, float] = {}
     if generic:
-        metas, learned_until = generic_metas(records, mass_mg, v_min, v_max)
+        metas, learned_until = generic_metas(plausible, mass_mg, v_min, v_max)
     else:
         metas = cell_metas([r.cell for r in records], cfg, mass_mg, electrode)
     _out.print(_metas_table(records, metas))
@@ -380,7 +404,7 @@ def replay(
             "input": "replay of " + ", ".join(str(f) for f in files),
             "C-rate": ", ".join(f"{c}: {m.c_rate:g}C" if m.c_rate else f"{c}: not given" for c, m in metas.items()),
         })
-        _embedded(cfg, out_dir, records, metas, pace, report, learned_until)
+        _embedded(cfg, out_dir, records, plausible, metas, pace, report, learned_until)
 
 
 def _check_generic_options(generic: bool, preset: str | None, v_min: float | None, v_max: float | None) -> None:

@@ -11,7 +11,7 @@ ones and shows a few of them with line numbers instead of failing or guessing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,11 @@ class CellRecord:
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
+
+    def rows(self, index: slice | np.ndarray) -> "CellRecord":
+        """The record at these rows (a slice, a mask or indices): every per-row array alike."""
+        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)
+                                if isinstance(getattr(self, f.name), np.ndarray)})
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -142,16 +145,19 @@ def test_bad_options_are_refused_before_anything_runs(cell, tmp_path: Path) -> N
 
 def test_a_file_whose_voltages_no_cell_has_says_to_give_the_window(cell, tmp_path: Path) -> None:
     """A record at negative volts (a probe on a reference electrode, a shorted channel) gives
-    no window a cell can have: the error says where the voltages run and what to give."""
+    no window a cell can have: the error says where the voltages run and what to give. At
+    -4 V no sample is even plausible (-1 .. 6 V), and the error says so first."""
     record = cell[0]
-    shifted = Synthetic(record.t, record.v - 5.0, record.i, record.temp_c, record.cycle, record.step)
-    code, output = _replay(write_bdf(tmp_path / "probe.csv", shifted), "--generic", "--out", tmp_path / "out")
-    flat = " ".join(output.replace("│", " ").split())
-    assert code == 2 and "v_min must be a number" in flat, output
-    assert "the window was inferred from the file, whose voltages run" in flat and "give --v-min and --v-max" in flat
+    for shift, expected in ((-1.0, "v_min must be a number"), (-5.0, "no sample within the plausible ranges")):
+        shifted = Synthetic(record.t, record.v + shift, record.i, record.temp_c, record.cycle, record.step)
+        code, output = _replay(write_bdf(tmp_path / "probe.csv", shifted), "--generic", "--out", tmp_path / "out")
+        flat = " ".join(output.replace("│", " ").split())
+        assert code == 2 and expected in flat, output
+        assert "voltages run" in flat and ("give --v-min and --v-max" in flat or "give --unit" in flat)
 
 
-def test_generic_cell_of_another_chemistry_replays_with_a_learned_curve(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def nmc() -> tuple[Synthetic, list[HalfCycleTruth]]:
     """A layered-oxide-like 2 Ah cell (no hydride): a slow first cycle, then 0.5C cycles."""
     z = soc_grid()
     delith = 3.0 + 1.1 * z - 0.25 * np.exp(-z / 0.04) + 0.12 * np.exp(-(1 - z) / 0.03) + 0.05 * np.sin(3 * z)
@@ -163,6 +169,11 @@ def test_generic_cell_of_another_chemistry_replays_with_a_learned_curve(tmp_path
     i = np.concatenate([b.i[0] for b in blocks])
     synthetic = Synthetic(t, np.concatenate([b.v[0] for b in blocks]), i, np.full(t.size, 25.0),
                           np.concatenate([b.cycle[0] for b in blocks]).astype(int), np.where(i < 0, 1, 3))
+    return synthetic, sim.truth
+
+
+def test_generic_cell_of_another_chemistry_replays_with_a_learned_curve(nmc, tmp_path: Path) -> None:
+    synthetic, truth = nmc
     path = write_bdf(tmp_path / "B1.csv", synthetic)
     code, output = _replay(path, "--generic", "--v-min", "2.9", "--v-max", "4.2", "--out", tmp_path / "out",
                            "--no-report")
@@ -171,10 +182,33 @@ def test_generic_cell_of_another_chemistry_replays_with_a_learned_curve(tmp_path
     halves = pq.read_table(tmp_path / "out" / OUT_CYCLES).to_pylist()
     assert {h["preset"] for h in halves} == {"generic"}
     counted = {(h["cycle"], h["half"]): h["capacity_mah"] for h in halves}
-    for x in sim.truth[2:4]:  # the first 0.5C cycle: the twin's count equals the truth
+    for x in truth[2:4]:  # the first 0.5C cycle: the twin's count equals the truth
         assert counted[(x.cycle, x.half)] == pytest.approx(x.capacity_mah, rel=0.02)
     estimates = pq.read_table(tmp_path / "out" / OUT_ESTIMATES).to_pylist()
     assert max(e["crack_risk"] for e in estimates) == 0.0
+
+
+def test_an_impossible_sample_is_a_dead_letter_and_nothing_learned_rests_on_it(nmc, tmp_path: Path) -> None:
+    """One current of 1e30 A in the discharge the curve is learned from (cycle 2's, at 0.5C):
+    the replay sends it to the dead letters, says so, and learns and validates on the samples
+    the twin saw (before, the count made the capacity 4e29 mAh and the replay stopped)."""
+    synthetic, truth = nmc
+    i = synthetic.i.copy()
+    i[np.flatnonzero((synthetic.cycle == 2) & (i < 0))[50]] = -1e30
+    path = write_bdf(tmp_path / "B1.csv", dataclasses.replace(synthetic, i=i))
+    code, output = _replay(path, "--generic", "--v-min", "2.9", "--v-max", "4.2", "--out", tmp_path / "out",
+                           "--no-report")
+    assert code == 0, output
+    assert "1 sample(s) outside the plausible ranges go to the dead letters" in output
+    letters = [json.loads(line) for line in (tmp_path / "out" / OUT_DEADLETTER).read_text().splitlines()]
+    assert [letter["reason"] for letter in letters] == ["current_range"]
+    second = next(x for x in truth if x.cycle == 2 and x.half == "discharge")
+    assert "learned the open-circuit curve from discharge #2" in output
+    learned = float(re.search(r"capacity ([0-9.]+) mAh in the", output).group(1))
+    assert learned == pytest.approx(second.capacity_mah, rel=0.01)
+    table = load_validation(tmp_path / "out")
+    row = list(table["cycle"]).index(2)
+    assert table["measured_discharge_mah"][row] == pytest.approx(second.capacity_mah, rel=0.01)
 
 
 def test_hints_are_flags_and_a_few_samples_get_no_verdict(tmp_path: Path) -> None:

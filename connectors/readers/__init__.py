@@ -46,7 +46,7 @@ from .model import (
     UnsupportedFormatError,
 )
 from .tabular import DEFAULT_EPOCH, Options
-from .text import read_head
+from .text import UTF16_BOMS, read_head
 
 __all__ = [
     "FORMATS",
@@ -96,7 +96,7 @@ def detect_format(path: str | Path) -> str:
         magic = fh.read(64)
     if magic.startswith(biologic.MPR_MAGIC):
         return "mpr"
-    if magic.startswith(b"PK\x03\x04") or b"\x00" in magic:
+    if magic.startswith(b"PK\x03\x04") or (b"\x00" in magic and not magic.startswith(UTF16_BOMS)):
         raise UnsupportedFormatError(
             f"{path} is a binary file of no supported format; give --format NAME (Python: format=), one of {sorted(FORMATS)}"
         )

@@ -9,6 +9,7 @@ instead of aborting the file. Empty lines are kept as rows so that table row
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-__all__ = ["TextTable", "read_head", "read_delimited", "split_line"]
+__all__ = ["TextTable", "UTF16_BOMS", "read_head", "read_delimited", "split_line"]
+
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 @dataclass
@@ -44,9 +47,12 @@ class TextTable:
 
 
 def read_head(path: Path, max_lines: int = 200, max_bytes: int = 1 << 16) -> tuple[list[str], str]:
-    """The first lines of a text file and its encoding (UTF-8, else latin-1)."""
+    """The first lines of a text file and its encoding (UTF-16 after its byte-order mark, as
+    spreadsheets save "Unicode text"; else UTF-8, else latin-1)."""
     with Path(path).open("rb") as fh:
         raw = fh.read(max_bytes)
+    if raw.startswith(UTF16_BOMS):
+        return raw[: len(raw) & ~1].decode("utf-16", errors="replace").splitlines()[:max_lines], "utf-16"
     try:
         text, encoding = raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError as exc:

@@ -504,3 +504,19 @@ def test_a_commented_header_is_found_and_a_date_without_its_time_does_not_reject
     np.testing.assert_allclose(got.i, cell.i)
     assert archive.report.rows_rejected == 0 and "timestamp" not in archive.report.columns
     assert "timestamps in 'Date' cannot be read as times" in " ".join(archive.report.warnings)
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
+def test_unicode_text_of_a_spreadsheet_reads_as_the_utf8_file_does(tmp_path: Path, codec: str) -> None:
+    """Excel's "Unicode text": UTF-16 after a byte-order mark (little-endian as Windows writes
+    it, or big-endian), tab-separated. Its NUL bytes made it "a binary file" before."""
+    cell = synthetic_cell()
+    plain = read_archive(write_bdf(tmp_path / "x.csv", cell)).only()
+    text = (tmp_path / "x.csv").read_text(encoding="utf-8").replace(",", "\t")
+    unicode = tmp_path / "x.txt"
+    unicode.write_bytes((b"\xfe\xff" if codec == "utf-16-be" else b"") + text.encode(codec))
+    archive = read_archive(unicode)
+    got = archive.only()
+    assert archive.report.rows_rejected == 0
+    for name in ("t", "v", "i", "temp_c"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(plain, name))

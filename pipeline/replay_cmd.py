@@ -119,8 +119,9 @@ def read_files(
     except ReaderError as error:
         raise ReadFilesError(str(error), reports) from error
     empty = [r.cell for r in records if len(r) == 0]
-    if empty:
-        raise ReadFilesError(f"no usable rows for cell(s) {empty}: see the parse report above", reports)
+    if empty or not records:
+        which = f"for cell(s) {empty}" if empty else "in " + ", ".join(p.name for p in files)
+        raise ReadFilesError(f"no usable rows {which}: see the parse report above", reports)
     return records, reports
 
 
@@ -128,20 +129,27 @@ def plausible_records(records: list[CellRecord]) -> list[CellRecord]:
     """Each cell without its samples outside the plausible ranges (`connectors.decode`): the
     replay's frames send those to the dead letters, so neither the curve learned from the
     file nor its validation may rest on them (one row of 1e30 A made a capacity of 4e29 mAh).
-    Says how many, per cell; a cell left with none is refused with what to check."""
-    kept = []
+    Says how many, per cell. A cell with none left (an unused channel of a multi-channel
+    export) is left out of both, said with the ranges its data span; a file with no such
+    cell at all is refused with what to check."""
+    kept, empty = [], []
     for r in records:
         bad = implausible(r.t, r.v, r.i, r.temp_c)
         if bad.all():
-            raise typer.BadParameter(
-                f"cell {r.cell!r}: no sample within the plausible ranges (voltage {V_RANGE[0]:g} .. {V_RANGE[1]:g} V, "
-                f"|current| <= {MAX_ABS_CURRENT_A:g} A); the file's voltages run {np.nanmin(r.v):.3g} to "
-                f"{np.nanmax(r.v):.3g} V, its currents reach {np.nanmax(np.abs(r.i)):.3g} A: is it a cell's "
-                "charge/discharge test, in these units? If not in these units, give --unit (e.g. --unit current=mA)")
-        if bad.any():
+            empty.append(f"cell {r.cell!r}: no sample within the plausible ranges (voltage {V_RANGE[0]:g} .. "
+                         f"{V_RANGE[1]:g} V, |current| <= {MAX_ABS_CURRENT_A:g} A); its voltages run "
+                         f"{np.nanmin(r.v):.3g} to {np.nanmax(r.v):.3g} V, its currents reach "
+                         f"{np.nanmax(np.abs(r.i)):.3g} A")
+        elif bad.any():
             _out.print(f"{r.cell}: {int(bad.sum()):,} sample(s) outside the plausible ranges go to the dead letters "
                        "and are left out of the learned curve and the validation", soft_wrap=True, markup=False)
-        kept.append(r.rows(~bad) if bad.any() else r)
+        if not bad.all():
+            kept.append(r.rows(~bad) if bad.any() else r)
+    if not kept:
+        raise typer.BadParameter("; ".join(empty) + ": is it a cell's charge/discharge test, in these units? If not "
+                                 "in these units, give --unit (e.g. --unit current=mA)")
+    for line in empty:
+        _out.print(Text(f"{line}: left out; the other cells replay", style="yellow"), soft_wrap=True)
     return kept
 
 
@@ -254,11 +262,11 @@ def _metas_table(records: list[CellRecord], metas: dict[str, CellMeta]) -> Table
     for column in ("cell", "electrode", "mass mg", "samples", "from", "hours", f"gaps > {GAP_S:.0f} s"):
         table.add_column(column, justify="left" if column in ("cell", "electrode", "from") else "right")
     for r in records:
-        meta = metas[r.cell]
+        meta = metas.get(r.cell)  # none for a generic cell without a plausible sample
         start = np.datetime64(int(r.t[0]), "s").astype(str).replace("T", " ") + " UTC"
         gaps = int(np.sum(np.diff(r.t) > GAP_S))
-        table.add_row(r.cell, meta.label, f"{meta.mass_mg:g}" if meta.mass_mg else "-", f"{len(r):,}", start,
-                      f"{(r.t[-1] - r.t[0]) / 3600:.1f}", str(gaps))
+        table.add_row(r.cell, meta.label if meta else "- (dead letters)", f"{meta.mass_mg:g}" if meta and meta.mass_mg
+                      else "-", f"{len(r):,}", start, f"{(r.t[-1] - r.t[0]) / 3600:.1f}", str(gaps))
     return table
 
 
@@ -311,6 +319,8 @@ def _embedded(cfg: Config, out: Path, records: list[CellRecord], plausible: list
 def _to_kafka(kafka: KafkaConfig, records: list[CellRecord], metas: dict[str, CellMeta],
               speed: float | None) -> None:
     bootstrap = kafka.bootstrap
+    # A generic cell without a plausible sample has no curve, so no metadata: not sent.
+    records = [r for r in records if r.cell in metas]
     ensure_topics(bootstrap, {TOPIC_SAMPLES: TOPIC_PARTITIONS[TOPIC_SAMPLES], TOPIC_META: TOPIC_PARTITIONS[TOPIC_META]},
                   admin_config=kafka.admin_config())
     total = sum(len(r) for r in records)

@@ -230,3 +230,28 @@ def test_hints_are_flags_and_a_few_samples_get_no_verdict(tmp_path: Path) -> Non
     assert "give --start 2026-03-01T09:00" in flat(output)
     assert "no verdict: no complete cycle" in flat(output) and "tracks within" not in output
     assert [v.tracks for v in verdicts(load_validation(tmp_path / "out"))] == [False]
+
+
+def test_an_unused_channel_of_a_multi_cell_file_is_left_out_and_the_others_replay(nmc, tmp_path: Path) -> None:
+    """Cell B reads -9.9 V throughout (a channel with nothing on it): every sample a dead
+    letter, the cell left out of learning and validation with the ranges it spans; cell A
+    replays and is judged as on its own. A file with only such a cell is refused."""
+    synthetic, _ = nmc
+    lines = ["cell,t,v,i"]
+    for name, v in (("A", synthetic.v), ("B", np.full(synthetic.v.size, -9.9))):
+        lines += [f"{name},{t:.3f},{x:.6f},{i:.9f}" for t, x, i in zip(synthetic.t, v, synthetic.i)]
+    path = tmp_path / "channels.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    code, output = _replay(path, "--generic", "--v-min", "2.9", "--v-max", "4.2", "--out", out, "--no-report")
+    flat = " ".join(output.replace("│", " ").split())
+    assert code == 0, output
+    assert "cell 'B': no sample within the plausible ranges" in flat and "voltages run -9.9 to -9.9 V" in flat
+    assert "left out; the other cells replay" in flat
+    letters = [json.loads(line) for line in (out / OUT_DEADLETTER).read_text().splitlines()]
+    assert {letter["reason"] for letter in letters} == {"voltage_range"}
+    table = load_validation(out)
+    assert set(table["cell"]) == {"A"} and [v.tracks for v in verdicts(table)] == [True]
+
+    code, output = _replay(path, "--cell", "B", "--generic", "--out", out, "--no-report")
+    assert code == 2 and "give --unit" in " ".join(output.replace("│", " ").split())

@@ -303,7 +303,8 @@ def _embedded(cfg: Config, out: Path, records: list[CellRecord], plausible: list
         _err.print(f"stopped after {samples:,} of {total:,} samples; what was replayed is in {out}/")
         raise typer.Exit(130)
     _err.print(f"replayed {samples:,} of {total:,} samples in {elapsed:.1f} s"
-               + (f"; {deadletters:,} refused, see {out / OUT_DEADLETTER}" if deadletters else ""))
+               + (f"; the other {total - samples:,} are in {deadletters:,} dead letter(s) with their reasons, see "
+                  f"{out / OUT_DEADLETTER}" if deadletters else ""))
     params = {c: m.params() for c, m in metas.items()}
     masses = {c: m.mass_mg for c, m in metas.items()}
     one_c = {c: p.one_c_ma for c, p in params.items()}

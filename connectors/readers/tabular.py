@@ -31,7 +31,7 @@ unit, sign or time rule is fixed once for all cyclers:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -273,6 +273,8 @@ def normalise(
             {role: c[sel] for role, c in counts.items()}, direction[sel]
         )
         cells[str(name)] = record
+    if "timestamp" not in values:
+        _join_restarts(cells, report)
     _settle_repeats(cells, report)
     return Archive(cells, report)
 
@@ -320,6 +322,33 @@ def _cells(
         found = sorted(labels[c] for c in order.tolist())
         raise ReaderError(f"cell {options.cell!r} is not in {report.source}; it holds {found}")
     return [(labels[c], codes == c) for c in chosen]
+
+
+def _join_restarts(cells: dict[str, CellRecord], report: ParseReport) -> None:
+    """A file with elapsed time alone whose clock starts again (a test resumed on the cycler,
+    two runs of one cell exported together) goes on from the row before each restart, one
+    typical sampling step later: otherwise every row after it is at or before the cell's
+    last sample, and the pipeline refuses the rest of the test. A restart is a drop to less
+    than half the elapsed time before it (jitter and repeats are left to `repeats`)."""
+    joined = []
+    for name, record in cells.items():
+        t = record.t
+        step = np.diff(t)
+        forward = step[step > 0]
+        if not forward.size:
+            continue
+        elapsed = t - t[0]
+        restarts = np.flatnonzero((step < 0) & (elapsed[1:] < elapsed[:-1] / 2)) + 1
+        if not restarts.size:
+            continue
+        t, typical = t.copy(), float(np.median(forward))
+        for k in restarts:
+            t[k:] += t[k - 1] + typical - t[k]
+        cells[name] = replace(record, t=t)
+        joined += [f"{name} at its sample {k + 1}" for k in restarts[:3]] + (["..."] if restarts.size > 3 else [])
+    if joined:
+        report.warn(f"the elapsed time starts again ({', '.join(joined)}): each restart goes on one sampling step "
+                    "after the row before it (a pause between is not in the file)")
 
 
 def _settle_repeats(cells: dict[str, CellRecord], report: ParseReport) -> None:

@@ -520,3 +520,28 @@ def test_unicode_text_of_a_spreadsheet_reads_as_the_utf8_file_does(tmp_path: Pat
     assert archive.report.rows_rejected == 0
     for name in ("t", "v", "i", "temp_c"):
         np.testing.assert_array_equal(getattr(got, name), getattr(plain, name))
+
+
+def test_an_elapsed_clock_that_starts_again_goes_on_from_the_row_before(tmp_path: Path) -> None:
+    """A test resumed on the cycler restarts an export's elapsed time. With no date-time
+    column the rows after the restart go on one sampling step after the row before it (they
+    were all "stale" to the pipeline before); with one, the timestamps place them."""
+    cell = synthetic_cell(cycles=4)
+    half = len(cell.t) // 2
+    elapsed = np.r_[cell.elapsed[:half], cell.elapsed[half:] - cell.elapsed[half]]
+    rows = [f"{e:.3f},{v:.6f},{i:.6f}" for e, v, i in zip(elapsed, cell.v, cell.i)]
+    path = tmp_path / "resumed.csv"
+    path.write_text("Time (s),Voltage (V),Current (A)\n" + "\n".join(rows) + "\n")
+    archive = read_archive(path)
+    got = archive.only()
+    assert len(got) == len(cell.t) and np.all(np.diff(got.t) > 0)
+    np.testing.assert_allclose(np.diff(got.t), np.diff(cell.t))  # 1 s steps, the restart's too
+    assert f"the elapsed time starts again (resumed at its sample {half + 1})" in " ".join(archive.report.warnings)
+
+    stamped = tmp_path / "stamped.csv"
+    stamped.write_text("Time (s),Unix Time / s,Voltage (V),Current (A)\n" + "\n".join(
+        f"{e:.3f},{t + 3600.0 * (k >= half):.3f},{v:.6f},{i:.6f}"
+        for k, (e, t, v, i) in enumerate(zip(elapsed, cell.t, cell.v, cell.i))) + "\n")
+    archive = read_archive(stamped)
+    assert archive.only().t[half] - archive.only().t[half - 1] == pytest.approx(3601.0)
+    assert "starts again" not in " ".join(archive.report.warnings)

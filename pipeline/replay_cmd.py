@@ -46,7 +46,7 @@ from pipeline.health import Progress as FlowProgress
 from pipeline.report import build_report
 from pipeline.report_data import load_cells, load_validation, write_run_info
 from pipeline.run_cmd import DEFAULT_OUT
-from pipeline.validation import GAP_S, validate, verdicts, write_validation
+from pipeline.validation import gap_s, validate, verdicts, write_validation
 from twin.generic import LearnedOcv, learn_ocv
 from twin.params import MIXED
 
@@ -259,25 +259,32 @@ def _print_reports(reports: list[ParseReport]) -> None:
 
 def _metas_table(records: list[CellRecord], metas: dict[str, CellMeta]) -> Table:
     table = Table(title="replay")
-    for column in ("cell", "electrode", "mass mg", "samples", "from", "hours", f"gaps > {GAP_S:.0f} s"):
+    for column in ("cell", "electrode", "mass mg", "samples", "from", "hours", "gaps"):
         table.add_column(column, justify="left" if column in ("cell", "electrode", "from") else "right")
     for r in records:
         meta = metas.get(r.cell)  # none for a generic cell without a plausible sample
         start = np.datetime64(int(r.t[0]), "s").astype(str).replace("T", " ") + " UTC"
-        gaps = int(np.sum(np.diff(r.t) > GAP_S))
+        gaps = int(np.sum(np.diff(r.t) > gap_s(r.t)))
         table.add_row(r.cell, meta.label if meta else "- (dead letters)", f"{meta.mass_mg:g}" if meta and meta.mass_mg
                       else "-", f"{len(r):,}", start, f"{(r.t[-1] - r.t[0]) / 3600:.1f}", str(gaps))
     return table
 
 
-def _verdict_table(out: Path) -> Table:
+def _verdict_table(out: Path, cells: list[str]) -> Table:
+    """A verdict per replayed cell; one whose file never left rest (no half-cycle, so no row
+    in validation.csv) says so rather than going unmentioned."""
     table = Table(title="validation: does the twin track the file?")
     for column in ("cell", "cycles", "verdict"):
         table.add_column(column)
     validation = load_validation(out)
-    for judged in verdicts(validation) if validation is not None else []:
-        count = int(np.sum(validation["cell"].astype(str) == judged.cell))
-        table.add_row(judged.cell, str(count), Text(judged.summary(), style="green" if judged.tracks else "red"))
+    judged = {v.cell: v for v in verdicts(validation)} if validation is not None else {}
+    for cell in cells:
+        if cell not in judged:
+            table.add_row(cell, "0", Text("no verdict: no half-cycle in the file (the current never left rest)",
+                                          style="red"))
+            continue
+        count = int(np.sum(validation["cell"].astype(str) == cell))
+        table.add_row(cell, str(count), Text(judged[cell].summary(), style="green" if judged[cell].tracks else "red"))
     return table
 
 
@@ -311,7 +318,7 @@ def _embedded(cfg: Config, out: Path, records: list[CellRecord], plausible: list
     windows = {c: (p.v_min, p.v_max) for c, p in params.items()}  # a full half runs the twin's own window
     cells = load_cells(out)  # read once: for the validation and the report
     validation = write_validation(out, validate(plausible, cells, masses, one_c, windows, learned_until))
-    _out.print(_verdict_table(out))
+    _out.print(_verdict_table(out, [r.cell for r in plausible]))
     _out.print(f"files: {out}/ (estimates, cycles, alerts, dead letters), {validation}", soft_wrap=True)
     if report:
         _out.print(f"report: {build_report(out, cells)}", soft_wrap=True)

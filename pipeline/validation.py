@@ -12,9 +12,10 @@ against the cycler's own numbers:
   (the current taken as linear between them). Where the sign changes between
   two samples the interval is split at the zero crossing and each side goes to
   its own half. A repeated timestamp carries no time, hence no charge; it is
-  kept and is no error. A silence longer than :data:`GAP_S` is a gap: its
-  charge is unknown, so it is not counted, only reported (``uncounted_s``, for
-  the halves it touches). ``active_s`` is the time the current flowed, by the
+  kept and is no error. A silence longer than :data:`GAP_S`, and than
+  :data:`GAP_PACES` of the file's median interval (:func:`gap_s`: a test logged
+  every 15 min has no gap at every row), is a gap: its charge is unknown, so it
+  is not counted, only reported (``uncounted_s``, for the halves it touches). ``active_s`` is the time the current flowed, by the
   same rule applied to "active or not".
 * *Working current*: the charge-weighted median of ``|i|``, the current below
   which half of the file's charge moved. Rests move no charge and pulses or CV
@@ -122,6 +123,8 @@ from pipeline.report_data import VALIDATION_COLUMNS, VALIDATION_FILE, CellData, 
 
 __all__ = [
     "GAP_S",
+    "GAP_PACES",
+    "gap_s",
     "REST_FRACTION",
     "NOISE_SIGMAS",
     "V_HOLD",
@@ -150,7 +153,8 @@ __all__ = [
     "verdicts",
 ]
 
-GAP_S = 600.0  # longer silences are gaps; the twin's estimator uses the same bound
+GAP_S = 600.0  # longer silences are gaps (the twin's estimator flags them from the same bound) ...
+GAP_PACES = 10.0  # ... where they are also this many of the file's own median intervals
 REST_FRACTION = 0.01  # |i| from this share of the file's working current on starts a half
 NOISE_SIGMAS = 5.0  # a current this many noise sigmas clear of zero is not sensor noise
 V_HOLD = 0.005  # V: a CV step holds its voltage this closely; a rest relaxes away from it
@@ -281,10 +285,19 @@ class _Counts(NamedTuple):
     uncounted_s: np.ndarray
 
 
+def gap_s(t: np.ndarray) -> float:
+    """The silence beyond which a file's charge between two samples is unknown: `GAP_S`,
+    or `GAP_PACES` of its median interval where it logs that coarsely (a slow test logged
+    every 15 min: every row was "a gap", and not a charge was counted)."""
+    dt = np.diff(t)
+    forward = dt[dt > 0]
+    return max(GAP_S, GAP_PACES * float(np.median(forward))) if forward.size else GAP_S
+
+
 def _known_dt(t: np.ndarray) -> np.ndarray:
     """Intervals whose charge is known: not a gap, and time that ran forwards (a repeat: 0)."""
     dt = np.diff(t)
-    return np.where((dt > 0) & (dt <= GAP_S), dt, 0.0)
+    return np.where((dt > 0) & (dt <= gap_s(t)), dt, 0.0)
 
 
 def _working_current(t: np.ndarray, i: np.ndarray) -> float:
@@ -360,7 +373,7 @@ def _count(t: np.ndarray, i: np.ndarray, active: np.ndarray, spans: Sequence[tup
     crossing = a * b < 0
     share = np.where(crossing, np.abs(a) / np.where(crossing, np.abs(a) + np.abs(b), 1.0), 0.5)
     known = _known_dt(t)
-    gap = np.where(np.diff(t) > GAP_S, np.diff(t), 0.0)
+    gap = np.where(np.diff(t) > gap_s(t), np.diff(t), 0.0)
 
     def per_span(parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         total = np.zeros(len(spans))

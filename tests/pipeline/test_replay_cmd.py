@@ -255,3 +255,13 @@ def test_an_unused_channel_of_a_multi_cell_file_is_left_out_and_the_others_repla
 
     code, output = _replay(path, "--cell", "B", "--generic", "--out", out, "--no-report")
     assert code == 2 and "give --unit" in " ".join(output.replace("│", " ").split())
+
+
+def test_a_cell_that_never_leaves_rest_gets_a_verdict_line_saying_so(tmp_path: Path) -> None:
+    """No half-cycle, so no row in validation.csv: the verdict table used to leave it out."""
+    path = tmp_path / "rest.csv"
+    path.write_text("Time (s),Voltage (V),Current (A)\n" + "".join(f"{10 * k},0.6,0\n" for k in range(100)))
+    code, output = _replay(path, "--mass-mg", "1", "--out", tmp_path / "out", "--no-report")
+    assert code == 0, output
+    flat = " ".join(output.replace("│", " ").split())
+    assert "rest 0 no verdict: no half-cycle in the file (the current never left rest)" in flat

@@ -17,7 +17,7 @@ from connectors.wire import CYCLE_FIELDS, OUT_CYCLES, OUT_ESTIMATES, STATE_FIELD
 from pipeline.report import build_report
 from pipeline.report_data import CellData, load_validation
 from pipeline.validation import (
-    CLOSURE_FLOOR, COLUMNS, GAP_S, Check, Verdict, half_cycles, validate, validate_cell, verdict, verdicts,
+    CLOSURE_FLOOR, COLUMNS, GAP_S, Check, Verdict, gap_s, half_cycles, validate, validate_cell, verdict, verdicts,
     write_validation,
 )
 
@@ -70,6 +70,24 @@ def test_a_gap_stays_a_gap_and_is_not_counted() -> None:
     # The file ends on the charge's last sample: the half interval after it is no one's to count.
     assert charge.uncounted_s == 0.0 and charge.mah == pytest.approx(0.88 - 1.1e-3 * DT / 2 / 3.6)
     assert rec.t[middle] - rec.t[middle - 1] > GAP_S
+
+
+def test_a_file_logged_every_15_min_is_counted_and_a_long_stop_in_it_is_still_a_gap() -> None:
+    """Every interval of a slow test logged each 900 s is longer than GAP_S: before, each was
+    a gap and not a charge was counted. A stop of ten of its intervals still is one."""
+    rec = _cell(STEPS[:4])
+    every = 90  # keep each 90th sample of the 10 s ones: 900 s apart
+    rec = CellRecord(rec.cell, rec.t[::every], rec.v[::every], rec.i[::every], rec.temp_c[::every])
+    assert gap_s(rec.t) == pytest.approx(10 * 900.0)
+
+    discharge, charge = half_cycles(rec)
+    assert discharge.uncounted_s == charge.uncounted_s == 0.0
+    assert discharge.mah == pytest.approx(0.9, rel=0.15)  # the ends are 900 s coarse
+    assert charge.mah == pytest.approx(0.88, rel=0.15)
+
+    rec.t[2:] += 3 * 3600.0  # the cycler stopped for 3 h, twelve of its intervals
+    discharge, _ = half_cycles(rec)
+    assert discharge.uncounted_s == pytest.approx(3 * 3600.0 + 900.0)
 
 
 def test_a_file_that_starts_charging_numbers_cycles_like_the_twin() -> None:

@@ -17,6 +17,7 @@ format          files                                       needs
 ``mpr``         EC-Lab ``.mpr``                             galvani (GPL)
 ``neware``      Neware CSV record export, BTS 7 nested CSV  -
 ``xlsx``        Neware XLSX export                          openpyxl
+``xlsx-table``  a lab's own spreadsheet, by a CSV's rules   openpyxl
 ``landt``       Landt (LANHE) XLSX export                   openpyxl
 ``nda``         Neware ``.nda``/``.ndax``                   fastnda/NewareNDA
 ==============  ==========================================  =================
@@ -33,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import arbin, biologic, landt, maccor, neware, xlsx
-from .generic import ColumnMapping, load_mapping, read_table
+from .generic import ColumnMapping, load_mapping, read_table, read_xlsx_table
 from .model import (
     Archive,
     AmbiguousUnitError,
@@ -77,6 +78,7 @@ FORMATS: dict[str, _Reader] = {
     "mpr": biologic.read_mpr,
     "neware": neware.read_neware_csv,
     "xlsx": neware.read_neware_xlsx,
+    "xlsx-table": read_xlsx_table,
     "landt": landt.read_landt_xlsx,
     "nda": neware.read_nda,
 }
@@ -108,10 +110,14 @@ def detect_format(path: str | Path) -> str:
 
 
 def _xlsx_format(path: Path) -> str:
-    """Landt, Arbin and Neware all export XLSX; their header rows tell them apart."""
+    """Landt, Arbin and Neware all export XLSX; their header rows tell them apart, and a
+    spreadsheet of none of them is read as a table."""
     book = xlsx.open_workbook(path)
     try:
-        return "landt" if landt.sniff_workbook(book) else "arbin-xlsx" if arbin.sniff_workbook(book) else "xlsx"
+        for name, module in (("landt", landt), ("arbin-xlsx", arbin), ("xlsx", neware)):
+            if module.sniff_workbook(book):
+                return name
+        return "xlsx-table"
     finally:
         book.close()
 

@@ -1,7 +1,7 @@
-"""Generic CSV / TSV / Parquet tables, the Battery Data Format, and column mappings.
+"""Generic CSV / TSV / Parquet / XLSX tables, the Battery Data Format, and column mappings.
 
 Most archived data is not a raw cycler export but a table someone already
-wrote: a BDF file, a lab's own CSV, a Parquet dump, a battery-data-hub or
+wrote: a BDF file, a lab's own CSV or spreadsheet, a Parquet dump, a battery-data-hub or
 BatteryArchive time series, this project's own ``t, v, i`` columns. Those are
 recognised by their column names (BDF preferred labels and machine-readable
 names, the wire names, common spellings) with the unit read from the header
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from . import xlsx
 from .counters import COUNTER_ROLES
 from .model import Archive, MissingColumnError, ParseReport, ReaderError
 from .tabular import ROLES, Layout, Options, header_key, normalise, pick, read_text, require
@@ -47,8 +48,11 @@ __all__ = [
     "override",
     "with_mapping_options",
     "read_table",
+    "read_xlsx_table",
     "sniff_delimiter",
 ]
+
+_HEADER_SEARCH_ROWS = 30  # rows of notes a spreadsheet may hold above its column names
 
 # Battery Data Format preferred labels (battery-data-alliance/battery-data-format
 # README) and machine-readable names. BDF units are fixed and current is
@@ -278,6 +282,48 @@ def read_table(
         path, header_line=first_data, delimiter=delimiter, encoding=encoding,
         header=header, layout=layout, options=options, report=report,
     )
+
+
+def read_xlsx_table(
+    path: str | Path,
+    *,
+    mapping: ColumnMapping | Mapping[str, str] | None = None,
+    units: Mapping[str, str] | None = None,
+    options: Options | None = None,
+) -> Archive:
+    """Read a spreadsheet of the lab's own (no cycler's layout; needs openpyxl): the first
+    sheet with a row, among its first few, that names voltage and current by the rules of a
+    CSV's header (names, unit suffixes, a mapping), and the rows below it."""
+    path = Path(path)
+    mp = ColumnMapping.coerce(mapping, units)
+    options = with_mapping_options(mp, options or Options())
+    book = xlsx.open_workbook(path)
+    try:
+        found = None
+        for sheet in book.worksheets:
+            for above, row in enumerate(sheet.iter_rows(values_only=True, max_row=_HEADER_SEARCH_ROWS)):
+                header = xlsx.header_of(row)
+                layout = generic_layout(header, mp, "xlsx table")
+                if {"voltage", "current"} <= layout.columns.keys():
+                    found = sheet, above, header, layout
+                    break
+            if found:
+                break
+        if found is None:  # say what a first row lacks, as for a CSV
+            first = book.worksheets[0]
+            header = xlsx.header_of(next(first.iter_rows(values_only=True, max_row=1), None))
+            require(generic_layout(header, mp, "xlsx table"), header)
+            raise MissingColumnError(f"{path}: no sheet names its voltage and current columns")
+        sheet, above, header, layout = found
+        require(layout, header)
+        wanted = list(dict.fromkeys(layout.columns.values()))
+        cells = xlsx.collect(sheet.iter_rows(values_only=True, min_row=above + 2), header, wanted)
+    finally:
+        book.close()
+    archive = xlsx.archive_of(path, wanted, cells, layout, options, above + 1)
+    if above:
+        archive.report.warn(f"column names on sheet row {above + 1} of {sheet.title!r}; the rows above them are not data")
+    return archive
 
 
 def _names(line: str) -> list[str]:

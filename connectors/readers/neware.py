@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -173,6 +174,17 @@ def _test_clock(step_times: list[str], starts: list[int]) -> list[str]:
     lasts = seconds[bounds[1:] - 1]
     offsets = np.repeat(np.cumsum(np.r_[0.0, lasts[:-1]]), np.diff(bounds))
     return [repr(float(x)) for x in seconds + offsets]
+
+
+def sniff_workbook(book: Any) -> bool:
+    """A Neware workbook has a sheet whose first row names voltage, current and a time by
+    Neware's names (a spreadsheet of the lab's own is read as a table, `generic`)."""
+    for sheet in book.worksheets:
+        header = xlsx.header_of(next(sheet.iter_rows(values_only=True, max_row=1), None))
+        cols = _layout(header, "neware xlsx", ColumnMapping()).columns
+        if {"voltage", "current"} <= cols.keys() and ("time" in cols or "timestamp" in cols):
+            return True
+    return False
 
 
 def read_neware_xlsx(

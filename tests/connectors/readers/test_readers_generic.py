@@ -545,3 +545,40 @@ def test_an_elapsed_clock_that_starts_again_goes_on_from_the_row_before(tmp_path
     archive = read_archive(stamped)
     assert archive.only().t[half] - archive.only().t[half - 1] == pytest.approx(3601.0)
     assert "starts again" not in " ".join(archive.report.warnings)
+
+
+def _spreadsheet(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+    return path
+
+
+def test_a_spreadsheet_of_the_labs_own_reads_by_the_rules_of_a_csv(tmp_path: Path) -> None:
+    """Time (s), Voltage (V), Current (mA) in a workbook: before, it went to the Neware reader,
+    which found no time column. Notes above the names and a sheet of notes before the data
+    are passed over; a workbook without voltage and current says what is missing."""
+    cell = synthetic_cell()
+    data = [["Time (s)", "Voltage (V)", "Current (mA)"]] + [
+        [float(e), float(v), float(i) * 1000.0] for e, v, i in zip(cell.elapsed, cell.v, cell.i)]
+    plain = read_archive(_spreadsheet(tmp_path / "a.xlsx", {"Data": data}))
+    assert plain.report.format == "xlsx table" and plain.report.rows_rejected == 0
+    got = plain.only()
+    np.testing.assert_allclose(got.t - got.t[0], cell.elapsed)
+    np.testing.assert_allclose(got.v, cell.v)
+    np.testing.assert_allclose(got.i, cell.i)
+
+    noted = read_archive(_spreadsheet(tmp_path / "b.xlsx", {
+        "Info": [["Operator", "A. N. Other"], ["Cell", "B7"]],
+        "Data": [["Test of B7"], ["started 2024-05-01"]] + data,
+    }))
+    np.testing.assert_array_equal(noted.only().i, got.i)
+    assert "column names on sheet row 3 of 'Data'" in " ".join(noted.report.warnings)
+
+    with pytest.raises(MissingColumnError, match="no current column found.*'Voltage \\(V\\)'"):
+        read_archive(_spreadsheet(tmp_path / "c.xlsx", {"Data": [[row[0], row[1]] for row in data]}))

@@ -10,7 +10,7 @@ format          files                                       needs
 ==============  ==========================================  =================
 ``table``       CSV/TSV/Parquet, BDF, wire names, mapping   -
 ``arbin``       Arbin CSV export                            -
-``arbin-xlsx``  Arbin XLSX export (``Channel_...`` sheets)  openpyxl
+``arbin-xlsx``  Arbin XLSX/XLS export (``Channel_...``)     openpyxl/xlrd
 ``arbin-res``   Arbin ``.res`` (Access database)            mdbtools
 ``maccor``      Maccor text export                          -
 ``biologic``    EC-Lab ``.mpt``                             -
@@ -82,7 +82,7 @@ FORMATS: dict[str, _Reader] = {
     "landt": landt.read_landt_xlsx,
     "nda": neware.read_nda,
 }
-_BY_EXTENSION = {".mpt": "biologic", ".mpr": "mpr", ".nda": "nda", ".ndax": "nda", ".xlsx": "xlsx",
+_BY_EXTENSION = {".mpt": "biologic", ".mpr": "mpr", ".nda": "nda", ".ndax": "nda", ".xlsx": "xlsx", ".xls": "xlsx",
                  ".res": "arbin-res", ".parquet": "table", ".pq": "table"}
 
 

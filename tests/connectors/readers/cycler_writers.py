@@ -25,6 +25,7 @@ __all__ = [
     "write_neware_csv",
     "write_neware_xlsx",
     "write_landt_xlsx",
+    "as_xls",
     "step_capacity_mah",
 ]
 
@@ -262,6 +263,29 @@ def write_arbin_xlsx(path: Path, channels: dict[str, Synthetic], rows_per_sheet:
                 sheet.append([k + 1, float(cell.elapsed[k]), stamp, int(cell.step[k]), int(cell.cycle[k]),
                               float(cell.i[k]), float(cell.v[k]), 0.0, 0.0])
     book.save(path)
+    return path
+
+
+def as_xls(xlsx: Path) -> Path:
+    """The workbook at `xlsx` saved as Excel 97-2003 (``.xls``, as older Arbin software
+    exports), values and sheet names alike; dates keep a date format, as Excel writes them."""
+    import openpyxl
+    import xlwt
+
+    source = openpyxl.load_workbook(xlsx, read_only=True)
+    book = xlwt.Workbook()
+    date = xlwt.easyxf(num_format_str="yyyy-mm-dd hh:mm:ss")
+    for ws in source.worksheets:
+        sheet = book.add_sheet(ws.title)
+        for r, row in enumerate(ws.iter_rows(values_only=True)):
+            for c, value in enumerate(row):
+                if isinstance(value, datetime):
+                    sheet.write(r, c, value, date)
+                elif value is not None:
+                    sheet.write(r, c, value)
+    source.close()
+    path = xlsx.with_suffix(".xls")
+    book.save(str(path))
     return path
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from connectors.readers import MissingExtraError, detect_format, read_archive
-from cycler_writers import synthetic_cell, write_arbin, write_arbin_xlsx
+from cycler_writers import as_xls, synthetic_cell, write_arbin, write_arbin_xlsx
 from real_files import REAL, assert_counters_match_current, assert_discharge_negative, assert_wire_ready
 
 
@@ -27,6 +27,21 @@ def test_arbin_round_trip_with_gap(tmp_path: Path) -> None:
     assert archive.report.columns["timestamp"] == "Date_Time"
     assert "arbin csv convention" in archive.report.sign_convention
     assert got.meta["format"] == "arbin csv"
+
+
+def test_arbin_xls_of_older_software_reads_as_its_xlsx_does(tmp_path: Path) -> None:
+    """Excel 97-2003 workbooks (older Arbin software) through xlrd: the same sheets, cells and
+    dates as the XLSX of the same data; before, a ".xls" was "a binary file of no supported format"."""
+    pytest.importorskip("xlrd")
+    pytest.importorskip("xlwt")
+    cell = synthetic_cell()
+    xlsx = write_arbin_xlsx(tmp_path / "arbin.xlsx", {"Channel_1-008": cell}, rows_per_sheet=50)
+    path = as_xls(xlsx)
+    assert detect_format(path) == "arbin-xlsx"
+    archive, reference = read_archive(path, tz="UTC"), read_archive(xlsx, tz="UTC")
+    for name in ("t", "v", "i", "step", "cycle"):
+        np.testing.assert_array_equal(getattr(archive.only(), name), getattr(reference.only(), name))
+    assert archive.report.rows_rejected == 0 and archive.report.format == "arbin xlsx"
 
 
 def test_arbin_xlsx_reads_its_channel_sheets_in_order(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -275,6 +276,8 @@ def normalise(
         cells[str(name)] = record
     if "timestamp" not in values:
         _join_restarts(cells, report)
+    elif options.tz:
+        _unfold_repeated_hour(cells, options.tz, report)
     _settle_repeats(cells, report)
     return Archive(cells, report)
 
@@ -349,6 +352,33 @@ def _join_restarts(cells: dict[str, CellRecord], report: ParseReport) -> None:
     if joined:
         report.warn(f"the elapsed time starts again ({', '.join(joined)}): each restart goes on one sampling step "
                     "after the row before it (a pause between is not in the file)")
+
+
+def _unfold_repeated_hour(cells: dict[str, CellRecord], tz: str, report: ParseReport) -> None:
+    """Wall-clock timestamps in a zone whose clocks go back (the end of summer time) repeat
+    an hour, which reads as its first pass: the rows of the second pass are set an hour on
+    (before, they went back in time, and the pipeline refused them as stale). A step back
+    in time counts as one where the wall clock there is ambiguous and it is no larger than
+    the change of the zone's offset."""
+    from zoneinfo import ZoneInfo
+
+    zone, unfolded = ZoneInfo(tz), 0
+    for name, record in cells.items():
+        t = record.t
+        for k in np.flatnonzero(np.diff(t) < 0) + 1:
+            wall = datetime.fromtimestamp(t[k], zone).replace(tzinfo=None)
+            first, second = (wall.replace(tzinfo=zone, fold=fold).utcoffset() for fold in (0, 1))
+            change = (first - second).total_seconds()
+            if not 0 < t[k - 1] - t[k] <= change:
+                continue
+            after = np.flatnonzero(t[k:] > t[k - 1])
+            end = k + int(after[0]) if after.size else t.size
+            t = t.copy() if t is record.t else t
+            t[k:end] += change
+            unfolded += end - k
+        cells[name] = replace(record, t=t)
+    if unfolded:
+        report.warn(f"{unfolded} rows in the hour the {tz} clocks went back read as its second pass, an hour on")
 
 
 def _settle_repeats(cells: dict[str, CellRecord], report: ParseReport) -> None:

@@ -582,3 +582,25 @@ def test_a_spreadsheet_of_the_labs_own_reads_by_the_rules_of_a_csv(tmp_path: Pat
 
     with pytest.raises(MissingColumnError, match="no current column found.*'Voltage \\(V\\)'"):
         read_archive(_spreadsheet(tmp_path / "c.xlsx", {"Data": [[row[0], row[1]] for row in data]}))
+
+
+@pytest.mark.parametrize("elapsed", [False, True])
+def test_the_hour_the_clocks_go_back_reads_as_its_second_pass(tmp_path: Path, elapsed: bool) -> None:
+    """Berlin wall-clock timestamps logged every 60 s through 2024-10-27 03:00 CEST -> 02:00
+    CET: the repeated hour read as its first pass went an hour back in time, and the pipeline
+    refused it as stale. With or without an elapsed-time column beside the timestamps."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    start = datetime(2024, 10, 26, 23, 0, tzinfo=timezone.utc)  # 01:00 CEST
+    utc = [start + timedelta(seconds=60 * k) for k in range(240)]
+    walls = [u.astimezone(ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%d %H:%M:%S") for u in utc]
+    assert len(set(walls)) == 180  # one hour of wall-clock times appears twice
+    lines = ["Date_Time," + ("Test_Time(s)," if elapsed else "") + "Voltage(V),Current(A)"]
+    lines += [f"{w}," + (f"{60.0 * k}," if elapsed else "") + f"3.7,{0.1 if k % 120 < 60 else -0.1}"
+              for k, w in enumerate(walls)]
+    path = tmp_path / "dst.csv"
+    path.write_text("\n".join(lines) + "\n")
+    archive = read_archive(path, tz="Europe/Berlin", discharge_positive=False)
+    np.testing.assert_allclose(archive.only().t, [u.timestamp() for u in utc])
+    assert "the hour the Europe/Berlin clocks went back read as its second pass" in " ".join(archive.report.warnings)

@@ -309,11 +309,9 @@ def read_xlsx_table(
                     break
             if found:
                 break
-        if found is None:  # say what a first row lacks, as for a CSV
-            first = book.worksheets[0]
-            header = xlsx.header_of(next(first.iter_rows(values_only=True, max_row=1), None))
-            require(generic_layout(header, mp, "xlsx table"), header)
-            raise MissingColumnError(f"{path}: no sheet names its voltage and current columns")
+        if found is None:  # none has voltage and current: the first sheet's first row says what it lacks
+            header = xlsx.header_of(next(book.worksheets[0].iter_rows(values_only=True, max_row=1), None))
+            found = book.worksheets[0], 0, header, generic_layout(header, mp, "xlsx table")
         sheet, above, header, layout = found
         require(layout, header)
         wanted = list(dict.fromkeys(layout.columns.values()))

@@ -1,9 +1,9 @@
 """Generic CSV / TSV / Parquet / XLSX tables, the Battery Data Format, and column mappings.
 
 Most archived data is not a raw cycler export but a table someone already
-wrote: a BDF file, a lab's own CSV or spreadsheet, a Parquet dump, a battery-data-hub or
-BatteryArchive time series, this project's own ``t, v, i`` columns. Those are
-recognised by their column names (BDF preferred labels and machine-readable
+wrote: a BDF file, a lab's own CSV or spreadsheet, a Parquet dump (battdat's states its
+units in its metadata), a battery-data-hub or BatteryArchive time series, this project's
+own ``t, v, i`` columns. Those are recognised by their column names (BDF preferred labels and machine-readable
 names, the wire names, common spellings) with the unit read from the header
 (``Voltage (V)``, ``Current / mA``, ``Time_s``, ``Charge_Capacity_Ah``);
 any other table is read with a mapping ``role -> column`` given in code, on the
@@ -26,11 +26,13 @@ header lies about its unit is read correctly.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import xlsx
@@ -249,9 +251,12 @@ def read_table(
     options = with_mapping_options(mp, options)
     report = ParseReport(source=str(path))
     if path.suffix.lower() in (".parquet", ".pq"):
-        header = pq.read_schema(path).names
+        schema = pq.read_schema(path)
+        header = schema.names
         layout = generic_layout(header, mp, "parquet")
+        dataset = _battdat_layout(path, schema, layout, mp)
         require(layout, header)
+        options = replace(options, cell=options.cell or dataset)
         table = pq.read_table(path, columns=list(dict.fromkeys(layout.columns.values())))
         if layout.format == "bdf":
             layout.format = "bdf parquet"
@@ -282,6 +287,32 @@ def read_table(
         path, header_line=first_data, delimiter=delimiter, encoding=encoding,
         header=header, layout=layout, options=options, report=report,
     )
+
+
+def _battdat_layout(path: Path, schema: pa.Schema, layout: Layout, mapping: ColumnMapping) -> str | None:
+    """Complete the layout of a battdat (battery-data-toolkit) Parquet table, and name its cell.
+
+    battdat states each column's unit in the table's ``table_metadata``, not in the column
+    name, and fixes current as positive on charge; its ``time`` column is the UNIX timestamp
+    beside the elapsed ``test_time``. Every dataset's table is called ``raw_data.parquet``,
+    so the cell is the dataset's ``name`` or else its folder's."""
+    metadata = schema.metadata or {}
+    try:
+        described = json.loads(metadata.get(b"table_metadata", b""))
+        battery = json.loads(metadata.get(b"battery_metadata", b"{}"))
+    except ValueError:
+        return None
+    if not isinstance(described, dict) or layout.format != "parquet":
+        return None
+    layout.format, layout.discharge_positive = "battdat parquet", False
+    if "time" in schema.names and "time" not in layout.columns.values() and "timestamp" not in mapping.columns:
+        layout.columns["timestamp"] = "time"
+    for role, column in layout.columns.items():
+        info = described.get(column)
+        if role not in layout.units and isinstance(info, dict) and info.get("units"):
+            layout.units[role] = info["units"]
+    name = battery.get("name") if isinstance(battery, dict) else None
+    return name or (path.resolve().parent.name if path.stem == "raw_data" else None)
 
 
 def read_xlsx_table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +281,45 @@ def test_parquet_timestamp_column_and_nulls(tmp_path: Path) -> None:
     archive = read_archive(path, discharge_positive=False)
     assert archive.only().t.tolist() == [0.0, 1.0]
     assert [r.line for r in archive.report.rejected] == [3, 4]
+
+
+
+BATTDAT = Path(__file__).parent / "data" / "battdat_raw_data.parquet"
+
+
+def test_battdat_parquet_takes_its_units_from_the_schema(tmp_path: Path) -> None:
+    """battdat writes bare column names and keeps their units in the table's metadata; its
+    tables are all called raw_data.parquet, so the cell is named by the dataset's folder."""
+    dataset = tmp_path / "cell-7"
+    dataset.mkdir()
+    (dataset / "raw_data.parquet").write_bytes(BATTDAT.read_bytes())
+    archive = read_archive(dataset / "raw_data.parquet")
+    got = archive.only()
+    source = pq.read_table(BATTDAT)
+    assert archive.report.format == "battdat parquet"
+    assert got.cell == "cell-7"
+    assert archive.report.units == {"time": "s", "voltage": "V", "current": "A"}
+    assert "battdat parquet convention" in archive.report.sign_convention
+    np.testing.assert_array_equal(got.t - got.t[0], source["test_time"].to_numpy())
+    np.testing.assert_array_equal(got.i, source["current"].to_numpy())  # battdat: positive charges
+    np.testing.assert_array_equal(got.cycle, source["cycle_number"].to_numpy())
+    assert_wire_ready(got)
+    assert_discharge_negative(got)
+
+
+def test_battdat_parquet_timestamp_and_name(tmp_path: Path) -> None:
+    table = pa.table({"test_time": [0.0, 10.0, 20.0], "time": [1.7e9, 1.7e9 + 10, 1.7e9 + 20],
+                      "voltage": [3.0, 3.1, 3.2], "current": [-500.0, -500.0, 0.0], "temperature": [25.0, 25.5, 26.0]})
+    described = {"test_time": {"units": "s"}, "time": {"units": "s"}, "voltage": {"units": "V"},
+                 "current": {"units": "mA"}, "temperature": {"units": "C"}}
+    table = table.replace_schema_metadata({"table_metadata": json.dumps(described),
+                                           "battery_metadata": json.dumps({"name": "B12"})})
+    pq.write_table(table, tmp_path / "raw_data.parquet")
+    got = read_archive(tmp_path / "raw_data.parquet").only()
+    assert got.cell == "B12"
+    np.testing.assert_allclose(got.t, [1.7e9, 1.7e9 + 10, 1.7e9 + 20])
+    np.testing.assert_allclose(got.i, [-0.5, -0.5, 0.0])
+    np.testing.assert_allclose(got.temp_c, [25.0, 25.5, 26.0])
 
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnormal=False)

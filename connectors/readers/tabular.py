@@ -206,9 +206,9 @@ def _unit_problems(layout: Layout, table: pa.Table | None) -> list[str]:
         if column is None or role not in _QUANTITY:
             continue
         unit = layout.units.get(role)
-        if role == "time" and unit is None and (table is None or looks_like_durations(table.column(column))
-                                                or _holds_dates(table.column(column), layout)):
-            continue  # h:mm:ss text, or dates (read as absolute time), need no unit
+        if role == "time" and (unit is None and (table is None or _holds_dates(table.column(column), layout))
+                               or table is not None and looks_like_durations(table.column(column))):
+            continue  # h:mm:ss text, whatever its header calls it, or dates (absolute time) need no unit
         try:
             conversion(_QUANTITY[role], unit, layout.headers.get(column, column))
         except AmbiguousUnitError as error:

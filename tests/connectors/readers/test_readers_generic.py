@@ -535,6 +535,17 @@ def test_units_in_the_row_below_the_column_names_are_read(tmp_path: Path) -> Non
     assert "units from the row below the column names (line 5)" in " ".join(archive.report.warnings)
 
 
+
+@pytest.mark.parametrize("time_header", ["Time (h:mm:ss)", "Test Time (hh:mm:ss.ms)", "Elapsed [h:min:s]"])
+def test_a_header_that_names_a_clock_format_reads_its_durations(tmp_path: Path, time_header: str) -> None:
+    path = tmp_path / "clock.csv"
+    path.write_text(f"{time_header},Voltage (V),Current (mA)\n"
+                    "0:00:00.000,3.5,-200\n23:59:59.500,3.4,-200\n123:00:30.250,3.3,-200\n")
+    archive = read_archive(path)
+    np.testing.assert_allclose(archive.only().t, [0.0, 86399.5, 442830.25])
+    assert archive.report.units["time"] == "h:mm:ss"
+
+
 def test_a_commented_header_is_found_and_a_date_without_its_time_does_not_reject_the_rows(tmp_path: Path) -> None:
     cell = synthetic_cell()
     archive = read_archive(write_basytec(tmp_path / "basytec.txt", cell), start=START)

@@ -22,6 +22,9 @@ __all__ = [
     "looks_like_durations",
     "looks_numeric",
     "timestamps",
+    "carries_zone",
+    "COMMON_DATE_FORMATS",
+    "date_format",
     "parse_start",
 ]
 
@@ -32,6 +35,14 @@ _DURATION = (
 _ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"
 _ISO_ZONED = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})$"
 _FRACTION = r"(?P<keep>:\d{2})(?P<f>\.\d+)"
+
+# The non-ISO dates of spreadsheets and of cyclers whose reader names none: month-first
+# (US, with or without AM/PM), day-first (Europe, with / . or -), year-first with slashes.
+COMMON_DATE_FORMATS = (
+    "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M",
+    "%d.%m.%Y %H:%M",
+)
 
 
 def parse_start(text: str, formats: Sequence[str], tz: str | None) -> float | None:
@@ -89,9 +100,7 @@ def looks_like_durations(col: pa.ChunkedArray) -> bool:
     """True when most of the first values are ``h:mm:ss`` durations, not seconds."""
     if not pa.types.is_string(col.type):
         return False
-    sample = as_strings(col.slice(0, 200))
-    matches = pc.sum(pc.match_substring_regex(sample, _DURATION)).as_py() or 0
-    return matches * 2 > len(sample)
+    return _mostly(col, _DURATION)
 
 
 def looks_numeric(col: pa.ChunkedArray, decimal_comma: bool = False) -> bool:
@@ -101,6 +110,40 @@ def looks_numeric(col: pa.ChunkedArray, decimal_comma: bool = False) -> bool:
         sample = pc.replace_substring(sample, ",", ".")
     matches = pc.sum(pc.match_substring_regex(sample, _NUMBER)).as_py() or 0
     return matches * 2 > len(sample)
+
+
+def _mostly(col: pa.ChunkedArray, pattern: str) -> bool:
+    """True when most of the first values of a column match ``pattern``."""
+    sample = as_strings(col.slice(0, 200))
+    return (pc.sum(pc.match_substring_regex(sample, pattern)).as_py() or 0) * 2 > len(sample)
+
+
+def carries_zone(col: pa.ChunkedArray) -> bool:
+    """True when most of the first text timestamps end in a zone (``Z``, ``+01:00``)."""
+    return _mostly(col, _ISO_ZONED)
+
+
+def date_format(col: pa.ChunkedArray, formats: Sequence[str] = COMMON_DATE_FORMATS) -> tuple[str | None, bool]:
+    """The one of ``formats`` that reads a column of text timestamps, and whether another read
+    it as well (``03/04/2024``: 4 March or 3 April).
+
+    One format for the whole column, so that day-first and month-first never mix; of those that
+    read the most rows, the one whose largest step between rows is least: a record runs on, and
+    the wrong order jumps a month at the turn of a day.
+    """
+    if _mostly(col, _ISO_NAIVE) or _mostly(col, _ISO_ZONED):
+        return None, False
+    sample = col.slice(0, 200)
+    fits = [fmt for fmt in formats if timestamps(sample, (fmt,), None)[1].mean() > 0.5]
+    scored = []
+    for fmt in fits:
+        secs, ok = timestamps(col, (fmt,), None)
+        steps = np.abs(np.diff(secs[ok]))
+        scored.append((-int(ok.sum()), float(steps.max()) if steps.size else 0.0, fmt))
+    if not scored:
+        return None, False
+    best = min(scored)
+    return best[2], sum(score[0] == best[0] for score in scored) > 1
 
 
 def timestamps(col: pa.ChunkedArray, formats: Sequence[str], tz: str | None) -> tuple[np.ndarray, np.ndarray]:

@@ -92,16 +92,18 @@ _WIRE = {
 _WIRE_UNITS = {"timestamp": "s", "voltage": "V", "current": "A", "temperature": "degC"}
 
 # Common spellings in hand-made tables and data portals (battery-data-hub, BatteryArchive,
-# battdat), most specific first; matched on the name without its unit.
+# battdat), BioLogic's averaged ``<I>`` and German exports (Digatron, BaSyTec: Zeit, Spannung,
+# Strom), most specific first; matched on the name without its unit.
 _ALIASES: dict[str, tuple[str, ...]] = {
     "time": ("test time", "elapsed time", "total time", "prog time", "testtime", "elapsed", "time", "seconds", "secs",
-             "minutes", "hours"),
+             "minutes", "hours", "testzeit", "zeit"),
     "timestamp": ("unix time", "timestamp", "time stamp", "date time", "datetime", "date", "datenum"),
-    "voltage": ("voltage", "cell voltage", "potential", "ewe", "ecell", "u", "v", "volts", "volt", "millivolts", "mv"),
-    "current": ("current", "cell current", "i", "amps", "amp", "amperes", "ampere", "milliamps", "ma"),
-    "temperature": ("cell temperature", "temperature", "temp", "t1", "temperature a1"),
-    "cycle": ("cycle index", "cycle number", "cycle count", "cycle"),
-    "step": ("step index", "step number", "step count", "step"),
+    "voltage": ("voltage", "cell voltage", "potential", "ewe", "ecell", "u", "v", "volts", "volt", "millivolts", "mv",
+                "spannung"),
+    "current": ("current", "cell current", "i", "<i>", "amps", "amp", "amperes", "ampere", "milliamps", "ma", "strom"),
+    "temperature": ("cell temperature", "temperature", "temp", "t1", "temperature a1", "temperatur"),
+    "cycle": ("cycle index", "cycle number", "cycle count", "cycle", "zyklus"),
+    "step": ("step index", "step number", "step count", "step", "schritt"),
     "cell": ("cell id", "cell"),
     "charge_capacity": ("charge capacity", "charging capacity", "cycle charge capacity", "cycle capacity charge",
                         "chg cap", "q charge"),

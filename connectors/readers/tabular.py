@@ -40,7 +40,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import counters, repeats
-from .convert import as_strings, durations, looks_like_durations, looks_numeric, numbers, timestamps
+from .convert import (
+    as_strings, carries_zone, date_format, durations, looks_like_durations, looks_numeric, numbers, timestamps,
+)
 from .model import (
     MAX_EXAMPLES, AmbiguousUnitError, Archive, CellRecord, MissingColumnError, ParseReport, ReaderError, RejectedRow,
 )
@@ -482,11 +484,14 @@ def _convert(
         text = pa.types.is_string(col.type) and not looks_numeric(col, layout.decimal_comma)
         numeric = not text and not pa.types.is_timestamp(col.type)
         unit = _timestamp_unit(col, layout, report, header) if numeric else layout.units.get("timestamp", "s")
+        if text and not layout.timestamp_formats:
+            layout = replace(layout, timestamp_formats=_date_formats(col, header, report))
         values["timestamp"], ok = _epoch_seconds(col, header, layout, options, unit)
         failed["timestamp"] = ~ok
         datenum = numeric and unit == DATENUM
         serial = numeric and unit == SERIAL_DATE
-        naive = (pa.types.is_timestamp(col.type) and col.type.tz is None) or text or datenum or serial
+        naive = (pa.types.is_timestamp(col.type) and col.type.tz is None) or (text and not carries_zone(col)) \
+            or datenum or serial
         if text:
             report.units["timestamp"] = "date-time text"
         elif datenum:
@@ -544,6 +549,18 @@ def _timestamp_unit(col: pa.ChunkedArray, layout: Layout, report: ParseReport, h
                             "1970 they would date the test to its first days (give --unit timestamp=s to keep seconds)")
                 return unit
     return "s"
+
+
+def _date_formats(col: pa.ChunkedArray, header: str, report: ParseReport) -> tuple[str, ...]:
+    """The date format of a table whose reader names none (ISO needs none), said when the
+    other order of day and month would read the column too."""
+    fmt, ambiguous = date_format(col)
+    if fmt is None:
+        return ()
+    if ambiguous:
+        report.warn(f"dates in {header!r} read as {fmt}: the other order of day and month reads them too, "
+                    "but jumps further between rows")
+    return (fmt,)
 
 
 def _epoch_seconds(

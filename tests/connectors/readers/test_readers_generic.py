@@ -546,6 +546,50 @@ def test_a_header_that_names_a_clock_format_reads_its_durations(tmp_path: Path, 
     assert archive.report.units["time"] == "h:mm:ss"
 
 
+
+def _dated(path: Path, header: str, stamps: list[str], sep: str = ",") -> Path:
+    rows = [f"{stamp}{sep}{3.5 - 0.01 * k}{sep}-0.2" for k, stamp in enumerate(stamps)]
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_us_dates_with_am_pm_are_read(tmp_path: Path) -> None:
+    stamps = ["03/01/2024 11:00:00 AM", "03/01/2024 12:00:00 PM", "03/01/2024 01:00:00 PM", "03/02/2024 12:30:00 AM"]
+    archive = read_archive(_dated(tmp_path / "us.csv", "Date Time,Voltage (V),Current (A)", stamps))
+    start = 1709290800.0  # 2024-03-01T11:00:00Z
+    np.testing.assert_allclose(archive.only().t, [start, start + 3600, start + 7200, start + 48600])
+    assert archive.report.rows_rejected == 0
+
+
+def test_day_first_dates_are_told_from_month_first_by_the_steps_between_rows(tmp_path: Path) -> None:
+    """05/03 is 5 March or 3 May: read month-first, the day's turn would jump two months."""
+    stamps = [f"{day:02d}/03/2024 {hour:02d}:00:00" for day in (5, 6, 7) for hour in (0, 8, 16)]
+    archive = read_archive(_dated(tmp_path / "eu.csv", "Datetime;Voltage (V);Current (A)", stamps, ";"))
+    t = archive.only().t
+    np.testing.assert_allclose(t - t[0], 8 * 3600.0 * np.arange(9))
+    assert t[0] == 1709596800.0  # 2024-03-05T00:00:00Z
+    assert any("%d/%m/%Y %H:%M:%S" in w and "other order of day and month" in w for w in archive.report.warnings)
+
+
+def test_zoned_iso_timestamps_raise_no_zone_warning(tmp_path: Path) -> None:
+    stamps = ["2024-03-01T09:00:00.000+01:00", "2024-03-01T09:01:00.000+01:00"]
+    archive = read_archive(_dated(tmp_path / "iso.csv", "timestamp,voltage_V,current_A", stamps))
+    np.testing.assert_allclose(archive.only().t, [1709280000.0, 1709280060.0])
+    assert not any("time zone" in w for w in archive.report.warnings)
+
+
+@pytest.mark.parametrize(("header", "units"), [
+    ("time/s,Ewe/V,<I>/mA", {"time": "s", "voltage": "V", "current": "mA"}),  # BioLogic text saved as CSV
+    ("Zeit [s],Spannung [V],Strom [A]", {"time": "s", "voltage": "V", "current": "A"}),  # a German export
+])
+def test_biologic_and_german_column_names(tmp_path: Path, header: str, units: dict[str, str]) -> None:
+    path = tmp_path / "names.csv"
+    path.write_text(f"{header}\n0,3.5,-2\n10,3.4,-2\n")
+    archive = read_archive(path)
+    assert archive.report.units == units
+    np.testing.assert_allclose(archive.only().v, [3.5, 3.4])
+
+
 def test_a_commented_header_is_found_and_a_date_without_its_time_does_not_reject_the_rows(tmp_path: Path) -> None:
     cell = synthetic_cell()
     archive = read_archive(write_basytec(tmp_path / "basytec.txt", cell), start=START)

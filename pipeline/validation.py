@@ -167,7 +167,7 @@ CAPACITY_FLOOR = 0.005  # added to SIGMAS capacity std: gain and timing errors o
 CAPACITY_TOLERANCE_WITHOUT_STD = 0.02  # allowed when the twin's outputs carry no capacity std
 SLOW_C_RATE = 0.2  # halves at or below this rate (within RATE_MATCH) reach the voltage window's SOC ends
 SOC_END_TOLERANCE = 0.05  # SOC left unreached at the window end by a slow half
-CLOSURE_FLOOR = 0.02  # model error of the SOC the voltage reads (and the capacity variance of older outputs)
+CLOSURE_FLOOR = 0.02  # of SOC: model error of the SOC the voltage reads (and the capacity variance of older outputs)
 NIS_LIMIT = 3.0  # a consistent filter's NIS averages ~1; beyond 3 the misfit exceeds its belief
 RESIDUAL_RMS_LIMIT = 0.1  # V, median over cycles: beyond it the twin does not follow the voltage
 SIGMAS = 3.0
@@ -1012,13 +1012,18 @@ def _check_closure(table: Columns) -> Check:
     ok = np.tile(known, len(_HALVES)) & np.isfinite(err) & np.isfinite(std)
     if not ok.any():
         return Check("SOC x capacity vs charge", None, "no half with twin estimates at both ends" + _gap_note(table))
-    err, allowed = err[ok], SIGMAS * std[ok] + CLOSURE_FLOOR
+    # The floor is an error of the SOC, so of the capacity: a half that moves a fifth of it
+    # carries it five times over, relative to its charge (a file that ends mid-half).
+    capacity = _floats(table, "twin_capacity_mah")
+    share = np.concatenate([_floats(table, f"measured_{name}_mah") / capacity for name in _HALVES])
+    floor = CLOSURE_FLOOR / np.where(share > 0, np.minimum(share, 1.0), 1.0)
+    err, allowed = err[ok], SIGMAS * std[ok] + floor[ok]
     inside = np.abs(err) <= allowed
     k = int(np.argmax(np.abs(err) - allowed))
     worst = f"worst {err[k]:+.2%}, allowed {allowed[k]:.2%}"
     return Check("SOC x capacity vs charge", bool(inside.all()),
                  f"{int(inside.sum())}/{err.size} halves: the charge the twin's SOC moved matches the "
-                 f"file within {SIGMAS:g} sigma + {CLOSURE_FLOOR:.0%} ({worst})" + _gap_note(table), worst)
+                 f"file within {SIGMAS:g} sigma + {CLOSURE_FLOOR:.0%} of capacity ({worst})" + _gap_note(table), worst)
 
 
 def _slow(rate: np.ndarray) -> np.ndarray:

@@ -150,6 +150,22 @@ def test_the_soc_closure_allows_for_the_twins_stated_capacity_uncertainty(tmp_pa
     assert check.passed is holds, check.detail
 
 
+
+@pytest.mark.parametrize("soc_error, holds", [(0.03, True), (0.06, False)])
+def test_the_closure_floor_is_of_soc_so_a_file_ending_mid_half_is_judged_by_it(tmp_path: Path, soc_error: float,
+                                                                                holds: bool) -> None:
+    # The file ends 20 % into a discharge, the twin's SOC there off by 3 % of capacity: within
+    # the 2 % floor plus its stated soc_std, though 15 % of that half's charge. Off by 6 %, not.
+    rec = _cell(DEEP + [(-1e-3, 720.0)], sloped=True)
+    twin = _twin(rec)
+    last = half_cycles(rec)[-1]
+    twin.state["soc"][rec.t >= last.t_start] -= soc_error
+    rows = validate_cell(rec, twin, one_c_ma=10.0)
+    assert rows[-1]["closure_discharge"] == pytest.approx(soc_error * CAPACITY_MAH / last.mah, abs=0.01)
+    check = next(c for c in verdict("V1", _table(rows, tmp_path)).checks if c.name == "SOC x capacity vs charge")
+    assert check.passed is holds, check.detail
+
+
 @pytest.mark.parametrize("c_rate, holds", [(0.2017, False), (0.3, True)])
 def test_a_nominal_c5_half_reaches_the_window_ends(tmp_path: Path, c_rate: float, holds: bool) -> None:
     # A twin 8 % above the count: more than a slow half leaves unreached (5 %), which C/5

@@ -19,7 +19,8 @@ unit, sign or time rule is fixed once for all cyclers:
 * Time: absolute timestamps win (a pause on the cycler is real time for the
   cell); when the file also has an elapsed clock finer than the timestamps,
   it is anchored to them to keep its resolution, stretch by stretch when a
-  pause or a clock change moves one against the other. Elapsed-only files
+  pause or a clock change moves one against the other (never back in time:
+  a clock set back leaves the time to the elapsed clock). Elapsed-only files
   start at a given or the default epoch, and the report says which.
 * Sign: step or state labels (``D``/``C``, ``CC_DChg``) decide where a vendor
   prints magnitudes; otherwise the vendor's documented convention or the
@@ -626,12 +627,15 @@ def _anchor(stamps: np.ndarray, elapsed: np.ndarray, report: ParseReport) -> np.
     row falls on a whole second. Rounded timestamps, jitter and clocks that
     drift apart fall back to the median offset. Where the offset scatters by
     more than a second from row to row, the elapsed clock is the coarser one
-    (hours with two decimals) and the timestamps are kept.
+    (hours with two decimals) and the timestamps are kept. A pause moves the
+    timestamps on against the elapsed clock; where they fall back against it,
+    the computer's clock was set back (a time sync, the end of summer time), and
+    the cell's time goes on at the offset before.
     """
     offset = stamps - elapsed
     bounds = np.r_[_stretch_starts(offset), offset.size]
     t = stamps.copy()
-    drift, coarse = 0.0, 0
+    drift, coarse, before, set_back = 0.0, 0, -np.inf, []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         part = offset[lo:hi]
         if part.size > 1 and np.median(np.abs(np.diff(part))) > 1.0:
@@ -640,8 +644,17 @@ def _anchor(stamps: np.ndarray, elapsed: np.ndarray, report: ParseReport) -> np.
         middle = float(np.median(part))
         inliers = part[np.abs(part - middle) <= 1.0]
         low, high = float(inliers.max()), float(inliers.min()) + 1.0
-        t[lo:hi] = elapsed[lo:hi] + (low if low < high else middle)
+        level = low if low < high else middle
+        if level < before:
+            set_back.append(before - level)
+            level = before
+        t[lo:hi] = elapsed[lo:hi] + level
+        before = level
         drift = max(drift, float(np.ptp(_steady(part))))
+    if set_back:
+        report.warn(f"the timestamps fall back against the elapsed time {len(set_back)} time(s), by up to "
+                    f"{max(set_back):.1f} s (a clock set back: a time sync, the end of summer time): the elapsed time "
+                    "goes on through them")
     if coarse:
         report.warn(f"the elapsed time is coarser than the timestamps on {coarse} rows; their timestamps are used")
     if bounds.size > 2:

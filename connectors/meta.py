@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from connectors.wire import CellMeta, MetaError
-from twin.params import OCV_POINTS
+from twin.params import OCV_POINTS, V_WINDOW_FLOOR
 
 __all__ = ["meta_from_mapping", "name_error", "shown", "LIMITS", "NAME_MAX_CHARS", "NAME_PUNCTUATION", "V_RANGE"]
 
@@ -47,8 +47,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "mass_mg": (1.0e-6, 1.0e7),  # 1 ng .. 10 kg
     "c_rate": (1.0e-6, 1.0e3),
     "generic.capacity_mah": (1.0e-6, 1.0e9),
-    "generic.v_min": (1.0e-3, V_RANGE[1]),
-    "generic.v_max": (1.0e-3, V_RANGE[1]),
+    "generic.v_min": (V_WINDOW_FLOOR, V_RANGE[1]),
+    "generic.v_max": (V_WINDOW_FLOOR, V_RANGE[1]),
     "generic.r_ohm": (1.0e-9, 1.0e6),
     "generic.tau_diff_s": (1.0e-3, 1.0e7),
 }

@@ -91,7 +91,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import END_TOLERANCE, OCV_POINTS, CellParams
+from .params import END_TOLERANCE, OCV_POINTS, V_WINDOW_FLOOR, CellParams
 
 __all__ = ["DEFAULT_TAU_S", "Half", "LearnedOcv", "Window", "find_halves", "infer_window", "learn_ocv", "generic_params", "soc_grid"]
 
@@ -304,6 +304,10 @@ def infer_window(halves: list[Half], v: np.ndarray, v_min: float | None = None, 
         v_min, note = _cutoff(long, -1, np.asarray(v, dtype=float))
         inferred.append("v_min")
         notes += [note] if note else []
+        if v_min < V_WINDOW_FLOOR:  # a lithium counter electrode's overshoot below 0 V
+            notes.append(f"the discharges end at {v_min:.3g} V, below {V_WINDOW_FLOOR:g} V: "
+                         f"the window starts at {V_WINDOW_FLOOR:g} V")
+            v_min = V_WINDOW_FLOOR
     if v_max is None:
         v_max, note = _cutoff(long, 1, np.asarray(v, dtype=float))
         inferred.append("v_max")

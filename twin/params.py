@@ -38,6 +38,7 @@ T_REF_C = 130.0  # every test of this electrode runs at 130 C (LiBH4 needs it)
 V_MIN, V_MAX = 0.3, 1.0  # V vs Li+/Li; below 0.3 V Li-Mg alloying destroys reversibility
 END_TOLERANCE = 0.05  # of the window span: how close to a cut-off a half that reached it gets
 OCV_POINTS = 101  # grid of a learned open-circuit table (generic cells), SOC 0..1
+V_WINDOW_FLOOR = 1.0e-3  # V: the lowest a generic cell's window may start
 
 # Measured open-circuit Li diffusion coefficients (cm2/s) of the two electrodes; other
 # mixtures interpolate log D linearly in the mass fraction of fast-path phases.

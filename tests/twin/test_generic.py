@@ -12,6 +12,7 @@ import pytest
 
 from twin import estimator as est
 from twin.generic import DEFAULT_TAU_S, END_TOLERANCE, find_halves, generic_params, learn_ocv, soc_grid
+from twin.params import V_WINDOW_FLOOR
 from twin.protocol import cc_cycles
 from twin.simulator import SensorNoise, Simulation
 
@@ -265,6 +266,21 @@ def test_window_is_inferred_from_the_cutoffs():
     assert learned.inferred == ("v_min", "v_max")
     assert learned.v_min == pytest.approx(V_LO, abs=0.01) and learned.v_max == pytest.approx(V_HI, abs=0.01)
     assert not learned.provisional and learned.notes == ()
+
+
+
+def test_a_window_inferred_below_zero_volts_starts_at_the_floor():
+    """A half-cell against lithium overshoots 0 V at its cut-off: the window starts just
+    above it, with a note, and the file is learned rather than refused."""
+    c = full_cell()
+    for _ in range(3):
+        c.discharge(0.2).rest(900).charge(0.2).rest(900)
+    t, v, i = c.arrays()
+    learned = learn_ocv(t, v - V_LO - 0.015, i)
+    assert learned.v_min == V_WINDOW_FLOOR
+    assert learned.v_max == pytest.approx(V_HI - V_LO - 0.015, abs=0.01)
+    assert any("below 0.001 V: the window starts at 0.001 V" in note for note in learned.notes)
+    assert learned.capacity_mah == pytest.approx(learn_ocv(t, v, i).capacity_mah, rel=0.01)
 
 
 def test_no_full_cycle_gives_a_provisional_fallback_with_the_reason():

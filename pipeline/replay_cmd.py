@@ -83,7 +83,7 @@ def _concat(parts: list[CellRecord]) -> CellRecord:
         parts[0].cell, joined("t", None), joined("v", None), joined("i", None), joined("temp_c", np.nan),
         joined("cycle", None), joined("step", None),
         {**parts[0].meta, "source": ", ".join(str(p.meta.get("source")) for p in parts)},
-        joined("charge_mah", None), joined("discharge_mah", None),
+        joined("charge_mah", None), joined("discharge_mah", None), all(p.mean_current for p in parts),
     )
 
 

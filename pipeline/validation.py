@@ -9,7 +9,9 @@ output tables (:class:`~pipeline.report_data.CellData`).
 against the cycler's own numbers:
 
 * *Charge*: the trapezoid rule on the current between consecutive samples
-  (the current taken as linear between them). Where the sign changes between
+  (the current taken as linear between them); where each row's current is its
+  mean since the row before (BioLogic's ``<I>``, ``CellRecord.mean_current``),
+  that current times the interval, which is the cycler's own count. Where the sign changes between
   two samples the interval is split at the zero crossing and each side goes to
   its own half. A repeated timestamp carries no time, hence no charge; it is
   kept and is no error. A silence longer than :data:`GAP_S`, and than
@@ -357,12 +359,15 @@ def _split_at(a: np.ndarray, b: np.ndarray, share: np.ndarray, dt: np.ndarray) -
     return (a + middle) / 2 * cut, (middle + b) / 2 * (dt - cut)
 
 
-def _count(t: np.ndarray, i: np.ndarray, active: np.ndarray, spans: Sequence[tuple[int, int]]) -> _Counts:
+def _count(t: np.ndarray, i: np.ndarray, active: np.ndarray, spans: Sequence[tuple[int, int]],
+           hold: bool = False) -> _Counts:
     """Charge, active time and gap time of each span of samples (see the module docstring).
 
     Each interval is cut at its zero crossing (else in the middle): the part
     next to a sample goes to that sample's span, or to the other side's span
     when the sample is at rest (the current ramping into or out of a half).
+    With ``hold`` each sample's current is its mean over the interval before it
+    (BioLogic's ``<I>``): that interval is all its own, at that current.
     """
     labels = np.full(t.size, -1)
     for number, (first, last) in enumerate(spans):
@@ -382,9 +387,14 @@ def _count(t: np.ndarray, i: np.ndarray, active: np.ndarray, spans: Sequence[tup
             total += np.bincount(owner[mine], part[mine], minlength=len(spans))
         return total
 
+    if hold:
+        share = np.zeros(known.size)
+        charge, flowing = (np.zeros(known.size), b * known), (np.zeros(known.size), active[1:] * known)
+    else:
+        charge, flowing = _split_at(a, b, share, known), _split_at(active[:-1], active[1:], share, known)
     return _Counts(
-        net_mah=per_span(_split_at(a, b, share, known)) / 3.6,
-        active_s=per_span(_split_at(active[:-1], active[1:], share, known)),
+        net_mah=per_span(charge) / 3.6,
+        active_s=per_span(flowing),
         uncounted_s=per_span((gap * share, gap * (1 - share))),
     )
 
@@ -526,9 +536,10 @@ def half_cycles(record: CellRecord, v_min: float | None = None, v_max: float | N
     active = (sign != 0).astype(float)
     runs = _runs(sign)
     run_signs = np.array([sign[first] for first, _ in runs])
-    spans = _absorb_pulses(runs, _count(t, i, active, runs).net_mah, run_signs)
+    hold = record.mean_current
+    spans = _absorb_pulses(runs, _count(t, i, active, runs, hold).net_mah, run_signs)
     signs = [float(sign[first]) for first, _ in spans]
-    counts = _count(t, i, active, spans)
+    counts = _count(t, i, active, spans, hold)
     cycler = _cycler_mah(record, spans, signs)
     halves: list[Half] = []
     cycle = 0

@@ -20,8 +20,10 @@ its mode-2 rows rejected, and the report says so. The charge counters are
 ``.mpr`` binaries are decoded by galvani (GPL-3.0, installed as the optional
 extra ``biologic``: ``pip install galvani``) into the same column names, then
 normalised by the same code as the text export. A binary without a measured current
-keeps each row's control mode in its flags: its set point is read as above, and as no
-current at rest.
+has each row's charge ``dq/mA.h``: its current is that over the row's interval, which
+is what EC-Lab exports as ``<I>/mA`` and holds through constant-voltage steps too.
+Without it, the binary's flags keep each row's control mode and its set point is read
+as above, as no current at rest.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ _ALIASES: dict[str, dict[str, str]] = {
 }
 # The set point column: mA while galvanostatic, V while potentiostatic (see the module doc).
 CONTROL = "control/V/mA"
+DQ = "dq/mA.h"  # the charge each row passed since the row before
+MEAN_CURRENT = "<I>/mA"  # EC-Lab's name for the mean current over each row's interval: dq over it
 _GALVANOSTATIC = ("galvanostatic", "chronopotentiometry")  # technique names whose set point is a current
 _POTENTIOSTATIC_MODE = 2
 _REST_MODE = 3
@@ -88,12 +92,26 @@ def _layout(header: Sequence[str], fmt: str, mapping: ColumnMapping, galvanostat
             if unit:
                 units[role] = unit
     layout = Layout(fmt, columns, units, discharge_positive=False)
+    layout.mean_current = columns.get("current", "").startswith("<")  # <I>: averaged over the interval
     if "current" not in columns and galvanostatic and CONTROL in header:
         columns["current"], units["current"] = CONTROL, "mA"
         if "mode" in header:
             columns["mode"] = "mode"
             layout.mode_exclusion = _potentiostatic_rows
     return override(layout, header, mapping)
+
+
+def _mean_current(data: dict[str, np.ndarray]) -> np.ndarray:
+    """mA: each row's charge over its interval, which holds through constant-voltage steps,
+    where the set point is a voltage; the set point where the interval is unknown (the first
+    row, a repeated time), and none where that is a voltage."""
+    t = np.asarray(data["time/s"], dtype=float)
+    dt = np.diff(t, prepend=np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.asarray(data[DQ], dtype=float) * 3600.0 / dt
+    set_point = np.asarray(data.get(CONTROL, np.full(t.size, np.nan)), dtype=float)
+    set_point = np.where(data.get("mode", np.zeros(t.size)) == _POTENTIOSTATIC_MODE, np.nan, set_point)
+    return np.where(dt > 0, mean, set_point)
 
 
 def _potentiostatic_rows(mode: pa.ChunkedArray) -> tuple[np.ndarray, str]:
@@ -178,6 +196,9 @@ def read_mpr(
         # flows, whatever set point the row carries (that of the step next to it).
         data["mode"] = np.asarray(mpr.get_flag("mode"))
         data[CONTROL] = np.where(data["mode"] == _REST_MODE, 0.0, data[CONTROL])
+    from_dq = DQ in data and "time/s" in data and not any(name in data for name in _ALIASES["current"])
+    if from_dq:
+        data[MEAN_CURRENT] = _mean_current(data)
     header = list(data)
     layout = _layout(header, "biologic mpr", mapping, galvanostatic="mode" in data)
     require(layout, header)
@@ -185,6 +206,9 @@ def read_mpr(
     table = pa.table({name: data[name] for name in wanted})
     report = ParseReport(source=str(path))
     _warn_set_point(layout, report, "the binary's control mode of each row")
+    if from_dq and layout.columns.get("current") == MEAN_CURRENT:
+        report.warn(f"the file records no measured current: the current is each row's charge {DQ!r} over its "
+                    f"interval, as EC-Lab exports {MEAN_CURRENT!r}")
     stamp = getattr(mpr, "timestamp", None)
     if stamp is not None:
         layout.start = parse_start(stamp.strftime("%Y-%m-%d %H:%M:%S.%f"), ("%Y-%m-%d %H:%M:%S.%f",), options.tz)

@@ -41,7 +41,9 @@ class CellRecord:
     ``discharge_mah`` are the cycler's own running charge and discharge
     counters as the file has them, in mAh (see :mod:`.counters`): each resets
     where the file's counter does (a drop is a reset), NaN where a row has no
-    reading, None when the file has no counters.
+    reading, None when the file has no counters. ``mean_current``: the current of
+    a row is what flowed on average since the row before, not a reading at its
+    time, so the charge of an interval is its current times its length.
     """
 
     cell: str
@@ -54,6 +56,7 @@ class CellRecord:
     meta: dict[str, Any] = field(default_factory=dict)
     charge_mah: np.ndarray | None = None  # float64, mAh, the cycler's charge counter
     discharge_mah: np.ndarray | None = None  # float64, mAh, the cycler's discharge counter
+    mean_current: bool = False  # each row's current is its mean since the row before (BioLogic's <I>)
 
     def __len__(self) -> int:
         return int(self.t.shape[0])

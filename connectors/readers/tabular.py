@@ -108,6 +108,7 @@ class Layout:
     start: float | None = None  # epoch seconds of elapsed 0, from the file's header
     headers: dict[str, str] = field(default_factory=dict)  # table column -> header as printed
     mode_exclusion: Callable[[pa.ChunkedArray], tuple[np.ndarray, str]] | None = None
+    mean_current: bool = False  # the current column holds each row's mean since the row before
 
 
 @dataclass
@@ -272,7 +273,7 @@ def normalise(
     cells: dict[str, CellRecord] = {}
     for name, sel in _cells(table, cols, keep, options, report):
         record = CellRecord(str(name), **{k: a[sel] if a is not None else None for k, a in rows.items()},
-                            meta=dict(meta))
+                            meta=dict(meta), mean_current=layout.mean_current)
         record.charge_mah, record.discharge_mah = counters.split(
             {role: c[sel] for role, c in counts.items()}, direction[sel]
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,32 @@ def test_a_file_logged_every_15_min_is_counted_and_a_long_stop_in_it_is_still_a_
     rec.t[2:] += 3 * 3600.0  # the cycler stopped for 3 h, twelve of its intervals
     discharge, _ = half_cycles(rec)
     assert discharge.uncounted_s == pytest.approx(3 * 3600.0 + 900.0)
+
+
+
+def test_a_mean_current_is_counted_over_the_interval_before_it() -> None:
+    """BioLogic's <I> is what flowed since the row before. A 10 s charge at 1 mA logged each
+    second, then a rest row 180 s on: taken as linear to the rest row, the current adds
+    1 mA x 90 s the cycle never passed; each row's current over its own interval does not."""
+    t = T0 + np.r_[np.arange(0.0, 11.0), 190.0, 200.0]
+    i = np.r_[0.0, np.full(10, 1e-3), 0.0, 0.0]
+    rec = CellRecord("B1", t, np.full(t.size, 3.5), i, np.full(t.size, 25.0))
+    (linear,) = half_cycles(rec)
+    (held,) = half_cycles(replace(rec, mean_current=True))
+    assert held.mah == pytest.approx(10 * 1.0 / 3600.0, rel=1e-12)
+    assert linear.mah == pytest.approx((0.5 + 9.0 + 90.0) * 1.0 / 3600.0, rel=1e-12)  # ramps at both ends
+    assert held.active_s == pytest.approx(10.0)
+
+
+def test_a_real_cc_cv_binary_is_counted_as_the_cycler_counted() -> None:
+    """A BioLogic GCPL binary with CV steps and no measured current (aurora-cycler-manager's
+    test data): each row's charge over its interval, counted, is the cycler's count of every half."""
+    pytest.importorskip("galvani")
+    path = Path(__file__).parents[1] / "connectors" / "readers" / "data" / "250116_kigr_gen6_01_02_GCPL_CD8.mpr"
+    halves = half_cycles(read_archive(path, tz="UTC").only())
+    assert len(halves) == 6
+    for half in halves:
+        assert half.mah == pytest.approx(half.cycler_mah, rel=1e-6)
 
 
 def test_a_file_that_starts_charging_numbers_cycles_like_the_twin() -> None:

@@ -146,18 +146,31 @@ def test_impedance_rows_are_no_cycler_samples(tmp_path: Path) -> None:
     assert archive.report.rejected[0].reason.startswith("an impedance (EIS) point")
 
 
-def test_real_gcpl_binary_without_a_measured_current_reads_the_set_point_by_row_mode() -> None:
-    """navani's C/24 GCPL binary: the current is the set point where the flags say
-    galvanostatic, none at rest, and it passes the charge the cycler's counter counted."""
+def test_real_gcpl_binary_without_a_measured_current_reads_each_rows_charge_over_its_interval() -> None:
+    """navani's C/24 GCPL binary: no measured current, but each row's charge dq: the current
+    is that over the row's interval (EC-Lab's <I>), the set point while it flows, none at rest,
+    and the count is the cycler's own."""
     pytest.importorskip("galvani")
     path = DATA / "jdb11-1_c3_gcpl_5cycles_2V-3p8V_C-24_data_C09.mpr"
     archive = read_archive(path, tz="UTC")
     got = archive.only()
     assert archive.report.rows_kept == 46_102 and not archive.report.rejected
-    assert archive.report.columns["current"] == "control/V/mA"
-    assert any("no measured current" in w and "control mode" in w for w in archive.report.warnings)
-    assert set(np.round(got.i * 1e3, 4).tolist()) == {-0.0888, 0.0, 0.0888}
-    # At rest (361 rows) the set point of the next step is no current.
-    assert np.sum(got.i == 0) == 361
+    assert archive.report.columns["current"] == "<I>/mA" and got.mean_current
+    assert any("no measured current" in w and "'dq/mA.h'" in w for w in archive.report.warnings)
+    flowing = np.abs(got.i[np.abs(got.i) > 1e-5]) * 1e3
+    # The +-0.0888 mA set point, but on the 12 rows whose interval a step began or ended in.
+    assert np.sum(~np.isclose(flowing, 0.0888, rtol=0.01)) == 12
     assert_discharge_negative(got)
+    assert_counters_match_current(got, rel=0.002)
+
+
+def test_constant_voltage_rows_of_a_binary_without_current_are_kept() -> None:
+    """aurora-cycler-manager's CC-CV GCPL binary: 475 of its rows hold a voltage (mode 2), whose
+    set point is no current. Read by their charge they are kept, with the current of the CV
+    tail; by the set point they were rejected and the CV charge lost."""
+    pytest.importorskip("galvani")
+    archive = read_archive(DATA / "250116_kigr_gen6_01_02_GCPL_CD8.mpr", tz="UTC")
+    got = archive.only()
+    assert archive.report.rows_kept == 3_791 and not archive.report.rejected
+    assert got.mean_current
     assert_counters_match_current(got, rel=0.002)

@@ -98,6 +98,7 @@ __all__ = ["DEFAULT_TAU_S", "Half", "LearnedOcv", "Window", "find_halves", "infe
 REST_FRACTION = 0.002  # of the largest current: below it a sample is a rest
 PULSE_SHARE = 0.05  # of the charge of the two halves around it: a run of the other sign below it is a pulse
 LONG_HALF = 0.5  # of the largest half's charge: the halves whose cut-offs define the window
+OVERSHOOT_V = 0.1  # how far below 0 V a half-cell's cut-off may read; lower is no cell's window
 MIN_SAMPLES = 10  # of a half to learn a curve from
 SLOW_C_RATE = 0.5  # trusted without a note
 FASTEST_C_RATE = 2.0  # learned at all
@@ -304,7 +305,7 @@ def infer_window(halves: list[Half], v: np.ndarray, v_min: float | None = None, 
         v_min, note = _cutoff(long, -1, np.asarray(v, dtype=float))
         inferred.append("v_min")
         notes += [note] if note else []
-        if v_min < V_WINDOW_FLOOR:  # a lithium counter electrode's overshoot below 0 V
+        if -OVERSHOOT_V <= v_min < V_WINDOW_FLOOR:  # a lithium counter electrode's overshoot below 0 V
             notes.append(f"the discharges end at {v_min:.3g} V, below {V_WINDOW_FLOOR:g} V: "
                          f"the window starts at {V_WINDOW_FLOOR:g} V")
             v_min = V_WINDOW_FLOOR

@@ -99,6 +99,7 @@ REST_FRACTION = 0.002  # of the largest current: below it a sample is a rest
 PULSE_SHARE = 0.05  # of the charge of the two halves around it: a run of the other sign below it is a pulse
 LONG_HALF = 0.5  # of the largest half's charge: the halves whose cut-offs define the window
 OVERSHOOT_V = 0.1  # how far below 0 V a half-cell's cut-off may read; lower is no cell's window
+STOPS_AGREE_V = 0.01  # halves that stop this close together stopped at a cut-off
 MIN_SAMPLES = 10  # of a half to learn a curve from
 SLOW_C_RATE = 0.5  # trusted without a note
 FASTEST_C_RATE = 2.0  # learned at all
@@ -302,7 +303,7 @@ def infer_window(halves: list[Half], v: np.ndarray, v_min: float | None = None, 
     long = [h for h in halves if largest > 0 and h.charge_mah >= LONG_HALF * largest]
     inferred, notes = [], []
     if v_min is None:
-        v_min, note = _cutoff(long, -1, np.asarray(v, dtype=float))
+        v_min, note = _cutoff(halves, long, -1, np.asarray(v, dtype=float))
         inferred.append("v_min")
         notes += [note] if note else []
         if -OVERSHOOT_V <= v_min < V_WINDOW_FLOOR:  # a lithium counter electrode's overshoot below 0 V
@@ -310,7 +311,7 @@ def infer_window(halves: list[Half], v: np.ndarray, v_min: float | None = None, 
                          f"the window starts at {V_WINDOW_FLOOR:g} V")
             v_min = V_WINDOW_FLOOR
     if v_max is None:
-        v_max, note = _cutoff(long, 1, np.asarray(v, dtype=float))
+        v_max, note = _cutoff(halves, long, 1, np.asarray(v, dtype=float))
         inferred.append("v_max")
         notes += [note] if note else []
     if not (np.isfinite(v_min) and np.isfinite(v_max) and v_max > v_min):
@@ -318,12 +319,20 @@ def infer_window(halves: list[Half], v: np.ndarray, v_min: float | None = None, 
     return Window(float(v_min), float(v_max), tuple(inferred), tuple(notes))
 
 
-def _cutoff(long: list[Half], sign: int, v: np.ndarray) -> tuple[float, str | None]:
-    """One end of the window: where the long halves towards it stopped (the cut-off)."""
+def _cutoff(halves: list[Half], long: list[Half], sign: int, v: np.ndarray) -> tuple[float, str | None]:
+    """One end of the window: where the long halves towards it stopped (the cut-off); else
+    where most halves towards it stopped alike (a cell that lost its capacity after a long
+    first charge still runs to its cut-offs)."""
     end, direction = ("v_min", "discharge") if sign < 0 else ("v_max", "charge")
     stopped = [h.v_to for h in long if h.sign == sign]
     if stopped:
         return float(np.median(stopped)), None
+    stops = np.array([h.v_to for h in halves if h.sign == sign])
+    alike = np.abs(stops - np.median(stops)) <= STOPS_AGREE_V if stops.size >= 3 else np.zeros(0, bool)
+    if alike.sum() * 2 > stops.size:
+        value = float(np.median(stops[alike]))
+        return value, (f"no long {direction} reached a cut-off: {end} {value:.2f} V is where {int(alike.sum())} "
+                       f"of the {stops.size} {direction}s stopped; check it, or give {end}")
     started = [h.v_from for h in long if h.sign == -sign]
     if started:
         value = float(np.median(started))

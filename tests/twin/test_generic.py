@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from twin import estimator as est
-from twin.generic import DEFAULT_TAU_S, END_TOLERANCE, find_halves, generic_params, learn_ocv, soc_grid
+from twin.generic import (
+    DEFAULT_TAU_S, END_TOLERANCE, Half, find_halves, generic_params, infer_window, learn_ocv, soc_grid,
+)
 from twin.params import V_WINDOW_FLOOR
 from twin.protocol import cc_cycles
 from twin.simulator import SensorNoise, Simulation
@@ -281,6 +283,20 @@ def test_a_window_inferred_below_zero_volts_starts_at_the_floor():
     assert learned.v_max == pytest.approx(V_HI - V_LO - 0.015, abs=0.01)
     assert any("below 0.001 V: the window starts at 0.001 V" in note for note in learned.notes)
     assert learned.capacity_mah == pytest.approx(learn_ocv(t, v, i).capacity_mah, rel=0.01)
+
+
+
+def test_a_cut_off_the_short_halves_all_stop_at_is_the_window_end():
+    """A long first charge (formation), then a cell that has lost most of its capacity and
+    runs 4.9 -> 3.5 V between its cut-offs: no discharge is long beside the first charge,
+    but every one stops at 3.5 V, which is v_min; not where the first charge started."""
+    first = Half(0, 1, 0, 100, 0.0, 10.0, 1.0, 1.60, 4.90)
+    cycles = [Half(1 + 2 * n + j, sign, 0, 1, 0.0, 2.0 - 0.1 * n, 1.0, v_from, v_to)
+              for n in range(5) for j, (sign, v_from, v_to) in enumerate(((-1, 4.90, 3.50 + 0.001 * n),
+                                                                          (1, 3.50, 4.90)))]
+    window = infer_window([first, *cycles], np.array([1.6, 4.9]))
+    assert window.v_min == pytest.approx(3.502, abs=1e-9) and window.v_max == pytest.approx(4.90)
+    assert any("where 5 of the 5 discharges stopped" in note for note in window.notes)
 
 
 def test_no_full_cycle_gives_a_provisional_fallback_with_the_reason():

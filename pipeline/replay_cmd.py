@@ -345,7 +345,8 @@ def _to_kafka(kafka: KafkaConfig, records: list[CellRecord], metas: dict[str, Ce
 def replay(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Archived cycler files "
-                                                "(several files of one cell are joined in time order).")],
+                                                "(files that hold the same cell, by name or --cell, are joined in "
+                                                "time order; a one-cell file is named after the file).")],
     cell: Annotated[Optional[str], typer.Option(help="Cell id: names a one-cell file, or picks one cell of a "
                                                      "multi-cell table (default: the file name).")] = None,
     mass_mg: Annotated[Optional[float], typer.Option("--mass-mg", help=f"{MASS_MG} Default: mass_mg of the "

@@ -155,7 +155,7 @@ __all__ = [
     "verdicts",
 ]
 
-GAP_S = 600.0  # longer silences are gaps (the twin's estimator flags them from the same bound) ...
+GAP_S = 600.0  # longer silences are gaps (the twin's estimator flags them by the same rule, on its running pace) ...
 GAP_PACES = 10.0  # ... where they are also this many of the file's own median intervals
 REST_FRACTION = 0.01  # |i| from this share of the file's working current on starts a half
 NOISE_SIGMAS = 5.0  # a current this many noise sigmas clear of zero is not sensor noise

@@ -113,7 +113,7 @@ FLAG_NONFINITE = 1  # NaN / inf in t, v, i or temperature: sample skipped
 FLAG_BELOW_WINDOW = 2  # v below the window (hydride: 0.3 V, Li-Mg alloying = abuse); no voltage update
 FLAG_ABOVE_WINDOW = 4  # v above the window + margin: outside the model; no voltage update
 FLAG_TIME = 8  # time did not advance: sample skipped
-FLAG_GAP = 16  # long gap: current over the gap unknown, uncertainty inflated
+FLAG_GAP = 16  # long gap: current over the gap unknown, not counted, uncertainty inflated
 FLAG_OUTLIER = 32  # innovation beyond the gate: voltage not used
 FLAG_IMPLAUSIBLE = 64  # current beyond 20C or temperature no cell on test can have: sample skipped
 FLAG_UNCONVERGED = 128  # the estimate has not converged yet (a new cell, or since a recovery)
@@ -130,7 +130,9 @@ _FAST_LOW, _FAST_HIGH = np.array([-0.05, -1.0, -1.0, -0.5]), np.array([1.05, 1.0
 _WINDOW_MARGIN_V = 0.02
 _MAX_C_RATE = 20.0
 _TEMP_RANGE_C = (-50.0, 250.0)
-_GAP_S = 600.0
+_GAP_S = 600.0  # a silence beyond this ...
+_GAP_PACES = 10.0  # ... and this many of the cell's typical interval is a gap (pipeline.validation's rule)
+_PACE_MEMORY = 0.05  # weight of each interval in the running mean of the log-interval (the pace)
 _GATE_NIS = 36.0  # 6 sigma
 _MAX_RESIDUAL_V = 0.1  # a twin this far from the data is not describing the cell: voltage not used
 _MAX_REJECTED = 5  # consecutive gated samples: the filter, not the data, is wrong: recover
@@ -222,6 +224,7 @@ class Tracker:
     from_voltage: np.ndarray  # 1: SOC starts from the first voltage; 0: from the given soc0
     settled: np.ndarray  # voltage updates since the start or the last recovery
     i_scale: np.ndarray  # A: the cell's recent current scale (decaying peak)
+    log_pace: np.ndarray  # log s: running mean of the log of the cell's sampling interval (NaN: none yet)
     ref_rate: np.ndarray  # (N, 2, _REF_SLOTS) C-rate of each retention reference (discharge, charge)
     ref_counted_mah: np.ndarray  # counted capacity of that reference half
     ref_twin_mah: np.ndarray  # the twin's capacity at that rate, at that half
@@ -352,6 +355,7 @@ def new_tracker(cells: list[CellParams], soc0: float | np.ndarray | None = None,
         from_voltage=np.full(n, float(soc0 is None)),
         settled=zeros.copy(),
         i_scale=zeros.copy(),
+        log_pace=np.full(n, np.nan),
         ref_rate=np.full((n, 2, _REF_SLOTS), np.nan),
         ref_counted_mah=np.full((n, 2, _REF_SLOTS), np.nan),
         ref_twin_mah=np.full((n, 2, _REF_SLOTS), np.nan),
@@ -461,6 +465,21 @@ def _validate(tr: Tracker, t, v, i, temp_c) -> tuple[np.ndarray, ...]:
     return tuple(arrays)
 
 
+def gap_limit(log_pace: np.ndarray) -> np.ndarray:
+    """The silence beyond which the current between two samples is unknown: `_GAP_S`, or
+    `_GAP_PACES` of the cell's pace where it logs that coarsely (a slow test logged every
+    15 min has no gap at every sample); none before a first interval sets the pace."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(log_pace), np.inf, np.maximum(_GAP_S, _GAP_PACES * np.exp(log_pace)))
+
+
+def _paced(log_pace: np.ndarray, dt: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """The pace after an interval `dt` (its log in the running mean; the first sets it)."""
+    step = np.log(np.where(dt > 0, dt, 1.0))
+    moved = np.where(np.isnan(log_pace), step, log_pace + _PACE_MEMORY * (step - log_pace))
+    return np.where(ok & (dt > 0), moved, log_pace)
+
+
 def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     finite = np.isfinite(t) & np.isfinite(v) & np.isfinite(i) & np.isfinite(temp_c)
     with np.errstate(invalid="ignore"):
@@ -482,7 +501,7 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
         np.where(present & ~finite, FLAG_NONFINITE, 0)
         | np.where(present & backwards, FLAG_TIME, 0)
         | np.where(present & implausible, FLAG_IMPLAUSIBLE, 0)
-        | np.where(ok & (dt > _GAP_S), FLAG_GAP, 0)
+        | np.where(ok & (dt > gap_limit(tr.log_pace)), FLAG_GAP, 0)
         | np.where(ok & below, FLAG_BELOW_WINDOW, 0)
         | np.where(ok & above, FLAG_ABOVE_WINDOW, 0)
     )
@@ -511,7 +530,7 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     # the plateau SOC takes up the rest. Since held ends are pinned (`_pin_end`), a
     # faster offset no longer shortens the swing.
     scale[:, _IE] = np.where(learned, _LEARNED_OFFSET_WALK, 1.0)
-    q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > _GAP_S, 10.0, 1.0))[:, None]
+    q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > gap_limit(tr.log_pace), 10.0, 1.0))[:, None]
     q_diag[:, _IZ] += _consider_soc_q(tr.seg_mah, tr.capacity_mah, tr.capacity_var, bu_z)
     # ... and a learned curve is one half's voltage, binned: along the SOC its error wanders
     # by a few mV (an LFP charge's graphite steps moved 0.1 in SOC between the curve's half
@@ -831,14 +850,17 @@ def _bookkeeping(tr: Tracker, ok: np.ndarray, i: np.ndarray, dt: np.ndarray, Bu:
     sign = np.where(np.abs(i) > threshold, np.sign(i), 0.0)
     # Trapezoid rule, the interval split where the current crosses zero: a reversal between
     # two samples gives each half its own part, and a step logged late is not over-counted.
-    tr.seg_mah = tr.seg_mah + np.where(ok, _forward_mah(tr.seg_sign, tr.i_last, i, dt), 0.0)
+    # Over a gap the current is unknown (a paused test passes none): not counted, as the
+    # validation's count of the file leaves it.
+    counted = np.where(dt > gap_limit(tr.log_pace), 0.0, dt)
+    tr.seg_mah = tr.seg_mah + np.where(ok, _forward_mah(tr.seg_sign, tr.i_last, i, counted), 0.0)
     closing = ok & (sign != 0) & (tr.seg_sign != 0) & (sign != tr.seg_sign)
     _pin_end(tr, np.flatnonzero(closing & learned[:, 0]), ended)
     end = np.where(learned, ended, np.column_stack([tr.x[:, _IZ], tr.x[:, _ID], tr.P[:, _IZ, _IZ]]))
     halves = [_close_half(tr, k, float(t[k]), *_ended(end[k]), float(dt[k])) for k in np.flatnonzero(closing)]
     starting = ok & (sign != 0) & (closing | (tr.seg_sign == 0))
     tr.seg_sign = np.where(starting, sign, tr.seg_sign)
-    tr.seg_mah = np.where(starting, _forward_mah(sign, tr.i_last, i, dt), tr.seg_mah)
+    tr.seg_mah = np.where(starting, _forward_mah(sign, tr.i_last, i, counted), tr.seg_mah)
     tr.seg_active_s = np.where(starting, 0.0, tr.seg_active_s)
     # (After the closing: its time update rescales the SOC to the smaller capacity.)
     after = np.column_stack([tr.x[:, _IZ] - Bu[:, _IZ], tr.x[:, _ID] - Bu[:, _ID], tr.P[:, _IZ, _IZ]])
@@ -846,7 +868,7 @@ def _bookkeeping(tr: Tracker, ok: np.ndarray, i: np.ndarray, dt: np.ndarray, Bu:
     tr.seg_soc0 = np.where(starting, start[:, 0], tr.seg_soc0)
     tr.seg_d0 = np.where(starting, start[:, 1], tr.seg_d0)
     tr.seg_soc_var0 = np.where(starting, start[:, 2], tr.seg_soc_var0)
-    tr.seg_active_s = tr.seg_active_s + np.where(ok & (tr.seg_sign != 0) & (sign != 0), dt, 0.0)
+    tr.seg_active_s = tr.seg_active_s + np.where(ok & (tr.seg_sign != 0) & (sign != 0), counted, 0.0)
     same = ok & (sign != 0) & (sign == tr.seg_sign)
     low = (tr.seg_active_s > 0) & (np.abs(i) * tr.seg_active_s < _CV_TAIL * tr.seg_mah * 3.6)
     tail = np.where(starting, 0.0, tr.seg_tail_n)
@@ -856,6 +878,7 @@ def _bookkeeping(tr: Tracker, ok: np.ndarray, i: np.ndarray, dt: np.ndarray, Bu:
     _mark_end(tr, np.flatnonzero(ok & (sign == tr.seg_sign)))  # the half goes on, or none has begun
     tr.seg_pinned = np.where(starting, 0.0, tr.seg_pinned)
     tr.i_last = np.where(ok, i, tr.i_last)
+    tr.log_pace = _paced(tr.log_pace, dt, ok)
     # A hold at the cut-off that has just ended in a rest: the SOC is at the end of the
     # curve now, not only when the next half starts (the rest's relaxing voltage is no
     # open circuit either, and mid-rest the filter's SOC would still be the hold's count).

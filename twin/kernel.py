@@ -58,10 +58,10 @@ _tau_multiplier = njit(deg.tau_multiplier)
 _STATE = ("t_last", "i_last", "rejected", "nis", "settled", "i_scale", "irr_left_mah", "capacity_mah",
           "capacity_var", "cycle", "seg_sign", "seg_mah", "seg_soc0", "seg_soc_var0", "seg_d0", "seg_active_s",
           "seg_i_end", "seg_tail_n", "seg_v_end", "first_capacity_mah", "r_base", "seg_pinned", "seg_z_end",
-          "seg_d_end", "seg_var_end")
+          "seg_d_end", "seg_var_end", "log_pace")
 (_T_LAST, _I_LAST, _REJECTED, _NIS, _SETTLED, _I_SCALE, _IRR_LEFT, _CAP, _CAP_VAR, _CYCLE, _SEG_SIGN, _SEG_MAH,
  _SEG_SOC0, _SEG_SOC_VAR0, _SEG_D0, _SEG_ACTIVE_S, _SEG_I_END, _SEG_TAIL_N, _SEG_V_END, _FIRST_CAP,
- _R_BASE, _SEG_PINNED, _SEG_Z_END, _SEG_D_END, _SEG_VAR_END) = range(len(_STATE))
+ _R_BASE, _SEG_PINNED, _SEG_Z_END, _SEG_D_END, _SEG_VAR_END, _LOG_PACE) = range(len(_STATE))
 
 # Per-cell model constants, in this order (see `_cell_params`).
 _PARAMS = ("one_c_ma", "v_min", "v_max", "activation_factor", "activation_cycles", "tau_diff_s", "hysteresis_rate",
@@ -72,10 +72,12 @@ _ONE_C, _V_MIN, _V_MAX, _ACT_FACTOR, _ACT_CYCLES, _TAU_DIFF, _GAMMA, _TAU1, _SHI
 _LIMIT_NAMES = ("_MAX_C_RATE", "_WINDOW_MARGIN_V", "_GAP_S", "_GATE_NIS", "_MAX_RESIDUAL_V", "_MAX_REJECTED",
                 "_LOST_NIS", "_SETTLE_SAMPLES", "_CONVERGED_SOC_STD", "_ACTIVE_C", "_ACTIVE_SCALE", "_ACTIVE_FLOOR_C",
                 "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD", "_LEARNED_OFFSET_WALK", "_HOLD_BAND",
-                "_CV_SAMPLES", "_CURVE_WALK_V", "_SWITCHING", "_SWITCH_VAR", "_TRANSIENT")
+                "_CV_SAMPLES", "_CURVE_WALK_V", "_SWITCHING", "_SWITCH_VAR", "_TRANSIENT", "_GAP_PACES",
+                "_PACE_MEMORY")
 (_L_MAX_C, _L_MARGIN, _L_GAP, _L_GATE, _L_MAX_RES, _L_MAX_REJ, _L_LOST_NIS, _L_SETTLE, _L_CONV_SD, _L_ACTIVE_C,
  _L_ACTIVE_SCALE, _L_FLOOR_C, _L_CV_TAIL, _L_MEMORY, _L_KNEE_BAND, _L_V_STD, _L_OFFSET_WALK,
- _L_HOLD_BAND, _L_CV_SAMPLES, _L_CURVE_WALK, _L_SWITCHING, _L_SWITCH_VAR, _L_TRANSIENT) = range(len(_LIMIT_NAMES))
+ _L_HOLD_BAND, _L_CV_SAMPLES, _L_CURVE_WALK, _L_SWITCHING, _L_SWITCH_VAR, _L_TRANSIENT, _L_GAP_PACES,
+ _L_PACE_MEMORY) = range(len(_LIMIT_NAMES))
 _L_T_LOW, _L_T_HIGH = len(_LIMIT_NAMES), len(_LIMIT_NAMES) + 1
 _L_Q = _L_T_HIGH + 1
 _L_LOW = _L_Q + est.N_X
@@ -214,7 +216,10 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                     break  # a hold at the cut-off ended in a rest: its SOC is pinned (estimator._bookkeeping)
             below = vj < p[_V_MIN] - (lim[_L_MARGIN] if p[_GENERIC] > 0 else 0.0)
             above = vj > p[_V_MAX] + lim[_L_MARGIN]
-            f = (est.FLAG_GAP if dt > lim[_L_GAP] else 0) | (est.FLAG_BELOW_WINDOW if below else 0) | (
+            pace = sk[_LOG_PACE]  # estimator.gap_limit
+            is_gap = not np.isnan(pace) and dt > max(lim[_L_GAP], lim[_L_GAP_PACES] * np.exp(pace))
+            counted = 0.0 if is_gap else dt
+            f = (est.FLAG_GAP if is_gap else 0) | (est.FLAG_BELOW_WINDOW if below else 0) | (
                 est.FLAG_ABOVE_WINDOW if above else 0)
             # A learned cell held at its cut-off: counted, the voltage not used (estimator._in_hold).
             hold = p[_GENERIC] > 0 and sign == 0 and sk[_SEG_PINNED] > 0  # resting after a pinned hold
@@ -234,7 +239,7 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             irr = sk[_IRR_LEFT]
             sink = irr / (irr + cap) if ij < 0 and irr > 0 else 0.0
             a_h, a_1, b_1, a_d, bu_z, bu_h, bu_d = _transition_terms(ij, dt, g, q_as, sink, tau_d, p[_GAMMA], p[_TAU1])
-            gap = dt * (10.0 if dt > lim[_L_GAP] else 1.0)
+            gap = dt * (10.0 if is_gap else 1.0)
             for m in range(n_x):
                 scale = xk[m] if m == 4 or m == 5 else (lim[_L_OFFSET_WALK] if m == 6 and p[_GENERIC] > 0 else 1.0)
                 q[m] = lim[_L_Q + m] * scale**2 * gap
@@ -344,11 +349,11 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 break
             # Coulomb counting per half-cycle (estimator._bookkeeping).
             sk[_I_SCALE] = i_scale
-            sk[_SEG_MAH] += _forward_mah(seg_sign, sk[_I_LAST], ij, dt)
+            sk[_SEG_MAH] += _forward_mah(seg_sign, sk[_I_LAST], ij, counted)
             starting = sign != 0 and seg_sign == 0
             if starting:
                 sk[_SEG_SIGN] = seg_sign = sign
-                sk[_SEG_MAH] = _forward_mah(sign, sk[_I_LAST], ij, dt)
+                sk[_SEG_MAH] = _forward_mah(sign, sk[_I_LAST], ij, counted)
                 sk[_SEG_ACTIVE_S] = 0.0
                 sk[_SEG_SOC0] = xk[0] - bu_z
                 sk[_SEG_SOC_VAR0] = Pk[0, 0]
@@ -357,7 +362,7 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
                 sk[_SEG_V_END] = np.nan
                 sk[_SEG_PINNED] = 0.0
             if seg_sign != 0 and sign != 0:
-                sk[_SEG_ACTIVE_S] += dt
+                sk[_SEG_ACTIVE_S] += counted
             if sign != 0 and sign == seg_sign:
                 tail_low = sk[_SEG_ACTIVE_S] > 0 and abs(ij) * sk[_SEG_ACTIVE_S] < lim[_L_CV_TAIL] * sk[_SEG_MAH] * 3.6
                 sk[_SEG_TAIL_N] = sk[_SEG_TAIL_N] + 1.0 if tail_low else 0.0
@@ -367,6 +372,8 @@ def _run(params, tables, lim, x, P, s, t, v, i, temp, present, count, pos, out, 
             if sign == seg_sign:  # the half goes on, or none has begun: where it would end (or start)
                 sk[_SEG_Z_END], sk[_SEG_D_END], sk[_SEG_VAR_END] = xk[0], xk[3], Pk[0, 0]
             sk[_I_LAST] = ij
+            step = np.log(dt)  # estimator._paced (dt > 0 here)
+            sk[_LOG_PACE] = step if np.isnan(pace) else pace + lim[_L_PACE_MEMORY] * (step - pace)
             _write(out, flags, k, j, xk, Pk, sk, y if use_v else np.nan, f)
             j += 1
         pos[k] = j

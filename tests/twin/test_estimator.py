@@ -176,3 +176,28 @@ def test_a_half_whose_last_sample_is_on_its_knee_is_not_partial():
     (last,) = est.finish(tr)
     assert last.half == "charge" and not last.partial
     assert last.capacity_mah == pytest.approx(sim.truth[1].capacity_mah, rel=0.01)
+
+
+def test_a_pause_is_a_gap_whose_charge_is_not_counted():
+    """The cycler paused for an hour mid-discharge: the current after the pause did not flow
+    through it. Held over the hour, a 1C count doubled the half; a gap is left out of it."""
+    cell = preset("nd4mg80ni8")
+    sim = Simulation([cell], cc_cycles(1.0, 1), dt=10.0, seed=1)
+    t, v, i = (np.concatenate([getattr(b, name).reshape(-1) for b in sim.blocks()]) for name in ("t", "v", "i"))
+    middle = np.flatnonzero(i < 0)[100]
+    t = np.where(np.arange(t.size) >= middle, t + 3600.0, t)
+    tr = est.new_tracker([cell])
+    outputs = [est.step(tr, t[k], v[k], i[k]) for k in range(t.size)]
+    flagged = [k for k, out in enumerate(outputs) if out.flags[0] & est.FLAG_GAP]
+    assert flagged == [middle]
+    (discharge,) = [h for out in outputs for h in out.halves if h.half == "discharge"]
+    assert discharge.capacity_mah == pytest.approx(sim.truth[0].capacity_mah, rel=0.01)
+
+
+def test_a_test_logged_every_15_minutes_has_no_gap_at_every_sample():
+    cell = preset("nd4mg80ni8")
+    sim = Simulation([cell], cc_cycles(0.05, 1), dt=900.0, seed=1)
+    tr = est.new_tracker([cell])
+    flags = [est.step(tr, b.t[k], b.v[:, k], b.i[:, k], b.temp_c[:, k]).flags[0]
+             for b in sim.blocks() for k in range(b.t.size)]
+    assert len(flags) > 100 and not any(f & est.FLAG_GAP for f in flags)

@@ -122,6 +122,7 @@ import pyarrow.csv as pacsv
 from connectors.readers import CellRecord
 from connectors.wire import GENERIC
 from pipeline.report_data import VALIDATION_COLUMNS, VALIDATION_FILE, CellData, Columns
+from twin.estimator import GAP_PACES, GAP_S  # one rule for a gap: the file's count and the twin's
 
 __all__ = [
     "GAP_S",
@@ -155,8 +156,6 @@ __all__ = [
     "verdicts",
 ]
 
-GAP_S = 600.0  # longer silences are gaps (the twin's estimator flags them by the same rule, on its running pace) ...
-GAP_PACES = 10.0  # ... where they are also this many of the file's own median intervals
 REST_FRACTION = 0.01  # |i| from this share of the file's working current on starts a half
 NOISE_SIGMAS = 5.0  # a current this many noise sigmas clear of zero is not sensor noise
 V_HOLD = 0.005  # V: a CV step holds its voltage this closely; a rest relaxes away from it

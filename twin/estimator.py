@@ -89,6 +89,8 @@ __all__ = [
     "FLAG_ABOVE_WINDOW",
     "FLAG_TIME",
     "FLAG_GAP",
+    "GAP_S",
+    "GAP_PACES",
     "FLAG_OUTLIER",
     "FLAG_IMPLAUSIBLE",
     "FLAG_UNCONVERGED",
@@ -130,8 +132,8 @@ _FAST_LOW, _FAST_HIGH = np.array([-0.05, -1.0, -1.0, -0.5]), np.array([1.05, 1.0
 _WINDOW_MARGIN_V = 0.02
 _MAX_C_RATE = 20.0
 _TEMP_RANGE_C = (-50.0, 250.0)
-_GAP_S = 600.0  # a silence beyond this ...
-_GAP_PACES = 10.0  # ... and this many of the cell's typical interval is a gap (pipeline.validation's rule)
+GAP_S = 600.0  # a silence beyond this ...
+GAP_PACES = 10.0  # ... and this many of the cell's typical interval is a gap (pipeline.validation's too)
 _PACE_MEMORY = 0.05  # weight of each interval in the running mean of the log-interval (the pace)
 _GATE_NIS = 36.0  # 6 sigma
 _MAX_RESIDUAL_V = 0.1  # a twin this far from the data is not describing the cell: voltage not used
@@ -466,11 +468,11 @@ def _validate(tr: Tracker, t, v, i, temp_c) -> tuple[np.ndarray, ...]:
 
 
 def gap_limit(log_pace: np.ndarray) -> np.ndarray:
-    """The silence beyond which the current between two samples is unknown: `_GAP_S`, or
-    `_GAP_PACES` of the cell's pace where it logs that coarsely (a slow test logged every
+    """The silence beyond which the current between two samples is unknown: `GAP_S`, or
+    `GAP_PACES` of the cell's pace where it logs that coarsely (a slow test logged every
     15 min has no gap at every sample); none before a first interval sets the pace."""
     with np.errstate(invalid="ignore"):
-        return np.where(np.isnan(log_pace), np.inf, np.maximum(_GAP_S, _GAP_PACES * np.exp(log_pace)))
+        return np.where(np.isnan(log_pace), np.inf, np.maximum(GAP_S, GAP_PACES * np.exp(log_pace)))
 
 
 def _paced(log_pace: np.ndarray, dt: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -492,6 +494,7 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     backwards = finite & ~first & ~(dt > 0)
     ok = present & finite & ~backwards & ~implausible
     dt = np.where(ok, dt, 0.0)
+    gap = ok & (dt > gap_limit(tr.log_pace))
     # A learned curve's window is the cycler's own cut-offs, which it holds in voltage
     # steps: noise puts half the samples of a hold below the lower one.
     learned = ~np.isnan(tr.ocv_table[:, 0, 0])
@@ -501,7 +504,7 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
         np.where(present & ~finite, FLAG_NONFINITE, 0)
         | np.where(present & backwards, FLAG_TIME, 0)
         | np.where(present & implausible, FLAG_IMPLAUSIBLE, 0)
-        | np.where(ok & (dt > gap_limit(tr.log_pace)), FLAG_GAP, 0)
+        | np.where(gap, FLAG_GAP, 0)
         | np.where(ok & below, FLAG_BELOW_WINDOW, 0)
         | np.where(ok & above, FLAG_ABOVE_WINDOW, 0)
     )
@@ -530,7 +533,7 @@ def _prepare(tr: Tracker, t, v, i, temp_c, present) -> _Prepared:
     # the plateau SOC takes up the rest. Since held ends are pinned (`_pin_end`), a
     # faster offset no longer shortens the swing.
     scale[:, _IE] = np.where(learned, _LEARNED_OFFSET_WALK, 1.0)
-    q_diag = _Q_RATE * scale**2 * (dt * np.where(dt > gap_limit(tr.log_pace), 10.0, 1.0))[:, None]
+    q_diag = _Q_RATE * scale**2 * (dt * np.where(gap, 10.0, 1.0))[:, None]
     q_diag[:, _IZ] += _consider_soc_q(tr.seg_mah, tr.capacity_mah, tr.capacity_var, bu_z)
     # ... and a learned curve is one half's voltage, binned: along the SOC its error wanders
     # by a few mV (an LFP charge's graphite steps moved 0.1 in SOC between the curve's half

@@ -69,10 +69,10 @@ _PARAMS = ("one_c_ma", "v_min", "v_max", "activation_factor", "activation_cycles
 _ONE_C, _V_MIN, _V_MAX, _ACT_FACTOR, _ACT_CYCLES, _TAU_DIFF, _GAMMA, _TAU1, _SHIFT, _LOC, _GENERIC = range(11)
 
 # The estimator's constants, in this order; then _Q_RATE, _FAST_LOW, _FAST_HIGH.
-_LIMIT_NAMES = ("_MAX_C_RATE", "_WINDOW_MARGIN_V", "_GAP_S", "_GATE_NIS", "_MAX_RESIDUAL_V", "_MAX_REJECTED",
+_LIMIT_NAMES = ("_MAX_C_RATE", "_WINDOW_MARGIN_V", "GAP_S", "_GATE_NIS", "_MAX_RESIDUAL_V", "_MAX_REJECTED",
                 "_LOST_NIS", "_SETTLE_SAMPLES", "_CONVERGED_SOC_STD", "_ACTIVE_C", "_ACTIVE_SCALE", "_ACTIVE_FLOOR_C",
                 "_CV_TAIL", "_SCALE_MEMORY_S", "_KNEE_BAND", "_V_STD", "_LEARNED_OFFSET_WALK", "_HOLD_BAND",
-                "_CV_SAMPLES", "_CURVE_WALK_V", "_SWITCHING", "_SWITCH_VAR", "_TRANSIENT", "_GAP_PACES",
+                "_CV_SAMPLES", "_CURVE_WALK_V", "_SWITCHING", "_SWITCH_VAR", "_TRANSIENT", "GAP_PACES",
                 "_PACE_MEMORY")
 (_L_MAX_C, _L_MARGIN, _L_GAP, _L_GATE, _L_MAX_RES, _L_MAX_REJ, _L_LOST_NIS, _L_SETTLE, _L_CONV_SD, _L_ACTIVE_C,
  _L_ACTIVE_SCALE, _L_FLOOR_C, _L_CV_TAIL, _L_MEMORY, _L_KNEE_BAND, _L_V_STD, _L_OFFSET_WALK,

@@ -135,13 +135,13 @@ def date_format(col: pa.ChunkedArray, formats: Sequence[str] = COMMON_DATE_FORMA
         return None, False
     sample = col.slice(0, 200)
     fits = [fmt for fmt in formats if timestamps(sample, (fmt,), None)[1].mean() > 0.5]
+    if len(fits) < 2:  # one order reads it, or none: nothing to weigh on the whole column
+        return (fits[0] if fits else None), False
     scored = []
     for fmt in fits:
         secs, ok = timestamps(col, (fmt,), None)
         steps = np.abs(np.diff(secs[ok]))
         scored.append((-int(ok.sum()), float(steps.max()) if steps.size else 0.0, fmt))
-    if not scored:
-        return None, False
     best = min(scored)
     return best[2], sum(score[0] == best[0] for score in scored) > 1
 
